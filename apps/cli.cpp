@@ -1,0 +1,116 @@
+#include "cli.h"
+
+#include <memory>
+
+#include "app/commands.h"
+
+namespace reslab {
+
+namespace {
+
+/// Binds a value whose presence on the command line matters: it lands in `target` only when given.
+template <typename T>
+void optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
+  cmd->add_option_function<T>(name, [&target](const T& v) { target = v; }, help);
+}
+
+void bind_overrides(CLI::App* cmd, Overrides& o) {
+  optional_flag(cmd, "--epochs", o.epochs, "Epochs to train (replaces the file's value)");
+  optional_flag(cmd, "--iterations", o.iterations, "Iterations to train (instead of epochs)");
+  optional_flag(cmd, "--train-size", o.train_size, "Training examples to keep (0: all)");
+  optional_flag(cmd, "--test-size", o.test_size, "Test examples to evaluate on (0: all)");
+  optional_flag(cmd, "--batch", o.batch, "Mini-batch size");
+  optional_flag(cmd, "--lr", o.lr, "Base learning rate");
+  optional_flag(cmd, "--seed", o.seed, "Random seed (model init, data order, augmentation)");
+  optional_flag(cmd, "--threads", o.threads, "LibTorch intra-op threads (default: every core)");
+  optional_flag(cmd, "--log-every", o.log_every, "Iterations between training records");
+  optional_flag(cmd, "--data", o.data_dir, "Folder the dataset is read from");
+}
+
+void setup_info(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<InfoOptions>();
+  auto* cmd = app.add_subcommand("info", "Depth, parameters and multiply-adds of a model");
+  cmd->add_option("model", opts->model, "Model name, e.g. resnet56")->required();
+  cmd->add_option("--dataset", opts->dataset, "Dataset whose input shape and classes to use")->capture_default_str();
+  cmd->add_option("--shortcut", opts->shortcut, "Shortcut option A, B or C")->capture_default_str();
+  cmd->add_flag("--json", opts->json, "Print JSON");
+  cmd->callback([opts, &action] { action = [opts] { return run_info(*opts); }; });
+}
+
+void setup_train(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<TrainOptions>();
+  auto* cmd = app.add_subcommand("train", "Train one network");
+  cmd->add_option("--model", opts->run.model, "Model name, e.g. resnet20, plain56")->required();
+  cmd->add_option("--dataset", opts->run.dataset, "fashion-mnist, mnist, cifar10 or cifar100")->capture_default_str();
+  cmd->add_option("--out", opts->out, "Folder for config.json, metrics.jsonl, summary.json")->required();
+  cmd->add_option("--shortcut", opts->run.shortcut, "Shortcut option A, B or C")->capture_default_str();
+  cmd->add_option("--val-size", opts->run.val_size, "Training examples held out for validation");
+  cmd->add_option("--milestones", opts->run.schedule.milestones, "Epochs at which the lr drops by 10x")->delimiter(',');
+  cmd->add_option("--eval-at", opts->run.eval_at, "Extra iterations at which to evaluate")->delimiter(',');
+  auto* no_augment = cmd->add_flag("--no-augment", "Train without padding, cropping and flipping");
+  cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in --out");
+  bind_overrides(cmd, opts->overrides);
+  cmd->callback([opts, no_augment, &action] {
+    opts->run.schedule.milestones_in_epochs = true;
+    if (no_augment->count() > 0) opts->run.augment = false;
+    action = [opts] { return run_train(*opts); };
+  });
+}
+
+void setup_run(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<RunExperimentOptions>();
+  auto* cmd = app.add_subcommand("run", "Run every point of an experiment's grid");
+  cmd->add_option("experiment", opts->experiment, "Experiment file, e.g. experiments/fashion_degradation.json")
+      ->required();
+  cmd->add_option("--out", opts->out, "Results folder (default runs/<experiment name>)");
+  cmd->add_option_function<std::vector<int64_t>>(
+         "--depths", [opts](const std::vector<int64_t>& d) { opts->overrides.depths = d; },
+         "Depths to run, e.g. 20,56 (plain and residual as the file says)")
+      ->delimiter(',');
+  cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in the output folder");
+  auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
+  bind_overrides(cmd, opts->overrides);
+  cmd->callback([opts, no_plot, &action] {
+    opts->plot = no_plot->count() == 0;
+    action = [opts] { return run_experiment_command(*opts); };
+  });
+}
+
+void setup_plot(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<PlotOptions>();
+  auto* cmd = app.add_subcommand("plot", "Draw curves.png (paper Figure 6 style) from an experiment's results");
+  cmd->add_option("results_dir", opts->results_dir, "Folder holding results.json")->required();
+  cmd->add_option("--output", opts->output, "PNG file (default RESULTS_DIR/curves.png)");
+  cmd->callback([opts, &action] { action = [opts] { return run_plot(*opts); }; });
+}
+
+void setup_bench(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<BenchOptions>();
+  auto* cmd = app.add_subcommand("bench", "Training throughput of the full step (forward, backward, update)");
+  cmd->add_option("--model", opts->models, "Model names, e.g. resnet20,resnet56")->delimiter(',')->capture_default_str();
+  cmd->add_option("--dataset", opts->dataset, "Dataset whose input shape to use")->capture_default_str();
+  cmd->add_option("--batch", opts->batch, "Mini-batch size")->capture_default_str();
+  cmd->add_option("--iterations", opts->iterations, "Timed steps")->capture_default_str();
+  cmd->add_option("--warmup", opts->warmup, "Untimed steps first")->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "Intra-op threads (0: every core)")->capture_default_str();
+  auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
+  cmd->add_flag("--json", opts->json, "Print JSON");
+  cmd->callback([opts, nchw, &action] {
+    opts->channels_last = nchw->count() == 0;
+    action = [opts] { return run_bench(*opts); };
+  });
+}
+
+}  // namespace
+
+void setup_commands(CLI::App& app, std::function<int()>& action) {
+  app.add_subcommand("models", "List the model names")->callback([&action] { action = [] { return run_models(); }; });
+  setup_info(app, action);
+  setup_train(app, action);
+  setup_run(app, action);
+  setup_plot(app, action);
+  setup_bench(app, action);
+  app.require_subcommand(1);
+}
+
+}  // namespace reslab

@@ -1,0 +1,17 @@
+// reslab: train plain and residual networks, run experiments, export and plot the results.
+#include <iostream>
+
+#include "cli.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"reslab: reproduce and probe \"Deep Residual Learning for Image Recognition\""};
+  std::function<int()> action;
+  reslab::setup_commands(app, action);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return action();
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+}

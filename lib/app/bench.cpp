@@ -1,0 +1,66 @@
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "app/commands.h"
+#include "data/datasets.h"
+#include "experiment/runner.h"
+#include "models/registry.h"
+#include "optim/sgd.h"
+
+namespace reslab {
+
+int run_bench(const BenchOptions& options) {
+  const int64_t threads = resolve_threads(options.threads);
+  torch::set_num_threads(static_cast<int>(threads));
+  const DatasetInfo& data = dataset_info(options.dataset);
+  if (options.batch <= 0 || options.iterations <= 0 || options.warmup < 0) {
+    throw std::invalid_argument("bench: --batch and --iterations must be positive, --warmup non-negative");
+  }
+  nlohmann::json all = nlohmann::json::array();
+  if (!options.json) {
+    std::printf("%-12s %6s %8s %14s %12s\n", "model", "batch", "threads", "train img/s", "GMAC/s");
+  }
+  for (const auto& name : options.models) {
+    torch::manual_seed(0);
+    ModelSpec spec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
+    auto model = build_model(name, spec);
+    const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    if (options.channels_last) to_channels_last(*model);
+    auto optimizer = make_sgd(model->parameters(), SgdConfig{});
+    auto inputs = torch::randn({options.batch, data.channels, data.height, data.width}).contiguous(memory);
+    auto targets = torch::randint(0, data.classes, {options.batch}, torch::kInt64);
+    model->train();
+    auto step = [&] {
+      optimizer->zero_grad();
+      auto loss = torch::nn::functional::cross_entropy(model->forward(inputs), targets);
+      loss.backward();
+      optimizer->step();
+    };
+    for (int64_t i = 0; i < options.warmup; ++i) step();
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < options.iterations; ++i) step();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double img_per_s = static_cast<double>(options.batch * options.iterations) / seconds;
+    // Training costs about three forward passes: forward, and backward to inputs and to weights.
+    const double macs_per_s = img_per_s * 3.0 * static_cast<double>(model->macs());
+    nlohmann::json row = {{"model", name},
+                          {"dataset", options.dataset},
+                          {"batch", options.batch},
+                          {"threads", threads},
+                          {"channels_last", options.channels_last},
+                          {"train_img_per_s", img_per_s},
+                          {"macs_per_s", macs_per_s}};
+    all.push_back(row);
+    if (!options.json) {
+      std::printf("%-12s %6lld %8lld %14.1f %12.1f\n", name.c_str(), static_cast<long long>(options.batch),
+                  static_cast<long long>(threads), img_per_s, macs_per_s / 1e9);
+    }
+  }
+  if (options.json) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace reslab

@@ -1,0 +1,67 @@
+#pragma once
+// The subcommands of the `reslab` program: an options struct and a run_* function each. apps/ binds them to
+// CLI11; everything they do lives here so that tests can call them.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "experiment/config.h"
+
+namespace reslab {
+
+/// `reslab models`: the registry's names.
+int run_models();
+
+struct InfoOptions {
+  std::string model;
+  std::string dataset = "cifar10";
+  std::string shortcut = "A";
+  bool json = false;
+};
+/// `reslab info`: depth, layers, parameters and multiply-adds of a model on a dataset's input shape.
+int run_info(const InfoOptions& options);
+
+struct TrainOptions {
+  RunConfig run;  ///< defaults, then flags
+  Overrides overrides;
+  std::string out;
+  bool overwrite = false;
+};
+/// `reslab train`: one run into --out.
+int run_train(const TrainOptions& options);
+
+struct RunExperimentOptions {
+  std::string experiment;
+  std::string out;  ///< default runs/<experiment name>
+  Overrides overrides;
+  bool overwrite = false;
+  bool plot = true;
+};
+/// `reslab run`: every grid point of an experiment, results.json, the degradation table and the plot.
+int run_experiment_command(const RunExperimentOptions& options);
+
+struct PlotOptions {
+  std::string results_dir;
+  std::string output;  ///< default RESULTS_DIR/curves.png
+};
+/// `reslab plot`: curves.png in the style of the paper's Figure 6 (scripts/plot_curves.py, matplotlib).
+int run_plot(const PlotOptions& options);
+
+struct BenchOptions {
+  std::vector<std::string> models = {"resnet20"};
+  std::string dataset = "fashion-mnist";
+  int64_t batch = 128;
+  int64_t iterations = 20;
+  int64_t warmup = 3;
+  int64_t threads = 0;
+  bool channels_last = true;
+  bool json = false;
+};
+/// `reslab bench`: training images per second of the full step on synthetic data of the dataset's shape.
+int run_bench(const BenchOptions& options);
+
+/// Where reslab's helper scripts are: $RESLAB_SCRIPTS, else the source tree's scripts/ folder.
+std::string scripts_dir();
+
+}  // namespace reslab

@@ -1,0 +1,101 @@
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "app/commands.h"
+#include "experiment/results.h"
+#include "experiment/runner.h"
+
+namespace fs = std::filesystem;
+
+namespace reslab {
+
+namespace {
+RunOptions console_options() {
+  RunOptions options;
+  options.progress = &std::cout;
+  options.terminal = isatty(STDOUT_FILENO) == 1;
+  return options;
+}
+
+void print_final(const nlohmann::json& s) {
+  auto show = [](const nlohmann::json& v) { return v.is_number() ? std::to_string(v.get<double>()) : "-"; };
+  std::cout << s["run"].get<std::string>() << ": " << s["status"].get<std::string>() << " after "
+            << s["iterations"] << " iterations; train error " << show(s["final"]["train_error"]) << "%, test error "
+            << show(s["final"]["test_error"]) << "%\n";
+}
+}  // namespace
+
+int run_train(const TrainOptions& options) {
+  RunConfig run = options.run;
+  apply_overrides(run, options.overrides);
+  if (!run.epochs && !run.iterations) run.epochs = 1.0;
+  if (run.name.empty()) run.name = run.model;
+  validate_run(run, "command line");
+  prepare_output_dir(options.out, {}, options.overwrite);
+  DataCache data;
+  const auto summary = train_run(run, options.out, data, console_options());
+  print_final(summary);
+  std::cout << "Results: " << options.out << "/{config.json, metrics.jsonl, summary.json}\n";
+  return summary["status"] == "completed" ? 0 : 3;
+}
+
+int run_experiment_command(const RunExperimentOptions& options) {
+  ExperimentConfig experiment = load_experiment(options.experiment);
+  apply_overrides(experiment, options.overrides);
+  const std::string out = options.out.empty() ? "runs/" + experiment.name : options.out;
+  std::vector<std::string> names;
+  for (const auto& run : expand_grid(experiment)) names.push_back(run.name);
+  prepare_output_dir(out, names, options.overwrite);
+  const auto results = run_experiment(experiment, out, console_options());
+  std::cout << "\n";
+  for (const auto& s : results["runs"]) print_final(s);
+  std::cout << "\n";
+  print_degradation_table(results, std::cout);
+  std::cout << "\nResults: " << out << "/results.json (runs in " << out << "/<run>/)\n";
+  if (options.plot) {
+    PlotOptions plot;
+    plot.results_dir = out;
+    if (run_plot(plot) != 0) std::cout << "(the plot failed; the results above are complete)\n";
+  }
+  return 0;
+}
+
+std::string scripts_dir() {
+  if (const char* env = std::getenv("RESLAB_SCRIPTS")) return env;
+  return RESLAB_SOURCE_DIR "/scripts";
+}
+
+int run_plot(const PlotOptions& options) {
+  const std::string results = options.results_dir + "/results.json";
+  if (!fs::exists(results)) {
+    std::cerr << "error: " << results << ": no such file (run an experiment into " << options.results_dir
+              << " first)\n";
+    return 2;
+  }
+  std::string python = "python3";
+  if (const char* env = std::getenv("RESLAB_PYTHON")) {
+    python = env;
+  } else if (fs::exists("/usr/bin/python3")) {
+    python = "/usr/bin/python3";  // Debian's python3-matplotlib lives here, whatever else is first on PATH
+  }
+  const std::string output = options.output.empty() ? options.results_dir + "/curves.png" : options.output;
+  auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  const std::string command =
+      quote(python) + " " + quote(scripts_dir() + "/plot_curves.py") + " " + quote(options.results_dir) + " " + quote(output);
+  const int status = std::system(command.c_str());
+  if (status != 0) {
+    std::cerr << "error: plotting failed (" << command << ")\n";
+    return 4;
+  }
+  std::cout << "Plot: " << output << "\n";
+  return 0;
+}
+
+}  // namespace reslab

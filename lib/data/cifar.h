@@ -1,0 +1,19 @@
+#pragma once
+// The CIFAR-10 and CIFAR-100 binary formats (the "binary version" archives), read from the user's own copy.
+
+#include <string>
+
+#include "data/dataset.h"
+
+namespace reslab {
+
+/// Reads CIFAR-10 (`data_batch_1.bin` .. `data_batch_5.bin`, `test_batch.bin`; records of 1 label byte and
+/// 3072 pixel bytes) from `dir` or `dir/cifar-10-batches-bin`. Throws DataError naming the file when a file is
+/// missing, not a whole number of records, or holds a label outside 0..9.
+ImageDataset read_cifar10(const std::string& dir, Mode mode);
+
+/// Reads CIFAR-100 (`train.bin`, `test.bin`; records of a coarse and a fine label byte and 3072 pixel bytes)
+/// from `dir` or `dir/cifar-100-binary`, with the 100 fine labels as targets.
+ImageDataset read_cifar100(const std::string& dir, Mode mode);
+
+}  // namespace reslab

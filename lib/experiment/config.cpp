@@ -1,0 +1,283 @@
+#include "experiment/config.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "data/datasets.h"
+#include "models/network.h"
+#include "models/registry.h"
+#include "train/metrics.h"
+
+namespace reslab {
+
+namespace {
+
+void read_schedule(JsonSection s, RunConfig& run) {
+  auto& sc = run.schedule;
+  if (auto v = s.numbers("milestones")) sc.milestones = *v;
+  if (auto v = s.string("unit")) {
+    if (*v != "iterations" && *v != "epochs") s.fail("unit", "\"iterations\" or \"epochs\"");
+    sc.milestones_in_epochs = *v == "epochs";
+  }
+  if (auto v = s.number("gamma")) sc.gamma = *v;
+  if (auto v = s.boolean("cosine")) sc.cosine = *v;
+  if (auto w = s.section("warmup")) {
+    sc.warmup_lr = w->number("lr");
+    if (!sc.warmup_lr) w->fail("lr", "the warm-up learning rate (a number)");
+    sc.warmup_until_error = w->number("until_error");
+    sc.warmup_iterations = w->integer("iterations");
+    if (!sc.warmup_until_error && !sc.warmup_iterations) {
+      w->fail("until_error", "'until_error' (percent) or 'iterations' to end the warm-up");
+    }
+    if (auto v = w->integer("min_depth")) run.warmup_min_depth = *v;
+    w->finish({"lr", "until_error", "iterations", "min_depth"});
+  }
+  s.finish({"milestones", "unit", "gamma", "cosine", "warmup"});
+}
+
+}  // namespace
+
+ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source) {
+  ExperimentConfig ex;
+  ex.source = source;
+  JsonSection top(doc, source, "");
+  auto name = top.string("name");
+  if (!name || name->empty()) top.fail("name", "the experiment's name (a non-empty string)");
+  ex.name = *name;
+  ex.description = top.string("description").value_or("");
+  RunConfig& run = ex.base;
+  run.experiment = ex.name;
+  if (auto v = top.integer("seed")) run.seed = static_cast<uint64_t>(*v);
+  if (auto v = top.integer("threads")) run.threads = *v;
+
+  if (auto m = top.section("model")) {
+    if (auto v = m->string("name")) ex.models = {*v};
+    if (auto v = m->string("shortcut")) run.shortcut = *v;
+    m->finish({"name", "shortcut"});
+  }
+  if (auto d = top.section("data")) {
+    if (auto v = d->string("dataset")) run.dataset = *v;
+    if (auto v = d->string("dir")) run.data_dir = *v;
+    if (auto v = d->integer("train_size")) run.train_size = *v;
+    if (auto v = d->integer("val_size")) run.val_size = *v;
+    if (auto v = d->integer("test_size")) run.test_size = *v;
+    if (auto v = d->integer("split_seed")) run.split_seed = static_cast<uint64_t>(*v);
+    if (auto v = d->boolean("augment")) run.augment = *v;
+    d->finish({"dataset", "dir", "train_size", "val_size", "test_size", "split_seed", "augment"});
+  }
+  if (auto o = top.section("optim")) {
+    if (auto v = o->integer("batch")) run.batch = *v;
+    run.epochs = o->number("epochs");
+    run.iterations = o->integer("iterations");
+    if (run.epochs && run.iterations) o->fail("iterations", "either 'epochs' or 'iterations', not both");
+    if (auto v = o->number("lr")) run.lr = *v;
+    if (auto v = o->number("momentum")) run.momentum = *v;
+    if (auto v = o->number("weight_decay")) run.weight_decay = *v;
+    if (auto v = o->boolean("nesterov")) run.nesterov = *v;
+    if (auto s = o->section("schedule")) read_schedule(*s, run);
+    o->finish({"batch", "epochs", "iterations", "lr", "momentum", "weight_decay", "nesterov", "schedule"});
+  }
+  if (auto t = top.section("train")) {
+    if (auto v = t->integer("log_every")) run.log_every = *v;
+    if (auto v = t->boolean("eval_every_epoch")) run.eval_every_epoch = *v;
+    if (auto v = t->integers("eval_at")) run.eval_at = *v;
+    if (auto v = t->integer("eval_batch")) run.eval_batch = *v;
+    if (auto v = t->boolean("channels_last")) run.channels_last = *v;
+    t->finish({"log_every", "eval_every_epoch", "eval_at", "eval_batch", "channels_last"});
+  }
+  if (auto g = top.section("grid")) {
+    if (auto v = g->integers("depth")) ex.depths = *v;
+    if (auto v = g->booleans("residual")) ex.residual = *v;
+    if (auto v = g->strings("model")) ex.models = *v;
+    if (auto v = g->strings("shortcut")) ex.shortcuts = *v;
+    if (auto v = g->integers("seed")) ex.seeds.assign(v->begin(), v->end());
+    if (auto v = g->numbers("lr")) ex.lrs = *v;
+    if (auto v = g->integers("batch")) ex.batches = *v;
+    if (!ex.depths.empty() && g->has("model")) g->fail("model", "either 'model' or 'depth' (with 'residual'), not both");
+    g->finish({"depth", "residual", "model", "shortcut", "seed", "lr", "batch"});
+  }
+  if (ex.depths.empty() && ex.models.empty()) {
+    top.fail("grid", "'grid.depth' (with 'grid.residual'), 'grid.model' or 'model.name' to say what to train");
+  }
+  top.finish({"name", "description", "seed", "threads", "model", "data", "optim", "train", "grid"});
+  expand_grid(ex);  // validates every run now, before anything trains
+  return ex;
+}
+
+ExperimentConfig load_experiment(const std::string& path) {
+  nlohmann::json doc;
+  try {
+    doc = read_json_file(path);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(e.what());
+  }
+  return parse_experiment(doc, path);
+}
+
+void apply_overrides(RunConfig& run, const Overrides& o) {
+  if (o.epochs) {
+    run.epochs = o.epochs;
+    run.iterations.reset();
+  }
+  if (o.iterations) {
+    run.iterations = o.iterations;
+    run.epochs.reset();
+  }
+  if (o.train_size) run.train_size = *o.train_size;
+  if (o.test_size) run.test_size = *o.test_size;
+  if (o.batch) run.batch = *o.batch;
+  if (o.threads) run.threads = *o.threads;
+  if (o.log_every) run.log_every = *o.log_every;
+  if (o.seed) run.seed = *o.seed;
+  if (o.lr) run.lr = *o.lr;
+  if (o.data_dir) run.data_dir = *o.data_dir;
+}
+
+void apply_overrides(ExperimentConfig& ex, const Overrides& o) {
+  apply_overrides(ex.base, o);
+  if (o.depths) {
+    ex.depths = *o.depths;
+    ex.models.clear();
+  }
+  if (o.seed) ex.seeds.clear();
+  if (o.lr) ex.lrs.clear();
+  if (o.batch) ex.batches.clear();
+  expand_grid(ex);
+}
+
+void validate_run(const RunConfig& run, const std::string& source) {
+  auto bad = [&](const std::string& key, const std::string& value, const std::string& expected) {
+    throw ConfigError(source + ": run '" + run.name + "': " + key + " = " + value + "; expected " + expected);
+  };
+  try {
+    parse_model_name(run.model);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(source + ": " + e.what());
+  }
+  try {
+    parse_shortcut(run.shortcut);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(source + ": model.shortcut: " + e.what());
+  }
+  try {
+    const auto& info = dataset_info(run.dataset);
+    if (run.train_size < 0 || run.val_size < 0 || run.test_size < 0) {
+      bad("data sizes", std::to_string(run.train_size) + "/" + std::to_string(run.val_size) + "/" +
+                            std::to_string(run.test_size), "non-negative sizes (0 keeps all)");
+    }
+    if (run.val_size + run.train_size > info.train_examples || run.val_size >= info.train_examples) {
+      bad("data.train_size + data.val_size", std::to_string(run.train_size + run.val_size),
+          "at most " + std::to_string(info.train_examples) + " (" + info.name + " training examples)");
+    }
+    if (run.test_size > info.test_examples) {
+      bad("data.test_size", std::to_string(run.test_size), "at most " + std::to_string(info.test_examples));
+    }
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(source + ": data.dataset: " + e.what());
+  }
+  if (run.batch <= 0) bad("optim.batch", std::to_string(run.batch), "a positive integer");
+  if (!run.epochs && !run.iterations) bad("optim.epochs", "(missing)", "'epochs' or 'iterations'");
+  if (run.epochs && !(*run.epochs > 0)) bad("optim.epochs", std::to_string(*run.epochs), "a positive number");
+  if (run.iterations && *run.iterations <= 0) bad("optim.iterations", std::to_string(*run.iterations), "> 0");
+  if (!(run.lr > 0) || !std::isfinite(run.lr)) bad("optim.lr", std::to_string(run.lr), "a positive number");
+  if (run.momentum < 0 || run.momentum >= 1) bad("optim.momentum", std::to_string(run.momentum), "in [0, 1)");
+  if (run.weight_decay < 0) bad("optim.weight_decay", std::to_string(run.weight_decay), ">= 0");
+  if (!(run.schedule.gamma > 0)) bad("optim.schedule.gamma", std::to_string(run.schedule.gamma), "> 0");
+  for (double m : run.schedule.milestones) {
+    if (!(m > 0)) bad("optim.schedule.milestones", std::to_string(m), "positive iterations or epochs");
+  }
+  if (run.schedule.warmup_lr && !(*run.schedule.warmup_lr > 0)) {
+    bad("optim.schedule.warmup.lr", std::to_string(*run.schedule.warmup_lr), "a positive number");
+  }
+  if (run.log_every <= 0) bad("train.log_every", std::to_string(run.log_every), "a positive integer");
+  if (run.eval_batch <= 0) bad("train.eval_batch", std::to_string(run.eval_batch), "a positive integer");
+  if (run.threads < 0) bad("threads", std::to_string(run.threads), ">= 0 (0 uses every core)");
+}
+
+std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
+  std::vector<std::string> models = ex.models;
+  if (models.empty()) {
+    for (int64_t d : ex.depths) {
+      for (bool r : ex.residual) models.push_back((r ? "resnet" : "plain") + std::to_string(d));
+    }
+  }
+  const std::vector<std::string> shortcuts = ex.shortcuts.empty() ? std::vector<std::string>{ex.base.shortcut}
+                                                                  : ex.shortcuts;
+  const std::vector<uint64_t> seeds = ex.seeds.empty() ? std::vector<uint64_t>{ex.base.seed} : ex.seeds;
+  const std::vector<double> lrs = ex.lrs.empty() ? std::vector<double>{ex.base.lr} : ex.lrs;
+  const std::vector<int64_t> batches = ex.batches.empty() ? std::vector<int64_t>{ex.base.batch} : ex.batches;
+
+  std::vector<RunConfig> runs;
+  for (const auto& model : models) {
+    for (const auto& shortcut : shortcuts) {
+      for (double lr : lrs) {
+        for (int64_t batch : batches) {
+          for (uint64_t seed : seeds) {
+            RunConfig run = ex.base;
+            run.model = model;
+            run.shortcut = shortcut;
+            run.lr = lr;
+            run.batch = batch;
+            run.seed = seed;
+            std::ostringstream name;
+            name << model;
+            if (shortcuts.size() > 1) name << "-" << shortcut;
+            if (lrs.size() > 1) name << "-lr" << lr;
+            if (batches.size() > 1) name << "-b" << batch;
+            if (seeds.size() > 1) name << "-s" << seed;
+            run.name = name.str();
+            validate_run(run, ex.source);
+            runs.push_back(run);
+          }
+        }
+      }
+    }
+  }
+  return runs;
+}
+
+nlohmann::json to_json(const RunConfig& r) {
+  const auto& s = r.schedule;
+  nlohmann::json schedule = {{"milestones", s.milestones},
+                             {"unit", s.milestones_in_epochs ? "epochs" : "iterations"},
+                             {"gamma", s.gamma},
+                             {"cosine", s.cosine}};
+  if (s.warmup_lr) {
+    schedule["warmup"] = {{"lr", *s.warmup_lr}, {"min_depth", r.warmup_min_depth}};
+    if (s.warmup_until_error) schedule["warmup"]["until_error"] = *s.warmup_until_error;
+    if (s.warmup_iterations) schedule["warmup"]["iterations"] = *s.warmup_iterations;
+  }
+  nlohmann::json optim = {{"batch", r.batch},           {"lr", r.lr},
+                          {"momentum", r.momentum},     {"weight_decay", r.weight_decay},
+                          {"nesterov", r.nesterov},     {"schedule", schedule}};
+  if (r.epochs) optim["epochs"] = *r.epochs;
+  if (r.iterations) optim["iterations"] = *r.iterations;
+  return {{"experiment", r.experiment},
+          {"name", r.name},
+          {"seed", r.seed},
+          {"threads", r.threads},
+          {"model", {{"name", r.model}, {"shortcut", r.shortcut}}},
+          {"data",
+           {{"dataset", r.dataset},
+            {"dir", r.data_dir},
+            {"train_size", r.train_size},
+            {"val_size", r.val_size},
+            {"test_size", r.test_size},
+            {"split_seed", r.split_seed},
+            {"augment", r.augment}}},
+          {"optim", optim},
+          {"train",
+           {{"log_every", r.log_every},
+            {"eval_every_epoch", r.eval_every_epoch},
+            {"eval_at", r.eval_at},
+            {"eval_batch", r.eval_batch},
+            {"channels_last", r.channels_last}}}};
+}
+
+nlohmann::json to_json(const ExperimentConfig& ex) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (const auto& run : expand_grid(ex)) runs.push_back(to_json(run));
+  return {{"name", ex.name}, {"description", ex.description}, {"source", ex.source}, {"runs", runs}};
+}
+
+}  // namespace reslab

@@ -1,0 +1,90 @@
+#pragma once
+// Experiments and runs as plain structs: parsed from experiments/*.json, overridden from the command line,
+// validated before anything trains, and written back resolved as config.json.
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "experiment/json_reader.h"
+#include "optim/schedule.h"
+
+namespace reslab {
+
+/// Everything one training run depends on.
+struct RunConfig {
+  std::string experiment = "train";
+  std::string name;  ///< the run's folder name, e.g. "plain56"
+  std::string model = "resnet20";
+  std::string shortcut = "A";
+  // Data.
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;  ///< empty: the dataset's default folder
+  int64_t train_size = 0, val_size = 0, test_size = 0;
+  uint64_t split_seed = 0;
+  bool augment = true;
+  // Optimisation.
+  int64_t batch = 128;
+  std::optional<double> epochs;
+  std::optional<int64_t> iterations;
+  double lr = 0.1, momentum = 0.9, weight_decay = 1e-4;
+  bool nesterov = false;
+  ScheduleConfig schedule;
+  /// Warm-up applies only to runs at least this deep (the paper warms up ResNet-110 only); 0: all runs.
+  int64_t warmup_min_depth = 0;
+  // Loop.
+  int64_t log_every = 50;
+  bool eval_every_epoch = true;
+  std::vector<int64_t> eval_at;
+  int64_t eval_batch = 500;
+  bool channels_last = true;
+  uint64_t seed = 1;
+  int64_t threads = 0;  ///< 0: every core
+};
+
+/// An experiment: a base run and the grid of values that vary across its runs.
+struct ExperimentConfig {
+  std::string name;
+  std::string description;
+  std::string source;  ///< the file it was read from
+  RunConfig base;
+  std::vector<int64_t> depths;      ///< with residual, names the models (resnet<d> / plain<d>)
+  std::vector<bool> residual = {true};
+  std::vector<std::string> models;  ///< explicit model names instead of depths x residual
+  std::vector<std::string> shortcuts;
+  std::vector<uint64_t> seeds;
+  std::vector<double> lrs;
+  std::vector<int64_t> batches;
+};
+
+/// Reads and validates an experiment file. Throws ConfigError naming the file, the key and the value.
+ExperimentConfig load_experiment(const std::string& path);
+/// The same from an already-parsed document (`source` names it in errors).
+ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source);
+
+/// Command-line values that replace those of the file.
+struct Overrides {
+  std::optional<std::vector<int64_t>> depths;
+  std::optional<double> epochs;
+  std::optional<int64_t> iterations;
+  std::optional<int64_t> train_size, test_size, batch, threads, log_every;
+  std::optional<uint64_t> seed;
+  std::optional<double> lr;
+  std::optional<std::string> data_dir;
+};
+void apply_overrides(ExperimentConfig& experiment, const Overrides& overrides);
+/// The same for a single run (train subcommand).
+void apply_overrides(RunConfig& run, const Overrides& overrides);
+
+/// Every grid point as a resolved run, validated (model names, values, ranges); throws ConfigError.
+std::vector<RunConfig> expand_grid(const ExperimentConfig& experiment);
+
+/// Throws ConfigError (naming `source`) for any value out of range in a resolved run.
+void validate_run(const RunConfig& run, const std::string& source);
+
+nlohmann::json to_json(const RunConfig& run);
+nlohmann::json to_json(const ExperimentConfig& experiment);
+
+}  // namespace reslab

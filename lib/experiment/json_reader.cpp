@@ -1,0 +1,106 @@
+#include "experiment/json_reader.h"
+
+#include <cmath>
+
+namespace reslab {
+
+JsonSection::JsonSection(const nlohmann::json& value, std::string file, std::string where)
+    : value_(value), file_(std::move(file)), where_(std::move(where)) {
+  if (!value_.is_object()) {
+    throw ConfigError(file_ + ": " + (where_.empty() ? std::string("the file") : "key '" + where_ + "'") +
+                      " must be a JSON object, got " + value_.dump());
+  }
+}
+
+std::string JsonSection::at(const std::string& key) const {
+  return file_ + ": key '" + (where_.empty() ? key : where_ + "." + key) + "'";
+}
+
+void JsonSection::fail(const std::string& key, const std::string& expected) const {
+  std::string shown = value_.contains(key) ? value_.at(key).dump() : "(missing)";
+  if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+  throw ConfigError(at(key) + " has value " + shown + "; expected " + expected);
+}
+
+const nlohmann::json* JsonSection::get(const std::string& key) {
+  auto it = value_.find(key);
+  if (it == value_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::optional<int64_t> JsonSection::integer(const std::string& key) {
+  const auto* v = get(key);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_number_integer()) return v->get<int64_t>();
+  if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() && std::abs(v->get<double>()) < 1e15) {
+    return static_cast<int64_t>(v->get<double>());
+  }
+  fail(key, "an integer");
+}
+
+std::optional<double> JsonSection::number(const std::string& key) {
+  const auto* v = get(key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number()) fail(key, "a number");
+  return v->get<double>();
+}
+
+std::optional<bool> JsonSection::boolean(const std::string& key) {
+  const auto* v = get(key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_boolean()) fail(key, "true or false");
+  return v->get<bool>();
+}
+
+std::optional<std::string> JsonSection::string(const std::string& key) {
+  const auto* v = get(key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_string()) fail(key, "a string");
+  return v->get<std::string>();
+}
+
+template <typename T, typename Check>
+std::optional<std::vector<T>> JsonSection::list(const std::string& key, const char* what, Check check) {
+  const auto* v = get(key);
+  if (v == nullptr) return std::nullopt;
+  // A single value stands for a list of one.
+  const nlohmann::json items = v->is_array() ? *v : nlohmann::json::array({*v});
+  if (items.empty()) fail(key, std::string("a non-empty list of ") + what);
+  std::vector<T> out;
+  for (const auto& item : items) {
+    if (!check(item)) fail(key, std::string("a list of ") + what);
+    out.push_back(item.template get<T>());
+  }
+  return out;
+}
+
+std::optional<std::vector<int64_t>> JsonSection::integers(const std::string& key) {
+  return list<int64_t>(key, "integers", [](const nlohmann::json& j) { return j.is_number_integer(); });
+}
+std::optional<std::vector<double>> JsonSection::numbers(const std::string& key) {
+  return list<double>(key, "numbers", [](const nlohmann::json& j) { return j.is_number(); });
+}
+std::optional<std::vector<bool>> JsonSection::booleans(const std::string& key) {
+  return list<bool>(key, "true/false values", [](const nlohmann::json& j) { return j.is_boolean(); });
+}
+std::optional<std::vector<std::string>> JsonSection::strings(const std::string& key) {
+  return list<std::string>(key, "strings", [](const nlohmann::json& j) { return j.is_string(); });
+}
+
+std::optional<JsonSection> JsonSection::section(const std::string& key) {
+  const auto* v = get(key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_object()) fail(key, "an object");
+  return JsonSection(*v, file_, where_.empty() ? key : where_ + "." + key);
+}
+
+void JsonSection::finish(const std::set<std::string>& allowed) const {
+  for (auto it = value_.begin(); it != value_.end(); ++it) {
+    if (allowed.count(it.key()) != 0) continue;
+    std::string expected;
+    for (const auto& k : allowed) expected += (expected.empty() ? "" : ", ") + k;
+    throw ConfigError(at(it.key()) + " is not a known key; expected one of: " + expected);
+  }
+}
+
+}  // namespace reslab

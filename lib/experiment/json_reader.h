@@ -1,0 +1,56 @@
+#pragma once
+// Strict reading of JSON configuration: wrong types and unknown keys are errors naming the file and the key.
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace reslab {
+
+/// A configuration error; the message names the file, the key, the value and what was expected.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One JSON object of a configuration file. Reads record the keys used; finish() rejects the rest.
+class JsonSection {
+ public:
+  /// `where` is the dotted path of this object in the file ("" for the top level).
+  JsonSection(const nlohmann::json& value, std::string file, std::string where);
+
+  bool has(const std::string& key) const { return value_.contains(key); }
+  std::optional<int64_t> integer(const std::string& key);
+  std::optional<double> number(const std::string& key);
+  std::optional<bool> boolean(const std::string& key);
+  std::optional<std::string> string(const std::string& key);
+  std::optional<std::vector<int64_t>> integers(const std::string& key);
+  std::optional<std::vector<double>> numbers(const std::string& key);
+  std::optional<std::vector<bool>> booleans(const std::string& key);
+  std::optional<std::vector<std::string>> strings(const std::string& key);
+  /// The nested object at `key`, if present (an error if it is not an object).
+  std::optional<JsonSection> section(const std::string& key);
+
+  /// Throws ConfigError for every key that no read asked for, listing the expected keys.
+  void finish(const std::set<std::string>& allowed) const;
+
+  /// "FILE: key 'optim.lr'": the start of an error message about `key`.
+  std::string at(const std::string& key) const;
+  /// Throws ConfigError "FILE: key 'K' has value V; expected WHAT".
+  [[noreturn]] void fail(const std::string& key, const std::string& expected) const;
+
+ private:
+  const nlohmann::json* get(const std::string& key);
+  template <typename T, typename Check>
+  std::optional<std::vector<T>> list(const std::string& key, const char* what, Check check);
+
+  const nlohmann::json& value_;
+  std::string file_;
+  std::string where_;
+};
+
+}  // namespace reslab

@@ -1,0 +1,91 @@
+#include "experiment/results.h"
+
+#include <torch/version.h>
+
+#include <cstdio>
+#include <map>
+#include <ostream>
+
+#include "models/registry.h"
+
+#ifndef RESLAB_VERSION
+#define RESLAB_VERSION "unknown"
+#endif
+
+namespace reslab {
+
+nlohmann::json version_info() { return {{"reslab", RESLAB_VERSION}, {"libtorch", TORCH_VERSION}}; }
+
+namespace {
+struct Mean {
+  double sum = 0.0;
+  int64_t n = 0;
+  void add(const nlohmann::json& v) {
+    if (v.is_number()) {
+      sum += v.get<double>();
+      ++n;
+    }
+  }
+  nlohmann::json value() const { return n > 0 ? nlohmann::json(sum / n) : nlohmann::json(nullptr); }
+};
+struct Cell {
+  Mean train, test;
+  int64_t runs = 0;
+  std::vector<std::string> statuses;
+};
+}  // namespace
+
+nlohmann::json make_results(const std::string& experiment, const std::string& description,
+                            const std::vector<nlohmann::json>& summaries) {
+  std::map<int64_t, std::map<bool, Cell>> by_depth;
+  for (const auto& s : summaries) {
+    if (!s.contains("depth") || !s.contains("residual")) continue;
+    Cell& cell = by_depth[s["depth"].get<int64_t>()][s["residual"].get<bool>()];
+    cell.train.add(s["final"]["train_error"]);
+    cell.test.add(s["final"]["test_error"]);
+    cell.statuses.push_back(s.value("status", "unknown"));
+    ++cell.runs;
+  }
+  nlohmann::json table = nlohmann::json::array();
+  for (const auto& [depth, cells] : by_depth) {
+    if (cells.count(false) == 0 || cells.count(true) == 0) continue;
+    nlohmann::json row = {{"depth", depth}};
+    for (const auto& [residual, cell] : cells) {
+      row[residual ? "residual" : "plain"] = {{"train_error", cell.train.value()},
+                                              {"test_error", cell.test.value()},
+                                              {"runs", cell.runs},
+                                              {"status", cell.statuses}};
+    }
+    table.push_back(row);
+  }
+  nlohmann::json results = {{"experiment", experiment},
+                            {"description", description},
+                            {"versions", version_info()},
+                            {"runs", summaries}};
+  if (!table.empty()) results["degradation"] = table;
+  return results;
+}
+
+void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
+  if (!results.contains("degradation")) return;
+  auto cell = [](const nlohmann::json& v) {
+    char text[16];
+    if (v.is_number()) {
+      std::snprintf(text, sizeof text, "%7.2f", v.get<double>());
+    } else {
+      std::snprintf(text, sizeof text, "%7s", "-");
+    }
+    return std::string(text);
+  };
+  out << "Final error (%), training error over the last epoch, test error on the test set:\n";
+  out << "  depth |   plain train    test | residual train    test\n";
+  out << "  ------+-----------------------+-----------------------\n";
+  for (const auto& row : results["degradation"]) {
+    char depth[16];
+    std::snprintf(depth, sizeof depth, "%7lld", static_cast<long long>(row["depth"].get<int64_t>()));
+    out << depth << " |       " << cell(row["plain"]["train_error"]) << " " << cell(row["plain"]["test_error"])
+        << " |        " << cell(row["residual"]["train_error"]) << " " << cell(row["residual"]["test_error"]) << "\n";
+  }
+}
+
+}  // namespace reslab

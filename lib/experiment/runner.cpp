@@ -1,0 +1,194 @@
+#include "experiment/runner.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <ostream>
+#include <thread>
+
+#include "data/loader.h"
+#include "data/random.h"
+#include "experiment/results.h"
+#include "models/registry.h"
+#include "train/callbacks.h"
+
+namespace fs = std::filesystem;
+
+namespace reslab {
+
+std::shared_ptr<const DataSplits> DataCache::get(const RunConfig& run) {
+  const std::string key = run.dataset + "|" + run.data_dir + "|" + std::to_string(run.train_size) + "|" +
+                          std::to_string(run.val_size) + "|" + std::to_string(run.test_size) + "|" +
+                          std::to_string(run.split_seed);
+  auto it = cache_.find(key);
+  if (it != cache_.end()) return it->second;
+  SplitOptions split;
+  split.train_size = run.train_size;
+  split.val_size = run.val_size;
+  split.test_size = run.test_size;
+  split.split_seed = run.split_seed;
+  auto splits = std::make_shared<const DataSplits>(prepare_splits(run.dataset, run.data_dir, split));
+  cache_[key] = splits;
+  return splits;
+}
+
+int64_t resolve_threads(int64_t requested) {
+  if (requested > 0) return requested;
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores > 0 ? static_cast<int64_t>(cores) : 1;
+}
+
+namespace {
+
+void save_model(torch::nn::Module& model, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  torch::serialize::OutputArchive archive;
+  model.save(archive);
+  archive.save_to(tmp);
+  fs::rename(tmp, path);
+}
+
+nlohmann::json optional_json(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
+  const int64_t threads = resolve_threads(run.threads);
+  if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
+
+  auto splits = data.get(run);
+  const DatasetInfo& info = dataset_info(run.dataset);
+  ModelSpec spec{{info.channels, info.height, info.width}, info.classes, parse_shortcut(run.shortcut)};
+  torch::manual_seed(run.seed);
+  auto model = build_model(run.model, spec);
+  if (run.channels_last) to_channels_last(*model);
+  const auto parsed = parse_model_name(run.model);
+
+  LoaderOptions train_opts;
+  train_opts.batch = run.batch;
+  train_opts.augment = run.augment;
+  train_opts.seed = mix_seed(run.seed);
+  train_opts.channels_last = run.channels_last;
+  BatchLoader train_loader(splits->train, splits->mean, train_opts);
+  LoaderOptions eval_opts = train_opts;
+  eval_opts.batch = run.eval_batch;
+  eval_opts.shuffle = eval_opts.augment = eval_opts.drop_last = false;
+  std::unique_ptr<BatchLoader> val_loader, test_loader;
+  if (splits->val.size() > 0) val_loader = std::make_unique<BatchLoader>(splits->val, splits->mean, eval_opts);
+  test_loader = std::make_unique<BatchLoader>(splits->test, splits->mean, eval_opts);
+
+  const int64_t per_epoch = train_loader.batches_per_epoch();
+  if (per_epoch == 0) {
+    throw ConfigError("run '" + run.name + "': the training set has " + std::to_string(train_loader.size()) +
+                      " examples, fewer than one batch of " + std::to_string(run.batch));
+  }
+  const int64_t total = run.iterations ? *run.iterations
+                                       : std::max<int64_t>(1, std::llround(*run.epochs * static_cast<double>(per_epoch)));
+  ScheduleConfig schedule = run.schedule;
+  if (parsed.depth < run.warmup_min_depth) schedule.warmup_lr.reset();
+  auto optimizer = make_sgd(model->parameters(), SgdConfig{run.lr, run.momentum, run.weight_decay, run.nesterov});
+
+  fs::create_directories(run_dir);
+  nlohmann::json config = to_json(run);
+  config["threads"] = threads;
+  write_json_file(run_dir + "/config.json", config);
+  fs::remove(run_dir + "/metrics.jsonl");
+  fs::remove(run_dir + "/summary.json");
+  JsonlWriter metrics(run_dir + "/metrics.jsonl");
+
+  TrainContext ctx{*model, *optimizer, train_loader, &metrics, {}};
+  Trainer trainer(ctx, total, run.log_every);
+  trainer.add(std::make_shared<ScheduleCallback>(make_schedule(schedule, run.lr, per_epoch, total)));
+  trainer.add(std::make_shared<TrainRecordCallback>());
+  auto eval = std::make_shared<EvalCallback>(val_loader.get(), test_loader.get(), run.eval_every_epoch,
+                                             std::set<int64_t>(run.eval_at.begin(), run.eval_at.end()));
+  trainer.add(eval);
+  if (options.progress != nullptr) {
+    trainer.add(std::make_shared<ProgressCallback>(run.name, *options.progress, options.terminal));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  trainer.run();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto& state = ctx.state;
+
+  nlohmann::json summary = {
+      {"experiment", run.experiment},
+      {"run", run.name},
+      {"model", run.model},
+      {"depth", model->depth()},
+      {"residual", model->residual()},
+      {"shortcut", run.shortcut},
+      {"params", count_parameters(*model)},
+      {"flops", model->macs()},
+      {"dataset", run.dataset},
+      {"train_examples", train_loader.size()},
+      {"iterations", state.iter},
+      {"epochs", state.epoch()},
+      {"final",
+       {{"train_error", optional_json(trainer.last_epoch_train_error())},
+        {"val_error", optional_json(eval->val_error())},
+        {"test_error", optional_json(eval->test_error())}}},
+      {"best_test_error", optional_json(eval->best_test_error())},
+      {"seconds", seconds},
+      {"train_seconds", state.train_seconds},
+      {"eval_seconds", eval->seconds()},
+      {"img_per_s", state.train_seconds > 0 ? state.iter * run.batch / state.train_seconds : 0.0},
+      {"status", state.status},
+      {"seed", run.seed},
+      {"threads", threads},
+      {"versions", version_info()}};
+  if (state.diverged_at) {
+    summary["diverged_at"] = *state.diverged_at;
+    summary["last_finite_loss"] = optional_json(state.last_finite_loss);
+  }
+  if (options.save_model && state.status == "completed") save_model(*model, run_dir + "/model.pt");
+  write_json_file(run_dir + "/summary.json", summary);
+  return summary;
+}
+
+void prepare_output_dir(const std::string& dir, const std::vector<std::string>& run_names, bool overwrite) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  if (fs::exists(dir + "/results.json", ec)) found.push_back(dir + "/results.json");
+  for (const char* file : {"summary.json", "metrics.jsonl"}) {
+    if (fs::exists(dir + "/" + file, ec)) found.push_back(dir + "/" + file);
+  }
+  for (const auto& name : run_names) {
+    for (const char* file : {"summary.json", "metrics.jsonl"}) {
+      const fs::path p = fs::path(dir) / name / file;
+      if (fs::exists(p, ec)) found.push_back(p);
+    }
+  }
+  if (found.empty()) return;
+  if (!overwrite) {
+    throw std::runtime_error(dir + " already holds results (" + found.front().string() +
+                             (found.size() > 1 ? " and " + std::to_string(found.size() - 1) + " more" : "") +
+                             "); pass --overwrite to replace them, or --out to write elsewhere");
+  }
+  for (const char* file : {"results.json", "summary.json", "metrics.jsonl", "curves.png"}) fs::remove(dir + "/" + file, ec);
+  for (const auto& name : run_names) fs::remove_all(fs::path(dir) / name, ec);
+}
+
+nlohmann::json run_experiment(const ExperimentConfig& experiment, const std::string& out_dir,
+                              const RunOptions& options) {
+  const std::vector<RunConfig> runs = expand_grid(experiment);
+  fs::create_directories(out_dir);
+  write_json_file(out_dir + "/config.json", to_json(experiment));
+  DataCache data;
+  std::vector<nlohmann::json> summaries;
+  nlohmann::json results;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (options.progress != nullptr) {
+      *options.progress << "[" << (i + 1) << "/" << runs.size() << "] " << runs[i].name << " on " << runs[i].dataset
+                        << "\n";
+    }
+    summaries.push_back(train_run(runs[i], out_dir + "/" + runs[i].name, data, options));
+    results = make_results(experiment.name, experiment.description, summaries);
+    write_json_file(out_dir + "/results.json", results);
+  }
+  return results;
+}
+
+}  // namespace reslab

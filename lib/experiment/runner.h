@@ -1,0 +1,47 @@
+#pragma once
+// Runs: one training run from a resolved config into its folder, and an experiment's whole grid.
+
+#include <nlohmann/json.hpp>
+
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "data/datasets.h"
+#include "experiment/config.h"
+
+namespace reslab {
+
+/// Decoded datasets shared by the runs of one process, keyed by dataset, folder and split.
+class DataCache {
+ public:
+  std::shared_ptr<const DataSplits> get(const RunConfig& run);
+
+ private:
+  std::map<std::string, std::shared_ptr<const DataSplits>> cache_;
+};
+
+struct RunOptions {
+  std::ostream* progress = nullptr;  ///< where the progress line goes; null prints none
+  bool terminal = false;             ///< progress rewrites one line (a terminal) or prints plain lines
+  bool save_model = true;            ///< write model.pt with the final weights
+};
+
+/// Threads for LibTorch's intra-op pool: `requested`, or every core when 0.
+int64_t resolve_threads(int64_t requested);
+
+/// Trains one run into `run_dir` (config.json, metrics.jsonl, summary.json, model.pt) and returns the summary.
+/// A non-finite loss is a result (status "diverged"), not an error.
+nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options);
+
+/// Throws std::runtime_error when `dir` already holds results (summary.json, metrics.jsonl or results.json),
+/// unless `overwrite`, in which case those files and the named run folders are removed.
+void prepare_output_dir(const std::string& dir, const std::vector<std::string>& run_names, bool overwrite);
+
+/// Runs every grid point into `out_dir`/<run name>, rewriting `out_dir`/results.json after each run, and
+/// returns the final results.
+nlohmann::json run_experiment(const ExperimentConfig& experiment, const std::string& out_dir,
+                              const RunOptions& options);
+
+}  // namespace reslab

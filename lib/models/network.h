@@ -1,0 +1,63 @@
+#pragma once
+// The interface every reslab network implements, and the shapes it is built for.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace reslab {
+
+/// How a residual block carries its input past the branch (paper, Section 3.3 and Table 3).
+enum class Shortcut {
+  A,  ///< identity; zero-padded extra channels and stride-2 subsampling where the shape changes
+  B,  ///< 1x1 projection (with BN) where the shape changes, identity elsewhere
+  C,  ///< 1x1 projection (with BN) on every block
+};
+
+std::string to_string(Shortcut s);
+/// Parses "A", "B" or "C" (case-insensitive); throws std::invalid_argument naming the value otherwise.
+Shortcut parse_shortcut(const std::string& text);
+
+/// Channels, height and width of one input image.
+struct ImageShape {
+  int64_t channels = 3;
+  int64_t height = 32;
+  int64_t width = 32;
+};
+
+/// What a network is built for: input shape, classes and shortcut option.
+struct ModelSpec {
+  ImageShape input;
+  int64_t classes = 10;
+  Shortcut shortcut = Shortcut::A;
+};
+
+/// Base of every network in the registry: a module with a forward pass and an exact multiply-add count.
+class NetworkBase : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(torch::Tensor x) = 0;
+  /// Multiply-adds of one forward pass for one image of the shape the network was built for
+  /// (convolutions and the classifier; BN, ReLU, pooling and additions are not counted, as in the paper).
+  virtual int64_t macs() const = 0;
+  /// Weighted layers on the longest path (convolutions and the classifier), the paper's "depth".
+  virtual int64_t depth() const = 0;
+  virtual bool residual() const = 0;
+};
+
+/// Multiply-adds of a 2-D convolution producing an out_h x out_w map.
+int64_t conv_macs(const torch::nn::Conv2dImpl& conv, int64_t out_h, int64_t out_w);
+/// Output size of a convolution along one axis.
+int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding);
+/// Number of trainable scalars.
+int64_t count_parameters(const torch::nn::Module& module);
+
+/// He (Kaiming) normal initialisation of every convolution and linear layer in `module`, fan-in mode for ReLU
+/// (He et al. 2015, used by the paper); BN weights 1, biases 0.
+void init_he(torch::nn::Module& module);
+
+/// Moves every 4-D parameter and buffer of `module` to channels-last memory layout (NHWC), which oneDNN's
+/// convolutions run several times faster in on CPUs. Values and shapes are unchanged.
+void to_channels_last(torch::nn::Module& module);
+
+}  // namespace reslab

@@ -1,0 +1,129 @@
+#include "train/callbacks.h"
+
+#include <cstdio>
+#include <ostream>
+
+namespace reslab {
+
+void ScheduleCallback::on_batch_begin(TrainContext& ctx) {
+  const double lr = schedule_.lr(ctx.state.iter);
+  if (lr != ctx.state.lr) {
+    set_learning_rate(ctx.optimizer, lr);
+    ctx.state.lr = lr;
+  }
+}
+
+void ScheduleCallback::on_log(TrainContext& ctx, const WindowStats& window) {
+  schedule_.observe_train_error(window.error, ctx.state.iter);
+}
+
+void TrainRecordCallback::on_log(TrainContext& ctx, const WindowStats& window) {
+  if (ctx.metrics == nullptr) return;
+  ctx.metrics->write({{"kind", "train"},
+                      {"iter", ctx.state.iter},
+                      {"epoch", ctx.state.epoch()},
+                      {"lr", ctx.state.lr},
+                      {"loss", window.loss},
+                      {"error", window.error},
+                      {"img_per_s", window.img_per_s}});
+}
+
+EvalCallback::EvalCallback(const BatchLoader* val, const BatchLoader* test, bool every_epoch,
+                           std::set<int64_t> at_iters)
+    : val_(val), test_(test), every_epoch_(every_epoch), at_iters_(std::move(at_iters)) {}
+
+void EvalCallback::run_eval(TrainContext& ctx) {
+  if (last_eval_iter_ == ctx.state.iter) return;
+  last_eval_iter_ = ctx.state.iter;
+  const auto start = std::chrono::steady_clock::now();
+  auto one = [&](const BatchLoader* loader, const char* split, std::optional<double>& error) {
+    if (loader == nullptr) return;
+    const EvalResult r = evaluate(ctx.model, *loader);
+    error = r.error;
+    if (ctx.metrics != nullptr) {
+      ctx.metrics->write({{"kind", "eval"},
+                          {"iter", ctx.state.iter},
+                          {"epoch", ctx.state.epoch()},
+                          {"split", split},
+                          {"loss", r.loss},
+                          {"error", r.error}});
+    }
+  };
+  one(val_, "val", val_error_);
+  one(test_, "test", test_error_);
+  if (test_error_ && (!best_test_error_ || *test_error_ < *best_test_error_)) best_test_error_ = test_error_;
+  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void EvalCallback::on_batch_end(TrainContext& ctx) {
+  if (at_iters_.count(ctx.state.iter) != 0) run_eval(ctx);
+}
+
+void EvalCallback::on_epoch_end(TrainContext& ctx) {
+  if (every_epoch_) run_eval(ctx);
+}
+
+void EvalCallback::on_train_end(TrainContext& ctx) {
+  if (ctx.state.status == "diverged") {
+    // The weights are not finite: an evaluation now would measure nothing. The final errors stay empty.
+    val_error_.reset();
+    test_error_.reset();
+    return;
+  }
+  run_eval(ctx);
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  char text[32];
+  if (s >= 3600) {
+    std::snprintf(text, sizeof text, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s % 3600 / 60));
+  } else if (s >= 60) {
+    std::snprintf(text, sizeof text, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  } else {
+    std::snprintf(text, sizeof text, "%llds", static_cast<long long>(s));
+  }
+  return text;
+}
+
+ProgressCallback::ProgressCallback(std::string label, std::ostream& out, bool terminal, double plain_interval_s)
+    : label_(std::move(label)), out_(out), terminal_(terminal), interval_s_(terminal ? 0.25 : plain_interval_s) {}
+
+void ProgressCallback::on_train_begin(TrainContext& ctx) {
+  start_ = last_print_ = std::chrono::steady_clock::now();
+  start_iter_ = ctx.state.iter;
+}
+
+void ProgressCallback::on_batch_end(TrainContext& ctx) {
+  const auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - last_print_).count() < interval_s_) return;
+  last_print_ = now;
+  print(ctx, /*final_line=*/false);
+}
+
+void ProgressCallback::on_train_end(TrainContext& ctx) { print(ctx, /*final_line=*/true); }
+
+void ProgressCallback::print(TrainContext& ctx, bool final_line) {
+  const auto& s = ctx.state;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const int64_t done = s.iter - start_iter_;
+  const double eta = done > 0 ? elapsed / done * static_cast<double>(s.total_iters - s.iter) : 0.0;
+  char line[256];
+  const double loss = s.last_window ? s.last_window->loss : 0.0;
+  const double error = s.last_window ? s.last_window->error : 0.0;
+  const double rate = s.last_window ? s.last_window->img_per_s : 0.0;
+  std::snprintf(line, sizeof line, "%-10s it %6lld/%-6lld ep %6.2f  loss %.4f  err %5.2f%%  %6.0f img/s  %s %s",
+                label_.c_str(), static_cast<long long>(s.iter), static_cast<long long>(s.total_iters), s.epoch(),
+                loss, error, rate, final_line ? "took" : "ETA",
+                format_duration(final_line ? elapsed : eta).c_str());
+  if (terminal_) {
+    out_ << "\r\033[K" << line;
+    if (final_line) out_ << "\n";
+  } else {
+    out_ << line << "\n";
+  }
+  out_.flush();
+}
+
+}  // namespace reslab

@@ -1,0 +1,81 @@
+#pragma once
+// The standard callbacks: learning-rate schedule, evaluation, metrics records, progress line.
+
+#include <chrono>
+#include <iosfwd>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "optim/schedule.h"
+#include "train/trainer.h"
+
+namespace reslab {
+
+/// Sets the learning rate before every step and feeds the training error to the schedule (for warm-up).
+class ScheduleCallback : public Callback {
+ public:
+  explicit ScheduleCallback(LrSchedule schedule) : schedule_(std::move(schedule)) {}
+  void on_batch_begin(TrainContext& ctx) override;
+  void on_log(TrainContext& ctx, const WindowStats& window) override;
+
+ private:
+  LrSchedule schedule_;
+};
+
+/// Writes a "train" record for every statistics window.
+class TrainRecordCallback : public Callback {
+ public:
+  void on_log(TrainContext& ctx, const WindowStats& window) override;
+};
+
+/// Evaluates on the validation and test sets at each epoch end (when asked), at chosen iterations and at the
+/// end, writing "eval" records; remembers the latest and best errors.
+class EvalCallback : public Callback {
+ public:
+  EvalCallback(const BatchLoader* val, const BatchLoader* test, bool every_epoch, std::set<int64_t> at_iters);
+  void on_batch_end(TrainContext& ctx) override;
+  void on_epoch_end(TrainContext& ctx) override;
+  void on_train_end(TrainContext& ctx) override;
+
+  std::optional<double> val_error() const { return val_error_; }
+  std::optional<double> test_error() const { return test_error_; }
+  std::optional<double> best_test_error() const { return best_test_error_; }
+  double seconds() const { return seconds_; }
+
+ private:
+  void run_eval(TrainContext& ctx);
+
+  const BatchLoader* val_;
+  const BatchLoader* test_;
+  bool every_epoch_;
+  std::set<int64_t> at_iters_;
+  int64_t last_eval_iter_ = -1;
+  std::optional<double> val_error_, test_error_, best_test_error_;
+  double seconds_ = 0.0;
+};
+
+/// One line of progress: iteration, epoch, loss, error, img/s, ETA. On a terminal it rewrites itself a few
+/// times a second; otherwise it prints a plain line every `plain_interval_s` seconds and at the end.
+class ProgressCallback : public Callback {
+ public:
+  ProgressCallback(std::string label, std::ostream& out, bool terminal, double plain_interval_s = 15.0);
+  void on_train_begin(TrainContext& ctx) override;
+  void on_batch_end(TrainContext& ctx) override;
+  void on_train_end(TrainContext& ctx) override;
+
+ private:
+  void print(TrainContext& ctx, bool final_line);
+
+  std::string label_;
+  std::ostream& out_;
+  bool terminal_;
+  double interval_s_;
+  std::chrono::steady_clock::time_point start_, last_print_;
+  int64_t start_iter_ = 0;
+};
+
+/// "1h02m", "3m05s", "42s".
+std::string format_duration(double seconds);
+
+}  // namespace reslab

@@ -1,0 +1,149 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+
+namespace reslab {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+Trainer::Trainer(TrainContext& ctx, int64_t total_iters, int64_t log_every) : ctx_(ctx), log_every_(log_every) {
+  TORCH_CHECK(log_every_ > 0, "Trainer: log_every must be positive");
+  TORCH_CHECK(total_iters > 0, "Trainer: the run needs at least one iteration");
+  auto& s = ctx_.state;
+  s.total_iters = total_iters;
+  s.iters_per_epoch = ctx_.train_loader.batches_per_epoch();
+  s.batch = ctx_.train_loader.options().batch;
+  s.train_size = ctx_.train_loader.size();
+  TORCH_CHECK(s.iters_per_epoch > 0, "Trainer: the training set (", s.train_size,
+              " examples) is smaller than one batch (", s.batch, ")");
+}
+
+void Trainer::add(std::shared_ptr<Callback> callback) { callbacks_.push_back(std::move(callback)); }
+
+void Trainer::run() {
+  auto& s = ctx_.state;
+  auto& model = ctx_.model;
+  model.train();
+  window_begin_ = s.iter;
+  for (auto& cb : callbacks_) cb->on_train_begin(ctx_);
+
+  bool epoch_set = false;
+  while (s.iter < s.total_iters && !s.stop_requested) {
+    const auto step_start = std::chrono::steady_clock::now();
+    const int64_t in_epoch = s.iter % s.iters_per_epoch;
+    if (in_epoch == 0 || !epoch_set) ctx_.train_loader.set_epoch(s.epoch_index());
+    epoch_set = true;
+    Batch batch = ctx_.train_loader.batch(in_epoch);
+    for (auto& cb : callbacks_) cb->on_batch_begin(ctx_);
+
+    ctx_.optimizer.zero_grad();
+    auto logits = model.forward(batch.inputs);
+    auto loss = torch::nn::functional::cross_entropy(logits, batch.targets);
+    loss.backward();
+    for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
+    ctx_.optimizer.step();
+
+    window_losses_.push_back(loss.detach());
+    window_wrong_.push_back(logits.detach().argmax(1).ne(batch.targets).sum());
+    window_sizes_.push_back(batch.targets.size(0));
+    ++s.iter;
+    window_seconds_ += seconds_since(step_start);
+    for (auto& cb : callbacks_) cb->on_batch_end(ctx_);
+
+    const bool epoch_end = s.iter % s.iters_per_epoch == 0;
+    if (s.iter % log_every_ == 0 || epoch_end || s.iter == s.total_iters) {
+      flush_window();
+      if (s.status == "diverged") break;
+    }
+    if (epoch_end) {
+      for (auto& cb : callbacks_) cb->on_epoch_end(ctx_);
+    }
+  }
+  if (!window_losses_.empty()) flush_window();
+  if (s.status == "running") s.status = "completed";
+  for (auto& cb : callbacks_) cb->on_train_end(ctx_);
+}
+
+void Trainer::flush_window() {
+  auto& s = ctx_.state;
+  const auto losses = torch::stack(window_losses_).to(torch::kFloat64);
+  const auto wrong = torch::stack(window_wrong_).to(torch::kInt64);
+  const double* l = losses.data_ptr<double>();
+  const int64_t* w = wrong.data_ptr<int64_t>();
+  const int64_t steps = static_cast<int64_t>(window_sizes_.size());
+
+  WindowStats window;
+  window.iter_begin = window_begin_;
+  double loss_sum = 0.0;
+  int64_t wrong_sum = 0;
+  for (int64_t i = 0; i < steps; ++i) {
+    if (!std::isfinite(l[i])) {
+      s.status = "diverged";
+      s.diverged_at = window_begin_ + i + 1;
+      s.iter = *s.diverged_at;
+      break;
+    }
+    s.last_finite_loss = l[i];
+    loss_sum += l[i] * window_sizes_[i];
+    wrong_sum += w[i];
+    window.images += window_sizes_[i];
+    recent_.emplace_back(w[i], window_sizes_[i]);
+    if (static_cast<int64_t>(recent_.size()) > s.iters_per_epoch) recent_.pop_front();
+  }
+  window.iter_end = s.iter;
+  s.train_seconds += window_seconds_;
+  if (window.images > 0) {
+    window.loss = loss_sum / window.images;
+    window.error = 100.0 * static_cast<double>(wrong_sum) / window.images;
+    window.img_per_s = window_seconds_ > 0 ? window.images / window_seconds_ : 0.0;
+    s.last_window = window;
+    for (auto& cb : callbacks_) cb->on_log(ctx_, window);
+  }
+  window_losses_.clear();
+  window_wrong_.clear();
+  window_sizes_.clear();
+  window_seconds_ = 0.0;
+  window_begin_ = s.iter;
+}
+
+std::optional<double> Trainer::last_epoch_train_error() const {
+  int64_t wrong = 0, total = 0;
+  for (const auto& [w, n] : recent_) {
+    wrong += w;
+    total += n;
+  }
+  if (total == 0) return std::nullopt;
+  return 100.0 * static_cast<double>(wrong) / static_cast<double>(total);
+}
+
+EvalResult evaluate(NetworkBase& model, const BatchLoader& loader) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double loss_sum = 0.0;
+  int64_t wrong = 0, total = 0;
+  for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+    Batch batch = loader.batch(b);
+    auto logits = model.forward(batch.inputs);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, batch.targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    wrong += logits.argmax(1).ne(batch.targets).sum().item<int64_t>();
+    total += batch.targets.size(0);
+  }
+  model.train(was_training);
+  EvalResult result;
+  result.examples = total;
+  if (total > 0) {
+    result.loss = loss_sum / total;
+    result.error = 100.0 * static_cast<double>(wrong) / total;
+  }
+  return result;
+}
+
+}  // namespace reslab

@@ -1,0 +1,102 @@
+#pragma once
+// The training loop: forward, loss, backward, step; everything else is a callback.
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "models/network.h"
+#include "optim/sgd.h"
+#include "train/metrics.h"
+
+namespace reslab {
+
+/// Training statistics over a window of iterations (from the last log point to this one).
+struct WindowStats {
+  int64_t iter_begin = 0, iter_end = 0;
+  double loss = 0.0;
+  double error = 0.0;  ///< percent of the window's training examples misclassified (augmented, train mode)
+  int64_t images = 0;
+  double img_per_s = 0.0;  ///< images over the time spent in training steps (data, forward, backward, update)
+};
+
+/// Where a run stands; callbacks read it and may request a stop.
+struct TrainState {
+  int64_t iter = 0;  ///< iterations done
+  int64_t total_iters = 0;
+  int64_t iters_per_epoch = 1;
+  int64_t batch = 1;
+  int64_t train_size = 1;
+  double lr = 0.0;  ///< learning rate of the latest step
+  std::optional<WindowStats> last_window;
+  std::string status = "running";  ///< then "completed" or "diverged"
+  std::optional<int64_t> diverged_at;  ///< the iteration whose loss was not finite
+  std::optional<double> last_finite_loss;
+  double train_seconds = 0.0;  ///< time inside training steps
+  bool stop_requested = false;
+
+  /// Epochs done, as a fraction: iterations x batch / training-set size (DESIGN.md).
+  double epoch() const { return static_cast<double>(iter) * batch / static_cast<double>(train_size); }
+  /// Whole epochs done, counted in loader epochs (iters_per_epoch batches each).
+  int64_t epoch_index() const { return iter / iters_per_epoch; }
+};
+
+struct TrainContext {
+  NetworkBase& model;
+  torch::optim::SGD& optimizer;
+  BatchLoader& train_loader;
+  JsonlWriter* metrics = nullptr;  ///< where records go; null writes none
+  TrainState state;
+};
+
+/// Hooks around the loop; every method does nothing by default. Per-step hooks must stay cheap.
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_train_begin(TrainContext& /*ctx*/) {}
+  virtual void on_batch_begin(TrainContext& /*ctx*/) {}
+  virtual void on_after_backward(TrainContext& /*ctx*/) {}
+  virtual void on_batch_end(TrainContext& /*ctx*/) {}
+  /// Every log_every iterations, at each epoch end and at the end, with the statistics since the last call.
+  virtual void on_log(TrainContext& /*ctx*/, const WindowStats& /*window*/) {}
+  virtual void on_epoch_end(TrainContext& /*ctx*/) {}
+  virtual void on_train_end(TrainContext& /*ctx*/) {}
+};
+
+class Trainer {
+ public:
+  /// `log_every`: iterations between statistics windows (and the only host syncs beyond evaluation).
+  Trainer(TrainContext& ctx, int64_t total_iters, int64_t log_every);
+  void add(std::shared_ptr<Callback> callback);
+  /// Trains until total_iters, a non-finite loss (status "diverged") or a callback's stop request.
+  void run();
+  /// Training error (percent) over the last epoch's worth of iterations done, or nullopt before any.
+  std::optional<double> last_epoch_train_error() const;
+
+ private:
+  void flush_window();
+
+  TrainContext& ctx_;
+  int64_t log_every_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  // Per-step loss and misclassification counts since the last flush, kept as tensors (no sync per step).
+  std::vector<torch::Tensor> window_losses_, window_wrong_;
+  std::vector<int64_t> window_sizes_;
+  int64_t window_begin_ = 0;
+  double window_seconds_ = 0.0;
+  // (wrong, examples) of the last iters_per_epoch iterations, for the final training error.
+  std::deque<std::pair<int64_t, int64_t>> recent_;
+};
+
+/// Loss and error (percent) of `model` over every batch of `loader`, in eval mode without gradients.
+struct EvalResult {
+  double loss = 0.0;
+  double error = 0.0;
+  int64_t examples = 0;
+};
+EvalResult evaluate(NetworkBase& model, const BatchLoader& loader);
+
+}  // namespace reslab
