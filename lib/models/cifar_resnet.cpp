@@ -17,7 +17,6 @@ int64_t cifar_blocks_per_stage(int64_t depth) {
 CifarResNetImpl::CifarResNetImpl(const CifarResNetOptions& opts) : options(opts) {
   const int64_t n = cifar_blocks_per_stage(options.depth());
   const auto& widths = options.widths();
-  TORCH_CHECK(widths.size() == 3, "CifarResNet: widths needs 3 entries, got ", widths.size());
   const auto& spec = options.spec();
   TORCH_CHECK(spec.input.channels > 0 && spec.input.height >= 4 && spec.input.width >= 4,
               "CifarResNet: input must have channels > 0 and at least 4x4 pixels");

@@ -1,11 +1,14 @@
 #pragma once
 // The paper's CIFAR-10 networks (Section 4.2): 6n+2 weighted layers, three stages of n basic blocks.
 
+#include <array>
 #include <vector>
 
 #include "models/basic_block.h"
 
 namespace reslab {
+
+using StageWidths = std::array<int64_t, 3>;
 
 /// Options of a CIFAR-style network. Example (the paper's ResNet-56 on CIFAR-10):
 ///   CifarResNet net(CifarResNetOptions(56).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}));
@@ -16,7 +19,7 @@ struct CifarResNetOptions {
   TORCH_ARG(ModelSpec, spec) = {};
   TORCH_ARG(bool, residual) = true;
   /// Filters of the first conv and the three stages (the paper's 16, 32, 64); stage s halves the map size.
-  TORCH_ARG(std::vector<int64_t>, widths) = std::vector<int64_t>{16, 32, 64};
+  TORCH_ARG(StageWidths, widths) = {16, 32, 64};
 };
 
 /// Throws std::invalid_argument unless depth = 6n+2 with n >= 1; the message lists the valid depths.

@@ -85,7 +85,7 @@ void Trainer::flush_window() {
     if (!std::isfinite(l[i])) {
       s.status = "diverged";
       s.diverged_at = window_begin_ + i + 1;
-      s.iter = *s.diverged_at;
+      s.iter = *s.diverged_at - 1;  // iterations that ended with a finite loss
       break;
     }
     s.last_finite_loss = l[i];

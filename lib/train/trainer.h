@@ -33,7 +33,7 @@ struct TrainState {
   double lr = 0.0;  ///< learning rate of the latest step
   std::optional<WindowStats> last_window;
   std::string status = "running";  ///< then "completed" or "diverged"
-  std::optional<int64_t> diverged_at;  ///< the iteration whose loss was not finite
+  std::optional<int64_t> diverged_at;  ///< the iteration whose loss was not finite (iter stops just before it)
   std::optional<double> last_finite_loss;
   double train_seconds = 0.0;  ///< time inside training steps
   bool stop_requested = false;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The reslab program as a user runs it: exit codes, error messages, files, and the plot.
+# Usage: test_cli.sh path/to/reslab
+set -uo pipefail
+reslab=$1
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+passes=0
+
+check() {  # check NAME EXPECTED_RC PATTERN -- command...
+  local name=$1 want_rc=$2 pattern=$3
+  shift 4
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [[ $want_rc == nonzero ]]; then
+    [[ $rc -ne 0 ]] && ok_rc=1 || ok_rc=0
+  else
+    [[ $rc -eq $want_rc ]] && ok_rc=1 || ok_rc=0
+  fi
+  if [[ $ok_rc -eq 1 ]] && grep -qE -- "$pattern" <<<"$out"; then
+    passes=$((passes + 1))
+  else
+    failures=$((failures + 1))
+    echo "FAIL: $name (rc=$rc, wanted $want_rc, pattern '$pattern')"
+    echo "$out" | head -20
+  fi
+}
+
+check "models lists names" 0 "resnet1202" -- "$reslab" models
+check "info counts resnet56" 0 '"params": 853018' -- "$reslab" info resnet56 --json
+check "info on fashion input" 0 "1x28x28" -- "$reslab" info plain20 --dataset fashion-mnist
+check "invalid depth" nonzero "depth 21 is not 6n\+2" -- "$reslab" info resnet21
+check "unknown model" nonzero "unknown model 'vgg16'" -- "$reslab" info vgg16
+check "unknown dataset" nonzero "unknown dataset 'imagenet'" -- "$reslab" info resnet20 --dataset imagenet
+check "bad shortcut" nonzero "shortcut 'Z'" -- "$reslab" info resnet20 --shortcut Z
+
+# A bad experiment file: the error names the file and the key.
+cat >"$work/bad.json" <<'JSON'
+{"name": "bad", "grid": {"depth": [8]}, "optim": {"epochs": 1, "momentun": 0.9}}
+JSON
+check "unknown key" nonzero "bad.json: key 'optim.momentun' is not a known key" -- "$reslab" run "$work/bad.json" --out "$work/bad"
+echo '{"name": "broken", ' >"$work/broken.json"
+check "broken json" nonzero "broken.json: not valid JSON" -- "$reslab" run "$work/broken.json"
+check "missing file" nonzero "nope.json" -- "$reslab" run "$work/nope.json"
+check "missing data" nonzero "/nonexistent/train-images-idx3-ubyte" -- \
+  "$reslab" train --model resnet8 --out "$work/t0" --data /nonexistent --iterations 2
+check "cifar needs data" nonzero "cifar10.*--data" -- "$reslab" train --model resnet8 --dataset cifar10 --out "$work/t1"
+
+# A small experiment end to end, then the refusal to overwrite it, then the plot.
+cat >"$work/small.json" <<'JSON'
+{"name": "small", "grid": {"depth": [8], "residual": [false, true]},
+ "data": {"train_size": 512, "test_size": 256}, "optim": {"batch": 64, "epochs": 1}, "train": {"log_every": 2}}
+JSON
+check "run small" 0 "depth \|" -- "$reslab" run "$work/small.json" --out "$work/small" --threads 2
+[[ -f "$work/small/results.json" && -f "$work/small/resnet8/metrics.jsonl" ]] && passes=$((passes + 1)) ||
+  { failures=$((failures + 1)); echo "FAIL: run small wrote no results"; }
+check "plot written" 0 "PNG" -- head -c 4 "$work/small/curves.png"
+check "no overwrite" nonzero "already holds results" -- "$reslab" run "$work/small.json" --out "$work/small"
+check "train one" 0 "completed after 4 iterations" -- \
+  "$reslab" train --model plain8 --out "$work/one" --train-size 256 --test-size 128 --batch 64 --epochs 1
+check "bench json" 0 '"train_img_per_s"' -- "$reslab" bench --model resnet8 --iterations 2 --warmup 1 --json
+
+echo "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]

@@ -1,0 +1,154 @@
+// Experiment files: strict keys and types, grid expansion, overrides, and the shipped presets.
+#include <filesystem>
+
+#include "experiment/config.h"
+#include "test_util.h"
+
+namespace reslab {
+namespace {
+
+nlohmann::json minimal() {
+  return nlohmann::json::parse(R"({
+    "name": "t",
+    "grid": {"depth": [20, 56], "residual": [false, true]},
+    "optim": {"epochs": 2}
+  })");
+}
+
+TEST(Config, ExpandsDepthsTimesPlainAndResidual) {
+  auto ex = parse_experiment(minimal(), "t.json");
+  auto runs = expand_grid(ex);
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_EQ(runs[0].name, "plain20");
+  EXPECT_EQ(runs[1].model, "resnet20");
+  EXPECT_EQ(runs[3].name, "resnet56");
+  EXPECT_EQ(runs[3].experiment, "t");
+  EXPECT_EQ(*runs[0].epochs, 2.0);
+  // Paper defaults where the file is silent.
+  EXPECT_EQ(runs[0].batch, 128);
+  EXPECT_DOUBLE_EQ(runs[0].momentum, 0.9);
+  EXPECT_DOUBLE_EQ(runs[0].weight_decay, 1e-4);
+  EXPECT_EQ(runs[0].shortcut, "A");
+}
+
+TEST(Config, ExtraAxesNameTheirRuns) {
+  auto doc = minimal();
+  doc["grid"] = {{"model", {"resnet20"}}, {"shortcut", {"A", "B"}}, {"seed", {1, 2}}};
+  auto runs = expand_grid(parse_experiment(doc, "t.json"));
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_EQ(runs[0].name, "resnet20-A-s1");
+  EXPECT_EQ(runs[3].name, "resnet20-B-s2");
+  EXPECT_EQ(runs[3].seed, 2u);
+}
+
+TEST(Config, UnknownKeysAreErrorsNamingKeyAndFile) {
+  auto doc = minimal();
+  doc["optim"]["learning_rate"] = 0.1;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
+                                     {"exp.json", "'optim.learning_rate'", "not a known key", "lr"});
+  doc = minimal();
+  doc["bogus"] = 1;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'bogus'"});
+}
+
+TEST(Config, WrongTypesAreErrorsNamingKeyValueAndExpectation) {
+  auto doc = minimal();
+  doc["optim"]["lr"] = "fast";
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
+                                     {"exp.json", "'optim.lr'", "\"fast\"", "a number"});
+  doc = minimal();
+  doc["optim"]["batch"] = 12.5;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'optim.batch'", "integer"});
+  doc = minimal();
+  doc["grid"]["residual"] = {"yes"};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'grid.residual'", "true/false"});
+  doc = minimal();
+  doc["data"] = 3;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'data'", "an object"});
+}
+
+TEST(Config, InvalidValuesAreRejectedBeforeTraining) {
+  auto doc = minimal();
+  doc["grid"]["depth"] = {20, 21};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "plain21", "6n+2"});
+  doc = minimal();
+  doc["optim"]["lr"] = -1;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"optim.lr", "positive"});
+  doc = minimal();
+  doc["model"] = {{"shortcut", "D"}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"shortcut", "'D'"});
+  doc = minimal();
+  doc["data"] = {{"dataset", "imagenet"}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"data.dataset", "imagenet"});
+  doc = minimal();
+  doc["data"] = {{"train_size", 70000}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"train_size", "60000"});
+  doc = minimal();
+  doc["optim"]["iterations"] = 100;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"not both"});
+  doc = minimal();
+  doc["optim"].erase("epochs");
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'epochs' or 'iterations'"});
+  doc = minimal();
+  doc["optim"]["schedule"] = {{"warmup", {{"lr", 0.01}}}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"until_error"});
+  doc = minimal();
+  doc.erase("name");
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'name'"});
+}
+
+TEST(Config, CommandLineOverridesReplaceFileValues) {
+  auto ex = parse_experiment(minimal(), "t.json");
+  Overrides o;
+  o.depths = std::vector<int64_t>{32};
+  o.iterations = 50;
+  o.seed = 9;
+  o.train_size = 1000;
+  apply_overrides(ex, o);
+  auto runs = expand_grid(ex);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[1].model, "resnet32");
+  EXPECT_FALSE(runs[1].epochs.has_value());
+  EXPECT_EQ(*runs[1].iterations, 50);
+  EXPECT_EQ(runs[1].seed, 9u);
+  EXPECT_EQ(runs[1].train_size, 1000);
+  o.depths = std::vector<int64_t>{33};
+  testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"33", "6n+2"});
+}
+
+TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
+  auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
+  auto j = to_json(run);
+  EXPECT_EQ(j["model"]["name"], "plain20");
+  EXPECT_EQ(j["optim"]["epochs"], 2.0);
+  EXPECT_EQ(j["data"]["dataset"], "fashion-mnist");
+  EXPECT_FALSE(j["optim"].contains("iterations"));
+}
+
+TEST(Config, ShippedExperimentsParse) {
+  const std::string dir = std::string(RESLAB_SOURCE_DIR) + "/experiments";
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".json") continue;
+    SCOPED_TRACE(entry.path().string());
+    auto ex = load_experiment(entry.path().string());
+    EXPECT_FALSE(expand_grid(ex).empty());
+    ++count;
+  }
+  EXPECT_GE(count, 3);
+  // Figure 6: plain and residual at 20, 32, 44, 56, 110 with the paper's recipe.
+  auto fig6 = load_experiment(dir + "/cifar10_fig6.json");
+  auto runs = expand_grid(fig6);
+  EXPECT_EQ(runs.size(), 10u);
+  EXPECT_EQ(*runs[0].iterations, 64000);
+  EXPECT_EQ(runs[0].val_size, 5000);
+  EXPECT_EQ(runs[0].schedule.milestones, (std::vector<double>{32000, 48000}));
+  // Table 6: ResNet-110 and -1202 warm up, shallower nets do not.
+  auto table6 = expand_grid(load_experiment(dir + "/cifar10_table6.json"));
+  EXPECT_EQ(table6.size(), 6u);
+  EXPECT_EQ(table6.back().model, "resnet1202");
+  EXPECT_EQ(table6.back().warmup_min_depth, 110);
+}
+
+}  // namespace
+}  // namespace reslab

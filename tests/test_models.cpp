@@ -1,0 +1,144 @@
+// Blocks and CIFAR-style networks: shapes, gradients, parameter counts (paper Table 6) and multiply-adds.
+#include "models/cifar_resnet.h"
+#include "test_util.h"
+
+namespace reslab {
+namespace {
+
+using testing::SeededTest;
+
+class ModelsTest : public SeededTest {};
+
+TEST_F(ModelsTest, BasicBlockShapesForEveryShortcutOption) {
+  for (Shortcut s : {Shortcut::A, Shortcut::B, Shortcut::C}) {
+    for (bool residual : {true, false}) {
+      BasicBlock same(BasicBlockOptions(16, 16).shortcut(s).residual(residual));
+      BasicBlock down(BasicBlockOptions(16, 32).stride(2).shortcut(s).residual(residual));
+      auto x = torch::randn({2, 16, 8, 8});
+      EXPECT_EQ(same->forward(x).sizes(), (std::vector<int64_t>{2, 16, 8, 8}));
+      EXPECT_EQ(down->forward(x).sizes(), (std::vector<int64_t>{2, 32, 4, 4}));
+    }
+  }
+}
+
+TEST_F(ModelsTest, OptionAIdentityPadsNewChannelsWithZeros) {
+  BasicBlock block(BasicBlockOptions(4, 8).stride(2).shortcut(Shortcut::A));
+  // Zero the branch: the output is then relu(shortcut(x)).
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : block->named_parameters()) {
+      if (p.key().find("bn2.weight") != std::string::npos) p.value().zero_();
+    }
+  }
+  block->eval();
+  auto x = torch::rand({1, 4, 6, 6}) + 0.1;  // positive, so the ReLU keeps it
+  auto y = block->forward(x);
+  auto expected_first = x.slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2);
+  EXPECT_TRUE(torch::allclose(y.slice(1, 0, 4), expected_first));
+  EXPECT_EQ(y.slice(1, 4, 8).abs().sum().item<float>(), 0.0f);
+}
+
+TEST_F(ModelsTest, ProjectionOnlyWhereTheOptionSaysSo) {
+  EXPECT_FALSE(BasicBlock(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::A))->has_projection());
+  EXPECT_TRUE(BasicBlock(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::B))->has_projection());
+  EXPECT_FALSE(BasicBlock(BasicBlockOptions(16, 16).shortcut(Shortcut::B))->has_projection());
+  EXPECT_TRUE(BasicBlock(BasicBlockOptions(16, 16).shortcut(Shortcut::C))->has_projection());
+  EXPECT_FALSE(BasicBlock(BasicBlockOptions(16, 16).shortcut(Shortcut::C).residual(false))->has_projection());
+}
+
+TEST_F(ModelsTest, ForwardAndBackwardGiveGradientsOfParameterShape) {
+  CifarResNet net(CifarResNetOptions(8).spec(ModelSpec{{3, 16, 16}, 7, Shortcut::B}));
+  auto x = torch::randn({4, 3, 16, 16});
+  auto logits = net->forward(x);
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{4, 7}));
+  torch::nn::functional::cross_entropy(logits, torch::tensor({0, 1, 2, 3})).backward();
+  for (const auto& p : net->parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_EQ(p.grad().sizes(), p.sizes());
+  }
+}
+
+TEST_F(ModelsTest, ParameterCountsMatchTable6) {
+  // Paper Table 6 (CIFAR-10, option A): 0.27M, 0.46M, 0.66M, 0.85M, 1.7M, 19.4M.
+  const std::vector<std::pair<int64_t, double>> table = {{20, 0.27}, {32, 0.46}, {44, 0.66},
+                                                         {56, 0.85}, {110, 1.7}, {1202, 19.4}};
+  for (const auto& [depth, millions] : table) {
+    CifarResNet resnet(CifarResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}));
+    const double m = count_parameters(*resnet) / 1e6;
+    const double digits = millions < 1.0 ? 0.005 : 0.05;  // the table's rounding
+    EXPECT_NEAR(m, millions, digits) << "depth " << depth;
+    CifarResNet plain(CifarResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}).residual(false));
+    EXPECT_EQ(count_parameters(*plain), count_parameters(*resnet)) << "depth " << depth;
+  }
+  // The exact figure for ResNet-20, as in the common PyTorch reference.
+  CifarResNet r20(CifarResNetOptions(20));
+  EXPECT_EQ(count_parameters(*r20), 269722);
+}
+
+TEST_F(ModelsTest, ProjectionShortcutsAddExactlyTheirConvAndBn) {
+  const ModelSpec a{{3, 32, 32}, 10, Shortcut::A};
+  ModelSpec b = a;
+  b.shortcut = Shortcut::B;
+  const int64_t pa = count_parameters(*CifarResNet(CifarResNetOptions(20).spec(a)));
+  const int64_t pb = count_parameters(*CifarResNet(CifarResNetOptions(20).spec(b)));
+  // Two projections: 16->32 and 32->64, each a 1x1 conv and a BN (gamma, beta).
+  EXPECT_EQ(pb - pa, (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64));
+}
+
+TEST_F(ModelsTest, MultiplyAddsOfABlockByHand) {
+  // 16->32 channels, stride 2 on an 8x8 map gives 4x4. conv1: 32*4*4 outputs x 16*9 inputs each;
+  // conv2: 32*4*4 x 32*9. Option B adds the 1x1 projection: 32*4*4 x 16.
+  BasicBlock a(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::A));
+  BasicBlock b(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::B));
+  int64_t h = 0, w = 0;
+  EXPECT_EQ(a->macs(8, 8, &h, &w), 32 * 16 * 16 * 9 + 32 * 16 * 32 * 9);
+  EXPECT_EQ(h, 4);
+  EXPECT_EQ(w, 4);
+  EXPECT_EQ(b->macs(8, 8, &h, &w), 32 * 16 * 16 * 9 + 32 * 16 * 32 * 9 + 32 * 16 * 16);
+}
+
+TEST_F(ModelsTest, MultiplyAddsOfResNet20ByHand) {
+  // conv1 16x32x32 x 3*9; stage 1: six convs 16x32x32 x 16*9; stages 2 and 3: a first conv reading half the
+  // channels plus five full ones, at 16x16 and 8x8; fc 64x10.
+  const int64_t conv1 = 16 * 32 * 32 * 3 * 9;
+  const int64_t stage1 = 6 * (16 * 32 * 32 * 16 * 9);
+  const int64_t stage2 = 32 * 16 * 16 * 16 * 9 + 5 * (32 * 16 * 16 * 32 * 9);
+  const int64_t stage3 = 64 * 8 * 8 * 32 * 9 + 5 * (64 * 8 * 8 * 64 * 9);
+  CifarResNet net(CifarResNetOptions(20));
+  EXPECT_EQ(net->macs(), conv1 + stage1 + stage2 + stage3 + 64 * 10);
+  EXPECT_EQ(net->macs(), 40551040);
+  // Fashion-MNIST's 28x28 maps: 28, 14, 7.
+  CifarResNet small(CifarResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
+  EXPECT_EQ(small->macs(), 16 * 28 * 28 * 9 + 6 * (16 * 28 * 28 * 144) + 32 * 14 * 14 * 144 +
+                               5 * (32 * 14 * 14 * 288) + 64 * 7 * 7 * 288 + 5 * (64 * 7 * 7 * 576) + 640);
+}
+
+TEST_F(ModelsTest, DepthMustBe6nPlus2) {
+  for (int64_t bad : {0, 7, 21, 57}) {
+    testing::expect_error<std::invalid_argument>([&] { CifarResNet net{CifarResNetOptions(bad)}; },
+                                                 {std::to_string(bad), "6n+2", "20", "56", "110"});
+  }
+  EXPECT_EQ(cifar_blocks_per_stage(8), 1);
+  EXPECT_EQ(cifar_blocks_per_stage(1202), 200);
+}
+
+TEST_F(ModelsTest, HeInitialisationHasTheRightScale) {
+  CifarResNet net(CifarResNetOptions(56));
+  // A 3x3 conv with 64 input channels: std sqrt(2 / (9*64)).
+  const auto& w = net->blocks().back()->named_parameters()["conv2.weight"];
+  EXPECT_NEAR(w.std().item<double>(), std::sqrt(2.0 / (9 * 64)), 0.002);
+}
+
+TEST_F(ModelsTest, ChannelsLastKeepsTheFunction) {
+  CifarResNet net(CifarResNetOptions(8).spec(ModelSpec{{3, 16, 16}, 10, Shortcut::A}));
+  net->eval();
+  auto x = torch::randn({2, 3, 16, 16});
+  auto before = net->forward(x);
+  to_channels_last(*net);
+  auto after = net->forward(x.contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(torch::allclose(before, after, 1e-4, 1e-5));
+  EXPECT_TRUE(net->blocks()[0]->named_parameters()["conv1.weight"].is_contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+}  // namespace
+}  // namespace reslab

@@ -1,0 +1,142 @@
+// The training loop on real data: the error falls, seeded runs repeat exactly, non-finite losses end a run.
+#include "data/datasets.h"
+#include "experiment/runner.h"
+#include "models/registry.h"
+#include "test_util.h"
+#include "train/callbacks.h"
+
+namespace reslab {
+namespace {
+
+using testing::TempDir;
+
+RunConfig small_run(const std::string& model) {
+  RunConfig run;
+  run.name = model;
+  run.model = model;
+  run.dataset = "fashion-mnist";
+  run.data_dir = testing::fashion_dir();
+  run.train_size = 1024;
+  run.test_size = 500;
+  run.batch = 32;
+  run.epochs = 3;
+  run.log_every = 4;
+  run.threads = 2;
+  return run;
+}
+
+class TrainerTest : public testing::SeededTest {
+ protected:
+  DataCache data_;
+};
+
+TEST_F(TrainerTest, TrainingErrorFallsOnFashionMnist) {
+  TempDir dir;
+  const auto summary = train_run(small_run("resnet8"), dir.path(), data_, RunOptions{});
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["iterations"], 96);
+  auto records = read_jsonl_file(dir.file("metrics.jsonl"));
+  std::vector<double> train_errors;
+  int evals = 0;
+  for (const auto& r : records) {
+    ASSERT_TRUE(r.contains("kind") && r.contains("iter") && r.contains("epoch"));
+    if (r["kind"] == "train") train_errors.push_back(r["error"].get<double>());
+    if (r["kind"] == "eval") {
+      EXPECT_EQ(r["split"], "test");
+      ++evals;
+    }
+  }
+  ASSERT_GE(train_errors.size(), 20u);
+  // From chance (90%) to well below it within three epochs of 1024 images.
+  EXPECT_GT(train_errors.front(), 45.0);
+  EXPECT_LT(train_errors.back(), train_errors.front() - 25.0);
+  EXPECT_EQ(evals, 3);  // after each epoch; the final one is not repeated
+  EXPECT_LT(summary["final"]["test_error"].get<double>(), 40.0);
+  EXPECT_LT(summary["final"]["train_error"].get<double>(), 40.0);
+  EXPECT_TRUE(summary["final"]["val_error"].is_null());
+  EXPECT_TRUE(std::filesystem::exists(dir.file("model.pt")));
+}
+
+TEST_F(TrainerTest, SameSeedSameMetrics) {
+  auto run = small_run("plain8");
+  run.epochs = 1;
+  TempDir a;
+  const std::string second = a.file("again");
+  train_run(run, a.path(), data_, RunOptions{});
+  train_run(run, second, data_, RunOptions{});
+  run.seed = 2;
+  const std::string third = a.file("other_seed");
+  train_run(run, third, data_, RunOptions{});
+  auto strip = [](std::vector<nlohmann::json> records) {
+    for (auto& r : records) r.erase("img_per_s");
+    return records;
+  };
+  const auto m1 = strip(read_jsonl_file(a.file("metrics.jsonl")));
+  const auto m2 = strip(read_jsonl_file(second + "/metrics.jsonl"));
+  const auto m3 = strip(read_jsonl_file(third + "/metrics.jsonl"));
+  ASSERT_FALSE(m1.empty());
+  EXPECT_EQ(m1, m2);
+  EXPECT_NE(m1, m3);
+}
+
+/// Poisons a weight with NaN just before the step that makes iteration `at`.
+class PoisonAt : public Callback {
+ public:
+  explicit PoisonAt(int64_t at) : at_(at) {}
+  void on_batch_begin(TrainContext& ctx) override {
+    if (ctx.state.iter + 1 != at_) return;
+    torch::NoGradGuard no_grad;
+    ctx.model.parameters()[0].fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+
+ private:
+  int64_t at_;
+};
+
+TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
+  torch::manual_seed(0);
+  auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+  auto images = torch::randint(0, 256, {64, 1, 8, 8}, torch::kInt64).to(torch::kUInt8);
+  ImageDataset data(images, torch::randint(0, 10, {64}, torch::kInt64), 10);
+  LoaderOptions o;
+  o.batch = 8;  // 8 iterations an epoch: windows end at 5, then at the epoch end 8
+  BatchLoader loader(data, torch::zeros({1, 8, 8}), o);
+  auto optimizer = make_sgd(model->parameters(), SgdConfig{});
+  TempDir dir;
+  JsonlWriter metrics(dir.file("m.jsonl"));
+  TrainContext ctx{*model, *optimizer, loader, &metrics, {}};
+  Trainer trainer(ctx, /*total_iters=*/40, /*log_every=*/5);
+  trainer.add(std::make_shared<TrainRecordCallback>());
+  trainer.add(std::make_shared<PoisonAt>(7));
+  trainer.run();
+  EXPECT_EQ(ctx.state.status, "diverged");
+  ASSERT_TRUE(ctx.state.diverged_at.has_value());
+  EXPECT_EQ(*ctx.state.diverged_at, 7);
+  EXPECT_EQ(ctx.state.iter, 6);
+  EXPECT_TRUE(ctx.state.last_finite_loss.has_value());
+  // The records stop at the last finite window: iterations 5 and the partial window 6.
+  auto records = read_jsonl_file(dir.file("m.jsonl"));
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records.back()["iter"], 6);
+  EXPECT_TRUE(std::isfinite(records.back()["loss"].get<double>()));
+}
+
+TEST_F(TrainerTest, EvaluationCountsEveryExampleOnce) {
+  torch::manual_seed(0);
+  auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+  ImageDataset data(torch::randint(0, 256, {37, 1, 8, 8}, torch::kInt64).to(torch::kUInt8),
+                    torch::randint(0, 10, {37}, torch::kInt64), 10);
+  LoaderOptions o;
+  o.batch = 10;
+  o.shuffle = o.drop_last = false;
+  BatchLoader loader(data, torch::zeros({1, 8, 8}), o);
+  const EvalResult r = evaluate(*model, loader);
+  EXPECT_EQ(r.examples, 37);
+  // The error is a whole number of mistakes out of 37.
+  const double wrong = r.error * 37 / 100.0;
+  EXPECT_NEAR(wrong, std::round(wrong), 1e-9);
+  EXPECT_TRUE(model->is_training());  // restored
+}
+
+}  // namespace
+}  // namespace reslab
