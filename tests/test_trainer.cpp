@@ -16,10 +16,12 @@ RunConfig small_run(const std::string& model) {
   run.model = model;
   run.dataset = "fashion-mnist";
   run.data_dir = testing::fashion_dir();
-  run.train_size = 1024;
+  run.train_size = 2048;
   run.test_size = 500;
-  run.batch = 32;
+  run.batch = 64;
   run.epochs = 3;
+  run.schedule.milestones = {2};  // lr / 10 for the last epoch: the final weights settle
+  run.schedule.milestones_in_epochs = true;
   run.log_every = 4;
   run.threads = 2;
   return run;
@@ -47,11 +49,11 @@ TEST_F(TrainerTest, TrainingErrorFallsOnFashionMnist) {
     }
   }
   ASSERT_GE(train_errors.size(), 20u);
-  // From chance (90%) to well below it within three epochs of 1024 images.
-  EXPECT_GT(train_errors.front(), 45.0);
-  EXPECT_LT(train_errors.back(), train_errors.front() - 25.0);
+  // From chance (90%) to well below it within three epochs of 2048 images.
+  EXPECT_GT(train_errors.front(), 70.0);
+  EXPECT_LT(train_errors.back(), train_errors.front() - 35.0);
   EXPECT_EQ(evals, 3);  // after each epoch; the final one is not repeated
-  EXPECT_LT(summary["final"]["test_error"].get<double>(), 40.0);
+  EXPECT_LT(summary["final"]["test_error"].get<double>(), 35.0);
   EXPECT_LT(summary["final"]["train_error"].get<double>(), 40.0);
   EXPECT_TRUE(summary["final"]["val_error"].is_null());
   EXPECT_TRUE(std::filesystem::exists(dir.file("model.pt")));
