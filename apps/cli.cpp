@@ -10,13 +10,13 @@ namespace {
 
 /// Binds a value whose presence on the command line matters: it lands in `target` only when given.
 template <typename T>
-void optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
-  cmd->add_option_function<T>(name, [&target](const T& v) { target = v; }, help);
+CLI::Option* optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
+  return cmd->add_option_function<T>(name, [&target](const T& v) { target = v; }, help);
 }
 
 void bind_overrides(CLI::App* cmd, Overrides& o) {
-  optional_flag(cmd, "--epochs", o.epochs, "Epochs to train (replaces the file's value)");
-  optional_flag(cmd, "--iterations", o.iterations, "Iterations to train (instead of epochs)");
+  auto* epochs = optional_flag(cmd, "--epochs", o.epochs, "Epochs to train (replaces the file's value; train: 1)");
+  optional_flag(cmd, "--iterations", o.iterations, "Iterations to train (instead of epochs)")->excludes(epochs);
   optional_flag(cmd, "--train-size", o.train_size, "Training examples to keep (0: all)");
   optional_flag(cmd, "--test-size", o.test_size, "Test examples to evaluate on (0: all)");
   optional_flag(cmd, "--batch", o.batch, "Mini-batch size");

@@ -1,4 +1,6 @@
 // reslab: train plain and residual networks, run experiments, export and plot the results.
+#include <c10/util/Exception.h>
+
 #include <iostream>
 
 #include "cli.h"
@@ -10,6 +12,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     return action();
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;

@@ -47,6 +47,7 @@ check "broken json" nonzero "broken.json: not valid JSON" -- "$reslab" run "$wor
 check "missing file" nonzero "nope.json" -- "$reslab" run "$work/nope.json"
 check "missing data" nonzero "/nonexistent/train-images-idx3-ubyte" -- \
   "$reslab" train --model resnet8 --out "$work/t0" --data /nonexistent --iterations 2
+check "epochs xor iterations" nonzero "excludes" -- "$reslab" train --model resnet8 --out "$work/t2" --epochs 1 --iterations 5
 check "cifar needs data" nonzero "cifar10.*--data" -- "$reslab" train --model resnet8 --dataset cifar10 --out "$work/t1"
 
 # A small experiment end to end, then the refusal to overwrite it, then the plot.

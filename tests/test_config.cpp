@@ -97,6 +97,36 @@ TEST(Config, InvalidValuesAreRejectedBeforeTraining) {
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'name'"});
 }
 
+TEST(Config, AmbiguousOrRepeatedGridsAreErrors) {
+  auto doc = minimal();
+  doc["grid"]["depth"] = {20, 20};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'plain20' twice"});
+  doc = minimal();
+  doc["model"] = {{"name", "resnet20"}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'grid.depth'", "model.name"});
+  doc = minimal();
+  doc["grid"] = {{"model", {"resnet20"}}, {"residual", {true}}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'grid.residual'"});
+  doc = minimal();
+  doc["seed"] = -1;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'seed'", "non-negative"});
+  doc = minimal();
+  doc["data"] = {{"train_size", 100}};
+  doc["optim"]["batch"] = 128;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"optim.batch", "128"});
+}
+
+TEST(Config, EmptyListsWhereNothingIsAValidAnswer) {
+  auto doc = minimal();
+  doc["train"] = {{"eval_at", nlohmann::json::array()}};
+  doc["optim"]["schedule"] = {{"milestones", nlohmann::json::array()}};
+  auto runs = expand_grid(parse_experiment(doc, "t.json"));
+  EXPECT_TRUE(runs[0].eval_at.empty());
+  EXPECT_TRUE(runs[0].schedule.milestones.empty());
+  doc["grid"]["depth"] = nlohmann::json::array();
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "t.json"); }, {"'grid.depth'", "non-empty"});
+}
+
 TEST(Config, CommandLineOverridesReplaceFileValues) {
   auto ex = parse_experiment(minimal(), "t.json");
   Overrides o;

@@ -79,7 +79,9 @@ TEST(Idx, RejectsBadFilesNamingThem) {
   auto bad_type = idx_bytes({3, 2, 2}, ramp(12));
   bad_type[2] = 0x0d;
   write_bytes(path, bad_type);
-  testing::expect_error<DataError>([&] { read_idx_ubyte(path, 3); }, {path, "unsigned byte"});
+  testing::expect_error<DataError>([&] { read_idx_ubyte(path, 3); }, {path, "0x0d", "unsigned byte"});
+  write_bytes(path, idx_bytes({1u << 16, 1u << 24, 1u << 24}, ramp(4)));  // would wrap a 64-bit count
+  testing::expect_error<DataError>([&] { read_idx_ubyte(path, 3); }, {path, "impossible size"});
   write_bytes(path, idx_bytes({12}, ramp(12)));
   testing::expect_error<DataError>([&] { read_idx_ubyte(path, 3); }, {path, "1 dimensions, expected 3"});
   write_bytes(path, {0, 0});
@@ -96,7 +98,7 @@ TEST(Idx, RejectsTruncatedGzipStream) {
   bytes.resize(bytes.size() / 2);
   const std::string cut = dir.file("cut.gz");
   write_bytes(cut, bytes);
-  testing::expect_error<DataError>([&] { read_idx_ubyte(cut, 3); }, {cut});
+  testing::expect_error<DataError>([&] { read_idx_ubyte(cut, 3); }, {cut, "gzip"});
 }
 
 TEST(Idx, RejectsLabelsOutOfRangeAndCountMismatch) {

@@ -48,7 +48,9 @@ TEST(Metrics, JsonFileIsReplacedWhole) {
 }
 
 nlohmann::json summary(int64_t depth, bool residual, double train, double test) {
-  return {{"run", (residual ? "resnet" : "plain") + std::to_string(depth)},
+  const std::string model = (residual ? "resnet" : "plain") + std::to_string(depth);
+  return {{"run", model},
+          {"model", model},
           {"depth", depth},
           {"residual", residual},
           {"status", "completed"},
@@ -72,6 +74,23 @@ TEST(Results, DegradationTableByDepthAveragesRepeats) {
   print_degradation_table(results, out);
   EXPECT_NE(out.str().find("     56 |         20.00   22.00 |           7.00    9.50"), std::string::npos)
       << out.str();
+}
+
+TEST(Results, VariantsOfAGridAreSeparateRowsAndSeedsAverage) {
+  auto a = summary(20, false, 10, 12), b = summary(20, true, 8, 11);
+  auto ab = summary(20, false, 30, 32), bb = summary(20, true, 4, 5), bb2 = summary(20, true, 6, 7);
+  a["run"] = "plain20-A", a["model"] = "plain20";
+  b["run"] = "resnet20-A", b["model"] = "resnet20";
+  ab["run"] = "plain20-B-s1", ab["model"] = "plain20";
+  bb["run"] = "resnet20-B-s1", bb["model"] = "resnet20";
+  bb2["run"] = "resnet20-B-s2", bb2["model"] = "resnet20";
+  auto results = make_results("exp", "", {a, b, ab, bb, bb2});
+  const auto& table = results["degradation"];
+  ASSERT_EQ(table.size(), 2u);
+  EXPECT_EQ(table[0]["variant"], "-A");
+  EXPECT_EQ(table[1]["variant"], "-B");
+  EXPECT_DOUBLE_EQ(table[1]["residual"]["train_error"].get<double>(), 5.0);
+  EXPECT_DOUBLE_EQ(table[0]["plain"]["train_error"].get<double>(), 10.0);
 }
 
 TEST(Results, NoTableWithoutBothKinds) {

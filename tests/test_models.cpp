@@ -38,6 +38,16 @@ TEST_F(ModelsTest, OptionAIdentityPadsNewChannelsWithZeros) {
   EXPECT_EQ(y.slice(1, 4, 8).abs().sum().item<float>(), 0.0f);
 }
 
+TEST_F(ModelsTest, OnlyAnIdentityShortcutCannotShrinkChannels) {
+  auto x = torch::randn({2, 32, 8, 8});
+  BasicBlock plain(BasicBlockOptions(32, 16).residual(false));
+  EXPECT_EQ(plain->forward(x).size(1), 16);
+  BasicBlock projected(BasicBlockOptions(32, 16).shortcut(Shortcut::B));
+  EXPECT_EQ(projected->forward(x).size(1), 16);
+  testing::expect_error<c10::Error>([] { BasicBlock b(BasicBlockOptions(32, 16).shortcut(Shortcut::A)); },
+                                    {"cannot shrink channels", "32 -> 16"});
+}
+
 TEST_F(ModelsTest, ProjectionOnlyWhereTheOptionSaysSo) {
   EXPECT_FALSE(BasicBlock(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::A))->has_projection());
   EXPECT_TRUE(BasicBlock(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::B))->has_projection());
@@ -120,6 +130,9 @@ TEST_F(ModelsTest, DepthMustBe6nPlus2) {
   }
   EXPECT_EQ(cifar_blocks_per_stage(8), 1);
   EXPECT_EQ(cifar_blocks_per_stage(1202), 200);
+  EXPECT_EQ(cifar_blocks_per_stage(kMaxCifarDepth), 1000);
+  testing::expect_error<std::invalid_argument>([] { cifar_blocks_per_stage(kMaxCifarDepth + 6); },
+                                               {std::to_string(kMaxCifarDepth)});
 }
 
 TEST_F(ModelsTest, HeInitialisationHasTheRightScale) {

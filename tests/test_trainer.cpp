@@ -4,6 +4,7 @@
 #include "models/registry.h"
 #include "test_util.h"
 #include "train/callbacks.h"
+#include "train/interrupt.h"
 
 namespace reslab {
 namespace {
@@ -123,6 +124,39 @@ TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
   EXPECT_TRUE(std::isfinite(records.back()["loss"].get<double>()));
 }
 
+/// Asks for an interrupt (as Ctrl-C would) during the step that makes iteration `at`.
+class InterruptAt : public Callback {
+ public:
+  explicit InterruptAt(int64_t at) : at_(at) {}
+  void on_batch_begin(TrainContext& ctx) override {
+    if (ctx.state.iter + 1 == at_) request_interrupt();
+  }
+
+ private:
+  int64_t at_;
+};
+
+TEST_F(TrainerTest, InterruptFinishesTheStepAndSummarisesTheRun) {
+  clear_interrupt();
+  // An interrupt requested during iteration 3 stops the loop once that step is done.
+  auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+  ImageDataset data(torch::randint(0, 256, {64, 1, 8, 8}, torch::kInt64).to(torch::kUInt8),
+                    torch::randint(0, 10, {64}, torch::kInt64), 10);
+  LoaderOptions o;
+  o.batch = 8;
+  BatchLoader loader(data, torch::zeros({1, 8, 8}), o);
+  auto optimizer = make_sgd(model->parameters(), SgdConfig{});
+  TrainContext ctx{*model, *optimizer, loader, nullptr, {}};
+  Trainer trainer(ctx, /*total_iters=*/40, /*log_every=*/5);
+  trainer.add(std::make_shared<InterruptAt>(3));
+  trainer.run();
+  clear_interrupt();
+  EXPECT_EQ(ctx.state.status, "interrupted");
+  EXPECT_EQ(ctx.state.iter, 3);
+  ASSERT_TRUE(ctx.state.last_window.has_value());  // the partial window was still counted
+  EXPECT_EQ(ctx.state.last_window->iter_end, 3);
+}
+
 TEST_F(TrainerTest, EvaluationCountsEveryExampleOnce) {
   torch::manual_seed(0);
   auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
@@ -134,10 +168,15 @@ TEST_F(TrainerTest, EvaluationCountsEveryExampleOnce) {
   BatchLoader loader(data, torch::zeros({1, 8, 8}), o);
   const EvalResult r = evaluate(*model, loader);
   EXPECT_EQ(r.examples, 37);
-  // The error is a whole number of mistakes out of 37.
-  const double wrong = r.error * 37 / 100.0;
-  EXPECT_NEAR(wrong, std::round(wrong), 1e-9);
   EXPECT_TRUE(model->is_training());  // restored
+  // The same count by hand, on all 37 images at once in eval mode.
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto all = data.images().to(torch::kFloat32) / 255.0;
+  auto logits = model->forward(all);
+  const int64_t wrong = logits.argmax(1).ne(data.targets()).sum().item<int64_t>();
+  EXPECT_NEAR(r.error, 100.0 * wrong / 37, 1e-9);
+  EXPECT_NEAR(r.loss, torch::nn::functional::cross_entropy(logits, data.targets()).item<double>(), 1e-4);
 }
 
 }  // namespace

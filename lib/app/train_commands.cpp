@@ -7,12 +7,15 @@
 #include "app/commands.h"
 #include "experiment/results.h"
 #include "experiment/runner.h"
+#include "train/interrupt.h"
 
 namespace fs = std::filesystem;
 
 namespace reslab {
 
 namespace {
+constexpr int kExitInterrupted = 130;  // the shell's code for a run ended by SIGINT
+
 RunOptions console_options() {
   RunOptions options;
   options.progress = &std::cout;
@@ -36,9 +39,11 @@ int run_train(const TrainOptions& options) {
   validate_run(run, "command line");
   prepare_output_dir(options.out, {}, options.overwrite);
   DataCache data;
+  install_interrupt_handlers();
   const auto summary = train_run(run, options.out, data, console_options());
   print_final(summary);
   std::cout << "Results: " << options.out << "/{config.json, metrics.jsonl, summary.json}\n";
+  if (summary["status"] == "interrupted") return kExitInterrupted;
   return summary["status"] == "completed" ? 0 : 3;
 }
 
@@ -49,12 +54,17 @@ int run_experiment_command(const RunExperimentOptions& options) {
   std::vector<std::string> names;
   for (const auto& run : expand_grid(experiment)) names.push_back(run.name);
   prepare_output_dir(out, names, options.overwrite);
+  install_interrupt_handlers();
   const auto results = run_experiment(experiment, out, console_options());
   std::cout << "\n";
   for (const auto& s : results["runs"]) print_final(s);
   std::cout << "\n";
   print_degradation_table(results, std::cout);
   std::cout << "\nResults: " << out << "/results.json (runs in " << out << "/<run>/)\n";
+  if (interrupt_requested()) {
+    std::cout << "Interrupted: the runs above are summarised as they stood; rerun with --overwrite to start again.\n";
+    return kExitInterrupted;
+  }
   if (options.plot) {
     PlotOptions plot;
     plot.results_dir = out;

@@ -41,6 +41,13 @@ ImageDataset load_dataset(const std::string& name, const std::string& dir, Mode 
 DataSplits prepare_splits(const std::string& name, const std::string& dir, const SplitOptions& options) {
   ImageDataset full = load_dataset(name, dir, Mode::kTrain);
   ImageDataset test = load_dataset(name, dir, Mode::kTest);
+  if (full.images().sizes().slice(1) != test.images().sizes().slice(1)) {
+    auto shape = [](const ImageDataset& d) {
+      return std::to_string(d.channels()) + "x" + std::to_string(d.height()) + "x" + std::to_string(d.width());
+    };
+    throw DataError((dir.empty() ? dataset_info(name).default_dir : dir) + ": training images are " + shape(full) +
+                    " but test images are " + shape(test) + "; both parts of a dataset must have one shape");
+  }
   const int64_t n = full.size();
   auto check = [&](int64_t value, int64_t limit, const std::string& what) {
     if (value < 0 || value > limit) {

@@ -1,5 +1,6 @@
 #include "data/idx.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "data/file_bytes.h"
@@ -24,7 +25,9 @@ torch::Tensor read_idx_ubyte(const std::string& path, int64_t expected_dims) {
   if (bytes.size() < 4) throw DataError(path + ": truncated: " + std::to_string(bytes.size()) + " bytes, no IDX header");
   if (bytes[0] != 0 || bytes[1] != 0) throw DataError(path + ": not an IDX file (bad magic number)");
   if (bytes[2] != 0x08) {
-    throw DataError(path + ": IDX element type 0x" + std::to_string(bytes[2]) + " is not unsigned byte (0x08)");
+    char type[8];
+    std::snprintf(type, sizeof type, "0x%02x", bytes[2]);
+    throw DataError(path + ": IDX element type " + type + " is not unsigned byte (0x08)");
   }
   const int64_t dims = bytes[3];
   if (dims != expected_dims) {
@@ -39,8 +42,8 @@ torch::Tensor read_idx_ubyte(const std::string& path, int64_t expected_dims) {
     const uint32_t n = big_endian_u32(bytes.data() + 4 + 4 * d);
     if (n == 0) throw DataError(path + ": IDX dimension " + std::to_string(d) + " is zero");
     shape.push_back(n);
+    if (n > (uint64_t{1} << 40) / count) throw DataError(path + ": IDX header claims an impossible size");
     count *= n;
-    if (count > (uint64_t{1} << 40)) throw DataError(path + ": IDX header claims an impossible size");
   }
   const uint64_t have = bytes.size() - header;
   if (have < count) {

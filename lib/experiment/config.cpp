@@ -14,7 +14,7 @@ namespace {
 
 void read_schedule(JsonSection s, RunConfig& run) {
   auto& sc = run.schedule;
-  if (auto v = s.numbers("milestones")) sc.milestones = *v;
+  if (auto v = s.numbers("milestones", /*allow_empty=*/true)) sc.milestones = *v;
   if (auto v = s.string("unit")) {
     if (*v != "iterations" && *v != "epochs") s.fail("unit", "\"iterations\" or \"epochs\"");
     sc.milestones_in_epochs = *v == "epochs";
@@ -47,11 +47,18 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
   ex.description = top.string("description").value_or("");
   RunConfig& run = ex.base;
   run.experiment = ex.name;
-  if (auto v = top.integer("seed")) run.seed = static_cast<uint64_t>(*v);
+  if (auto v = top.integer("seed")) {
+    if (*v < 0) top.fail("seed", "a non-negative integer");
+    run.seed = static_cast<uint64_t>(*v);
+  }
   if (auto v = top.integer("threads")) run.threads = *v;
 
+  bool model_name_given = false;
   if (auto m = top.section("model")) {
-    if (auto v = m->string("name")) ex.models = {*v};
+    if (auto v = m->string("name")) {
+      ex.models = {*v};
+      model_name_given = true;
+    }
     if (auto v = m->string("shortcut")) run.shortcut = *v;
     m->finish({"name", "shortcut"});
   }
@@ -61,7 +68,10 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = d->integer("train_size")) run.train_size = *v;
     if (auto v = d->integer("val_size")) run.val_size = *v;
     if (auto v = d->integer("test_size")) run.test_size = *v;
-    if (auto v = d->integer("split_seed")) run.split_seed = static_cast<uint64_t>(*v);
+    if (auto v = d->integer("split_seed")) {
+      if (*v < 0) d->fail("split_seed", "a non-negative integer");
+      run.split_seed = static_cast<uint64_t>(*v);
+    }
     if (auto v = d->boolean("augment")) run.augment = *v;
     d->finish({"dataset", "dir", "train_size", "val_size", "test_size", "split_seed", "augment"});
   }
@@ -80,7 +90,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
   if (auto t = top.section("train")) {
     if (auto v = t->integer("log_every")) run.log_every = *v;
     if (auto v = t->boolean("eval_every_epoch")) run.eval_every_epoch = *v;
-    if (auto v = t->integers("eval_at")) run.eval_at = *v;
+    if (auto v = t->integers("eval_at", /*allow_empty=*/true)) run.eval_at = *v;
     if (auto v = t->integer("eval_batch")) run.eval_batch = *v;
     if (auto v = t->boolean("channels_last")) run.channels_last = *v;
     t->finish({"log_every", "eval_every_epoch", "eval_at", "eval_batch", "channels_last"});
@@ -90,10 +100,18 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = g->booleans("residual")) ex.residual = *v;
     if (auto v = g->strings("model")) ex.models = *v;
     if (auto v = g->strings("shortcut")) ex.shortcuts = *v;
-    if (auto v = g->integers("seed")) ex.seeds.assign(v->begin(), v->end());
+    if (auto v = g->integers("seed")) {
+      for (int64_t s : *v) {
+        if (s < 0) g->fail("seed", "a list of non-negative integers");
+      }
+      ex.seeds.assign(v->begin(), v->end());
+    }
     if (auto v = g->numbers("lr")) ex.lrs = *v;
     if (auto v = g->integers("batch")) ex.batches = *v;
     if (!ex.depths.empty() && g->has("model")) g->fail("model", "either 'model' or 'depth' (with 'residual'), not both");
+    if (g->has("residual") && ex.depths.empty()) g->fail("residual", "'residual' only together with 'depth'");
+    if (g->has("model") && model_name_given) g->fail("model", "either 'grid.model' or 'model.name', not both");
+    if (g->has("depth") && model_name_given) g->fail("depth", "either 'grid.depth' or 'model.name', not both");
     g->finish({"depth", "residual", "model", "shortcut", "seed", "lr", "batch"});
   }
   if (ex.depths.empty() && ex.models.empty()) {
@@ -176,6 +194,10 @@ void validate_run(const RunConfig& run, const std::string& source) {
     throw ConfigError(source + ": data.dataset: " + e.what());
   }
   if (run.batch <= 0) bad("optim.batch", std::to_string(run.batch), "a positive integer");
+  if (const auto& info = dataset_info(run.dataset); run.batch > (run.train_size > 0 ? run.train_size
+                                                                                    : info.train_examples - run.val_size)) {
+    bad("optim.batch", std::to_string(run.batch), "at most the number of training examples");
+  }
   if (!run.epochs && !run.iterations) bad("optim.epochs", "(missing)", "'epochs' or 'iterations'");
   if (run.epochs && !(*run.epochs > 0)) bad("optim.epochs", std::to_string(*run.epochs), "a positive number");
   if (run.iterations && *run.iterations <= 0) bad("optim.iterations", std::to_string(*run.iterations), "> 0");
@@ -227,6 +249,12 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
             if (seeds.size() > 1) name << "-s" << seed;
             run.name = name.str();
             validate_run(run, ex.source);
+            for (const auto& earlier : runs) {
+              if (earlier.name == run.name) {
+                throw ConfigError(ex.source + ": the grid has run '" + run.name +
+                                  "' twice (a value repeats in grid.depth, grid.model or another axis)");
+              }
+            }
             runs.push_back(run);
           }
         }

@@ -60,12 +60,13 @@ std::optional<std::string> JsonSection::string(const std::string& key) {
 }
 
 template <typename T, typename Check>
-std::optional<std::vector<T>> JsonSection::list(const std::string& key, const char* what, Check check) {
+std::optional<std::vector<T>> JsonSection::list(const std::string& key, const char* what, Check check,
+                                                bool allow_empty) {
   const auto* v = get(key);
   if (v == nullptr) return std::nullopt;
   // A single value stands for a list of one.
   const nlohmann::json items = v->is_array() ? *v : nlohmann::json::array({*v});
-  if (items.empty()) fail(key, std::string("a non-empty list of ") + what);
+  if (items.empty() && !allow_empty) fail(key, std::string("a non-empty list of ") + what);
   std::vector<T> out;
   for (const auto& item : items) {
     if (!check(item)) fail(key, std::string("a list of ") + what);
@@ -74,11 +75,11 @@ std::optional<std::vector<T>> JsonSection::list(const std::string& key, const ch
   return out;
 }
 
-std::optional<std::vector<int64_t>> JsonSection::integers(const std::string& key) {
-  return list<int64_t>(key, "integers", [](const nlohmann::json& j) { return j.is_number_integer(); });
+std::optional<std::vector<int64_t>> JsonSection::integers(const std::string& key, bool allow_empty) {
+  return list<int64_t>(key, "integers", [](const nlohmann::json& j) { return j.is_number_integer(); }, allow_empty);
 }
-std::optional<std::vector<double>> JsonSection::numbers(const std::string& key) {
-  return list<double>(key, "numbers", [](const nlohmann::json& j) { return j.is_number(); });
+std::optional<std::vector<double>> JsonSection::numbers(const std::string& key, bool allow_empty) {
+  return list<double>(key, "numbers", [](const nlohmann::json& j) { return j.is_number(); }, allow_empty);
 }
 std::optional<std::vector<bool>> JsonSection::booleans(const std::string& key) {
   return list<bool>(key, "true/false values", [](const nlohmann::json& j) { return j.is_boolean(); });

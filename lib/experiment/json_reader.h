@@ -28,8 +28,9 @@ class JsonSection {
   std::optional<double> number(const std::string& key);
   std::optional<bool> boolean(const std::string& key);
   std::optional<std::string> string(const std::string& key);
-  std::optional<std::vector<int64_t>> integers(const std::string& key);
-  std::optional<std::vector<double>> numbers(const std::string& key);
+  /// Lists; a single value stands for a list of one. Empty lists are errors unless `allow_empty`.
+  std::optional<std::vector<int64_t>> integers(const std::string& key, bool allow_empty = false);
+  std::optional<std::vector<double>> numbers(const std::string& key, bool allow_empty = false);
   std::optional<std::vector<bool>> booleans(const std::string& key);
   std::optional<std::vector<std::string>> strings(const std::string& key);
   /// The nested object at `key`, if present (an error if it is not an object).
@@ -46,7 +47,7 @@ class JsonSection {
  private:
   const nlohmann::json* get(const std::string& key);
   template <typename T, typename Check>
-  std::optional<std::vector<T>> list(const std::string& key, const char* what, Check check);
+  std::optional<std::vector<T>> list(const std::string& key, const char* what, Check check, bool allow_empty = false);
 
   const nlohmann::json& value_;
   std::string file_;

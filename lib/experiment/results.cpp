@@ -37,19 +37,30 @@ struct Cell {
 
 nlohmann::json make_results(const std::string& experiment, const std::string& description,
                             const std::vector<nlohmann::json>& summaries) {
-  std::map<int64_t, std::map<bool, Cell>> by_depth;
+  // Rows by (variant, depth); the variant is what the run's name adds to the model's besides the seed, e.g. "-B"
+  // for a shortcut axis, so that only repeats of one configuration are averaged.
+  std::map<std::pair<std::string, int64_t>, std::map<bool, Cell>> by_depth;
   for (const auto& s : summaries) {
     if (!s.contains("depth") || !s.contains("residual")) continue;
-    Cell& cell = by_depth[s["depth"].get<int64_t>()][s["residual"].get<bool>()];
+    const std::string model = s.value("model", "");
+    std::string variant = s.value("run", model);
+    variant = variant.compare(0, model.size(), model) == 0 ? variant.substr(model.size()) : variant;
+    const auto seed_suffix = variant.rfind("-s");
+    if (seed_suffix != std::string::npos && seed_suffix + 2 < variant.size() &&
+        variant.find_first_not_of("0123456789", seed_suffix + 2) == std::string::npos) {
+      variant.erase(seed_suffix);
+    }
+    Cell& cell = by_depth[{variant, s["depth"].get<int64_t>()}][s["residual"].get<bool>()];
     cell.train.add(s["final"]["train_error"]);
     cell.test.add(s["final"]["test_error"]);
     cell.statuses.push_back(s.value("status", "unknown"));
     ++cell.runs;
   }
   nlohmann::json table = nlohmann::json::array();
-  for (const auto& [depth, cells] : by_depth) {
+  for (const auto& [key, cells] : by_depth) {
     if (cells.count(false) == 0 || cells.count(true) == 0) continue;
-    nlohmann::json row = {{"depth", depth}};
+    nlohmann::json row = {{"depth", key.second}};
+    if (!key.first.empty()) row["variant"] = key.first;
     for (const auto& [residual, cell] : cells) {
       row[residual ? "residual" : "plain"] = {{"train_error", cell.train.value()},
                                               {"test_error", cell.test.value()},
@@ -84,7 +95,8 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
     char depth[16];
     std::snprintf(depth, sizeof depth, "%7lld", static_cast<long long>(row["depth"].get<int64_t>()));
     out << depth << " |       " << cell(row["plain"]["train_error"]) << " " << cell(row["plain"]["test_error"])
-        << " |        " << cell(row["residual"]["train_error"]) << " " << cell(row["residual"]["test_error"]) << "\n";
+        << " |        " << cell(row["residual"]["train_error"]) << " " << cell(row["residual"]["test_error"])
+        << (row.contains("variant") ? "   " + row["variant"].get<std::string>() : "") << "\n";
   }
 }
 

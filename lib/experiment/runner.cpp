@@ -60,7 +60,9 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
 
   auto splits = data.get(run);
   const DatasetInfo& info = dataset_info(run.dataset);
-  ModelSpec spec{{info.channels, info.height, info.width}, info.classes, parse_shortcut(run.shortcut)};
+  // The network is built for the images as they are on disk (the table's shape is the usual one).
+  const ImageDataset& train = splits->train;
+  ModelSpec spec{{train.channels(), train.height(), train.width()}, info.classes, parse_shortcut(run.shortcut)};
   torch::manual_seed(run.seed);
   auto model = build_model(run.model, spec);
   if (run.channels_last) to_channels_last(*model);
@@ -187,6 +189,7 @@ nlohmann::json run_experiment(const ExperimentConfig& experiment, const std::str
     summaries.push_back(train_run(runs[i], out_dir + "/" + runs[i].name, data, options));
     results = make_results(experiment.name, experiment.description, summaries);
     write_json_file(out_dir + "/results.json", results);
+    if (summaries.back()["status"] == "interrupted") break;  // the remaining runs are not started
   }
   return results;
 }

@@ -40,7 +40,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
 void prepare_output_dir(const std::string& dir, const std::vector<std::string>& run_names, bool overwrite);
 
 /// Runs every grid point into `out_dir`/<run name>, rewriting `out_dir`/results.json after each run, and
-/// returns the final results.
+/// returns the final results. An interrupted run (a signal) ends the experiment after its summary is written.
 nlohmann::json run_experiment(const ExperimentConfig& experiment, const std::string& out_dir,
                               const RunOptions& options);
 

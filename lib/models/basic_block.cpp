@@ -28,8 +28,9 @@ BasicBlockImpl::BasicBlockImpl(const BasicBlockOptions& opts) : options(opts) {
                                                     .bias(false)),
                               torch::nn::BatchNorm2d(options.planes())));
   }
-  TORCH_CHECK(options.residual() || options.shortcut() != Shortcut::A || options.planes() >= options.in_planes(),
-              "BasicBlock: option A cannot shrink channels");
+  TORCH_CHECK(!options.residual() || options.shortcut() != Shortcut::A || options.planes() >= options.in_planes(),
+              "BasicBlock: an option A (identity) shortcut cannot shrink channels (", options.in_planes(), " -> ",
+              options.planes(), "); use option B or C");
 }
 
 torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) {

@@ -6,10 +6,10 @@
 namespace reslab {
 
 int64_t cifar_blocks_per_stage(int64_t depth) {
-  if (depth < 8 || (depth - 2) % 6 != 0) {
+  if (depth < 8 || (depth - 2) % 6 != 0 || depth > kMaxCifarDepth) {
     throw std::invalid_argument("depth " + std::to_string(depth) +
                                 " is not 6n+2: CIFAR-style nets have depths 8, 14, 20, 26, 32, 38, 44, 50, 56, ..., "
-                                "110, ..., 1202 (any 6n+2 with n >= 1)");
+                                "110, ..., 1202 (any 6n+2 from 8 to " + std::to_string(kMaxCifarDepth) + ")");
   }
   return (depth - 2) / 6;
 }

@@ -22,7 +22,10 @@ struct CifarResNetOptions {
   TORCH_ARG(StageWidths, widths) = {16, 32, 64};
 };
 
-/// Throws std::invalid_argument unless depth = 6n+2 with n >= 1; the message lists the valid depths.
+/// The deepest CIFAR-style net reslab builds (1000 blocks a stage, about 100M parameters).
+constexpr int64_t kMaxCifarDepth = 6002;
+
+/// Throws std::invalid_argument unless depth = 6n+2 with 8 <= depth <= kMaxCifarDepth; the message lists them.
 int64_t cifar_blocks_per_stage(int64_t depth);
 
 class CifarResNetImpl : public NetworkBase {

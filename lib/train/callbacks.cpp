@@ -34,6 +34,11 @@ EvalCallback::EvalCallback(const BatchLoader* val, const BatchLoader* test, bool
 
 void EvalCallback::run_eval(TrainContext& ctx) {
   if (last_eval_iter_ == ctx.state.iter) return;
+  // Between statistics windows the trainer has not yet seen a non-finite loss; weights that are no longer
+  // finite mean the run has diverged, and an evaluation would only record noise.
+  for (const auto& p : ctx.model.parameters()) {
+    if (!torch::isfinite(p).all().item<bool>()) return;
+  }
   last_eval_iter_ = ctx.state.iter;
   const auto start = std::chrono::steady_clock::now();
   auto one = [&](const BatchLoader* loader, const char* split, std::optional<double>& error) {
@@ -64,6 +69,7 @@ void EvalCallback::on_epoch_end(TrainContext& ctx) {
 }
 
 void EvalCallback::on_train_end(TrainContext& ctx) {
+  if (ctx.state.status == "interrupted") return;  // the user wants out: keep the last evaluation
   if (ctx.state.status == "diverged") {
     // The weights are not finite: an evaluation now would measure nothing. The final errors stay empty.
     val_error_.reset();

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "train/interrupt.h"
+
 #include <chrono>
 #include <cmath>
 
@@ -34,6 +36,10 @@ void Trainer::run() {
 
   bool epoch_set = false;
   while (s.iter < s.total_iters && !s.stop_requested) {
+    if (interrupt_requested()) {
+      s.status = "interrupted";
+      break;
+    }
     const auto step_start = std::chrono::steady_clock::now();
     const int64_t in_epoch = s.iter % s.iters_per_epoch;
     if (in_epoch == 0 || !epoch_set) ctx_.train_loader.set_epoch(s.epoch_index());

@@ -32,7 +32,7 @@ struct TrainState {
   int64_t train_size = 1;
   double lr = 0.0;  ///< learning rate of the latest step
   std::optional<WindowStats> last_window;
-  std::string status = "running";  ///< then "completed" or "diverged"
+  std::string status = "running";  ///< then "completed", "diverged" or "interrupted" (a signal)
   std::optional<int64_t> diverged_at;  ///< the iteration whose loss was not finite (iter stops just before it)
   std::optional<double> last_finite_loss;
   double train_seconds = 0.0;  ///< time inside training steps
@@ -71,7 +71,8 @@ class Trainer {
   /// `log_every`: iterations between statistics windows (and the only host syncs beyond evaluation).
   Trainer(TrainContext& ctx, int64_t total_iters, int64_t log_every);
   void add(std::shared_ptr<Callback> callback);
-  /// Trains until total_iters, a non-finite loss (status "diverged") or a callback's stop request.
+  /// Trains until total_iters, a non-finite loss (status "diverged"), an interrupt signal (status "interrupted",
+  /// after the step in progress) or a callback's stop request.
   void run();
   /// Training error (percent) over the last epoch's worth of iterations done, or nullopt before any.
   std::optional<double> last_epoch_train_error() const;
