@@ -64,5 +64,24 @@ check "train one" 0 "completed after 4 iterations" -- \
   "$reslab" train --model plain8 --out "$work/one" --train-size 256 --test-size 128 --batch 64 --epochs 1
 check "bench json" 0 '"train_img_per_s"' -- "$reslab" bench --model resnet8 --iterations 2 --warmup 1 --json
 
+# Ctrl-C during training: the step finishes, the summary says "interrupted", the exit code is 130.
+"$reslab" train --model resnet8 --out "$work/int" --train-size 512 --test-size 128 --batch 16 --epochs 50 \
+  --log-every 1 >"$work/int.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+  [[ -s "$work/int/metrics.jsonl" ]] && break
+  sleep 0.1
+done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+if [[ $rc -eq 130 ]] && grep -q '"status": "interrupted"' "$work/int/summary.json" 2>/dev/null; then
+  passes=$((passes + 1))
+else
+  failures=$((failures + 1))
+  echo "FAIL: interrupt (rc=$rc)"
+  cat "$work/int.log" | tail -5
+fi
+
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]
