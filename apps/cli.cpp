@@ -48,7 +48,8 @@ void setup_train(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--milestones", opts->run.schedule.milestones, "Epochs at which the lr drops by 10x")->delimiter(',');
   cmd->add_option("--eval-at", opts->run.eval_at, "Extra iterations at which to evaluate")->delimiter(',');
   auto* no_augment = cmd->add_flag("--no-augment", "Train without padding, cropping and flipping");
-  cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in --out");
+  auto* overwrite = cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in --out");
+  cmd->add_flag("--resume", opts->resume, "Continue from the newest checkpoint in --out")->excludes(overwrite);
   bind_overrides(cmd, opts->overrides);
   cmd->callback([opts, no_augment, &action] {
     opts->run.schedule.milestones_in_epochs = true;
@@ -67,7 +68,9 @@ void setup_run(CLI::App& app, std::function<int()>& action) {
          "--depths", [opts](const std::vector<int64_t>& d) { opts->overrides.depths = d; },
          "Depths to run, e.g. 20,56 (plain and residual as the file says)")
       ->delimiter(',');
-  cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in the output folder");
+  auto* overwrite = cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in the output folder");
+  cmd->add_flag("--resume", opts->resume, "Continue interrupted runs from their checkpoints; skip completed ones")
+      ->excludes(overwrite);
   auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
   bind_overrides(cmd, opts->overrides);
   cmd->callback([opts, no_plot, &action] {

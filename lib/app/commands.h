@@ -27,6 +27,7 @@ struct TrainOptions {
   Overrides overrides;
   std::string out;
   bool overwrite = false;
+  bool resume = false;
 };
 /// `reslab train`: one run into --out.
 int run_train(const TrainOptions& options);
@@ -36,6 +37,7 @@ struct RunExperimentOptions {
   std::string out;  ///< default runs/<experiment name>
   Overrides overrides;
   bool overwrite = false;
+  bool resume = false;  ///< continue interrupted runs from their checkpoints, skip completed ones
   bool plot = true;
 };
 /// `reslab run`: every grid point of an experiment, results.json, the degradation table and the plot.

@@ -37,13 +37,18 @@ int run_train(const TrainOptions& options) {
   if (!run.epochs && !run.iterations) run.epochs = 1.0;
   if (run.name.empty()) run.name = run.model;
   validate_run(run, "command line");
-  prepare_output_dir(options.out, {}, options.overwrite);
+  if (!options.resume) prepare_output_dir(options.out, {}, options.overwrite);
   DataCache data;
   install_interrupt_handlers();
-  const auto summary = train_run(run, options.out, data, console_options());
+  RunOptions run_options = console_options();
+  run_options.resume = options.resume;
+  const auto summary = train_run(run, options.out, data, run_options);
   print_final(summary);
   std::cout << "Results: " << options.out << "/{config.json, metrics.jsonl, summary.json}\n";
-  if (summary["status"] == "interrupted") return kExitInterrupted;
+  if (summary["status"] == "interrupted") {
+    std::cout << "Interrupted: continue with the same command and --resume.\n";
+    return kExitInterrupted;
+  }
   return summary["status"] == "completed" ? 0 : 3;
 }
 
@@ -53,16 +58,19 @@ int run_experiment_command(const RunExperimentOptions& options) {
   const std::string out = options.out.empty() ? "runs/" + experiment.name : options.out;
   std::vector<std::string> names;
   for (const auto& run : expand_grid(experiment)) names.push_back(run.name);
-  prepare_output_dir(out, names, options.overwrite);
+  if (!options.resume) prepare_output_dir(out, names, options.overwrite);
   install_interrupt_handlers();
-  const auto results = run_experiment(experiment, out, console_options());
+  RunOptions run_options = console_options();
+  run_options.resume = options.resume;
+  const auto results = run_experiment(experiment, out, run_options);
   std::cout << "\n";
   for (const auto& s : results["runs"]) print_final(s);
   std::cout << "\n";
   print_degradation_table(results, std::cout);
   std::cout << "\nResults: " << out << "/results.json (runs in " << out << "/<run>/)\n";
   if (interrupt_requested()) {
-    std::cout << "Interrupted: the runs above are summarised as they stood; rerun with --overwrite to start again.\n";
+    std::cout << "Interrupted: the runs above are summarised as they stood. Continue with the same command and "
+                 "--resume.\n";
     return kExitInterrupted;
   }
   if (options.plot) {

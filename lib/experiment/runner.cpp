@@ -11,6 +11,7 @@
 #include "experiment/results.h"
 #include "models/registry.h"
 #include "train/callbacks.h"
+#include "train/checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -55,6 +56,13 @@ nlohmann::json optional_json(const std::optional<double>& v) {
 }  // namespace
 
 nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
+  if (options.resume && fs::exists(run_dir + "/summary.json")) {
+    auto done = read_json_file(run_dir + "/summary.json");
+    if (done.value("status", "") == "completed") {
+      if (options.progress != nullptr) *options.progress << run.name << ": completed earlier, skipped\n";
+      return done;
+    }
+  }
   const int64_t threads = resolve_threads(run.threads);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
 
@@ -90,14 +98,56 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
                                        : std::max<int64_t>(1, std::llround(*run.epochs * static_cast<double>(per_epoch)));
   ScheduleConfig schedule = run.schedule;
   if (parsed.depth < run.warmup_min_depth) schedule.warmup_lr.reset();
-  auto optimizer = make_sgd(model->parameters(), SgdConfig{run.lr, run.momentum, run.weight_decay, run.nesterov});
+  const SgdConfig sgd{run.lr, run.momentum, run.weight_decay, run.nesterov};
+  auto optimizer = make_sgd(model->parameters(), sgd);
+
+  // What a checkpoint must match to be continued: the run's settings, but for the thread count.
+  nlohmann::json identity = to_json(run);
+  identity.erase("threads");
+  std::string resume_from;
+  nlohmann::json resume_meta;
+  if (options.resume) {
+    for (const auto& path : list_checkpoints(run_dir)) {
+      try {
+        // Try it on scratch copies: a checkpoint that fails leaves the run's own model untouched.
+        torch::manual_seed(run.seed);
+        auto scratch = build_model(run.model, spec);
+        if (run.channels_last) to_channels_last(*scratch);
+        auto scratch_opt = make_sgd(scratch->parameters(), sgd);
+        auto meta = load_checkpoint(path, *scratch, *scratch_opt);
+        if (meta.value("config", nlohmann::json()) != identity) {
+          const auto diff = nlohmann::json::diff(meta.value("config", nlohmann::json()), identity);
+          throw CheckpointError(path + ": written by another configuration (it differs at '" +
+                                (diff.empty() ? std::string("?") : diff[0].value("path", "?")) +
+                                "'); resume with the same settings, or start again with --overwrite");
+        }
+        resume_from = path;
+        resume_meta = meta;
+        break;
+      } catch (const CheckpointError& e) {
+        if (options.progress != nullptr) *options.progress << "warning: " << e.what() << "; trying an older one\n";
+      }
+    }
+  }
 
   fs::create_directories(run_dir);
   nlohmann::json config = to_json(run);
   config["threads"] = threads;
   write_json_file(run_dir + "/config.json", config);
-  fs::remove(run_dir + "/metrics.jsonl");
   fs::remove(run_dir + "/summary.json");
+  if (resume_from.empty()) {
+    fs::remove(run_dir + "/metrics.jsonl");
+    for (const auto& stale : list_checkpoints(run_dir)) fs::remove(stale);
+  } else {
+    // Cut the records back to the checkpoint: nothing is duplicated, a torn last line disappears.
+    const auto offset = resume_meta.at("metrics_offset").get<int64_t>();
+    const std::string metrics_path = run_dir + "/metrics.jsonl";
+    if (!fs::exists(metrics_path) || static_cast<int64_t>(fs::file_size(metrics_path)) < offset) {
+      throw CheckpointError(metrics_path + ": shorter than the " + std::to_string(offset) + " bytes that " +
+                            resume_from + " was written with; start again with --overwrite");
+    }
+    fs::resize_file(metrics_path, static_cast<uintmax_t>(offset));
+  }
   JsonlWriter metrics(run_dir + "/metrics.jsonl");
 
   TrainContext ctx{*model, *optimizer, train_loader, &metrics, {}};
@@ -109,6 +159,16 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   trainer.add(eval);
   if (options.progress != nullptr) {
     trainer.add(std::make_shared<ProgressCallback>(run.name, *options.progress, options.terminal));
+  }
+  for (const auto& cb : options.callbacks) trainer.add(cb);
+  trainer.add(std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity));
+  if (!resume_from.empty()) {
+    load_checkpoint(resume_from, *model, *optimizer);
+    trainer.load_state(resume_meta.at("trainer"));
+    if (options.progress != nullptr) {
+      *options.progress << "resuming " << run.name << " at iteration " << ctx.state.iter << " from " << resume_from
+                        << "\n";
+    }
   }
   const auto start = std::chrono::steady_clock::now();
   trainer.run();

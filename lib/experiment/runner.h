@@ -10,6 +10,7 @@
 
 #include "data/datasets.h"
 #include "experiment/config.h"
+#include "train/trainer.h"
 
 namespace reslab {
 
@@ -26,6 +27,12 @@ struct RunOptions {
   std::ostream* progress = nullptr;  ///< where the progress line goes; null prints none
   bool terminal = false;             ///< progress rewrites one line (a terminal) or prints plain lines
   bool save_model = true;            ///< write model.pt with the final weights
+  /// Continue from the newest usable checkpoint in the run's folder (a completed run is returned as it is).
+  bool resume = false;
+  /// Epochs between checkpoints (0: only when the run stops).
+  int64_t checkpoint_every = 1;
+  /// More callbacks for the run (probes, tests), added after the standard ones.
+  std::vector<std::shared_ptr<Callback>> callbacks;
 };
 
 /// Threads for LibTorch's intra-op pool: `requested`, or every core when 0.

@@ -43,6 +43,31 @@ void Warmup::observe_train_error(double error, int64_t iter) {
   if (!ended_at_ && until_error_ && error < *until_error_) ended_at_ = iter;
 }
 
+nlohmann::json Warmup::state() const {
+  return {{"ended_at", ended_at_ ? nlohmann::json(*ended_at_) : nlohmann::json(nullptr)}};
+}
+
+void Warmup::load_state(const nlohmann::json& state) {
+  ended_at_.reset();
+  if (state.is_object() && state.value("ended_at", nlohmann::json()).is_number_integer()) {
+    ended_at_ = state["ended_at"].get<int64_t>();
+  }
+}
+
+nlohmann::json LrSchedule::state() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& rule : rules_) out.push_back(rule->state());
+  return out;
+}
+
+void LrSchedule::load_state(const nlohmann::json& state) {
+  if (!state.is_array() || state.size() != rules_.size()) {
+    throw std::invalid_argument("schedule state has " + std::to_string(state.size()) + " rules, expected " +
+                                std::to_string(rules_.size()));
+  }
+  for (size_t i = 0; i < rules_.size(); ++i) rules_[i]->load_state(state[i]);
+}
+
 LrSchedule& LrSchedule::add(std::unique_ptr<LrRule> rule) {
   rules_.push_back(std::move(rule));
   return *this;

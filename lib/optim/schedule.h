@@ -1,6 +1,8 @@
 #pragma once
 // Learning-rate schedules as small composable rules: step drops, cosine decay, warm-up.
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -15,6 +17,9 @@ class LrRule {
   virtual double apply(double lr, int64_t iter) const = 0;
   /// Sees the training error (percent) measured up to `iter`; rules that react to it override this.
   virtual void observe_train_error(double /*error*/, int64_t /*iter*/) {}
+  /// What the rule has learned while training (for checkpoints); null for stateless rules.
+  virtual nlohmann::json state() const { return nullptr; }
+  virtual void load_state(const nlohmann::json& /*state*/) {}
 };
 
 /// Multiplies by `gamma` at each milestone (an iteration count): the paper's /10 at 32k and 48k.
@@ -46,6 +51,8 @@ class Warmup : public LrRule {
   Warmup(double lr, std::optional<double> until_error, std::optional<int64_t> iterations);
   double apply(double lr, int64_t iter) const override;
   void observe_train_error(double error, int64_t iter) override;
+  nlohmann::json state() const override;
+  void load_state(const nlohmann::json& state) override;
   /// The iteration at which the warm-up ended (by error), if it has.
   std::optional<int64_t> ended_at() const { return ended_at_; }
 
@@ -64,6 +71,9 @@ class LrSchedule {
   double lr(int64_t iter) const;
   void observe_train_error(double error, int64_t iter);
   double base_lr() const { return base_lr_; }
+  /// The rules' states in order, for checkpoints.
+  nlohmann::json state() const;
+  void load_state(const nlohmann::json& state);
 
  private:
   double base_lr_;

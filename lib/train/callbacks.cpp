@@ -1,6 +1,9 @@
 #include "train/callbacks.h"
 
+#include "train/checkpoint.h"
+
 #include <cstdio>
+#include <filesystem>
 #include <ostream>
 
 namespace reslab {
@@ -77,6 +80,51 @@ void EvalCallback::on_train_end(TrainContext& ctx) {
     return;
   }
   run_eval(ctx);
+}
+
+nlohmann::json EvalCallback::save_state() const {
+  auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  return {{"last_eval_iter", last_eval_iter_},
+          {"val_error", opt(val_error_)},
+          {"test_error", opt(test_error_)},
+          {"best_test_error", opt(best_test_error_)},
+          {"seconds", seconds_}};
+}
+
+void EvalCallback::load_state(const nlohmann::json& state) {
+  auto opt = [&](const char* key) {
+    return state.at(key).is_number() ? std::optional<double>(state[key].get<double>()) : std::nullopt;
+  };
+  last_eval_iter_ = state.at("last_eval_iter").get<int64_t>();
+  val_error_ = opt("val_error");
+  test_error_ = opt("test_error");
+  best_test_error_ = opt("best_test_error");
+  seconds_ = state.at("seconds").get<double>();
+}
+
+CheckpointCallback::CheckpointCallback(const Trainer& trainer, std::string dir, int64_t every_epochs,
+                                       nlohmann::json config, int64_t keep)
+    : trainer_(trainer), dir_(std::move(dir)), every_epochs_(every_epochs), config_(std::move(config)), keep_(keep) {
+  TORCH_CHECK(every_epochs_ >= 0 && keep_ >= 1, "CheckpointCallback: every_epochs >= 0 and keep >= 1");
+}
+
+void CheckpointCallback::save(TrainContext& ctx) {
+  if (last_saved_ == ctx.state.iter) return;
+  last_saved_ = ctx.state.iter;
+  nlohmann::json meta = {{"trainer", trainer_.save_state()},
+                         {"metrics_offset", ctx.metrics != nullptr ? ctx.metrics->offset() : 0},
+                         {"config", config_}};
+  save_checkpoint(checkpoint_path(dir_, ctx.state.iter), ctx.model, ctx.optimizer, meta);
+  const auto all = list_checkpoints(dir_);
+  for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) std::filesystem::remove(all[i]);
+}
+
+void CheckpointCallback::on_epoch_end(TrainContext& ctx) {
+  if (every_epochs_ > 0 && ctx.state.epoch_index() % every_epochs_ == 0) save(ctx);
+}
+
+void CheckpointCallback::on_train_end(TrainContext& ctx) {
+  if (ctx.state.status != "diverged") save(ctx);
 }
 
 std::string format_duration(double seconds) {

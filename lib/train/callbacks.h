@@ -18,6 +18,9 @@ class ScheduleCallback : public Callback {
   explicit ScheduleCallback(LrSchedule schedule) : schedule_(std::move(schedule)) {}
   void on_batch_begin(TrainContext& ctx) override;
   void on_log(TrainContext& ctx, const WindowStats& window) override;
+  std::string state_name() const override { return "schedule"; }
+  nlohmann::json save_state() const override { return schedule_.state(); }
+  void load_state(const nlohmann::json& state) override { schedule_.load_state(state); }
 
  private:
   LrSchedule schedule_;
@@ -42,6 +45,9 @@ class EvalCallback : public Callback {
   std::optional<double> test_error() const { return test_error_; }
   std::optional<double> best_test_error() const { return best_test_error_; }
   double seconds() const { return seconds_; }
+  std::string state_name() const override { return "eval"; }
+  nlohmann::json save_state() const override;
+  void load_state(const nlohmann::json& state) override;
 
  private:
   void run_eval(TrainContext& ctx);
@@ -73,6 +79,27 @@ class ProgressCallback : public Callback {
   double interval_s_;
   std::chrono::steady_clock::time_point start_, last_print_;
   int64_t start_iter_ = 0;
+};
+
+/// Writes a checkpoint every `every_epochs` epochs and when the run stops (completed or interrupted), keeping
+/// the newest `keep`. Its meta holds the trainer's state, the byte length of metrics.jsonl it matches and
+/// `config` (what the run was started with), so that a resumed run can check it continues the same run.
+class CheckpointCallback : public Callback {
+ public:
+  CheckpointCallback(const Trainer& trainer, std::string dir, int64_t every_epochs, nlohmann::json config,
+                     int64_t keep = 2);
+  void on_epoch_end(TrainContext& ctx) override;
+  void on_train_end(TrainContext& ctx) override;
+
+ private:
+  void save(TrainContext& ctx);
+
+  const Trainer& trainer_;
+  std::string dir_;
+  int64_t every_epochs_;
+  nlohmann::json config_;
+  int64_t keep_;
+  int64_t last_saved_ = -1;
 };
 
 /// "1h02m", "3m05s", "42s".

@@ -13,6 +13,7 @@ namespace reslab {
 JsonlWriter::JsonlWriter(const std::string& path) : path_(path) {
   file_ = std::fopen(path.c_str(), "a");
   if (file_ == nullptr) throw std::runtime_error(path + ": cannot open for appending: " + std::strerror(errno));
+  std::fseek(file_, 0, SEEK_END);  // so that offset() is right before the first write
 }
 
 JsonlWriter::~JsonlWriter() {
@@ -25,6 +26,8 @@ void JsonlWriter::write(const nlohmann::json& record) {
     throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
   }
 }
+
+int64_t JsonlWriter::offset() const { return static_cast<int64_t>(std::ftell(file_)); }
 
 void write_json_file(const std::string& path, const nlohmann::json& value) {
   const std::string tmp = path + ".tmp";

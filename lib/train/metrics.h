@@ -19,6 +19,8 @@ class JsonlWriter {
 
   void write(const nlohmann::json& record);
   const std::string& path() const { return path_; }
+  /// Bytes in the file so far (every written line is flushed).
+  int64_t offset() const;
 
  private:
   std::string path_;

@@ -31,7 +31,7 @@ void Trainer::run() {
   auto& s = ctx_.state;
   auto& model = ctx_.model;
   model.train();
-  window_begin_ = s.iter;
+  if (window_losses_.empty()) window_begin_ = s.iter;
   for (auto& cb : callbacks_) cb->on_train_begin(ctx_);
 
   bool epoch_set = false;
@@ -70,7 +70,8 @@ void Trainer::run() {
       for (auto& cb : callbacks_) cb->on_epoch_end(ctx_);
     }
   }
-  if (!window_losses_.empty()) flush_window();
+  // An interrupted run keeps its open window for the checkpoint, so a resumed run writes the same records.
+  if (!window_losses_.empty() && s.status != "interrupted") flush_window();
   if (s.status == "running") s.status = "completed";
   for (auto& cb : callbacks_) cb->on_train_end(ctx_);
 }
@@ -125,6 +126,55 @@ std::optional<double> Trainer::last_epoch_train_error() const {
   }
   if (total == 0) return std::nullopt;
   return 100.0 * static_cast<double>(wrong) / static_cast<double>(total);
+}
+
+nlohmann::json Trainer::save_state() const {
+  const auto& s = ctx_.state;
+  nlohmann::json window_losses = nlohmann::json::array(), window_wrong = nlohmann::json::array();
+  for (const auto& l : window_losses_) window_losses.push_back(l.item<double>());
+  for (const auto& w : window_wrong_) window_wrong.push_back(w.item<int64_t>());
+  nlohmann::json recent = nlohmann::json::array();
+  for (const auto& [w, n] : recent_) recent.push_back({w, n});
+  nlohmann::json callbacks = nlohmann::json::object();
+  for (const auto& cb : callbacks_) {
+    if (!cb->state_name().empty()) callbacks[cb->state_name()] = cb->save_state();
+  }
+  return {{"iter", s.iter},
+          {"lr", s.lr},
+          {"train_seconds", s.train_seconds},
+          {"last_finite_loss", s.last_finite_loss ? nlohmann::json(*s.last_finite_loss) : nlohmann::json(nullptr)},
+          {"window",
+           {{"begin", window_begin_},
+            {"seconds", window_seconds_},
+            {"losses", window_losses},
+            {"wrong", window_wrong},
+            {"sizes", window_sizes_}}},
+          {"recent", recent},
+          {"callbacks", callbacks}};
+}
+
+void Trainer::load_state(const nlohmann::json& state) {
+  auto& s = ctx_.state;
+  s.iter = state.at("iter").get<int64_t>();
+  s.lr = state.at("lr").get<double>();
+  s.train_seconds = state.at("train_seconds").get<double>();
+  s.last_finite_loss.reset();
+  if (state.at("last_finite_loss").is_number()) s.last_finite_loss = state["last_finite_loss"].get<double>();
+  const auto& w = state.at("window");
+  window_begin_ = w.at("begin").get<int64_t>();
+  window_seconds_ = w.at("seconds").get<double>();
+  window_losses_.clear();
+  window_wrong_.clear();
+  for (const auto& l : w.at("losses")) window_losses_.push_back(torch::tensor(l.get<double>(), torch::kFloat32));
+  for (const auto& x : w.at("wrong")) window_wrong_.push_back(torch::tensor(x.get<int64_t>(), torch::kInt64));
+  window_sizes_ = w.at("sizes").get<std::vector<int64_t>>();
+  recent_.clear();
+  for (const auto& r : state.at("recent")) recent_.emplace_back(r.at(0).get<int64_t>(), r.at(1).get<int64_t>());
+  const auto& callbacks = state.at("callbacks");
+  for (auto& cb : callbacks_) {
+    if (!cb->state_name().empty() && callbacks.contains(cb->state_name())) cb->load_state(callbacks[cb->state_name()]);
+  }
+  if (s.lr > 0) set_learning_rate(ctx_.optimizer, s.lr);
 }
 
 EvalResult evaluate(NetworkBase& model, const BatchLoader& loader) {

@@ -64,6 +64,10 @@ class Callback {
   virtual void on_log(TrainContext& /*ctx*/, const WindowStats& /*window*/) {}
   virtual void on_epoch_end(TrainContext& /*ctx*/) {}
   virtual void on_train_end(TrainContext& /*ctx*/) {}
+  /// A callback with state that a resumed run needs names it here (a key of the checkpoint) and saves it.
+  virtual std::string state_name() const { return ""; }
+  virtual nlohmann::json save_state() const { return nullptr; }
+  virtual void load_state(const nlohmann::json& /*state*/) {}
 };
 
 class Trainer {
@@ -76,6 +80,11 @@ class Trainer {
   void run();
   /// Training error (percent) over the last epoch's worth of iterations done, or nullopt before any.
   std::optional<double> last_epoch_train_error() const;
+  /// Everything the loop and its callbacks need to continue exactly from here (the open statistics window
+  /// included), as JSON for a checkpoint.
+  nlohmann::json save_state() const;
+  /// Continues from a saved state: sets the iteration, the window and every named callback's state.
+  void load_state(const nlohmann::json& state);
 
  private:
   void flush_window();

@@ -1,0 +1,34 @@
+#pragma once
+// Checkpoints: everything a run's future depends on, written atomically, loaded with clear errors.
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace reslab {
+
+/// A checkpoint that cannot be used (missing, truncated, corrupt, or from another model or configuration).
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Writes the model, the optimizer (momentum buffers included) and `meta` (the loop's and the callbacks'
+/// state, as JSON) to `path`: a temporary file, flushed and fsynced, renamed over `path`, then the folder
+/// fsynced, so that a crash leaves either the old file or the new one.
+void save_checkpoint(const std::string& path, const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
+                     const nlohmann::json& meta);
+
+/// Loads a checkpoint into `model` and `optimizer` and returns its meta. Throws CheckpointError naming the
+/// path on any failure; `model` and `optimizer` may then be partly overwritten: rebuild them before another try.
+nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+
+/// The checkpoints in `dir` (checkpoint-<iteration>.pt), newest first.
+std::vector<std::string> list_checkpoints(const std::string& dir);
+/// "checkpoint-000123.pt" under `dir` for iteration 123.
+std::string checkpoint_path(const std::string& dir, int64_t iter);
+
+}  // namespace reslab

@@ -1,0 +1,177 @@
+// Checkpoints and resume: a run that crashes anywhere and resumes ends with exactly the metrics it would have had.
+#include <fstream>
+
+#include "experiment/runner.h"
+#include "models/registry.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+#include "train/interrupt.h"
+#include "train/metrics.h"
+
+namespace reslab {
+namespace {
+
+using testing::TempDir;
+
+struct SimulatedCrash : std::runtime_error {
+  SimulatedCrash() : std::runtime_error("simulated crash") {}
+};
+
+/// Throws after the step that makes iteration `at`, before anything else sees it: the files on disk are then
+/// what a SIGKILL at that moment leaves.
+class CrashAt : public Callback {
+ public:
+  explicit CrashAt(int64_t at) : at_(at) {}
+  void on_batch_end(TrainContext& ctx) override {
+    if (ctx.state.iter == at_) throw SimulatedCrash();
+  }
+
+ private:
+  int64_t at_;
+};
+
+RunConfig tiny_run() {
+  RunConfig run;
+  run.name = "resnet8";
+  run.model = "resnet8";
+  run.data_dir = testing::fashion_dir();
+  run.train_size = 512;
+  run.test_size = 128;
+  run.batch = 32;  // 16 iterations an epoch
+  run.epochs = 3;
+  run.log_every = 5;  // windows straddle epoch ends
+  run.threads = 2;
+  run.schedule.milestones = {2};
+  run.schedule.milestones_in_epochs = true;
+  return run;
+}
+
+std::vector<nlohmann::json> records_without_timing(const std::string& path) {
+  auto records = read_jsonl_file(path);
+  for (auto& r : records) r.erase("img_per_s");
+  return records;
+}
+
+class CheckpointTest : public testing::SeededTest {
+ protected:
+  DataCache data_;
+};
+
+TEST_F(CheckpointTest, ResumeAfterACrashAnywhereGivesIdenticalMetrics) {
+  TempDir dir;
+  const std::string reference = dir.file("reference");
+  const auto expected_summary = train_run(tiny_run(), reference, data_, RunOptions{});
+  const auto expected = records_without_timing(reference + "/metrics.jsonl");
+  ASSERT_GT(expected.size(), 10u);
+  // Before the first checkpoint, mid-epoch, right after a checkpoint, and on the last step.
+  for (int64_t crash : {7, 20, 32, 33, 48}) {
+    SCOPED_TRACE("crash at iteration " + std::to_string(crash));
+    const std::string out = dir.file("crash" + std::to_string(crash));
+    RunOptions crashing;
+    crashing.callbacks = {std::make_shared<CrashAt>(crash)};
+    EXPECT_THROW(train_run(tiny_run(), out, data_, crashing), SimulatedCrash);
+    EXPECT_FALSE(std::filesystem::exists(out + "/summary.json"));
+    RunOptions resume;
+    resume.resume = true;
+    const auto summary = train_run(tiny_run(), out, data_, resume);
+    EXPECT_EQ(records_without_timing(out + "/metrics.jsonl"), expected);
+    EXPECT_EQ(summary["final"], expected_summary["final"]);
+    EXPECT_EQ(summary["iterations"], 48);
+    EXPECT_LE(list_checkpoints(out).size(), 2u);  // the newest two are kept
+  }
+}
+
+/// Asks for an interrupt (as Ctrl-C would) during the step that makes iteration `at`.
+class InterruptAt : public Callback {
+ public:
+  explicit InterruptAt(int64_t at) : at_(at) {}
+  void on_batch_begin(TrainContext& ctx) override {
+    if (ctx.state.iter + 1 == at_) request_interrupt();
+  }
+
+ private:
+  int64_t at_;
+};
+
+TEST_F(CheckpointTest, AnInterruptedRunResumesExactlyMidWindow) {
+  TempDir dir;
+  const std::string reference = dir.file("reference");
+  train_run(tiny_run(), reference, data_, RunOptions{});
+  const std::string out = dir.file("interrupted");
+  clear_interrupt();
+  RunOptions interrupting;
+  interrupting.callbacks = {std::make_shared<InterruptAt>(23)};
+  const auto stopped = train_run(tiny_run(), out, data_, interrupting);
+  clear_interrupt();
+  EXPECT_EQ(stopped["status"], "interrupted");
+  EXPECT_EQ(stopped["iterations"], 23);
+  EXPECT_FALSE(std::filesystem::exists(out + "/model.pt"));
+  RunOptions resume;
+  resume.resume = true;
+  const auto summary = train_run(tiny_run(), out, data_, resume);
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(records_without_timing(out + "/metrics.jsonl"), records_without_timing(reference + "/metrics.jsonl"));
+}
+
+TEST_F(CheckpointTest, ATornNewestCheckpointFallsBackToThePreviousOne) {
+  TempDir dir;
+  const std::string reference = dir.file("reference");
+  train_run(tiny_run(), reference, data_, RunOptions{});
+  const std::string out = dir.file("torn");
+  RunOptions crashing;
+  crashing.callbacks = {std::make_shared<CrashAt>(40)};
+  EXPECT_THROW(train_run(tiny_run(), out, data_, crashing), SimulatedCrash);
+  auto checkpoints = list_checkpoints(out);
+  ASSERT_EQ(checkpoints.size(), 2u);  // after epochs 1 and 2
+  // The newest one torn half-way, as a crash during a (non-atomic) write would leave it.
+  const auto size = std::filesystem::file_size(checkpoints[0]);
+  std::filesystem::resize_file(checkpoints[0], size / 2);
+  torch::nn::Linear other(3, 3);
+  auto opt = make_sgd(other->parameters(), SgdConfig{});
+  testing::expect_error<CheckpointError>([&] { load_checkpoint(checkpoints[0], *other, *opt); },
+                                         {checkpoints[0], "unreadable"});
+  testing::expect_error<CheckpointError>([&] { load_checkpoint(checkpoints[1], *other, *opt); },
+                                         {checkpoints[1], "does not fit"});
+  std::ostringstream log;
+  RunOptions resume;
+  resume.resume = true;
+  resume.progress = &log;
+  train_run(tiny_run(), out, data_, resume);
+  EXPECT_NE(log.str().find("unreadable"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("resuming resnet8 at iteration 16"), std::string::npos) << log.str();
+  EXPECT_EQ(records_without_timing(out + "/metrics.jsonl"), records_without_timing(reference + "/metrics.jsonl"));
+}
+
+TEST_F(CheckpointTest, ACheckpointOfAnotherConfigurationIsNotContinued) {
+  TempDir dir;
+  RunOptions crashing;
+  crashing.callbacks = {std::make_shared<CrashAt>(20)};
+  EXPECT_THROW(train_run(tiny_run(), dir.path(), data_, crashing), SimulatedCrash);
+  auto changed = tiny_run();
+  changed.lr = 0.05;
+  std::ostringstream log;
+  RunOptions resume;
+  resume.resume = true;
+  resume.progress = &log;
+  const auto summary = train_run(changed, dir.path(), data_, resume);
+  EXPECT_NE(log.str().find("another configuration"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("/optim/lr"), std::string::npos) << log.str();
+  EXPECT_EQ(log.str().find("resuming"), std::string::npos);  // started again from scratch
+  EXPECT_EQ(summary["iterations"], 48);
+  const auto records = read_jsonl_file(dir.file("metrics.jsonl"));
+  EXPECT_EQ(records.front()["iter"], 5);  // the old records are gone
+}
+
+TEST_F(CheckpointTest, ACompletedRunIsNotTrainedAgain) {
+  TempDir dir;
+  const auto first = train_run(tiny_run(), dir.path(), data_, RunOptions{});
+  const auto bytes = std::filesystem::file_size(dir.file("metrics.jsonl"));
+  RunOptions resume;
+  resume.resume = true;
+  const auto again = train_run(tiny_run(), dir.path(), data_, resume);
+  EXPECT_EQ(again, first);
+  EXPECT_EQ(std::filesystem::file_size(dir.file("metrics.jsonl")), bytes);
+}
+
+}  // namespace
+}  // namespace reslab
