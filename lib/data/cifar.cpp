@@ -26,13 +26,16 @@ std::string resolve_dir(const std::string& dir, const std::string& subdir, const
                   "; point --data at your copy of the binary version)");
 }
 
-ImageDataset read_records(const std::vector<std::string>& paths, const CifarLayout& layout) {
+const CifarLayout kCifar10{"cifar-10-batches-bin", 1, 0, 10, 0};
+const CifarLayout kCifar100{"cifar-100-binary", 2, 1, 100, 20};
+
+ImageDataset decode_records(const std::vector<std::string>& paths, const std::vector<std::vector<uint8_t>>& contents,
+                            const CifarLayout& layout) {
   const int64_t record = layout.label_bytes + kPixels;
-  std::vector<std::vector<uint8_t>> contents;
   int64_t total = 0;
-  for (const auto& path : paths) {
-    contents.push_back(read_file_bytes(path));
-    const auto size = static_cast<int64_t>(contents.back().size());
+  for (size_t f = 0; f < paths.size(); ++f) {
+    const auto& path = paths[f];
+    const auto size = static_cast<int64_t>(contents[f].size());
     if (size == 0 || size % record != 0) {
       throw DataError(path + ": " + std::to_string(size) + " bytes is not a whole number of " +
                       std::to_string(record) + "-byte CIFAR records (truncated or not a CIFAR binary file)");
@@ -65,10 +68,20 @@ ImageDataset read_records(const std::vector<std::string>& paths, const CifarLayo
   }
   return ImageDataset(images, targets, layout.classes);
 }
+
+ImageDataset read_records(const std::vector<std::string>& paths, const CifarLayout& layout) {
+  std::vector<std::vector<uint8_t>> contents;
+  for (const auto& path : paths) contents.push_back(read_file_bytes(path));
+  return decode_records(paths, contents, layout);
+}
 }  // namespace
 
+ImageDataset parse_cifar(const std::vector<uint8_t>& bytes, const std::string& name, bool cifar100) {
+  return decode_records({name}, {bytes}, cifar100 ? kCifar100 : kCifar10);
+}
+
 ImageDataset read_cifar10(const std::string& dir, Mode mode) {
-  const CifarLayout layout{"cifar-10-batches-bin", 1, 0, 10, 0};
+  const CifarLayout& layout = kCifar10;
   const std::string root = resolve_dir(dir, layout.subdir, mode == Mode::kTrain ? "data_batch_1.bin" : "test_batch.bin");
   std::vector<std::string> paths;
   if (mode == Mode::kTrain) {
@@ -80,7 +93,7 @@ ImageDataset read_cifar10(const std::string& dir, Mode mode) {
 }
 
 ImageDataset read_cifar100(const std::string& dir, Mode mode) {
-  const CifarLayout layout{"cifar-100-binary", 2, 1, 100, 20};
+  const CifarLayout& layout = kCifar100;
   const std::string file = mode == Mode::kTrain ? "train.bin" : "test.bin";
   const std::string root = resolve_dir(dir, layout.subdir, file);
   return read_records({root + "/" + file}, layout);

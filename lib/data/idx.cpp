@@ -21,7 +21,10 @@ std::string find_idx_file(const std::string& dir, const std::string& stem) {
 }  // namespace
 
 torch::Tensor read_idx_ubyte(const std::string& path, int64_t expected_dims) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  return parse_idx_ubyte(read_file_bytes(path), path, expected_dims);
+}
+
+torch::Tensor parse_idx_ubyte(const std::vector<uint8_t>& bytes, const std::string& path, int64_t expected_dims) {
   if (bytes.size() < 4) throw DataError(path + ": truncated: " + std::to_string(bytes.size()) + " bytes, no IDX header");
   if (bytes[0] != 0 || bytes[1] != 0) throw DataError(path + ": not an IDX file (bad magic number)");
   if (bytes[2] != 0x08) {

@@ -1,6 +1,7 @@
 #include "experiment/config.h"
 
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "data/datasets.h"
@@ -229,7 +230,13 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
   const std::vector<double> lrs = ex.lrs.empty() ? std::vector<double>{ex.base.lr} : ex.lrs;
   const std::vector<int64_t> batches = ex.batches.empty() ? std::vector<int64_t>{ex.base.batch} : ex.batches;
 
+  const size_t points = models.size() * shortcuts.size() * lrs.size() * batches.size() * seeds.size();
+  if (points > kMaxGridPoints) {
+    throw ConfigError(ex.source + ": the grid has " + std::to_string(points) + " points; at most " +
+                      std::to_string(kMaxGridPoints) + " are allowed in one experiment (split it into several)");
+  }
   std::vector<RunConfig> runs;
+  std::set<std::string> names;
   for (const auto& model : models) {
     for (const auto& shortcut : shortcuts) {
       for (double lr : lrs) {
@@ -249,11 +256,9 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
             if (seeds.size() > 1) name << "-s" << seed;
             run.name = name.str();
             validate_run(run, ex.source);
-            for (const auto& earlier : runs) {
-              if (earlier.name == run.name) {
-                throw ConfigError(ex.source + ": the grid has run '" + run.name +
-                                  "' twice (a value repeats in grid.depth, grid.model or another axis)");
-              }
+            if (!names.insert(run.name).second) {
+              throw ConfigError(ex.source + ": the grid has run '" + run.name +
+                                "' twice (a value repeats in grid.depth, grid.model or another axis)");
             }
             runs.push_back(run);
           }

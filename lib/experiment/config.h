@@ -78,6 +78,9 @@ void apply_overrides(ExperimentConfig& experiment, const Overrides& overrides);
 /// The same for a single run (train subcommand).
 void apply_overrides(RunConfig& run, const Overrides& overrides);
 
+/// The most runs one experiment may have.
+constexpr size_t kMaxGridPoints = 10000;
+
 /// Every grid point as a resolved run, validated (model names, values, ranges); throws ConfigError.
 std::vector<RunConfig> expand_grid(const ExperimentConfig& experiment);
 

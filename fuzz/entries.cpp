@@ -1,0 +1,68 @@
+#include "entries.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "data/cifar.h"
+#include "data/idx.h"
+#include "experiment/config.h"
+#include "models/registry.h"
+#include "optim/sgd.h"
+#include "train/checkpoint.h"
+
+namespace reslab::fuzz {
+
+int idx_entry(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const int64_t dims = (data[0] & 1) ? 3 : 1;
+  const std::vector<uint8_t> bytes(data + 1, data + size);
+  try {
+    auto t = parse_idx_ubyte(bytes, "fuzz-input", dims);
+    if (t.numel() > 0) (void)t.flatten()[-1].item<uint8_t>();  // touch the last byte
+  } catch (const DataError&) {
+  }
+  return 0;
+}
+
+int cifar_entry(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const std::vector<uint8_t> bytes(data + 1, data + size);
+  try {
+    auto d = parse_cifar(bytes, "fuzz-input", (data[0] & 1) != 0);
+    (void)d.targets().max().item<int64_t>();
+  } catch (const DataError&) {
+  }
+  return 0;
+}
+
+int config_entry(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  const auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return 0;
+  try {
+    auto experiment = parse_experiment(doc, "fuzz.json");
+    (void)to_json(experiment);
+  } catch (const ConfigError&) {
+  }
+  return 0;
+}
+
+int checkpoint_entry(const uint8_t* data, size_t size) {
+  static const std::string path = "/tmp/reslab-fuzz-checkpoint-" + std::to_string(::getpid()) + ".pt";
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  }
+  auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+  auto optimizer = make_sgd(model->parameters(), SgdConfig{});
+  try {
+    (void)load_checkpoint(path, *model, *optimizer);
+  } catch (const CheckpointError&) {
+  }
+  return 0;
+}
+
+}  // namespace reslab::fuzz
