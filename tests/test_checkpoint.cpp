@@ -3,6 +3,7 @@
 
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "test_callbacks.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/interrupt.h"
@@ -81,17 +82,6 @@ TEST_F(CheckpointTest, ResumeAfterACrashAnywhereGivesIdenticalMetrics) {
   }
 }
 
-/// Asks for an interrupt (as Ctrl-C would) during the step that makes iteration `at`.
-class InterruptAt : public Callback {
- public:
-  explicit InterruptAt(int64_t at) : at_(at) {}
-  void on_batch_begin(TrainContext& ctx) override {
-    if (ctx.state.iter + 1 == at_) request_interrupt();
-  }
-
- private:
-  int64_t at_;
-};
 
 TEST_F(CheckpointTest, AnInterruptedRunResumesExactlyMidWindow) {
   TempDir dir;
@@ -100,7 +90,7 @@ TEST_F(CheckpointTest, AnInterruptedRunResumesExactlyMidWindow) {
   const std::string out = dir.file("interrupted");
   clear_interrupt();
   RunOptions interrupting;
-  interrupting.callbacks = {std::make_shared<InterruptAt>(23)};
+  interrupting.callbacks = {std::make_shared<testing::InterruptAt>(23)};
   const auto stopped = train_run(tiny_run(), out, data_, interrupting);
   clear_interrupt();
   EXPECT_EQ(stopped["status"], "interrupted");

@@ -2,6 +2,7 @@
 #include "data/datasets.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "test_callbacks.h"
 #include "test_util.h"
 #include "train/callbacks.h"
 #include "train/interrupt.h"
@@ -124,17 +125,6 @@ TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
   EXPECT_TRUE(std::isfinite(records.back()["loss"].get<double>()));
 }
 
-/// Asks for an interrupt (as Ctrl-C would) during the step that makes iteration `at`.
-class InterruptAt : public Callback {
- public:
-  explicit InterruptAt(int64_t at) : at_(at) {}
-  void on_batch_begin(TrainContext& ctx) override {
-    if (ctx.state.iter + 1 == at_) request_interrupt();
-  }
-
- private:
-  int64_t at_;
-};
 
 TEST_F(TrainerTest, InterruptFinishesTheStepAndSummarisesTheRun) {
   clear_interrupt();
@@ -148,7 +138,7 @@ TEST_F(TrainerTest, InterruptFinishesTheStepAndSummarisesTheRun) {
   auto optimizer = make_sgd(model->parameters(), SgdConfig{});
   TrainContext ctx{*model, *optimizer, loader, nullptr, {}};
   Trainer trainer(ctx, /*total_iters=*/40, /*log_every=*/5);
-  trainer.add(std::make_shared<InterruptAt>(3));
+  trainer.add(std::make_shared<testing::InterruptAt>(3));
   trainer.run();
   clear_interrupt();
   EXPECT_EQ(ctx.state.status, "interrupted");
