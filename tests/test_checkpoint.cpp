@@ -122,6 +122,17 @@ TEST_F(CheckpointTest, ATornNewestCheckpointFallsBackToThePreviousOne) {
                                          {checkpoints[0], "unreadable"});
   testing::expect_error<CheckpointError>([&] { load_checkpoint(checkpoints[1], *other, *opt); },
                                          {checkpoints[1], "does not fit"});
+  // One flipped bit anywhere in the archive is caught by the checksum before LibTorch reads a byte.
+  const std::string flipped = dir.file("flipped.pt");
+  std::filesystem::copy_file(checkpoints[1], flipped);
+  {
+    std::fstream f(flipped, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(1000);
+    const char c = static_cast<char>(f.get());
+    f.seekp(1000);
+    f.put(static_cast<char>(c ^ 0x10));
+  }
+  testing::expect_error<CheckpointError>([&] { load_checkpoint(flipped, *other, *opt); }, {flipped, "checksum"});
   std::ostringstream log;
   RunOptions resume;
   resume.resume = true;

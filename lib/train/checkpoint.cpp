@@ -2,12 +2,16 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -20,6 +24,33 @@ void fsync_path(const std::string& path, int flags) {
   const int rc = ::fsync(fd);
   ::close(fd);
   if (rc != 0) throw std::runtime_error(path + ": fsync failed: " + std::strerror(errno));
+}
+
+// A checkpoint file is LibTorch's archive followed by a footer: the magic, the archive's length and its CRC-32.
+// LibTorch's archive reader can crash on corrupt input (found by fuzz_checkpoint), so no byte reaches it
+// before the length and checksum match.
+constexpr char kMagic[8] = {'R', 'E', 'S', 'L', 'A', 'B', 'C', '1'};
+constexpr size_t kFooter = sizeof(kMagic) + 8 + 4;
+
+void put_le(std::string& out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+uint64_t get_le(const char* p, int bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) value |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+  return value;
+}
+
+uint32_t crc_of(const char* data, size_t size) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (size > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
+    data += chunk;
+    size -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
 }
 
 torch::Tensor json_tensor(const nlohmann::json& meta) {
@@ -57,12 +88,23 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model, co
   archive.write("model", model_archive);
   archive.write("optimizer", optimizer_archive);
   archive.write("meta", json_tensor(meta));
+  std::ostringstream buffer;
+  archive.save_to(buffer);
+  std::string bytes = buffer.str();
+  const uint32_t crc = crc_of(bytes.data(), bytes.size());
+  const uint64_t length = bytes.size();
+  bytes.append(kMagic, sizeof(kMagic));
+  put_le(bytes, length, 8);
+  put_le(bytes, crc, 4);
   const std::string tmp = path + ".tmp";
-  try {
-    archive.save_to(tmp);
-  } catch (const c10::Error& e) {
-    fs::remove(tmp);
-    throw std::runtime_error(tmp + ": cannot write checkpoint: " + e.what_without_backtrace());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      fs::remove(tmp);
+      throw std::runtime_error(tmp + ": cannot write checkpoint: " + std::strerror(errno));
+    }
   }
   fsync_path(tmp, O_RDONLY);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -79,8 +121,23 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
   torch::serialize::InputArchive model_archive, optimizer_archive;
   torch::Tensor meta_bytes;
   nlohmann::json meta;
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) throw CheckpointError(path + ": cannot read");
+  }
+  if (bytes.size() < kFooter || std::memcmp(bytes.data() + bytes.size() - kFooter, kMagic, sizeof(kMagic)) != 0) {
+    throw CheckpointError(path + ": unreadable checkpoint (truncated, or not a reslab checkpoint: no footer)");
+  }
+  const char* footer = bytes.data() + bytes.size() - kFooter;
+  const uint64_t length = get_le(footer + sizeof(kMagic), 8);
+  const uint32_t crc = static_cast<uint32_t>(get_le(footer + sizeof(kMagic) + 8, 4));
+  if (length != bytes.size() - kFooter || crc_of(bytes.data(), length) != crc) {
+    throw CheckpointError(path + ": unreadable checkpoint (corrupt: length or checksum does not match)");
+  }
   try {
-    archive.load_from(path);
+    archive.load_from(bytes.data(), static_cast<size_t>(length));
     if (!archive.try_read("model", model_archive) || !archive.try_read("optimizer", optimizer_archive) ||
         !archive.try_read("meta", meta_bytes)) {
       throw CheckpointError(path + ": not a reslab checkpoint (model, optimizer or meta missing)");
