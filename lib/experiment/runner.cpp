@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
+#include <tuple>
 #include <ostream>
 #include <thread>
 
@@ -51,6 +53,32 @@ void save_model(torch::nn::Module& model, const std::string& path) {
 
 nlohmann::json optional_json(const std::optional<double>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+/// The newest checkpoint in `run_dir` that loads into a fresh model (from `fresh`) and was written with
+/// `identity`, with its meta; ("", null) when none is. Each one passed over is reported on `log`.
+std::pair<std::string, nlohmann::json> newest_usable_checkpoint(
+    const std::string& run_dir, const nlohmann::json& identity,
+    const std::function<std::shared_ptr<NetworkBase>()>& fresh, const SgdConfig& sgd, std::ostream* log) {
+  for (const auto& path : list_checkpoints(run_dir)) {
+    try {
+      // Tried on scratch copies: a checkpoint that fails leaves the run's own model untouched.
+      auto scratch = fresh();
+      auto scratch_opt = make_sgd(scratch->parameters(), sgd);
+      auto meta = load_checkpoint(path, *scratch, *scratch_opt);
+      const auto written_with = meta.value("config", nlohmann::json());
+      if (written_with != identity) {
+        const auto diff = nlohmann::json::diff(written_with, identity);
+        throw CheckpointError(path + ": written by another configuration (it differs at '" +
+                              (diff.empty() ? std::string("?") : diff[0].value("path", "?")) +
+                              "'); resume with the same settings, or start again with --overwrite");
+      }
+      return {path, meta};
+    } catch (const CheckpointError& e) {
+      if (log != nullptr) *log << "warning: " << e.what() << "; trying an older one\n";
+    }
+  }
+  return {"", nullptr};
 }
 
 }  // namespace
@@ -107,27 +135,13 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   std::string resume_from;
   nlohmann::json resume_meta;
   if (options.resume) {
-    for (const auto& path : list_checkpoints(run_dir)) {
-      try {
-        // Try it on scratch copies: a checkpoint that fails leaves the run's own model untouched.
-        torch::manual_seed(run.seed);
-        auto scratch = build_model(run.model, spec);
-        if (run.channels_last) to_channels_last(*scratch);
-        auto scratch_opt = make_sgd(scratch->parameters(), sgd);
-        auto meta = load_checkpoint(path, *scratch, *scratch_opt);
-        if (meta.value("config", nlohmann::json()) != identity) {
-          const auto diff = nlohmann::json::diff(meta.value("config", nlohmann::json()), identity);
-          throw CheckpointError(path + ": written by another configuration (it differs at '" +
-                                (diff.empty() ? std::string("?") : diff[0].value("path", "?")) +
-                                "'); resume with the same settings, or start again with --overwrite");
-        }
-        resume_from = path;
-        resume_meta = meta;
-        break;
-      } catch (const CheckpointError& e) {
-        if (options.progress != nullptr) *options.progress << "warning: " << e.what() << "; trying an older one\n";
-      }
-    }
+    auto fresh = [&] {
+      torch::manual_seed(run.seed);
+      auto scratch = build_model(run.model, spec);
+      if (run.channels_last) to_channels_last(*scratch);
+      return scratch;
+    };
+    std::tie(resume_from, resume_meta) = newest_usable_checkpoint(run_dir, identity, fresh, sgd, options.progress);
   }
 
   fs::create_directories(run_dir);
