@@ -66,6 +66,9 @@ std::pair<std::string, nlohmann::json> newest_usable_checkpoint(
       auto scratch = fresh();
       auto scratch_opt = make_sgd(scratch->parameters(), sgd);
       auto meta = load_checkpoint(path, *scratch, *scratch_opt);
+      if (!meta.contains("trainer") || !meta.value("metrics_offset", nlohmann::json()).is_number_integer()) {
+        throw CheckpointError(path + ": incomplete checkpoint (no trainer state or metrics offset)");
+      }
       const auto written_with = meta.value("config", nlohmann::json());
       if (written_with != identity) {
         const auto diff = nlohmann::json::diff(written_with, identity);
