@@ -47,10 +47,41 @@ torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) {
   return y;
 }
 
-torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
-  auto out = torch::relu(bn1_->forward(conv1_->forward(x)));
+void BasicBlockImpl::set_tap(ForwardTap* tap, int64_t block, int64_t first_layer) {
+  tap_ = tap;
+  block_ = block;
+  first_layer_ = first_layer;
+}
+
+torch::Tensor BasicBlockImpl::removed(const torch::Tensor& x) {
+  if (options.residual()) return torch::relu(shortcut(x));
+  TORCH_CHECK(keeps_shape(), "BasicBlock ", block_, ": a plain block that changes the shape (", options.in_planes(),
+              " -> ", options.planes(), ", stride ", options.stride(), ") cannot be removed");
+  return x;
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& input) {
+  if (tap_ == nullptr) {
+    auto out = torch::relu(bn1_->forward(conv1_->forward(input)));
+    out = bn2_->forward(conv2_->forward(out));
+    if (options.residual()) out = out + shortcut(input);
+    return torch::relu(out);
+  }
+  const BranchRoute route = tap_->route(block_);
+  if (route == BranchRoute::kRemoved) return removed(input);
+  // The same computation, shown to the tap layer by layer.
+  const torch::Tensor x = tap_->layer_input(first_layer_, input);
+  auto out = bn1_->forward(conv1_->forward(x));
+  tap_->layer_response(first_layer_, out);
+  out = tap_->layer_input(first_layer_ + 1, torch::relu(out));
   out = bn2_->forward(conv2_->forward(out));
-  if (options.residual()) out = out + shortcut(x);
+  tap_->layer_response(first_layer_ + 1, out);
+  if (options.residual()) {
+    auto identity = shortcut(x);
+    if (route == BranchRoute::kBranchGradient) identity = identity.detach();
+    if (route == BranchRoute::kShortcutGradient) out = out.detach();
+    out = out + identity;
+  }
   return torch::relu(out);
 }
 

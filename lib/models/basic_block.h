@@ -28,11 +28,22 @@ class BasicBlockImpl : public torch::nn::Module {
   /// True when the shortcut has a 1x1 projection (options B and C).
   bool has_projection() const { return !projection_.is_empty(); }
   void pretty_print(std::ostream& stream) const override;
+  /// Routes the forward pass through `tap` (null: none); the block is number `block` and its convs are
+  /// weighted layers `first_layer` and `first_layer + 1`.
+  void set_tap(ForwardTap* tap, int64_t block, int64_t first_layer);
+  /// Whether the output has the input's shape (stride 1, same channels): a plain block can then be removed.
+  bool keeps_shape() const { return options.stride() == 1 && options.in_planes() == options.planes(); }
+  const torch::nn::Conv2d& conv1() const { return conv1_; }
+  const torch::nn::Conv2d& conv2() const { return conv2_; }
 
   BasicBlockOptions options;
 
  private:
   torch::Tensor shortcut(const torch::Tensor& x);
+  torch::Tensor removed(const torch::Tensor& x);
+
+  ForwardTap* tap_ = nullptr;
+  int64_t block_ = 0, first_layer_ = 0;
 
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};

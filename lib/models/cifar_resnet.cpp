@@ -46,10 +46,36 @@ CifarResNetImpl::CifarResNetImpl(const CifarResNetOptions& opts) : options(opts)
 }
 
 torch::Tensor CifarResNetImpl::forward(torch::Tensor x) {
-  x = torch::relu(bn1_->forward(conv1_->forward(x)));
+  if (tap_ != nullptr) x = tap_->layer_input(0, x);
+  x = bn1_->forward(conv1_->forward(x));
+  if (tap_ != nullptr) tap_->layer_response(0, x);
+  x = torch::relu(x);
   for (auto& block : blocks_) x = block->forward(x);
   x = x.mean({2, 3});  // global average pooling
+  if (tap_ != nullptr) x = tap_->layer_input(1 + 2 * num_blocks(), x);
   return fc_->forward(x);
+}
+
+void CifarResNetImpl::set_tap(ForwardTap* tap) {
+  tap_ = tap;
+  for (int64_t b = 0; b < num_blocks(); ++b) blocks_[b]->set_tap(tap, b, 1 + 2 * b);
+}
+
+std::vector<LayerInfo> CifarResNetImpl::layers() const {
+  std::vector<LayerInfo> out{{"conv1", -1, true, conv1_->weight}};
+  const int64_t n = num_blocks() / 3;
+  for (int64_t b = 0; b < num_blocks(); ++b) {
+    const std::string prefix = "stage" + std::to_string(b / n + 1) + "." + std::to_string(b % n) + ".";
+    out.push_back({prefix + "conv1", b, true, blocks_[b]->conv1()->weight});
+    out.push_back({prefix + "conv2", b, true, blocks_[b]->conv2()->weight});
+  }
+  out.push_back({"fc", -1, false, fc_->weight});
+  return out;
+}
+
+bool CifarResNetImpl::block_removable(int64_t b) const {
+  TORCH_CHECK(b >= 0 && b < num_blocks(), "CifarResNet: no block ", b, " (it has ", num_blocks(), ")");
+  return options.residual() || blocks_[b]->keeps_shape();
 }
 
 int64_t CifarResNetImpl::macs() const {

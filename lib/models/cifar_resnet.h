@@ -39,6 +39,10 @@ class CifarResNetImpl : public NetworkBase {
   /// The blocks in forward order (stage by stage), for probes.
   const std::vector<BasicBlock>& blocks() const { return blocks_; }
   void pretty_print(std::ostream& stream) const override;
+  void set_tap(ForwardTap* tap) override;
+  std::vector<LayerInfo> layers() const override;
+  int64_t num_blocks() const override { return static_cast<int64_t>(blocks_.size()); }
+  bool block_removable(int64_t b) const override;
 
   CifarResNetOptions options;
 
@@ -47,6 +51,7 @@ class CifarResNetImpl : public NetworkBase {
   torch::nn::BatchNorm2d bn1_{nullptr};
   torch::nn::Linear fc_{nullptr};
   std::vector<BasicBlock> blocks_;
+  ForwardTap* tap_ = nullptr;
 };
 TORCH_MODULE(CifarResNet);
 

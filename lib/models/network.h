@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace reslab {
 
@@ -33,6 +34,34 @@ struct ModelSpec {
   Shortcut shortcut = Shortcut::A;
 };
 
+/// How a block forms its output while a probe looks at it (Veit et al. 2016 lesions and path lengths).
+enum class BranchRoute {
+  kNormal,            ///< shortcut + branch (a plain block: the branch)
+  kRemoved,           ///< the branch deleted: the shortcut alone; a plain block whose shapes allow becomes the identity
+  kBranchGradient,    ///< forward unchanged; the backward pass goes through the branch only
+  kShortcutGradient,  ///< forward unchanged; the backward pass goes through the shortcut only (residual blocks)
+};
+
+/// A probe's view into a forward pass. Weighted layers are numbered in forward order (0: the first conv, then
+/// each block's convs, last: the classifier); blocks from 0. Every method does nothing by default.
+class ForwardTap {
+ public:
+  virtual ~ForwardTap() = default;
+  /// The input of weighted layer `layer`; what it returns is used instead (e.g. with gradients retained).
+  virtual torch::Tensor layer_input(int64_t /*layer*/, torch::Tensor input) { return input; }
+  /// The response of a conv layer after its BN, before the ReLU and the addition (the paper's Figure 7).
+  virtual void layer_response(int64_t /*layer*/, const torch::Tensor& /*response*/) {}
+  virtual BranchRoute route(int64_t /*block*/) { return BranchRoute::kNormal; }
+};
+
+/// One weighted layer on the network's main path, for probes.
+struct LayerInfo {
+  std::string name;    ///< "conv1", "stage2.0.conv1", ..., "fc"
+  int64_t block = -1;  ///< the block it belongs to; -1 for the first conv and the classifier
+  bool conv = true;    ///< false for the classifier
+  torch::Tensor weight;
+};
+
 /// Base of every network in the registry: a module with a forward pass and an exact multiply-add count.
 class NetworkBase : public torch::nn::Module {
  public:
@@ -43,6 +72,27 @@ class NetworkBase : public torch::nn::Module {
   /// Weighted layers on the longest path (convolutions and the classifier), the paper's "depth".
   virtual int64_t depth() const = 0;
   virtual bool residual() const = 0;
+
+  /// Installs `tap` for the forward passes that follow; null removes it. Use TapGuard.
+  virtual void set_tap(ForwardTap* tap) = 0;
+  /// The weighted layers on the main path, in forward order (projection shortcuts are not listed).
+  virtual std::vector<LayerInfo> layers() const = 0;
+  virtual int64_t num_blocks() const = 0;
+  /// Whether BranchRoute::kRemoved applies to block `b`: always in a residual net; in a plain net only where
+  /// the block's input and output shapes match.
+  virtual bool block_removable(int64_t b) const = 0;
+};
+
+/// Installs a tap for its lifetime.
+class TapGuard {
+ public:
+  TapGuard(NetworkBase& net, ForwardTap& tap) : net_(net) { net_.set_tap(&tap); }
+  ~TapGuard() { net_.set_tap(nullptr); }
+  TapGuard(const TapGuard&) = delete;
+  TapGuard& operator=(const TapGuard&) = delete;
+
+ private:
+  NetworkBase& net_;
 };
 
 /// Multiply-adds of a 2-D convolution producing an out_h x out_w map.
