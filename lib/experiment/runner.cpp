@@ -12,6 +12,7 @@
 #include "data/random.h"
 #include "experiment/results.h"
 #include "models/registry.h"
+#include "probes/probe_callback.h"
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
 
@@ -42,14 +43,6 @@ int64_t resolve_threads(int64_t requested) {
 }
 
 namespace {
-
-void save_model(torch::nn::Module& model, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  torch::serialize::OutputArchive archive;
-  model.save(archive);
-  archive.save_to(tmp);
-  fs::rename(tmp, path);
-}
 
 nlohmann::json optional_json(const std::optional<double>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
@@ -177,6 +170,10 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   if (options.progress != nullptr) {
     trainer.add(std::make_shared<ProgressCallback>(run.name, *options.progress, options.terminal));
   }
+  if (!run.probes.empty()) {
+    trainer.add(std::make_shared<GradientProbeCallback>(run.probes,
+                                                        std::set<int64_t>(run.probe_at.begin(), run.probe_at.end())));
+  }
   for (const auto& cb : options.callbacks) trainer.add(cb);
   trainer.add(std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity));
   if (!resume_from.empty()) {
@@ -222,7 +219,12 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     summary["diverged_at"] = *state.diverged_at;
     summary["last_finite_loss"] = optional_json(state.last_finite_loss);
   }
-  if (options.save_model && state.status == "completed") save_model(*model, run_dir + "/model.pt");
+  if (options.save_model && state.status == "completed") {
+    save_model_file(run_dir + "/model.pt", *model,
+                    {{"model", run.model}, {"shortcut", run.shortcut}, {"dataset", run.dataset},
+                     {"input", {spec.input.channels, spec.input.height, spec.input.width}},
+                     {"classes", spec.classes}, {"iterations", state.iter}});
+  }
   write_json_file(run_dir + "/summary.json", summary);
   return summary;
 }

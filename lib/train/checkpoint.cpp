@@ -53,6 +53,12 @@ uint32_t crc_of(const char* data, size_t size) {
   return static_cast<uint32_t>(crc);
 }
 
+std::string describe(const std::exception& e) {
+  std::string what = e.what();
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
+  return what.substr(0, 300);
+}
+
 torch::Tensor json_tensor(const nlohmann::json& meta) {
   const std::string text = meta.dump();
   auto t = torch::empty({static_cast<int64_t>(text.size())}, torch::kUInt8);
@@ -79,18 +85,10 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   return found;
 }
 
-void save_checkpoint(const std::string& path, const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
-                     const nlohmann::json& meta) {
-  torch::serialize::OutputArchive archive;
-  torch::serialize::OutputArchive model_archive, optimizer_archive;
-  model.save(model_archive);
-  optimizer.save(optimizer_archive);
-  archive.write("model", model_archive);
-  archive.write("optimizer", optimizer_archive);
-  archive.write("meta", json_tensor(meta));
-  std::ostringstream buffer;
-  archive.save_to(buffer);
-  std::string bytes = buffer.str();
+namespace {
+
+/// Appends the footer (magic, length, CRC-32) to `bytes` and writes them to `path` atomically and durably.
+void write_verified(const std::string& path, std::string bytes, const char* what) {
   const uint32_t crc = crc_of(bytes.data(), bytes.size());
   const uint64_t length = bytes.size();
   bytes.append(kMagic, sizeof(kMagic));
@@ -102,8 +100,9 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model, co
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.flush();
     if (!out) {
+      out.close();
       fs::remove(tmp);
-      throw std::runtime_error(tmp + ": cannot write checkpoint: " + std::strerror(errno));
+      throw std::runtime_error(tmp + ": cannot write " + what + ": " + std::strerror(errno));
     }
   }
   fsync_path(tmp, O_RDONLY);
@@ -114,13 +113,11 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model, co
   fsync_path(dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY);
 }
 
-nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+/// Reads `path`, checks its footer and loads the archive it protects (LibTorch's parser never sees a file
+/// whose length or checksum is wrong: it can crash on one).
+void read_verified(const std::string& path, torch::serialize::InputArchive& archive, const char* what) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": no such checkpoint");
-  torch::serialize::InputArchive archive;
-  torch::serialize::InputArchive model_archive, optimizer_archive;
-  torch::Tensor meta_bytes;
-  nlohmann::json meta;
+  if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": no such " + what);
   std::string bytes;
   {
     std::ifstream in(path, std::ios::binary);
@@ -128,36 +125,100 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
     if (!in.good() && !in.eof()) throw CheckpointError(path + ": cannot read");
   }
   if (bytes.size() < kFooter || std::memcmp(bytes.data() + bytes.size() - kFooter, kMagic, sizeof(kMagic)) != 0) {
-    throw CheckpointError(path + ": unreadable checkpoint (truncated, or not a reslab checkpoint: no footer)");
+    throw CheckpointError(path + ": unreadable " + what + " (truncated, or not written by reslab: no footer)");
   }
   const char* footer = bytes.data() + bytes.size() - kFooter;
   const uint64_t length = get_le(footer + sizeof(kMagic), 8);
   const uint32_t crc = static_cast<uint32_t>(get_le(footer + sizeof(kMagic) + 8, 4));
   if (length != bytes.size() - kFooter || crc_of(bytes.data(), length) != crc) {
-    throw CheckpointError(path + ": unreadable checkpoint (corrupt: length or checksum does not match)");
+    throw CheckpointError(path + ": unreadable " + what + " (corrupt: length or checksum does not match)");
   }
   try {
     archive.load_from(bytes.data(), static_cast<size_t>(length));
-    if (!archive.try_read("model", model_archive) || !archive.try_read("optimizer", optimizer_archive) ||
-        !archive.try_read("meta", meta_bytes)) {
-      throw CheckpointError(path + ": not a reslab checkpoint (model, optimizer or meta missing)");
-    }
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": unreadable " + what + " (truncated or corrupt): " + describe(e));
+  }
+}
+
+nlohmann::json read_meta(const std::string& path, torch::serialize::InputArchive& archive, const char* what) {
+  torch::Tensor meta_bytes;
+  try {
+    if (!archive.try_read("meta", meta_bytes)) throw CheckpointError(path + ": not a reslab " + what + " (no meta)");
     const auto* p = meta_bytes.data_ptr<uint8_t>();
-    meta = nlohmann::json::parse(std::string(p, p + meta_bytes.numel()));
+    return nlohmann::json::parse(std::string(p, p + meta_bytes.numel()));
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
-    throw CheckpointError(path + ": unreadable checkpoint (truncated or corrupt): " + what.substr(0, 300));
+    throw CheckpointError(path + ": unreadable " + what + " meta: " + describe(e));
   }
+}
+
+std::string archive_bytes(torch::serialize::OutputArchive& archive) {
+  std::ostringstream buffer;
+  archive.save_to(buffer);
+  return buffer.str();
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
+                     const nlohmann::json& meta) {
+  torch::serialize::OutputArchive archive;
+  torch::serialize::OutputArchive model_archive, optimizer_archive;
+  model.save(model_archive);
+  optimizer.save(optimizer_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", optimizer_archive);
+  archive.write("meta", json_tensor(meta));
+  write_verified(path, archive_bytes(archive), "checkpoint");
+}
+
+nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive archive;
+  read_verified(path, archive, "checkpoint");
+  torch::serialize::InputArchive model_archive, optimizer_archive;
+  try {
+    if (!archive.try_read("model", model_archive) || !archive.try_read("optimizer", optimizer_archive)) {
+      throw CheckpointError(path + ": not a reslab checkpoint (model or optimizer missing)");
+    }
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": unreadable checkpoint (truncated or corrupt): " + describe(e));
+  }
+  const auto meta = read_meta(path, archive, "checkpoint");
   try {
     model.load(model_archive);
     optimizer.load(optimizer_archive);
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
-    throw CheckpointError(path + ": does not fit this model or optimizer: " + what.substr(0, 300));
+    throw CheckpointError(path + ": does not fit this model or optimizer: " + describe(e));
+  }
+  return meta;
+}
+
+void save_model_file(const std::string& path, const torch::nn::Module& model, const nlohmann::json& meta) {
+  torch::serialize::OutputArchive archive, model_archive;
+  model.save(model_archive);
+  archive.write("model", model_archive);
+  archive.write("meta", json_tensor(meta));
+  write_verified(path, archive_bytes(archive), "model file");
+}
+
+nlohmann::json load_model_file(const std::string& path, torch::nn::Module& model) {
+  torch::serialize::InputArchive archive, model_archive;
+  read_verified(path, archive, "model file");
+  try {
+    if (!archive.try_read("model", model_archive)) throw CheckpointError(path + ": not a reslab model file (no model)");
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": unreadable model file (truncated or corrupt): " + describe(e));
+  }
+  const auto meta = read_meta(path, archive, "model file");
+  try {
+    model.load(model_archive);
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": does not fit this model: " + describe(e));
   }
   return meta;
 }

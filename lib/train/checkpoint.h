@@ -26,6 +26,13 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model, co
 /// path on any failure; `model` and `optimizer` may then be partly overwritten: rebuild them before another try.
 nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer);
 
+/// Writes a model's weights and `meta` (what it is: name, input, classes) to `path`, with the same footer and
+/// atomic replacement as a checkpoint: the final model of a run (model.pt).
+void save_model_file(const std::string& path, const torch::nn::Module& model, const nlohmann::json& meta);
+/// Loads a file written by save_model_file into `model` and returns its meta; throws CheckpointError naming the
+/// path when it is missing, truncated, corrupt or for another model.
+nlohmann::json load_model_file(const std::string& path, torch::nn::Module& model);
+
 /// The checkpoints in `dir` (checkpoint-<iteration>.pt), newest first.
 std::vector<std::string> list_checkpoints(const std::string& dir);
 /// "checkpoint-000123.pt" under `dir` for iteration 123.
