@@ -1,0 +1,92 @@
+#pragma once
+// Gradient probes: per-layer gradient norms (is there a vanishing gradient?), per-example gradient
+// signal-to-noise, and the correlation of input gradients at nearby inputs (Balduzzi et al. 2017, "The
+// Shattered Gradients Problem").
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <vector>
+
+#include "data/loader.h"
+#include "models/network.h"
+#include "probes/settings.h"
+
+namespace reslab {
+
+/// Saves a network's BN running statistics and train/eval mode, and restores both (and clears the parameters'
+/// gradients) when it goes out of scope, so that a probe leaves the network as it found it.
+class NetworkStateGuard {
+ public:
+  explicit NetworkStateGuard(NetworkBase& net);
+  ~NetworkStateGuard();
+  NetworkStateGuard(const NetworkStateGuard&) = delete;
+  NetworkStateGuard& operator=(const NetworkStateGuard&) = delete;
+
+ private:
+  NetworkBase& net_;
+  bool training_;
+  std::vector<torch::Tensor> saved_;
+};
+
+/// Sets the BN running statistics of `net` to the cumulative average over the first `batches` batches of
+/// `train`, as a freshly initialised net needs before anything evaluates it in eval mode (at initialisation the
+/// running statistics are 0 and 1 and describe no data). Leaves the net in eval mode.
+void calibrate_batchnorm(NetworkBase& net, const BatchLoader& train, int64_t batches);
+
+/// Captures the input of every weighted layer with its gradient retained (the first layer's input is made a
+/// leaf that requires a gradient).
+class InputGradientTap : public ForwardTap {
+ public:
+  torch::Tensor layer_input(int64_t layer, torch::Tensor input) override;
+  /// The captured input of `layer` (undefined when the forward pass did not reach it).
+  const torch::Tensor& input(int64_t layer) const;
+  void clear() { inputs_.clear(); }
+
+ private:
+  std::vector<torch::Tensor> inputs_;
+};
+
+/// Per weighted layer: the norm of the weight's gradient and of the gradient with respect to the layer's input,
+/// for the mean cross-entropy over `batch`, with the net in train mode as in training (batch statistics in BN).
+/// BN running statistics, mode and gradients are restored afterwards.
+nlohmann::json gradient_norms(NetworkBase& net, const Batch& batch);
+/// The same from gradients already computed with `tap` installed during the forward pass (a training step).
+nlohmann::json gradient_norms_from(const NetworkBase& net, const InputGradientTap& tap);
+
+/// Mean and spread of a set of vectors (one gradient per example), accumulated one vector at a time.
+class GradientMoments {
+ public:
+  void add(const torch::Tensor& g);
+  int64_t count() const { return count_; }
+  /// Norm of the mean vector.
+  double mean_norm() const;
+  /// Root of the mean squared distance of the vectors to their mean.
+  double rms_deviation() const;
+  /// mean_norm / rms_deviation: above 1 the examples agree on a direction, below 1 noise dominates.
+  double snr() const;
+
+ private:
+  torch::Tensor sum_;
+  double sum_sq_ = 0.0;
+  int64_t count_ = 0;
+};
+
+/// Calls `visit(i, grads)` with the gradient of example i's loss with respect to every weighted layer's weight
+/// (in layers() order): one forward pass of the batch, then one backward pass per example. In train mode the
+/// examples interact through BN's batch statistics, exactly as in a training step (the mean of these gradients
+/// is the step's gradient); in eval mode each is the gradient of the example alone.
+void for_each_example_gradient(NetworkBase& net, const Batch& batch, bool train_mode,
+                               const std::function<void(int64_t, const std::vector<torch::Tensor>&)>& visit);
+
+/// Per weighted layer, across the examples of `batch`: the norm of the mean per-example gradient, the
+/// root-mean-square of the deviations from it, and their ratio (train mode; the net is restored afterwards).
+nlohmann::json gradient_snr(NetworkBase& net, const Batch& batch);
+
+/// Balduzzi's measure: along `settings.lines` straight lines between pairs of test images, `settings.points`
+/// evenly spaced inputs each, the gradient of the true class's logit with respect to the input; returns the mean
+/// cosine similarity of gradients `lag` points apart for lag 1..max_lag. Shattered gradients decorrelate at
+/// small lags. Eval mode: calibrate BN first for a fresh net.
+nlohmann::json gradient_correlation(NetworkBase& net, const BatchLoader& test, const ProbeSettings& settings);
+
+}  // namespace reslab

@@ -1,0 +1,39 @@
+#pragma once
+// Which probes exist and the settings they share.
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace reslab {
+
+/// The probes by name, in the order `reslab analyze all` runs them.
+const std::vector<std::string>& probe_names();
+/// Throws std::invalid_argument naming `name` and the valid probes unless it is one.
+void check_probe_name(const std::string& name);
+/// Probes that can run during training, at chosen iterations ("grad_norms", "grad_snr").
+bool probe_runs_during_training(const std::string& name);
+
+/// Settings of the probes; every field has a default a researcher can start from.
+struct ProbeSettings {
+  int64_t batch = 64;  ///< training examples for the gradient probes and the path-length probe
+  /// Lesions: numbers of random blocks deleted together (values above the removable blocks are skipped), and
+  /// draws for each number; path lengths: draws for each length.
+  std::vector<int64_t> lesion_k = {1, 2, 3, 4, 6, 8, 12, 16, 24};
+  int64_t samples = 6;
+  /// Path lengths sampled at most this many distinct lengths (evenly spaced) in deep nets.
+  int64_t max_lengths = 40;
+  /// Gradient correlation along lines between test images (Balduzzi et al.): points per line, lines, lags.
+  int64_t points = 96;
+  int64_t lines = 4;
+  int64_t max_lag = 24;
+  /// Training batches that set BN's statistics of a freshly initialised net before a probe evaluates it.
+  int64_t calibration_batches = 8;
+  uint64_t seed = 1;
+};
+
+nlohmann::json to_json(const ProbeSettings& settings);
+
+}  // namespace reslab

@@ -1,0 +1,350 @@
+// Probes on tiny nets whose answers are known by construction.
+#include <cmath>
+
+#include "data/loader.h"
+#include "experiment/runner.h"
+#include "models/cifar_resnet.h"
+#include "probes/gradients.h"
+#include "probes/lesions.h"
+#include "probes/probe_callback.h"
+#include "probes/responses.h"
+#include "test_util.h"
+#include "train/metrics.h"
+
+namespace reslab {
+namespace {
+
+using testing::TempDir;
+
+class ProbesTest : public testing::SeededTest {};
+
+/// A CIFAR-style net of `depth` layers, `width` channels in every stage and `width` input channels.
+CifarResNet narrow_net(int64_t depth, bool residual, int64_t width = 4) {
+  return CifarResNet(CifarResNetOptions(depth)
+                         .spec(ModelSpec{{width, 8, 8}, 3, Shortcut::A})
+                         .residual(residual)
+                         .widths({width, width, width}));
+}
+
+/// Every conv the identity (a centred 1 on the channel diagonal), every BN the identity up to its epsilon.
+void make_identity(CifarResNetImpl& net) {
+  torch::NoGradGuard no_grad;
+  for (const auto& layer : net.layers()) {
+    if (!layer.conv) continue;
+    auto w = layer.weight;
+    w.zero_();
+    for (int64_t c = 0; c < w.size(0); ++c) w[c][c][1][1] = 1.0;
+  }
+  for (auto& m : net.modules(false)) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+      bn->weight.fill_(1.0);
+      bn->bias.zero_();
+      bn->running_mean.zero_();
+      bn->running_var.fill_(1.0);
+    }
+  }
+  net.eval();
+}
+
+double population_std(const torch::Tensor& t) {
+  return t.to(torch::kFloat64).std(/*unbiased=*/false).item<double>();
+}
+
+/// `n` images of `channels` x 8 x 8 with random pixels and labels in 0..2, and a loader over them (no mean).
+struct TinyData {
+  TinyData(int64_t n, int64_t channels, int64_t batch, bool shuffle = false)
+      : data(torch::randint(0, 256, {n, channels, 8, 8}, torch::kUInt8), torch::randint(0, 3, {n}, torch::kInt64),
+             3) {
+    LoaderOptions o;
+    o.batch = batch;
+    o.shuffle = shuffle;
+    o.drop_last = shuffle;
+    loader = std::make_unique<BatchLoader>(data, torch::zeros({channels, 8, 8}), o);
+  }
+  ImageDataset data;
+  std::unique_ptr<BatchLoader> loader;
+};
+
+TEST_F(ProbesTest, IdentityLayersRespondWithTheirInputsStd) {
+  auto net = narrow_net(8, /*residual=*/false);
+  make_identity(*net);
+  TinyData tiny(10, 4, /*batch=*/4);
+  const auto result = layer_responses(*net, *tiny.loader);
+  // Inputs are pixel / 255 >= 0, so every ReLU passes them through: each layer's response is its input, divided
+  // by sqrt(1 + eps) in BN, and subsampled by the stride-2 convs of stages 2 and 3.
+  const auto x = tiny.data.images().to(torch::kFloat32) / 255.0;
+  const double scale = 1.0 / std::sqrt(1.0 + 1e-5);
+  const double full = population_std(x) * scale;
+  const double half = population_std(x.slice(2, 0, 8, 2).slice(3, 0, 8, 2)) * scale;
+  const double quarter = population_std(x.slice(2, 0, 8, 4).slice(3, 0, 8, 4)) * scale;
+  const std::vector<double> expected = {full, full, full, half, half, quarter, quarter};
+  ASSERT_EQ(result["std"].size(), expected.size());
+  for (size_t l = 0; l < expected.size(); ++l) EXPECT_NEAR(result["std"][l].get<double>(), expected[l], 1e-5) << l;
+  EXPECT_EQ(result["layers"][3]["name"], "stage2.0.conv1");
+  EXPECT_EQ(result["examples"], 10);
+  // Sorted by magnitude, descending.
+  const auto sorted = result["std_sorted"].get<std::vector<double>>();
+  EXPECT_TRUE(std::is_sorted(sorted.rbegin(), sorted.rend()));
+}
+
+TEST_F(ProbesTest, GradientMomentsMatchADirectComputation) {
+  const auto g = torch::randn({7, 30}, torch::kFloat64) + 0.5;
+  GradientMoments m;
+  for (int64_t i = 0; i < 7; ++i) m.add(g[i].view({5, 6}));
+  const auto mean = g.mean(0);
+  const double rms = std::sqrt((g - mean).pow(2).sum(1).mean().item<double>());
+  EXPECT_NEAR(m.mean_norm(), mean.norm().item<double>(), 1e-9);
+  EXPECT_NEAR(m.rms_deviation(), rms, 1e-9);
+  EXPECT_NEAR(m.snr(), mean.norm().item<double>() / rms, 1e-9);
+  EXPECT_EQ(m.count(), 7);
+  // Identical vectors: no noise at all.
+  GradientMoments same;
+  for (int i = 0; i < 3; ++i) same.add(torch::ones({4}));
+  EXPECT_NEAR(same.rms_deviation(), 0.0, 1e-12);
+  EXPECT_TRUE(std::isinf(same.snr()));
+}
+
+TEST_F(ProbesTest, PerExampleGradientsAreEachExamplesOwn) {
+  auto net = narrow_net(8, /*residual=*/true);
+  TinyData tiny(6, 4, /*batch=*/6);
+  const Batch batch = tiny.loader->batch(0);
+  const auto weights = net->layers();
+  // Eval mode: each equals the gradient of the example run alone.
+  for_each_example_gradient(*net, batch, /*train_mode=*/false, [&](int64_t i, const std::vector<torch::Tensor>& g) {
+    net->eval();
+    const auto loss = torch::nn::functional::cross_entropy(net->forward(batch.inputs.narrow(0, i, 1)),
+                                                           batch.targets.narrow(0, i, 1));
+    std::vector<torch::Tensor> wrt;
+    for (const auto& l : weights) wrt.push_back(l.weight);
+    const auto alone = torch::autograd::grad({loss}, wrt);
+    ASSERT_EQ(g.size(), alone.size());
+    for (size_t l = 0; l < g.size(); ++l) EXPECT_TRUE(torch::allclose(g[l], alone[l], 1e-4, 1e-6)) << i << " " << l;
+  });
+  // Train mode: their mean is the gradient of the batch's mean loss (the training step's gradient).
+  std::vector<torch::Tensor> sum;
+  for_each_example_gradient(*net, batch, /*train_mode=*/true, [&](int64_t, const std::vector<torch::Tensor>& g) {
+    if (sum.empty()) {
+      for (const auto& t : g) sum.push_back(t.clone());
+    } else {
+      for (size_t l = 0; l < g.size(); ++l) sum[l] += g[l];
+    }
+  });
+  net->train();
+  const auto loss = torch::nn::functional::cross_entropy(net->forward(batch.inputs), batch.targets);
+  std::vector<torch::Tensor> wrt;
+  for (const auto& l : weights) wrt.push_back(l.weight);
+  const auto full = torch::autograd::grad({loss}, wrt);
+  for (size_t l = 0; l < full.size(); ++l) EXPECT_TRUE(torch::allclose(sum[l] / 6.0, full[l], 1e-4, 1e-6)) << l;
+  // The probe's mean norm is that gradient's norm.
+  const auto snr = gradient_snr(*net, batch);
+  EXPECT_NEAR(snr["layers"][0]["mean_norm"].get<double>(), full[0].norm().item<double>(), 1e-5);
+}
+
+TEST_F(ProbesTest, GradientNormsMatchBackwardAndLeaveTheNetAlone) {
+  auto net = narrow_net(14, /*residual=*/false);
+  TinyData tiny(8, 4, /*batch=*/8);
+  const Batch batch = tiny.loader->batch(0);
+  const auto before = net->layers()[2].weight.clone();
+  const auto running = net->blocks()[0]->named_buffers()["bn1.running_mean"].clone();
+  const auto result = gradient_norms(*net, batch);
+  // The probe's own forward pass did not move BN's running statistics, nor the weights.
+  EXPECT_TRUE(torch::equal(running, net->blocks()[0]->named_buffers()["bn1.running_mean"]));
+  EXPECT_TRUE(torch::equal(before, net->layers()[2].weight));
+
+  net->train();
+  auto x = batch.inputs.clone().requires_grad_(true);
+  torch::nn::functional::cross_entropy(net->forward(x), batch.targets).backward();
+  const auto layers = net->layers();
+  ASSERT_EQ(result["layers"].size(), layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    EXPECT_NEAR(result["layers"][l]["weight_grad_norm"].get<double>(), layers[l].weight.grad().norm().item<double>(),
+                1e-5);
+  }
+  EXPECT_NEAR(result["layers"][0]["input_grad_norm"].get<double>(), x.grad().norm().item<double>(), 1e-6);
+}
+
+TEST_F(ProbesTest, DeletingAZeroInitialisedBranchChangesNothing) {
+  auto net = narrow_net(14, /*residual=*/true);
+  TinyData tiny(12, 4, /*batch=*/12);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto inputs = tiny.loader->batch(0).inputs;
+  const auto baseline = net->forward(inputs);
+  // Block 1's branch ends in a BN whose scale is zero: the block is its shortcut.
+  net->blocks()[1]->named_parameters()["bn2.weight"].zero_();
+  RouteTap tap;
+  tap.removed = {1};
+  torch::Tensor zeroed = net->forward(inputs), lesioned;
+  {
+    TapGuard installed(*net, tap);
+    lesioned = net->forward(inputs);
+  }
+  EXPECT_TRUE(torch::allclose(zeroed, lesioned, 1e-6, 1e-7));
+  EXPECT_FALSE(torch::allclose(baseline, zeroed, 1e-3, 1e-4));  // the branch did matter before
+  tap.removed = {2};
+  {
+    TapGuard installed(*net, tap);
+    EXPECT_FALSE(torch::allclose(zeroed, net->forward(inputs), 1e-3, 1e-4));
+  }
+}
+
+TEST_F(ProbesTest, LesionStudyCoversEveryBlockAndPlainNetsOnlyWhereShapesAllow) {
+  auto residual = narrow_net(14, true);
+  auto plain = narrow_net(14, false, /*width=*/4);
+  TinyData tiny(20, 4, /*batch=*/10);
+  ProbeSettings s;
+  s.lesion_k = {1, 2, 100};
+  s.samples = 3;
+  residual->eval();
+  plain->eval();
+  const auto r = lesion_study(*residual, *tiny.loader, s);
+  EXPECT_EQ(r["blocks"], 6);
+  EXPECT_EQ(r["removable"], 6);
+  ASSERT_EQ(r["random"].size(), 2u);  // k = 100 exceeds the blocks and is skipped
+  EXPECT_EQ(r["random"][1]["errors"].size(), 3u);
+  const auto p = lesion_study(*plain, *tiny.loader, s);
+  // Stride-2 blocks (the first of stages 2 and 3) change the shape: a plain net cannot lose them.
+  EXPECT_EQ(p["removable"], 4);
+  EXPECT_TRUE(p["single"][2]["error"].is_null());
+  EXPECT_FALSE(p["single"][2]["removable"].get<bool>());
+  EXPECT_THROW(plain->block_removable(6), c10::Error);
+  // A removed plain block is the identity: with identity convs it changed nothing anyway.
+  make_identity(*plain);
+  EXPECT_DOUBLE_EQ(error_without(*plain, *tiny.loader, {0, 1}), error_without(*plain, *tiny.loader, {}));
+}
+
+TEST_F(ProbesTest, PathLengthsAreBinomial) {
+  const auto p = path_length_distribution(9);
+  ASSERT_EQ(p.size(), 10u);
+  double sum = 0;
+  const int64_t choose[] = {1, 9, 36, 84, 126, 126, 84, 36, 9, 1};
+  for (size_t k = 0; k < p.size(); ++k) {
+    EXPECT_NEAR(p[k], choose[k] / 512.0, 1e-12);
+    sum += p[k];
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+  // Deep nets: no overflow, still sums to one, peaked at n/2.
+  const auto deep = path_length_distribution(1000);
+  EXPECT_NEAR(std::accumulate(deep.begin(), deep.end(), 0.0), 1.0, 1e-9);
+  EXPECT_EQ(std::max_element(deep.begin(), deep.end()) - deep.begin(), 500);
+}
+
+TEST_F(ProbesTest, SinglePathGradientsSumToTheFullGradient) {
+  // Three blocks: 8 paths. The backward pass is linear once the forward pass is fixed, so the input gradients
+  // of the eight single paths add up to the net's input gradient.
+  auto net = narrow_net(8, /*residual=*/true);
+  TinyData tiny(5, 4, /*batch=*/5);
+  const Batch batch = tiny.loader->batch(0);
+  net->eval();
+  auto grad_with = [&](ForwardTap* tap) {
+    auto x = batch.inputs.clone().requires_grad_(true);
+    torch::Tensor loss;
+    if (tap != nullptr) {
+      TapGuard installed(*net, *tap);
+      loss = torch::nn::functional::cross_entropy(net->forward(x), batch.targets);
+    } else {
+      loss = torch::nn::functional::cross_entropy(net->forward(x), batch.targets);
+    }
+    return torch::autograd::grad({loss}, {x})[0];
+  };
+  const auto full = grad_with(nullptr);
+  auto sum = torch::zeros_like(full);
+  for (int mask = 0; mask < 8; ++mask) {
+    RouteTap tap;
+    tap.paths = true;
+    for (int b = 0; b < 3; ++b) {
+      if (mask & (1 << b)) tap.branch.insert(b);
+    }
+    sum += grad_with(&tap);
+  }
+  EXPECT_TRUE(torch::allclose(sum, full, 1e-4, 1e-7)) << (sum - full).abs().max();
+  ProbeSettings s;
+  s.samples = 2;
+  const auto paths = path_gradients(*net, batch, s);
+  EXPECT_EQ(paths["lengths"].size(), 4u);
+  const auto share = paths["gradient_share"].get<std::vector<double>>();
+  EXPECT_NEAR(std::accumulate(share.begin(), share.end(), 0.0), 1.0, 1e-9);
+  EXPECT_FALSE(path_gradients(*narrow_net(8, false), batch, s)["applicable"].get<bool>());
+}
+
+TEST_F(ProbesTest, GradientsOfALinearNetAreFullyCorrelated) {
+  // Identity layers on non-negative images: every ReLU is open, so along a line between two images the net is
+  // linear and its input gradient does not change (cosine 1 at every lag).
+  auto net = narrow_net(14, /*residual=*/false);
+  make_identity(*net);
+  TinyData tiny(6, 4, /*batch=*/6);
+  ProbeSettings s;
+  s.points = 10;
+  s.lines = 2;
+  s.max_lag = 3;
+  const auto r = gradient_correlation(*net, *tiny.loader, s);
+  ASSERT_EQ(r["cosine"].size(), 3u);
+  for (const auto& c : r["cosine"]) EXPECT_NEAR(c.get<double>(), 1.0, 1e-6);
+  // A random deep plain net is not linear: its gradients decorrelate.
+  auto random = narrow_net(26, /*residual=*/false);
+  calibrate_batchnorm(*random, *tiny.loader, 1);
+  EXPECT_LT(gradient_correlation(*random, *tiny.loader, s)["cosine"][0].get<double>(), 0.999);
+}
+
+TEST_F(ProbesTest, CalibrationSetsBatchNormStatisticsFromData) {
+  auto net = narrow_net(8, /*residual=*/true);
+  TinyData tiny(16, 4, /*batch=*/8, /*shuffle=*/true);
+  calibrate_batchnorm(*net, *tiny.loader, 2);
+  EXPECT_FALSE(net->is_training());
+  // The first BN sees conv1 of the data: its running mean is the mean of those responses over both batches.
+  auto* bn = net->named_modules()["bn1"]->as<torch::nn::BatchNorm2dImpl>();
+  torch::NoGradGuard no_grad;
+  const auto conv = net->named_modules()["conv1"]->as<torch::nn::Conv2dImpl>();
+  const auto a = conv->forward(tiny.loader->batch(0).inputs).mean({0, 2, 3});
+  const auto b = conv->forward(tiny.loader->batch(1).inputs).mean({0, 2, 3});
+  EXPECT_TRUE(torch::allclose(bn->running_mean, (a + b) / 2, 1e-4, 1e-6));
+  EXPECT_TRUE(bn->options.momentum().has_value());  // restored
+}
+
+TEST_F(ProbesTest, TrainingProbesRecordWithoutChangingTraining) {
+  RunConfig run;
+  run.name = run.model = "resnet8";
+  run.data_dir = testing::fashion_dir();
+  run.train_size = 256;
+  run.test_size = 100;
+  run.batch = 32;
+  run.iterations = 6;
+  run.log_every = 3;
+  run.threads = 2;
+  DataCache data;
+  TempDir plain_dir, probed_dir;
+  train_run(run, plain_dir.path(), data, RunOptions{});
+  run.probes = {"grad_norms", "grad_snr"};
+  run.probe_at = {0, 4};
+  train_run(run, probed_dir.path(), data, RunOptions{});
+  std::vector<nlohmann::json> probes, others_plain, others_probed;
+  for (auto& r : read_jsonl_file(probed_dir.file("metrics.jsonl"))) {
+    if (r["kind"] == "probe") {
+      probes.push_back(r);
+    } else if (r["kind"] == "train") {
+      r.erase("img_per_s");
+      others_probed.push_back(r);
+    }
+  }
+  for (auto& r : read_jsonl_file(plain_dir.file("metrics.jsonl"))) {
+    if (r["kind"] == "train") {
+      r.erase("img_per_s");
+      others_plain.push_back(r);
+    }
+  }
+  EXPECT_EQ(others_plain, others_probed);  // the probes changed nothing in training
+  ASSERT_EQ(probes.size(), 4u);
+  EXPECT_EQ(probes[0]["name"], "grad_snr");
+  EXPECT_EQ(probes[1]["name"], "grad_norms");
+  EXPECT_EQ(probes[2]["iter"], 4);
+  EXPECT_EQ(probes[1]["layers"].size(), 8u);  // conv1, 3 blocks x 2, fc
+  // Same step, same batch: the SNR probe's mean gradient is the step's gradient.
+  for (size_t l = 0; l < 8; ++l) {
+    EXPECT_NEAR(probes[0]["layers"][l]["mean_norm"].get<double>(),
+                probes[1]["layers"][l]["weight_grad_norm"].get<double>(), 1e-4);
+  }
+  EXPECT_THROW(GradientProbeCallback({"lesions"}, {0}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace reslab
