@@ -104,6 +104,45 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   });
 }
 
+void setup_analyze(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<AnalyzeOptions>();
+  auto* cmd = app.add_subcommand("analyze", "Probes: layer responses, gradient norms and signal-to-noise, shattered "
+                                            "gradients, lesions, path lengths");
+  cmd->add_option("probe", opts->probe,
+                  "responses, grad_norms, grad_snr, shattered, lesions, paths, or all")->required();
+  cmd->add_option("run_dirs", opts->run_dirs, "Run folders (holding config.json and model.pt)");
+  cmd->add_option("--at-init", opts->at_init, "Models to probe freshly initialised, e.g. plain20,resnet20")
+      ->delimiter(',');
+  cmd->add_option("--out", opts->out, "Folder for PROBE.json and PROBE.png (default: the runs' parent folder)");
+  cmd->add_option("--dataset", opts->dataset, "Data for --at-init without run folders")->capture_default_str();
+  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from");
+  cmd->add_option("--test-size", opts->test_size, "Test images for --at-init without run folders (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--seed", opts->seed, "Initialisation seed of the --at-init nets")->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "Intra-op threads (0: every core)")->capture_default_str();
+  auto& s = opts->settings;
+  cmd->add_option("--batch", s.batch, "Examples for the gradient and path probes")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--samples", s.samples, "Random draws per lesion size and per path length")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--lesion-k", s.lesion_k, "Blocks deleted together, e.g. 1,2,4,8")->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--points", s.points, "Shattered: points along each line")->capture_default_str()
+      ->check(CLI::Range(2, 100000));
+  cmd->add_option("--lines", s.lines, "Shattered: lines between test images")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-lag", s.max_lag, "Shattered: largest lag")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--probe-seed", s.seed, "Seed of the probes' random draws")->capture_default_str();
+  auto* no_plot = cmd->add_flag("--no-plot", "Skip the PNG plots");
+  cmd->callback([opts, no_plot, &action] {
+    opts->plot = no_plot->count() == 0;
+    if (opts->settings.max_lag >= opts->settings.points) {
+      throw CLI::ValidationError("--max-lag", "must be below --points (" + std::to_string(opts->settings.points) + ")");
+    }
+    action = [opts] { return run_analyze(*opts); };
+  });
+}
+
 }  // namespace
 
 void setup_commands(CLI::App& app, std::function<int()>& action) {
@@ -113,6 +152,7 @@ void setup_commands(CLI::App& app, std::function<int()>& action) {
   setup_run(app, action);
   setup_plot(app, action);
   setup_bench(app, action);
+  setup_analyze(app, action);
   app.require_subcommand(1);
 }
 

@@ -63,6 +63,28 @@ struct BenchOptions {
 /// `reslab bench`: training images per second of the full step on synthetic data of the dataset's shape.
 int run_bench(const BenchOptions& options);
 
+struct AnalyzeOptions {
+  std::string probe;  ///< a probe name, or "all"
+  std::vector<std::string> run_dirs;
+  std::vector<std::string> at_init;  ///< model names probed freshly initialised
+  /// Data for --at-init when no run folder is given (with run folders, the first run's data is used).
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  int64_t train_size = 0, test_size = 2000;
+  int64_t threads = 0;
+  uint64_t seed = 1;  ///< model initialisation of the fresh nets
+  ProbeSettings settings;
+  std::string out;  ///< default: the first run folder's parent, else runs/analysis
+  bool plot = true;
+};
+/// `reslab analyze`: probes on trained runs and fresh nets; OUT/PROBE.json (and _init.json) and PNG plots.
+int run_analyze(const AnalyzeOptions& options);
+
+/// Runs scripts/NAME with the Python that has matplotlib; returns its exit status (0 on success).
+int run_python_script(const std::string& name, const std::vector<std::string>& args);
+/// Draws OUT/PROBE.png from a probe's JSON (scripts/plot_probes.py); false when plotting failed.
+bool plot_probe_file(const std::string& json_file);
+
 /// Where reslab's helper scripts are: $RESLAB_SCRIPTS, else the source tree's scripts/ folder.
 std::string scripts_dir();
 

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "app/commands.h"
+#include "experiment/analysis.h"
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "train/interrupt.h"
@@ -78,12 +79,36 @@ int run_experiment_command(const RunExperimentOptions& options) {
     plot.results_dir = out;
     if (run_plot(plot) != 0) std::cout << "(the plot failed; the results above are complete)\n";
   }
+  const auto analysis_files = run_experiment_analysis(experiment, out, &std::cout);
+  for (const auto& file : analysis_files) {
+    std::cout << "Probe results: " << file << "\n";
+    if (options.plot) plot_probe_file(file);
+  }
   return 0;
 }
 
 std::string scripts_dir() {
   if (const char* env = std::getenv("RESLAB_SCRIPTS")) return env;
   return RESLAB_SOURCE_DIR "/scripts";
+}
+
+int run_python_script(const std::string& name, const std::vector<std::string>& args) {
+  std::string python = "python3";
+  if (const char* env = std::getenv("RESLAB_PYTHON")) {
+    python = env;
+  } else if (fs::exists("/usr/bin/python3")) {
+    python = "/usr/bin/python3";  // Debian's python3-matplotlib lives here, whatever else is first on PATH
+  }
+  auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string command = quote(python) + " " + quote(scripts_dir() + "/" + name);
+  for (const auto& a : args) command += " " + quote(a);
+  const int status = std::system(command.c_str());
+  if (status != 0) std::cerr << "error: plotting failed (" << command << ")\n";
+  return status;
 }
 
 int run_plot(const PlotOptions& options) {
@@ -93,25 +118,8 @@ int run_plot(const PlotOptions& options) {
               << " first)\n";
     return 2;
   }
-  std::string python = "python3";
-  if (const char* env = std::getenv("RESLAB_PYTHON")) {
-    python = env;
-  } else if (fs::exists("/usr/bin/python3")) {
-    python = "/usr/bin/python3";  // Debian's python3-matplotlib lives here, whatever else is first on PATH
-  }
   const std::string output = options.output.empty() ? options.results_dir + "/curves.png" : options.output;
-  auto quote = [](const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-  };
-  const std::string command =
-      quote(python) + " " + quote(scripts_dir() + "/plot_curves.py") + " " + quote(options.results_dir) + " " + quote(output);
-  const int status = std::system(command.c_str());
-  if (status != 0) {
-    std::cerr << "error: plotting failed (" << command << ")\n";
-    return 4;
-  }
+  if (run_python_script("plot_curves.py", {options.results_dir, output}) != 0) return 4;
   std::cout << "Plot: " << output << "\n";
   return 0;
 }

@@ -36,6 +36,70 @@ void read_schedule(JsonSection s, RunConfig& run) {
   s.finish({"milestones", "unit", "gamma", "cosine", "warmup"});
 }
 
+void read_probe_settings(JsonSection s, ProbeSettings& p) {
+  auto positive = [&s](const char* key, int64_t& target) {
+    if (auto v = s.integer(key)) {
+      if (*v < 1) s.fail(key, "a positive integer");
+      target = *v;
+    }
+  };
+  positive("batch", p.batch);
+  positive("samples", p.samples);
+  positive("max_lengths", p.max_lengths);
+  positive("points", p.points);
+  positive("lines", p.lines);
+  positive("max_lag", p.max_lag);
+  positive("calibration_batches", p.calibration_batches);
+  if (auto v = s.integers("lesion_k")) {
+    for (int64_t k : *v) {
+      if (k < 1) s.fail("lesion_k", "a list of positive integers (blocks deleted together)");
+    }
+    p.lesion_k = *v;
+  }
+  if (auto v = s.integer("seed")) {
+    if (*v < 0) s.fail("seed", "a non-negative integer");
+    p.seed = static_cast<uint64_t>(*v);
+  }
+  if (p.max_lag >= p.points) s.fail("max_lag", "fewer than 'points' (" + std::to_string(p.points) + ")");
+  if (p.max_lengths < 2) s.fail("max_lengths", "at least 2");
+  s.finish({"batch", "samples", "max_lengths", "points", "lines", "max_lag", "calibration_batches", "lesion_k",
+            "seed"});
+}
+
+std::vector<std::string> read_probe_list(JsonSection& s, const std::string& key, bool during_training) {
+  auto v = s.strings(key);
+  if (!v) return {};
+  for (const auto& name : *v) {
+    try {
+      check_probe_name(name);
+    } catch (const std::invalid_argument& e) {
+      s.fail(key, std::string("a list of probe names (") + e.what() + ")");
+    }
+    if (during_training && !probe_runs_during_training(name)) {
+      s.fail(key, "probes that run during training: grad_norms, grad_snr ('" + name + "' runs after training)");
+    }
+  }
+  return *v;
+}
+
+void read_probes(JsonSection s, ExperimentConfig& ex) {
+  RunConfig& run = ex.base;
+  run.probes = read_probe_list(s, "during_training", /*during_training=*/true);
+  if (auto v = s.integers("at", /*allow_empty=*/true)) {
+    for (int64_t it : *v) {
+      if (it < 0) s.fail("at", "a list of iterations (non-negative integers)");
+    }
+    run.probe_at = *v;
+  }
+  if (!run.probes.empty() && run.probe_at.empty()) s.fail("at", "the iterations at which 'during_training' probes run");
+  auto& a = ex.analysis;
+  a.after_training = read_probe_list(s, "after_training", false);
+  a.at_init = read_probe_list(s, "at_init", false);
+  if (auto v = s.integers("init_depths")) a.init_depths = *v;
+  if (auto set = s.section("settings")) read_probe_settings(*set, a.settings);
+  s.finish({"during_training", "at", "after_training", "at_init", "init_depths", "settings"});
+}
+
 }  // namespace
 
 ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source) {
@@ -115,12 +179,34 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (g->has("depth") && model_name_given) g->fail("depth", "either 'grid.depth' or 'model.name', not both");
     g->finish({"depth", "residual", "model", "shortcut", "seed", "lr", "batch"});
   }
+  if (auto p = top.section("probes")) read_probes(*p, ex);
   if (ex.depths.empty() && ex.models.empty()) {
     top.fail("grid", "'grid.depth' (with 'grid.residual'), 'grid.model' or 'model.name' to say what to train");
   }
-  top.finish({"name", "description", "seed", "threads", "model", "data", "optim", "train", "grid"});
+  top.finish({"name", "description", "seed", "threads", "model", "data", "optim", "train", "grid", "probes"});
   expand_grid(ex);  // validates every run now, before anything trains
   return ex;
+}
+
+RunConfig load_run_config(const std::string& path) {
+  nlohmann::json doc;
+  try {
+    doc = read_json_file(path);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(e.what());
+  }
+  if (!doc.is_object() || !doc.value("name", nlohmann::json()).is_string() ||
+      !doc.value("experiment", nlohmann::json()).is_string()) {
+    throw ConfigError(path + ": not a run's config.json (expected an object with 'experiment' and 'name')");
+  }
+  // A run's config has the experiment file's shape, with the experiment named under "experiment".
+  const std::string run_name = doc["name"];
+  doc["name"] = doc["experiment"];
+  doc.erase("experiment");
+  auto runs = expand_grid(parse_experiment(doc, path));
+  if (runs.size() != 1) throw ConfigError(path + ": describes " + std::to_string(runs.size()) + " runs, not one");
+  runs[0].name = run_name;
+  return runs[0];
 }
 
 ExperimentConfig load_experiment(const std::string& path) {
@@ -304,13 +390,23 @@ nlohmann::json to_json(const RunConfig& r) {
             {"eval_every_epoch", r.eval_every_epoch},
             {"eval_at", r.eval_at},
             {"eval_batch", r.eval_batch},
-            {"channels_last", r.channels_last}}}};
+            {"channels_last", r.channels_last}}},
+          {"probes", {{"during_training", r.probes}, {"at", r.probe_at}}}};
 }
 
 nlohmann::json to_json(const ExperimentConfig& ex) {
   nlohmann::json runs = nlohmann::json::array();
   for (const auto& run : expand_grid(ex)) runs.push_back(to_json(run));
-  return {{"name", ex.name}, {"description", ex.description}, {"source", ex.source}, {"runs", runs}};
+  const auto& a = ex.analysis;
+  return {{"name", ex.name},
+          {"description", ex.description},
+          {"source", ex.source},
+          {"runs", runs},
+          {"analysis",
+           {{"after_training", a.after_training},
+            {"at_init", a.at_init},
+            {"init_depths", a.init_depths},
+            {"settings", to_json(a.settings)}}}};
 }
 
 }  // namespace reslab

@@ -10,6 +10,7 @@
 
 #include "experiment/json_reader.h"
 #include "optim/schedule.h"
+#include "probes/settings.h"
 
 namespace reslab {
 
@@ -42,6 +43,19 @@ struct RunConfig {
   bool channels_last = true;
   uint64_t seed = 1;
   int64_t threads = 0;  ///< 0: every core
+  /// Probes that write "probe" records during training ("grad_norms", "grad_snr"), on the steps that follow
+  /// these numbers of iterations done (0: the first step).
+  std::vector<std::string> probes;
+  std::vector<int64_t> probe_at;
+};
+
+/// Probes an experiment runs after its grid: on every run's final model, and on fresh nets at initialisation.
+struct AnalysisConfig {
+  std::vector<std::string> after_training;
+  std::vector<std::string> at_init;
+  /// Depths of the fresh nets, each plain and residual (the grid's depths when empty).
+  std::vector<int64_t> init_depths;
+  ProbeSettings settings;
 };
 
 /// An experiment: a base run and the grid of values that vary across its runs.
@@ -57,12 +71,16 @@ struct ExperimentConfig {
   std::vector<uint64_t> seeds;
   std::vector<double> lrs;
   std::vector<int64_t> batches;
+  AnalysisConfig analysis;
 };
 
 /// Reads and validates an experiment file. Throws ConfigError naming the file, the key and the value.
 ExperimentConfig load_experiment(const std::string& path);
 /// The same from an already-parsed document (`source` names it in errors).
 ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source);
+
+/// Reads a run's resolved config.json (as train_run writes it) back into a RunConfig; throws ConfigError.
+RunConfig load_run_config(const std::string& path);
 
 /// Command-line values that replace those of the file.
 struct Overrides {

@@ -1,0 +1,83 @@
+#include <filesystem>
+#include <iostream>
+
+#include "app/commands.h"
+#include "experiment/analysis.h"
+
+namespace fs = std::filesystem;
+
+namespace reslab {
+
+bool plot_probe_file(const std::string& json_file) {
+  const std::string png = fs::path(json_file).replace_extension(".png").string();
+  if (run_python_script("plot_probes.py", {json_file, png}) != 0) {
+    std::cout << "(the plot of " << json_file << " failed; the JSON is complete)\n";
+    return false;
+  }
+  std::cout << "Plot: " << png << "\n";
+  return true;
+}
+
+int run_analyze(const AnalyzeOptions& options) {
+  std::vector<std::string> probes;
+  if (options.probe == "all") {
+    probes = probe_names();
+  } else {
+    try {
+      check_probe_name(options.probe);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(std::string(e.what()) + " or 'all'");
+    }
+    probes = {options.probe};
+  }
+  if (options.run_dirs.empty() && options.at_init.empty()) {
+    throw ConfigError("analyze: name run folders (RUN_DIR...) and/or models to probe at initialisation (--at-init)");
+  }
+  std::vector<ProbeSubject> trained, fresh;
+  for (const auto& dir : options.run_dirs) trained.push_back(trained_subject(dir));
+
+  RunConfig data_run;
+  if (!trained.empty()) {
+    data_run = trained.front().run;
+  } else {
+    data_run.dataset = options.dataset;
+    data_run.data_dir = options.data_dir;
+    data_run.train_size = options.train_size;
+    data_run.test_size = options.test_size;
+  }
+  data_run.seed = options.seed;
+  data_run.threads = options.threads;
+  for (auto& s : trained) s.run.threads = options.threads;
+  for (const auto& model : options.at_init) {
+    RunConfig run = data_run;
+    run.model = run.name = model;
+    if (!run.epochs && !run.iterations) run.epochs = 1.0;  // not used: the net is not trained
+    validate_run(run, "--at-init");
+    fresh.push_back(init_subject(model, data_run));
+  }
+
+  std::string out = options.out;
+  if (out.empty()) {
+    out = options.run_dirs.empty() ? "runs/analysis"
+                                   : fs::path(options.run_dirs.front()).lexically_normal().parent_path().string();
+    if (out.empty()) out = ".";
+  }
+  for (const auto& probe : probes) {
+    std::vector<std::string> files;
+    if (!trained.empty()) {
+      files.push_back(out + "/" + probe + ".json");
+      analyze(probe, trained, options.settings, files.back(), &std::cout);
+    }
+    if (!fresh.empty()) {
+      files.push_back(out + "/" + probe + "_init.json");
+      analyze(probe, fresh, options.settings, files.back(), &std::cout);
+    }
+    for (const auto& file : files) {
+      std::cout << "Probe results: " << file << "\n";
+      if (options.plot) plot_probe_file(file);
+    }
+  }
+  return 0;
+}
+
+}  // namespace reslab

@@ -1,0 +1,185 @@
+#include "experiment/analysis.h"
+
+#include <chrono>
+#include <filesystem>
+#include <ostream>
+
+#include "data/random.h"
+#include "models/registry.h"
+#include "probes/gradients.h"
+#include "probes/lesions.h"
+#include "probes/responses.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+
+namespace fs = std::filesystem;
+
+namespace reslab {
+
+ProbeSubject trained_subject(const std::string& run_dir) {
+  const std::string config = run_dir + "/config.json";
+  if (!fs::exists(config)) throw ConfigError(config + ": missing; expected a run folder written by reslab train or run");
+  ProbeSubject s;
+  s.run = load_run_config(config);
+  s.label = s.run.name;
+  s.source = "trained";
+  s.run_dir = run_dir;
+  if (!fs::exists(run_dir + "/model.pt")) {
+    throw ConfigError(run_dir + "/model.pt: missing; the run's final model is written when it completes (resume it "
+                      "with --resume)");
+  }
+  return s;
+}
+
+ProbeSubject init_subject(const std::string& model, const RunConfig& data_run) {
+  try {
+    parse_model_name(model);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(std::string("--at-init: ") + e.what());
+  }
+  ProbeSubject s;
+  s.run = data_run;
+  s.run.model = model;
+  s.run.name = model;
+  s.label = model;
+  s.source = "init";
+  return s;
+}
+
+namespace {
+
+std::vector<nlohmann::json> training_records(const std::string& run_dir, const std::string& probe) {
+  std::vector<nlohmann::json> out;
+  const std::string path = run_dir + "/metrics.jsonl";
+  if (!fs::exists(path)) return out;
+  for (auto& r : read_jsonl_file(path)) {
+    if (r.value("kind", "") == "probe" && r.value("name", "") == probe) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subject, const ProbeSettings& settings,
+                             DataCache& data) {
+  check_probe_name(probe);
+  const auto start = std::chrono::steady_clock::now();
+  const RunConfig& run = subject.run;
+  const int64_t threads = resolve_threads(run.threads);
+  if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
+  auto splits = data.get(run);
+  const ImageDataset& train = splits->train;
+  ModelSpec spec{{train.channels(), train.height(), train.width()}, dataset_info(run.dataset).classes,
+                 parse_shortcut(run.shortcut)};
+  torch::manual_seed(run.seed);
+  auto net = build_model(run.model, spec);
+  if (run.channels_last) to_channels_last(*net);
+
+  LoaderOptions train_opts;
+  train_opts.batch = settings.batch;
+  train_opts.augment = run.augment;
+  train_opts.seed = mix_seed(run.seed ^ settings.seed);
+  train_opts.channels_last = run.channels_last;
+  BatchLoader train_loader(splits->train, splits->mean, train_opts);
+  if (train_loader.batches_per_epoch() == 0) {
+    throw ConfigError(subject.label + ": the probe batch (" + std::to_string(settings.batch) +
+                      ") is larger than the training set (" + std::to_string(train_loader.size()) + ")");
+  }
+  LoaderOptions test_opts = train_opts;
+  test_opts.batch = run.eval_batch;
+  test_opts.shuffle = test_opts.augment = test_opts.drop_last = false;
+  BatchLoader test_loader(splits->test, splits->mean, test_opts);
+
+  if (subject.source == "trained") {
+    const std::string path = subject.run_dir + "/model.pt";
+    try {
+      load_model_file(path, *net);
+    } catch (const CheckpointError& e) {
+      throw ConfigError(e.what());
+    }
+    if (run.channels_last) to_channels_last(*net);
+  } else {
+    // At initialisation BN's running statistics (0 and 1) describe no data: set them as training would.
+    calibrate_batchnorm(*net, train_loader, settings.calibration_batches);
+  }
+
+  nlohmann::json result;
+  if (probe == "responses") {
+    result = layer_responses(*net, test_loader);
+  } else if (probe == "grad_norms") {
+    result = gradient_norms(*net, train_loader.batch(0));
+  } else if (probe == "grad_snr") {
+    result = gradient_snr(*net, train_loader.batch(0));
+  } else if (probe == "shattered") {
+    result = gradient_correlation(*net, test_loader, settings);
+  } else if (probe == "lesions") {
+    result = lesion_study(*net, test_loader, settings);
+  } else if (probe == "paths") {
+    result = path_gradients(*net, train_loader.batch(0), settings);
+  }
+  if (!subject.run_dir.empty() && probe_runs_during_training(probe)) {
+    result["during_training"] = training_records(subject.run_dir, probe);
+  }
+  result["label"] = subject.label;
+  result["source"] = subject.source;
+  result["model"] = run.model;
+  result["depth"] = net->depth();
+  result["residual"] = net->residual();
+  result["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+nlohmann::json analyze(const std::string& probe, const std::vector<ProbeSubject>& subjects,
+                       const ProbeSettings& settings, const std::string& out_file, std::ostream* log) {
+  check_probe_name(probe);
+  DataCache data;
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& subject : subjects) {
+    if (log != nullptr) *log << probe << ": " << subject.label << " (" << subject.source << ")" << std::flush;
+    auto result = probe_subject(probe, subject, settings, data);
+    if (log != nullptr) *log << " " << result["seconds"].get<double>() << " s\n";
+    if (!subject.run_dir.empty()) {
+      fs::create_directories(subject.run_dir + "/probes");
+      write_json_file(subject.run_dir + "/probes/" + probe + ".json", result);
+    }
+    all.push_back(std::move(result));
+  }
+  nlohmann::json doc = {{"probe", probe}, {"settings", to_json(settings)}, {"subjects", all}};
+  const auto parent = fs::path(out_file).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  write_json_file(out_file, doc);
+  return doc;
+}
+
+std::vector<std::string> run_experiment_analysis(const ExperimentConfig& ex, const std::string& out_dir,
+                                                 std::ostream* log) {
+  std::vector<std::string> written;
+  const auto& a = ex.analysis;
+  if (!a.after_training.empty()) {
+    std::vector<ProbeSubject> trained;
+    for (const auto& run : expand_grid(ex)) {
+      const std::string dir = out_dir + "/" + run.name;
+      if (fs::exists(dir + "/model.pt")) trained.push_back(trained_subject(dir));
+    }
+    for (const auto& probe : a.after_training) {
+      const std::string file = out_dir + "/" + probe + ".json";
+      analyze(probe, trained, a.settings, file, log);
+      written.push_back(file);
+    }
+  }
+  if (!a.at_init.empty()) {
+    std::vector<ProbeSubject> fresh;
+    const auto& depths = a.init_depths.empty() ? ex.depths : a.init_depths;
+    for (int64_t d : depths) {
+      for (const char* family : {"plain", "resnet"}) fresh.push_back(init_subject(family + std::to_string(d), ex.base));
+    }
+    for (const auto& probe : a.at_init) {
+      const std::string file = out_dir + "/" + probe + "_init.json";
+      analyze(probe, fresh, a.settings, file, log);
+      written.push_back(file);
+    }
+  }
+  return written;
+}
+
+}  // namespace reslab

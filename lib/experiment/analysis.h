@@ -1,0 +1,45 @@
+#pragma once
+// Probes on the nets an experiment trained (read back from their run folders) and on fresh nets at
+// initialisation: what `reslab analyze` and an experiment's "probes" section run.
+
+#include <nlohmann/json.hpp>
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "experiment/config.h"
+#include "experiment/runner.h"
+#include "probes/settings.h"
+
+namespace reslab {
+
+/// A net a probe looks at: a trained run (its folder holds config.json and model.pt) or a fresh net.
+struct ProbeSubject {
+  std::string label;     ///< the run's name, or the model's name at initialisation
+  std::string source;    ///< "trained" or "init"
+  std::string run_dir;   ///< empty at initialisation
+  RunConfig run;         ///< the run's config; at initialisation, the data and seed settings to use
+};
+
+/// The subject for a run folder; throws ConfigError naming the file when config.json or model.pt is missing.
+ProbeSubject trained_subject(const std::string& run_dir);
+/// The subject for a fresh `model` (a registry name) on the data of `data_run`.
+ProbeSubject init_subject(const std::string& model, const RunConfig& data_run);
+
+/// Runs `probe` on one subject and returns its result, with the subject's label, source, model, depth,
+/// residual flag and the seconds it took. A fresh net's BN statistics are first set from training batches.
+nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subject, const ProbeSettings& settings,
+                             DataCache& data);
+
+/// Runs `probe` on every subject, writes each trained run's result to RUN_DIR/probes/PROBE.json and all of them
+/// to `out_file` ({"probe", "settings", "subjects": [...]}); returns that document.
+nlohmann::json analyze(const std::string& probe, const std::vector<ProbeSubject>& subjects,
+                       const ProbeSettings& settings, const std::string& out_file, std::ostream* log);
+
+/// The after-training and at-initialisation probes of an experiment that has just run into `out_dir`
+/// (files OUT/PROBE.json and OUT/PROBE_init.json). Returns the files written.
+std::vector<std::string> run_experiment_analysis(const ExperimentConfig& experiment, const std::string& out_dir,
+                                                 std::ostream* log);
+
+}  // namespace reslab
