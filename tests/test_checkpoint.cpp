@@ -58,6 +58,37 @@ class CheckpointTest : public testing::SeededTest {
   DataCache data_;
 };
 
+TEST(ModelFile, RoundTripsAndRejectsDamage) {
+  torch::manual_seed(0);
+  TempDir dir;
+  const ModelSpec spec{{1, 28, 28}, 10, Shortcut::A};
+  auto net = build_model("resnet8", spec);
+  save_model_file(dir.file("model.pt"), *net, {{"model", "resnet8"}});
+  torch::manual_seed(99);
+  auto other = build_model("resnet8", spec);
+  EXPECT_EQ(load_model_file(dir.file("model.pt"), *other)["model"], "resnet8");
+  for (size_t i = 0; i < net->parameters().size(); ++i) {
+    EXPECT_TRUE(torch::equal(net->parameters()[i], other->parameters()[i]));
+  }
+  // Another architecture, a flipped byte, a cut file, no file: each named, none crashes.
+  auto deeper = build_model("resnet14", spec);
+  testing::expect_error<CheckpointError>([&] { load_model_file(dir.file("model.pt"), *deeper); },
+                                         {"model.pt", "does not fit this model"});
+  std::string bytes;
+  {
+    std::ifstream in(dir.file("model.pt"), std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::vector<uint8_t> flipped(bytes.begin(), bytes.end());
+  flipped[flipped.size() / 2] ^= 0x40;
+  testing::write_bytes(dir.file("flipped.pt"), flipped);
+  testing::expect_error<CheckpointError>([&] { load_model_file(dir.file("flipped.pt"), *other); },
+                                         {"flipped.pt", "checksum"});
+  testing::write_bytes(dir.file("cut.pt"), std::vector<uint8_t>(bytes.begin(), bytes.begin() + 100));
+  testing::expect_error<CheckpointError>([&] { load_model_file(dir.file("cut.pt"), *other); }, {"cut.pt", "truncated"});
+  testing::expect_error<CheckpointError>([&] { load_model_file(dir.file("none.pt"), *other); }, {"none.pt"});
+}
+
 TEST_F(CheckpointTest, ResumeAfterACrashAnywhereGivesIdenticalMetrics) {
   TempDir dir;
   const std::string reference = dir.file("reference");

@@ -62,6 +62,24 @@ check "plot written" 0 "PNG" -- head -c 4 "$work/small/curves.png"
 check "no overwrite" nonzero "already holds results" -- "$reslab" run "$work/small.json" --out "$work/small"
 check "train one" 0 "completed after 4 iterations" -- \
   "$reslab" train --model plain8 --out "$work/one" --train-size 256 --test-size 128 --batch 64 --epochs 1
+# Probes on the runs just trained, and on fresh nets; their JSON, plots, and errors that name what is wrong.
+check "analyze lesions" 0 "Probe results: .*small/lesions.json" -- "$reslab" analyze lesions "$work/small/plain8" \
+  "$work/small/resnet8" --samples 2 --lesion-k 1,2 --threads 2
+[[ -f "$work/small/resnet8/probes/lesions.json" && -f "$work/small/lesions.png" ]] && passes=$((passes + 1)) ||
+  { failures=$((failures + 1)); echo "FAIL: analyze lesions wrote no per-run JSON or plot"; }
+check "analyze at init" 0 "shattered_init.json" -- "$reslab" analyze shattered --at-init plain8,resnet8 \
+  --out "$work/an" --points 8 --max-lag 3 --lines 1 --test-size 64 --threads 2
+check "analyze json" 0 '"probe": "shattered"' -- /usr/bin/python3 -m json.tool "$work/an/shattered_init.json"
+check "unknown probe" nonzero "unknown probe 'lesion'.*lesions" -- "$reslab" analyze lesion "$work/small/plain8"
+check "analyze nothing" nonzero "run folders .*--at-init" -- "$reslab" analyze paths
+check "analyze no model" nonzero "$work/nomodel/model.pt: missing" -- bash -c \
+  "mkdir -p '$work/nomodel' && cp '$work/small/plain8/config.json' '$work/nomodel/' && '$reslab' analyze paths '$work/nomodel'"
+cp -r "$work/small/plain8" "$work/corrupt"
+printf 'X' | dd of="$work/corrupt/model.pt" bs=1 seek=200 conv=notrunc 2>/dev/null
+check "analyze corrupt model" nonzero "corrupt/model.pt: unreadable model file" -- \
+  "$reslab" analyze responses "$work/corrupt" --no-plot
+check "analyze bad init model" nonzero "--at-init: .*resnet9" -- "$reslab" analyze shattered --at-init resnet9
+check "analyze lag" nonzero "max-lag" -- "$reslab" analyze shattered --at-init resnet8 --points 4 --max-lag 4
 check "bench json" 0 '"train_img_per_s"' -- "$reslab" bench --model resnet8 --iterations 2 --warmup 1 --json
 
 # Ctrl-C during training: the step finishes, the summary says "interrupted", the exit code is 130.

@@ -2,6 +2,7 @@
 #include <filesystem>
 
 #include "experiment/config.h"
+#include "train/metrics.h"
 #include "test_util.h"
 
 namespace reslab {
@@ -153,6 +154,55 @@ TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
   EXPECT_EQ(j["optim"]["epochs"], 2.0);
   EXPECT_EQ(j["data"]["dataset"], "fashion-mnist");
   EXPECT_FALSE(j["optim"].contains("iterations"));
+}
+
+TEST(Config, ProbesSectionIsReadStrictly) {
+  auto doc = minimal();
+  doc["probes"] = nlohmann::json::parse(R"({
+    "during_training": ["grad_norms"], "at": [0, 10],
+    "after_training": ["lesions", "paths"], "at_init": ["shattered"], "init_depths": [8, 110],
+    "settings": {"batch": 16, "lesion_k": [1, 3], "points": 20, "max_lag": 5}
+  })");
+  auto ex = parse_experiment(doc, "p.json");
+  EXPECT_EQ(ex.base.probes, std::vector<std::string>{"grad_norms"});
+  EXPECT_EQ(ex.base.probe_at, (std::vector<int64_t>{0, 10}));
+  EXPECT_EQ(expand_grid(ex)[3].probe_at, (std::vector<int64_t>{0, 10}));  // every run probes
+  EXPECT_EQ(ex.analysis.after_training, (std::vector<std::string>{"lesions", "paths"}));
+  EXPECT_EQ(ex.analysis.init_depths, (std::vector<int64_t>{8, 110}));
+  EXPECT_EQ(ex.analysis.settings.batch, 16);
+  EXPECT_EQ(ex.analysis.settings.lesion_k, (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(ex.analysis.settings.samples, ProbeSettings{}.samples);  // defaults where silent
+
+  auto bad = [&](const char* key, const nlohmann::json& value, std::vector<std::string> parts) {
+    auto d = doc;
+    d["probes"][key] = value;
+    testing::expect_error<ConfigError>([&] { parse_experiment(d, "p.json"); }, parts);
+  };
+  bad("after_training", {"lesion"}, {"p.json", "'probes.after_training'", "unknown probe 'lesion'", "lesions"});
+  bad("during_training", {"lesions"}, {"'probes.during_training'", "grad_norms, grad_snr"});
+  bad("at", {-1}, {"'probes.at'", "non-negative"});
+  bad("bogus", 1, {"'probes.bogus'"});
+  bad("settings", {{"batch", 0}}, {"'probes.settings.batch'", "positive"});
+  bad("settings", {{"points", 4}, {"max_lag", 4}}, {"'probes.settings.max_lag'", "fewer than 'points'"});
+  auto no_at = doc;
+  no_at["probes"].erase("at");
+  testing::expect_error<ConfigError>([&] { parse_experiment(no_at, "p.json"); }, {"'probes.at'", "iterations"});
+}
+
+TEST(Config, ARunsConfigJsonReadsBackAsTheSameRun) {
+  auto doc = minimal();
+  doc["probes"] = {{"during_training", {"grad_snr"}}, {"at", {5}}};
+  doc["data"] = {{"train_size", 1000}, {"test_size", 300}};
+  const auto run = expand_grid(parse_experiment(doc, "t.json"))[1];
+  testing::TempDir dir;
+  write_json_file(dir.file("config.json"), to_json(run));
+  const auto back = load_run_config(dir.file("config.json"));
+  EXPECT_EQ(to_json(back), to_json(run));
+  EXPECT_EQ(back.name, "resnet20");
+  EXPECT_EQ(back.experiment, "t");
+  testing::write_bytes(dir.file("bad.json"), {'[', '1', ']'});
+  testing::expect_error<ConfigError>([&] { load_run_config(dir.file("bad.json")); }, {"bad.json", "config.json"});
+  testing::expect_error<ConfigError>([&] { load_run_config(dir.file("missing.json")); }, {"missing.json"});
 }
 
 TEST(Config, ShippedExperimentsParse) {

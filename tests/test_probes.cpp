@@ -17,6 +17,8 @@ namespace {
 using testing::TempDir;
 
 class ProbesTest : public testing::SeededTest {};
+/// Trains: left out of the sanitizer run.
+class ProbeTrainingTest : public testing::SeededTest {};
 
 /// A CIFAR-style net of `depth` layers, `width` channels in every stage and `width` input channels.
 CifarResNet narrow_net(int64_t depth, bool residual, int64_t width = 4) {
@@ -301,7 +303,7 @@ TEST_F(ProbesTest, CalibrationSetsBatchNormStatisticsFromData) {
   EXPECT_TRUE(bn->options.momentum().has_value());  // restored
 }
 
-TEST_F(ProbesTest, TrainingProbesRecordWithoutChangingTraining) {
+TEST_F(ProbeTrainingTest, RecordsWithoutChangingTraining) {
   RunConfig run;
   run.name = run.model = "resnet8";
   run.data_dir = testing::fashion_dir();
