@@ -45,20 +45,25 @@ void Trainer::run() {
     if (in_epoch == 0 || !epoch_set) ctx_.train_loader.set_epoch(s.epoch_index());
     epoch_set = true;
     Batch batch = ctx_.train_loader.batch(in_epoch);
+    // Time spent in hooks (probes) is not training time: it is left out of img_per_s.
+    auto hook_start = std::chrono::steady_clock::now();
     for (auto& cb : callbacks_) cb->on_batch_begin(ctx_);
+    double hook_seconds = seconds_since(hook_start);
 
     ctx_.optimizer.zero_grad();
     auto logits = model.forward(batch.inputs);
     auto loss = torch::nn::functional::cross_entropy(logits, batch.targets);
     loss.backward();
+    hook_start = std::chrono::steady_clock::now();
     for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
+    hook_seconds += seconds_since(hook_start);
     ctx_.optimizer.step();
 
     window_losses_.push_back(loss.detach());
     window_wrong_.push_back(logits.detach().argmax(1).ne(batch.targets).sum());
     window_sizes_.push_back(batch.targets.size(0));
     ++s.iter;
-    window_seconds_ += seconds_since(step_start);
+    window_seconds_ += seconds_since(step_start) - hook_seconds;
     for (auto& cb : callbacks_) cb->on_batch_end(ctx_);
 
     const bool epoch_end = s.iter % s.iters_per_epoch == 0;
