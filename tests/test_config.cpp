@@ -181,6 +181,7 @@ TEST(Config, ProbesSectionIsReadStrictly) {
   bad("after_training", {"lesion"}, {"p.json", "'probes.after_training'", "unknown probe 'lesion'", "lesions"});
   bad("during_training", {"lesions"}, {"'probes.during_training'", "grad_norms, grad_snr"});
   bad("at", {-1}, {"'probes.at'", "non-negative"});
+  bad("init_depths", {20, 21}, {"'probes.init_depths'", "21", "6n+2"});
   bad("bogus", 1, {"'probes.bogus'"});
   bad("settings", {{"batch", 0}}, {"'probes.settings.batch'", "positive"});
   bad("settings", {{"points", 4}, {"max_lag", 4}}, {"'probes.settings.max_lag'", "fewer than 'points'"});
@@ -200,6 +201,10 @@ TEST(Config, ARunsConfigJsonReadsBackAsTheSameRun) {
   EXPECT_EQ(to_json(back), to_json(run));
   EXPECT_EQ(back.name, "resnet20");
   EXPECT_EQ(back.experiment, "t");
+  // A run without probes writes empty lists, which read back as no probes.
+  const auto plain = expand_grid(parse_experiment(minimal(), "t.json"))[0];
+  write_json_file(dir.file("plain.json"), to_json(plain));
+  EXPECT_EQ(to_json(load_run_config(dir.file("plain.json"))), to_json(plain));
   testing::write_bytes(dir.file("bad.json"), {'[', '1', ']'});
   testing::expect_error<ConfigError>([&] { load_run_config(dir.file("bad.json")); }, {"bad.json", "config.json"});
   testing::expect_error<ConfigError>([&] { load_run_config(dir.file("missing.json")); }, {"missing.json"});

@@ -67,7 +67,8 @@ void read_probe_settings(JsonSection s, ProbeSettings& p) {
 }
 
 std::vector<std::string> read_probe_list(JsonSection& s, const std::string& key, bool during_training) {
-  auto v = s.strings(key);
+  // An empty list is "no probes", as a run's config.json writes it.
+  auto v = s.strings(key, /*allow_empty=*/true);
   if (!v) return {};
   for (const auto& name : *v) {
     try {
@@ -95,7 +96,19 @@ void read_probes(JsonSection s, ExperimentConfig& ex) {
   auto& a = ex.analysis;
   a.after_training = read_probe_list(s, "after_training", false);
   a.at_init = read_probe_list(s, "at_init", false);
-  if (auto v = s.integers("init_depths")) a.init_depths = *v;
+  if (auto v = s.integers("init_depths", /*allow_empty=*/true)) {
+    for (int64_t d : *v) {
+      try {
+        parse_model_name("resnet" + std::to_string(d));
+      } catch (const std::invalid_argument& e) {
+        s.fail("init_depths", std::string("a list of depths the nets can have (") + e.what() + ")");
+      }
+    }
+    a.init_depths = *v;
+  }
+  if (!a.at_init.empty() && a.init_depths.empty() && ex.depths.empty()) {
+    s.fail("init_depths", "the depths of the fresh nets for 'at_init' (the grid names no depths)");
+  }
   if (auto set = s.section("settings")) read_probe_settings(*set, a.settings);
   s.finish({"during_training", "at", "after_training", "at_init", "init_depths", "settings"});
 }

@@ -84,8 +84,8 @@ std::optional<std::vector<double>> JsonSection::numbers(const std::string& key, 
 std::optional<std::vector<bool>> JsonSection::booleans(const std::string& key) {
   return list<bool>(key, "true/false values", [](const nlohmann::json& j) { return j.is_boolean(); });
 }
-std::optional<std::vector<std::string>> JsonSection::strings(const std::string& key) {
-  return list<std::string>(key, "strings", [](const nlohmann::json& j) { return j.is_string(); });
+std::optional<std::vector<std::string>> JsonSection::strings(const std::string& key, bool allow_empty) {
+  return list<std::string>(key, "strings", [](const nlohmann::json& j) { return j.is_string(); }, allow_empty);
 }
 
 std::optional<JsonSection> JsonSection::section(const std::string& key) {

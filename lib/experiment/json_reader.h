@@ -32,7 +32,7 @@ class JsonSection {
   std::optional<std::vector<int64_t>> integers(const std::string& key, bool allow_empty = false);
   std::optional<std::vector<double>> numbers(const std::string& key, bool allow_empty = false);
   std::optional<std::vector<bool>> booleans(const std::string& key);
-  std::optional<std::vector<std::string>> strings(const std::string& key);
+  std::optional<std::vector<std::string>> strings(const std::string& key, bool allow_empty = false);
   /// The nested object at `key`, if present (an error if it is not an object).
   std::optional<JsonSection> section(const std::string& key);
 
