@@ -27,10 +27,11 @@ def style(subjects):
     return of
 
 
-def by_layer(ax, subjects, key, st, ylabel, log=True, rows="layers"):
+def by_layer(ax, subjects, key, st, ylabel, log=True, rows="layers", hidden_only=False):
     for s in subjects:
-        ys = [r[key] for r in s[rows] if r.get(key) is not None]
-        ax.plot(range(len(ys)), ys, **st(s))
+        rs = s[rows][1:-1] if hidden_only else s[rows]
+        ys = [r[key] for r in rs if r.get(key) is not None]
+        ax.plot(range(1 if hidden_only else 0, len(ys) + (1 if hidden_only else 0)), ys, **st(s))
     ax.set_xlabel("layer index (forward order)")
     ax.set_ylabel(ylabel)
     if log:
@@ -60,9 +61,10 @@ def median(v):
     return v[len(v) // 2] if v else float("nan")
 
 
-def geo_ratio_first_last(v):
-    # input-gradient norm at the first conv over that at the last conv: below 1 the gradient shrinks on its way down
-    return v[0] / v[-2] if len(v) > 2 and v[-2] else float("nan")
+def bottom_over_top(v):
+    # the gradient reaching the first block (layer 1's input) over the one reaching the last conv's input:
+    # below 1 the gradient shrinks on its way down (vanishes), far above 1 it grows (explodes)
+    return v[1] / v[-2] if len(v) > 3 and v[-2] else float("nan")
 
 
 def plot(doc, out):
@@ -72,12 +74,13 @@ def plot(doc, out):
     has_training = any(s.get("during_training") for s in subjects)
     if probe == "responses":
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        by_layer(axes[0], subjects, "std", st, "std of the response", log=False)
+        by_layer(axes[0], subjects, "std", st, "std of the response (log scale)")
         axes[0].set_title("Layer responses (after BN, before addition/ReLU), layer order")
         for s in subjects:
             axes[1].plot(range(len(s["std_sorted"])), s["std_sorted"], **st(s))
         axes[1].set_xlabel("layer index (sorted by magnitude)")
-        axes[1].set_ylabel("std")
+        axes[1].set_ylabel("std (log scale)")
+        axes[1].set_yscale("log")
         axes[1].set_title("sorted by magnitude (the paper's Figure 7, bottom)")
         axes[1].grid(alpha=0.3)
     elif probe in ("grad_norms", "grad_snr"):
@@ -86,14 +89,14 @@ def plot(doc, out):
         if probe == "grad_norms":
             by_layer(axes[0][0], subjects, "weight_grad_norm", st, "||dL/dW||")
             axes[0][0].set_title("Weight-gradient norm per layer")
-            by_layer(axes[0][1], subjects, "input_grad_norm", st, "||dL/dx|| (layer input)")
-            axes[0][1].set_title("Norm of the gradient reaching each layer's input")
+            by_layer(axes[0][1], subjects, "input_grad_norm", st, "||dL/dx|| (layer input)", hidden_only=True)
+            axes[0][1].set_title("Norm of the gradient reaching each conv's input (hidden layers)")
             if has_training:
                 during_training(axes[1][0], subjects, "weight_grad_norm", st, "median over layers of ||dL/dW||",
                                 median)
                 axes[1][0].set_title("During training: median weight-gradient norm")
                 during_training(axes[1][1], subjects, "input_grad_norm", st,
-                                "||dL/dx|| first conv / last conv", geo_ratio_first_last)
+                                "||dL/dx|| at layer 1 / at the last conv", bottom_over_top)
                 axes[1][1].set_title("During training: gradient at the bottom over the top")
         else:
             by_layer(axes[0][0], subjects, "snr", st, "||mean g|| / rms(g - mean g)")
