@@ -7,6 +7,7 @@ Plain nets are dashed, residual nets solid, one colour per depth. Trained runs a
 are drawn the same way; the title says which.
 """
 import json
+import math
 import os
 import sys
 
@@ -39,7 +40,7 @@ def by_layer(ax, subjects, key, st, ylabel, log=True, rows="layers", hidden_only
     ax.grid(alpha=0.3)
 
 
-def during_training(ax, subjects, key, st, ylabel, reducer):
+def during_training(ax, subjects, key, st, ylabel, reducer, log=True):
     drawn = False
     for s in subjects:
         recs = s.get("during_training") or []
@@ -51,7 +52,8 @@ def during_training(ax, subjects, key, st, ylabel, reducer):
         drawn = True
     ax.set_xlabel("iterations done")
     ax.set_ylabel(ylabel)
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     return drawn
 
@@ -62,9 +64,30 @@ def median(v):
 
 
 def bottom_over_top(v):
-    # the gradient reaching the first block (layer 1's input) over the one reaching the last conv's input:
-    # below 1 the gradient shrinks on its way down (vanishes), far above 1 it grows (explodes)
-    return v[1] / v[-2] if len(v) > 3 and v[-2] else float("nan")
+    # the gradient reaching the first block's input over the one reaching the last block's input (for basic
+    # blocks, layers 1 and 2n - 1): below 1 it shrinks on its way down (vanishes), far above 1 it grows (explodes)
+    return v[1] / v[-3] if len(v) > 4 and v[-3] else float("nan")
+
+
+def debiased_snr(rows, n):
+    # |mean|^2 loses the dev^2/(n-1) that noise adds to it; dev^2 gains the factor n/(n-1). Recomputed from
+    # the stored norms so that records written by any version read the same.
+    out = []
+    for r in rows:
+        m, d = r["mean_norm"], r["rms_deviation"]
+        if d <= 0 or n < 2:
+            out.append(dict(r, snr_debiased=float("nan")))
+            continue
+        mu2 = max(0.0, m * m - d * d / (n - 1))
+        out.append(dict(r, snr_debiased=math.sqrt(mu2) / (d * math.sqrt(n / (n - 1)))))
+    return out
+
+
+def with_debiased_snr(subjects):
+    for s in subjects:
+        s["layers"] = debiased_snr(s["layers"], s["examples"])
+        for rec in s.get("during_training") or []:
+            rec["layers"] = debiased_snr(rec["layers"], rec["examples"])
 
 
 def plot(doc, out):
@@ -96,19 +119,22 @@ def plot(doc, out):
                                 median)
                 axes[1][0].set_title("During training: median weight-gradient norm")
                 during_training(axes[1][1], subjects, "input_grad_norm", st,
-                                "||dL/dx|| at layer 1 / at the last conv", bottom_over_top)
+                                "||dL/dx|| first block input / last block input", bottom_over_top)
                 axes[1][1].set_title("During training: gradient at the bottom over the top")
         else:
-            by_layer(axes[0][0], subjects, "snr", st, "||mean g|| / rms(g - mean g)")
-            axes[0][0].set_title("Per-example gradient signal-to-noise per layer")
+            with_debiased_snr(subjects)
+            by_layer(axes[0][0], subjects, "snr_debiased", st, "debiased ||E g|| / rms(g - E g)", log=False)
+            axes[0][0].set_title("Per-example gradient signal-to-noise per layer (%d examples)"
+                                 % subjects[0]["examples"])
             by_layer(axes[0][1], subjects, "mean_norm", st, "||mean per-example gradient||")
             axes[0][1].set_title("Norm of the mean gradient per layer")
             if has_training:
-                during_training(axes[1][0], subjects, "snr", st, "median SNR over layers", median)
-                axes[1][0].set_title("During training: median gradient SNR")
-                during_training(axes[1][1], subjects, "snr", st, "SNR of the first conv",
-                                lambda v: v[0] if v else float("nan"))
-                axes[1][1].set_title("During training: SNR of the first layer")
+                during_training(axes[1][0], subjects, "snr_debiased", st, "median debiased SNR over layers",
+                                median, log=False)
+                axes[1][0].set_title("During training: median gradient SNR (batch of the step)")
+                during_training(axes[1][1], subjects, "mean_norm", st, "median ||mean gradient|| over layers",
+                                median)
+                axes[1][1].set_title("During training: median norm of the mean gradient")
     elif probe == "shattered":
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
         for s in subjects:

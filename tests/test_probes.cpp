@@ -1,14 +1,17 @@
 // Probes on tiny nets whose answers are known by construction.
 #include <cmath>
+#include <numeric>
 
 #include "data/loader.h"
 #include "experiment/runner.h"
-#include "models/cifar_resnet.h"
+#include "models/resnet.h"
 #include "probes/gradients.h"
 #include "probes/lesions.h"
 #include "probes/probe_callback.h"
 #include "probes/responses.h"
 #include "test_util.h"
+#include "models/registry.h"
+#include "train/checkpoint.h"
 #include "train/metrics.h"
 
 namespace reslab {
@@ -21,15 +24,15 @@ class ProbesTest : public testing::SeededTest {};
 class ProbeTrainingTest : public testing::SeededTest {};
 
 /// A CIFAR-style net of `depth` layers, `width` channels in every stage and `width` input channels.
-CifarResNet narrow_net(int64_t depth, bool residual, int64_t width = 4) {
-  return CifarResNet(CifarResNetOptions(depth)
+ResNet narrow_net(int64_t depth, bool residual, int64_t width = 4) {
+  return ResNet(ResNetOptions(depth)
                          .spec(ModelSpec{{width, 8, 8}, 3, Shortcut::A})
                          .residual(residual)
                          .widths({width, width, width}));
 }
 
 /// Every conv the identity (a centred 1 on the channel diagonal), every BN the identity up to its epsilon.
-void make_identity(CifarResNetImpl& net) {
+void make_identity(ResNetImpl& net) {
   torch::NoGradGuard no_grad;
   for (const auto& layer : net.layers()) {
     if (!layer.conv) continue;
@@ -75,13 +78,16 @@ TEST_F(ProbesTest, IdentityLayersRespondWithTheirInputsStd) {
   // Inputs are pixel / 255 >= 0, so every ReLU passes them through: each layer's response is its input, divided
   // by sqrt(1 + eps) in BN, and subsampled by the stride-2 convs of stages 2 and 3.
   const auto x = tiny.data.images().to(torch::kFloat32) / 255.0;
-  const double scale = 1.0 / std::sqrt(1.0 + 1e-5);
-  const double full = population_std(x) * scale;
-  const double half = population_std(x.slice(2, 0, 8, 2).slice(3, 0, 8, 2)) * scale;
-  const double quarter = population_std(x.slice(2, 0, 8, 4).slice(3, 0, 8, 4)) * scale;
+  // Layer l's response has passed through l + 1 BNs, each dividing by sqrt(1 + eps).
+  const double full = population_std(x);
+  const double half = population_std(x.slice(2, 0, 8, 2).slice(3, 0, 8, 2));
+  const double quarter = population_std(x.slice(2, 0, 8, 4).slice(3, 0, 8, 4));
   const std::vector<double> expected = {full, full, full, half, half, quarter, quarter};
   ASSERT_EQ(result["std"].size(), expected.size());
-  for (size_t l = 0; l < expected.size(); ++l) EXPECT_NEAR(result["std"][l].get<double>(), expected[l], 1e-5) << l;
+  for (size_t l = 0; l < expected.size(); ++l) {
+    const double bn = std::pow(1.0 + 1e-5, -0.5 * static_cast<double>(l + 1));
+    EXPECT_NEAR(result["std"][l].get<double>(), expected[l] * bn, 1e-6) << l;
+  }
   EXPECT_EQ(result["layers"][3]["name"], "stage2.0.conv1");
   EXPECT_EQ(result["examples"], 10);
   // Sorted by magnitude, descending.
@@ -97,13 +103,28 @@ TEST_F(ProbesTest, GradientMomentsMatchADirectComputation) {
   const double rms = std::sqrt((g - mean).pow(2).sum(1).mean().item<double>());
   EXPECT_NEAR(m.mean_norm(), mean.norm().item<double>(), 1e-9);
   EXPECT_NEAR(m.rms_deviation(), rms, 1e-9);
-  EXPECT_NEAR(m.snr(), mean.norm().item<double>() / rms, 1e-9);
+  EXPECT_NEAR(m.snr_plugin(), mean.norm().item<double>() / rms, 1e-9);
+  const double mu2 = std::max(0.0, mean.norm().pow(2).item<double>() - rms * rms / 6.0);
+  EXPECT_NEAR(m.snr(), std::sqrt(mu2) / (rms * std::sqrt(7.0 / 6.0)), 1e-9);
   EXPECT_EQ(m.count(), 7);
+  // Pure noise: the plug-in ratio sits at its floor 1/sqrt(n - 1), the debiased one near 0.
+  GradientMoments noise;
+  const auto z = torch::randn({64, 5000}, torch::kFloat64);
+  for (int64_t i = 0; i < 64; ++i) noise.add(z[i]);
+  EXPECT_NEAR(noise.snr_plugin(), noise.noise_floor(), 0.01);
+  EXPECT_NEAR(noise.noise_floor(), 1.0 / std::sqrt(63.0), 1e-12);
+  EXPECT_LT(noise.snr(), 0.03);
+  // A shared direction of norm 1 under noise of rms 2: the debiased ratio recovers 0.5.
+  GradientMoments signal;
+  auto direction = torch::zeros({5000}, torch::kFloat64);
+  direction[0] = 1.0;
+  for (int64_t i = 0; i < 64; ++i) signal.add(direction + z[i] * (2.0 / std::sqrt(5000.0)));
+  EXPECT_NEAR(signal.snr(), 0.5, 0.05);
   // Identical vectors: no noise at all.
   GradientMoments same;
   for (int i = 0; i < 3; ++i) same.add(torch::ones({4}));
   EXPECT_NEAR(same.rms_deviation(), 0.0, 1e-12);
-  EXPECT_TRUE(std::isinf(same.snr()));
+  EXPECT_TRUE(std::isinf(same.snr_plugin()));
 }
 
 TEST_F(ProbesTest, PerExampleGradientsAreEachExamplesOwn) {
@@ -163,6 +184,12 @@ TEST_F(ProbesTest, GradientNormsMatchBackwardAndLeaveTheNetAlone) {
                 1e-5);
   }
   EXPECT_NEAR(result["layers"][0]["input_grad_norm"].get<double>(), x.grad().norm().item<double>(), 1e-6);
+  // The classifier's input gradient in closed form: (softmax - onehot) / batch times its weight.
+  torch::NoGradGuard no_grad;
+  const auto logits = net->forward(batch.inputs);
+  const auto dlogits = (logits.softmax(1) - torch::one_hot(batch.targets, 3).to(torch::kFloat32)) / 8.0;
+  const auto expected = dlogits.mm(layers.back().weight).norm().item<double>();
+  EXPECT_NEAR(result["layers"].back()["input_grad_norm"].get<double>(), expected, 1e-6);
 }
 
 TEST_F(ProbesTest, DeletingAZeroInitialisedBranchChangesNothing) {
@@ -210,7 +237,17 @@ TEST_F(ProbesTest, LesionStudyCoversEveryBlockAndPlainNetsOnlyWhereShapesAllow) 
   EXPECT_TRUE(p["single"][2]["error"].is_null());
   EXPECT_FALSE(p["single"][2]["removable"].get<bool>());
   EXPECT_THROW(plain->block_removable(6), c10::Error);
-  // A removed plain block is the identity: with identity convs it changed nothing anyway.
+  // Removing a block of the random plain net changes its output ...
+  {
+    torch::NoGradGuard no_grad;
+    const auto inputs = tiny.loader->batch(0).inputs;
+    const auto before = plain->forward(inputs);
+    RouteTap tap;
+    tap.removed = {1};
+    TapGuard installed(*plain, tap);
+    EXPECT_FALSE(torch::allclose(before, plain->forward(inputs), 1e-3, 1e-4));
+  }
+  // ... and a removed plain block is the identity: with identity convs it changed nothing anyway.
   make_identity(*plain);
   EXPECT_DOUBLE_EQ(error_without(*plain, *tiny.loader, {0, 1}), error_without(*plain, *tiny.loader, {}));
 }
@@ -267,6 +304,18 @@ TEST_F(ProbesTest, SinglePathGradientsSumToTheFullGradient) {
   const auto share = paths["gradient_share"].get<std::vector<double>>();
   EXPECT_NEAR(std::accumulate(share.begin(), share.end(), 0.0), 1.0, 1e-9);
   EXPECT_FALSE(path_gradients(*narrow_net(8, false), batch, s)["applicable"].get<bool>());
+  // Fewer sampled lengths than lengths: 0, 2 and 3 are sampled, length 1 interpolated geometrically.
+  s.max_lengths = 3;
+  const auto sparse = path_gradients(*net, batch, s);
+  ASSERT_EQ(sparse["lengths"].size(), 3u);
+  EXPECT_EQ(sparse["lengths"][1]["length"], 2);
+  std::vector<double> g;
+  for (const auto& r : sparse["lengths"]) g.push_back(r["grad_norm"].get<double>());
+  const std::vector<double> total = {1 * g[0], 3 * std::sqrt(g[0] * g[1]), 3 * g[1], 1 * g[2]};
+  const double all = std::accumulate(total.begin(), total.end(), 0.0);
+  for (size_t k = 0; k < 4; ++k) {
+    EXPECT_NEAR(sparse["gradient_share"][k].get<double>(), total[k] / all, 1e-9) << k;
+  }
 }
 
 TEST_F(ProbesTest, GradientsOfALinearNetAreFullyCorrelated) {
@@ -314,25 +363,33 @@ TEST_F(ProbeTrainingTest, RecordsWithoutChangingTraining) {
   run.log_every = 3;
   run.threads = 2;
   DataCache data;
-  TempDir plain_dir, probed_dir;
-  train_run(run, plain_dir.path(), data, RunOptions{});
+  // Two folders of one TempDir (TempDir names its folder after the test).
+  TempDir dir;
+  const std::string plain_path = dir.file("plain"), probed_path = dir.file("probed");
+  train_run(run, plain_path, data, RunOptions{});
   run.probes = {"grad_norms", "grad_snr"};
   run.probe_at = {0, 4};
-  train_run(run, probed_dir.path(), data, RunOptions{});
+  train_run(run, probed_path, data, RunOptions{});
   std::vector<nlohmann::json> probes, others_plain, others_probed;
-  for (auto& r : read_jsonl_file(probed_dir.file("metrics.jsonl"))) {
-    if (r["kind"] == "probe") {
-      probes.push_back(r);
-    } else if (r["kind"] == "train") {
-      r.erase("img_per_s");
-      others_probed.push_back(r);
-    }
+  for (auto& r : read_jsonl_file(probed_path + "/metrics.jsonl")) {
+    r.erase("img_per_s");
+    (r["kind"] == "probe" ? probes : others_probed).push_back(r);
   }
-  for (auto& r : read_jsonl_file(plain_dir.file("metrics.jsonl"))) {
-    if (r["kind"] == "train") {
-      r.erase("img_per_s");
-      others_plain.push_back(r);
-    }
+  for (auto& r : read_jsonl_file(plain_path + "/metrics.jsonl")) {
+    r.erase("img_per_s");
+    others_plain.push_back(r);
+  }
+  // Training and evaluation records (eval-mode BN reads the running statistics) and the final weights and
+  // statistics are all the same: the probes changed nothing.
+  auto plain_net = build_model("resnet8", ModelSpec{{1, 28, 28}, 10, Shortcut::A});
+  auto probed_net = build_model("resnet8", ModelSpec{{1, 28, 28}, 10, Shortcut::A});
+  load_model_file(plain_path + "/model.pt", *plain_net);
+  load_model_file(probed_path + "/model.pt", *probed_net);
+  for (const auto& item : plain_net->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), probed_net->named_parameters()[item.key()])) << item.key();
+  }
+  for (const auto& item : plain_net->named_buffers()) {
+    EXPECT_TRUE(torch::equal(item.value(), probed_net->named_buffers()[item.key()])) << item.key();
   }
   EXPECT_EQ(others_plain, others_probed);  // the probes changed nothing in training
   ASSERT_EQ(probes.size(), 4u);

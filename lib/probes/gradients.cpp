@@ -20,6 +20,7 @@ NetworkStateGuard::~NetworkStateGuard() {
 
 void calibrate_batchnorm(NetworkBase& net, const BatchLoader& train, int64_t batches) {
   TORCH_CHECK(batches > 0, "calibrate_batchnorm: batches must be positive, got ", batches);
+  TORCH_CHECK(train.batches_per_epoch() > 0, "calibrate_batchnorm: no training batch");
   std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> bns;
   for (auto& m : net.modules(/*include_self=*/false)) {
     if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
@@ -136,9 +137,22 @@ double GradientMoments::rms_deviation() const {
   return std::sqrt(std::max(0.0, sum_sq_ / static_cast<double>(count_) - m * m));
 }
 
-double GradientMoments::snr() const {
+double GradientMoments::snr_plugin() const {
   const double dev = rms_deviation();
   return dev > 0 ? mean_norm() / dev : std::numeric_limits<double>::infinity();
+}
+
+double GradientMoments::snr() const {
+  TORCH_CHECK(count_ > 1, "GradientMoments: the debiased ratio needs at least 2 vectors");
+  const double n = static_cast<double>(count_);
+  const double m = mean_norm(), dev = rms_deviation();
+  if (dev <= 0) return std::numeric_limits<double>::infinity();
+  return std::sqrt(std::max(0.0, m * m - dev * dev / (n - 1))) / (dev * std::sqrt(n / (n - 1)));
+}
+
+double GradientMoments::noise_floor() const {
+  TORCH_CHECK(count_ > 1, "GradientMoments: the noise floor needs at least 2 vectors");
+  return 1.0 / std::sqrt(static_cast<double>(count_) - 1.0);
 }
 
 void for_each_example_gradient(NetworkBase& net, const Batch& batch, bool train_mode,
@@ -168,9 +182,12 @@ nlohmann::json gradient_snr(NetworkBase& net, const Batch& batch) {
                     {"block", layers[l].block},
                     {"mean_norm", moments[l].mean_norm()},
                     {"rms_deviation", moments[l].rms_deviation()},
-                    {"snr", number_or_null(moments[l].snr())}});
+                    {"snr", number_or_null(moments[l].snr())},
+                    {"snr_plugin", number_or_null(moments[l].snr_plugin())}});
   }
-  return {{"examples", batch.targets.size(0)}, {"layers", rows}};
+  return {{"examples", batch.targets.size(0)},
+          {"noise_floor", moments.empty() ? 0.0 : moments[0].noise_floor()},
+          {"layers", rows}};
 }
 
 nlohmann::json gradient_correlation(NetworkBase& net, const BatchLoader& test, const ProbeSettings& s) {

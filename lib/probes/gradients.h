@@ -14,8 +14,9 @@
 
 namespace reslab {
 
-/// Saves a network's BN running statistics and train/eval mode, and restores both (and clears the parameters'
-/// gradients) when it goes out of scope, so that a probe leaves the network as it found it.
+/// Saves a network's BN running statistics and train/eval mode and restores both when it goes out of scope, so
+/// that a probe leaves the network as it found it. (The probes never touch the parameters' .grad: they take
+/// gradients with torch::autograd::grad, so one can run in the middle of a training step.)
 class NetworkStateGuard {
  public:
   explicit NetworkStateGuard(NetworkBase& net);
@@ -63,8 +64,13 @@ class GradientMoments {
   double mean_norm() const;
   /// Root of the mean squared distance of the vectors to their mean.
   double rms_deviation() const;
-  /// mean_norm / rms_deviation: above 1 the examples agree on a direction, below 1 noise dominates.
+  /// mean_norm / rms_deviation, the plug-in ratio. It is biased upwards: with n vectors of pure noise it is
+  /// about 1/sqrt(n - 1) (noise_floor()), because the mean of n noisy vectors keeps 1/n of their variance.
+  double snr_plugin() const;
+  /// The ratio with both parts debiased: sqrt(max(0, |mean|^2 - dev^2 / (n - 1))) / (dev * sqrt(n / (n - 1))),
+  /// an estimate of |E g| / sqrt(E|g - E g|^2). 0 when the mean is indistinguishable from noise.
   double snr() const;
+  double noise_floor() const;
 
  private:
   torch::Tensor sum_;
@@ -80,7 +86,8 @@ void for_each_example_gradient(NetworkBase& net, const Batch& batch, bool train_
                                const std::function<void(int64_t, const std::vector<torch::Tensor>&)>& visit);
 
 /// Per weighted layer, across the examples of `batch`: the norm of the mean per-example gradient, the
-/// root-mean-square of the deviations from it, and their ratio (train mode; the net is restored afterwards).
+/// root-mean-square of the deviations from it, the debiased ratio "snr", the plug-in ratio "snr_plugin" and its
+/// value for pure noise "noise_floor" (train mode; the net is restored afterwards).
 nlohmann::json gradient_snr(NetworkBase& net, const Batch& batch);
 
 /// Balduzzi's measure: along `settings.lines` straight lines between pairs of test images, `settings.points`

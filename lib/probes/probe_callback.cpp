@@ -18,6 +18,11 @@ GradientProbeCallback::GradientProbeCallback(std::vector<std::string> probes, st
   }
 }
 
+GradientProbeCallback::~GradientProbeCallback() {
+  // A step that threw between on_batch_begin and on_after_backward leaves the tap installed: take it out.
+  if (tapped_ != nullptr) tapped_->set_tap(nullptr);
+}
+
 void GradientProbeCallback::write(TrainContext& ctx, const std::string& name, nlohmann::json result) {
   if (ctx.metrics == nullptr) return;
   nlohmann::json record = {{"kind", "probe"}, {"name", name}, {"iter", ctx.state.iter}, {"epoch", ctx.state.epoch()}};
@@ -35,12 +40,14 @@ void GradientProbeCallback::on_batch_begin(TrainContext& ctx) {
   if (norms_) {
     tap_ = std::make_unique<InputGradientTap>();
     ctx.model.set_tap(tap_.get());
+    tapped_ = &ctx.model;
   }
 }
 
 void GradientProbeCallback::on_after_backward(TrainContext& ctx) {
   if (!tap_) return;
   ctx.model.set_tap(nullptr);
+  tapped_ = nullptr;
   write(ctx, "grad_norms", gradient_norms_from(ctx.model, *tap_));
   tap_.reset();
 }

@@ -19,6 +19,9 @@ namespace reslab {
 class GradientProbeCallback : public Callback {
  public:
   GradientProbeCallback(std::vector<std::string> probes, std::set<int64_t> at);
+  ~GradientProbeCallback() override;
+  GradientProbeCallback(const GradientProbeCallback&) = delete;
+  GradientProbeCallback& operator=(const GradientProbeCallback&) = delete;
   void on_batch_begin(TrainContext& ctx) override;
   void on_after_backward(TrainContext& ctx) override;
 
@@ -28,6 +31,7 @@ class GradientProbeCallback : public Callback {
   bool norms_ = false, snr_ = false;
   std::set<int64_t> at_;
   std::unique_ptr<InputGradientTap> tap_;
+  NetworkBase* tapped_ = nullptr;  ///< the net the tap is installed on, until the step's backward pass is read
 };
 
 }  // namespace reslab
