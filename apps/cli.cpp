@@ -33,6 +33,8 @@ void setup_info(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("model", opts->model, "Model name, e.g. resnet56")->required();
   cmd->add_option("--dataset", opts->dataset, "Dataset whose input shape and classes to use")->capture_default_str();
   cmd->add_option("--shortcut", opts->shortcut, "Shortcut option A, B or C")->capture_default_str();
+  cmd->add_option("--input", opts->input, "Input shape CxHxW instead of the dataset's, e.g. 3x224x224");
+  cmd->add_option("--classes", opts->classes, "Classes instead of the dataset's, e.g. 1000");
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->callback([opts, &action] { action = [opts] { return run_info(*opts); }; });
 }

@@ -35,6 +35,10 @@ check "info on fashion input" 0 "1x28x28" -- "$reslab" info plain20 --dataset fa
 check "invalid depth" nonzero "depth 21 is not 6n\+2" -- "$reslab" info resnet21
 check "unknown model" nonzero "unknown model 'vgg16'" -- "$reslab" info vgg16
 check "unknown dataset" nonzero "unknown dataset 'imagenet'" -- "$reslab" info resnet20 --dataset imagenet
+check "info imagenet" 0 '"params": 25557032' -- "$reslab" info resnet50 --input 3x224x224 --classes 1000 --shortcut B --json
+check "info bad input" nonzero "--input '3x224' is not CxHxW" -- "$reslab" info resnet50 --input 3x224
+check "models lists tags" 0 "-skipinit" -- "$reslab" models
+check "bad tag" nonzero "unknown tag '-wide'" -- "$reslab" info resnet20-wide
 check "bad shortcut" nonzero "shortcut 'Z'" -- "$reslab" info resnet20 --shortcut Z
 
 # A bad experiment file: the error names the file and the key.

@@ -1,5 +1,7 @@
 // Blocks and CIFAR-style networks: shapes, gradients, parameter counts (paper Table 6) and multiply-adds.
-#include "models/cifar_resnet.h"
+#include <tuple>
+
+#include "models/resnet.h"
 #include "test_util.h"
 
 namespace reslab {
@@ -9,11 +11,11 @@ using testing::SeededTest;
 
 class ModelsTest : public SeededTest {};
 
-TEST_F(ModelsTest, BasicBlockShapesForEveryShortcutOption) {
+TEST_F(ModelsTest, ResidualBlockShapesForEveryShortcutOption) {
   for (Shortcut s : {Shortcut::A, Shortcut::B, Shortcut::C}) {
     for (bool residual : {true, false}) {
-      BasicBlock same(BasicBlockOptions(16, 16).shortcut(s).residual(residual));
-      BasicBlock down(BasicBlockOptions(16, 32).stride(2).shortcut(s).residual(residual));
+      ResidualBlock same(ResidualBlockOptions(16, 16).shortcut(s).residual(residual));
+      ResidualBlock down(ResidualBlockOptions(16, 32).stride(2).shortcut(s).residual(residual));
       auto x = torch::randn({2, 16, 8, 8});
       EXPECT_EQ(same->forward(x).sizes(), (std::vector<int64_t>{2, 16, 8, 8}));
       EXPECT_EQ(down->forward(x).sizes(), (std::vector<int64_t>{2, 32, 4, 4}));
@@ -22,7 +24,7 @@ TEST_F(ModelsTest, BasicBlockShapesForEveryShortcutOption) {
 }
 
 TEST_F(ModelsTest, OptionAIdentityPadsNewChannelsWithZeros) {
-  BasicBlock block(BasicBlockOptions(4, 8).stride(2).shortcut(Shortcut::A));
+  ResidualBlock block(ResidualBlockOptions(4, 8).stride(2).shortcut(Shortcut::A));
   // Zero the branch: the output is then relu(shortcut(x)).
   {
     torch::NoGradGuard no_grad;
@@ -40,24 +42,24 @@ TEST_F(ModelsTest, OptionAIdentityPadsNewChannelsWithZeros) {
 
 TEST_F(ModelsTest, OnlyAnIdentityShortcutCannotShrinkChannels) {
   auto x = torch::randn({2, 32, 8, 8});
-  BasicBlock plain(BasicBlockOptions(32, 16).residual(false));
+  ResidualBlock plain(ResidualBlockOptions(32, 16).residual(false));
   EXPECT_EQ(plain->forward(x).size(1), 16);
-  BasicBlock projected(BasicBlockOptions(32, 16).shortcut(Shortcut::B));
+  ResidualBlock projected(ResidualBlockOptions(32, 16).shortcut(Shortcut::B));
   EXPECT_EQ(projected->forward(x).size(1), 16);
-  testing::expect_error<c10::Error>([] { BasicBlock b(BasicBlockOptions(32, 16).shortcut(Shortcut::A)); },
+  testing::expect_error<c10::Error>([] { ResidualBlock b(ResidualBlockOptions(32, 16).shortcut(Shortcut::A)); },
                                     {"cannot shrink channels", "32 -> 16"});
 }
 
 TEST_F(ModelsTest, ProjectionOnlyWhereTheOptionSaysSo) {
-  EXPECT_FALSE(BasicBlock(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::A))->has_projection());
-  EXPECT_TRUE(BasicBlock(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::B))->has_projection());
-  EXPECT_FALSE(BasicBlock(BasicBlockOptions(16, 16).shortcut(Shortcut::B))->has_projection());
-  EXPECT_TRUE(BasicBlock(BasicBlockOptions(16, 16).shortcut(Shortcut::C))->has_projection());
-  EXPECT_FALSE(BasicBlock(BasicBlockOptions(16, 16).shortcut(Shortcut::C).residual(false))->has_projection());
+  EXPECT_FALSE(ResidualBlock(ResidualBlockOptions(16, 32).stride(2).shortcut(Shortcut::A))->has_projection());
+  EXPECT_TRUE(ResidualBlock(ResidualBlockOptions(16, 32).stride(2).shortcut(Shortcut::B))->has_projection());
+  EXPECT_FALSE(ResidualBlock(ResidualBlockOptions(16, 16).shortcut(Shortcut::B))->has_projection());
+  EXPECT_TRUE(ResidualBlock(ResidualBlockOptions(16, 16).shortcut(Shortcut::C))->has_projection());
+  EXPECT_FALSE(ResidualBlock(ResidualBlockOptions(16, 16).shortcut(Shortcut::C).residual(false))->has_projection());
 }
 
 TEST_F(ModelsTest, ForwardAndBackwardGiveGradientsOfParameterShape) {
-  CifarResNet net(CifarResNetOptions(8).spec(ModelSpec{{3, 16, 16}, 7, Shortcut::B}));
+  ResNet net(ResNetOptions(8).spec(ModelSpec{{3, 16, 16}, 7, Shortcut::B}));
   auto x = torch::randn({4, 3, 16, 16});
   auto logits = net->forward(x);
   EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{4, 7}));
@@ -73,15 +75,15 @@ TEST_F(ModelsTest, ParameterCountsMatchTable6) {
   const std::vector<std::pair<int64_t, double>> table = {{20, 0.27}, {32, 0.46}, {44, 0.66},
                                                          {56, 0.85}, {110, 1.7}, {1202, 19.4}};
   for (const auto& [depth, millions] : table) {
-    CifarResNet resnet(CifarResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}));
+    ResNet resnet(ResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}));
     const double m = count_parameters(*resnet) / 1e6;
     const double digits = millions < 1.0 ? 0.005 : 0.05;  // the table's rounding
     EXPECT_NEAR(m, millions, digits) << "depth " << depth;
-    CifarResNet plain(CifarResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}).residual(false));
+    ResNet plain(ResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}).residual(false));
     EXPECT_EQ(count_parameters(*plain), count_parameters(*resnet)) << "depth " << depth;
   }
   // The exact figure for ResNet-20, as in the common PyTorch reference.
-  CifarResNet r20(CifarResNetOptions(20));
+  ResNet r20(ResNetOptions(20));
   EXPECT_EQ(count_parameters(*r20), 269722);
 }
 
@@ -89,8 +91,8 @@ TEST_F(ModelsTest, ProjectionShortcutsAddExactlyTheirConvAndBn) {
   const ModelSpec a{{3, 32, 32}, 10, Shortcut::A};
   ModelSpec b = a;
   b.shortcut = Shortcut::B;
-  const int64_t pa = count_parameters(*CifarResNet(CifarResNetOptions(20).spec(a)));
-  const int64_t pb = count_parameters(*CifarResNet(CifarResNetOptions(20).spec(b)));
+  const int64_t pa = count_parameters(*ResNet(ResNetOptions(20).spec(a)));
+  const int64_t pb = count_parameters(*ResNet(ResNetOptions(20).spec(b)));
   // Two projections: 16->32 and 32->64, each a 1x1 conv and a BN (gamma, beta).
   EXPECT_EQ(pb - pa, (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64));
 }
@@ -98,8 +100,8 @@ TEST_F(ModelsTest, ProjectionShortcutsAddExactlyTheirConvAndBn) {
 TEST_F(ModelsTest, MultiplyAddsOfABlockByHand) {
   // 16->32 channels, stride 2 on an 8x8 map gives 4x4. conv1: 32*4*4 outputs x 16*9 inputs each;
   // conv2: 32*4*4 x 32*9. Option B adds the 1x1 projection: 32*4*4 x 16.
-  BasicBlock a(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::A));
-  BasicBlock b(BasicBlockOptions(16, 32).stride(2).shortcut(Shortcut::B));
+  ResidualBlock a(ResidualBlockOptions(16, 32).stride(2).shortcut(Shortcut::A));
+  ResidualBlock b(ResidualBlockOptions(16, 32).stride(2).shortcut(Shortcut::B));
   int64_t h = 0, w = 0;
   EXPECT_EQ(a->macs(8, 8, &h, &w), 32 * 16 * 16 * 9 + 32 * 16 * 32 * 9);
   EXPECT_EQ(h, 4);
@@ -114,18 +116,18 @@ TEST_F(ModelsTest, MultiplyAddsOfResNet20ByHand) {
   const int64_t stage1 = 6 * (16 * 32 * 32 * 16 * 9);
   const int64_t stage2 = 32 * 16 * 16 * 16 * 9 + 5 * (32 * 16 * 16 * 32 * 9);
   const int64_t stage3 = 64 * 8 * 8 * 32 * 9 + 5 * (64 * 8 * 8 * 64 * 9);
-  CifarResNet net(CifarResNetOptions(20));
+  ResNet net(ResNetOptions(20));
   EXPECT_EQ(net->macs(), conv1 + stage1 + stage2 + stage3 + 64 * 10);
   EXPECT_EQ(net->macs(), 40551040);
   // Fashion-MNIST's 28x28 maps: 28, 14, 7.
-  CifarResNet small(CifarResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
+  ResNet small(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
   EXPECT_EQ(small->macs(), 16 * 28 * 28 * 9 + 6 * (16 * 28 * 28 * 144) + 32 * 14 * 14 * 144 +
                                5 * (32 * 14 * 14 * 288) + 64 * 7 * 7 * 288 + 5 * (64 * 7 * 7 * 576) + 640);
 }
 
 TEST_F(ModelsTest, DepthMustBe6nPlus2) {
   for (int64_t bad : {0, 7, 21, 57}) {
-    testing::expect_error<std::invalid_argument>([&] { CifarResNet net{CifarResNetOptions(bad)}; },
+    testing::expect_error<std::invalid_argument>([&] { ResNet net{ResNetOptions(bad)}; },
                                                  {std::to_string(bad), "6n+2", "20", "56", "110"});
   }
   EXPECT_EQ(cifar_blocks_per_stage(8), 1);
@@ -136,14 +138,14 @@ TEST_F(ModelsTest, DepthMustBe6nPlus2) {
 }
 
 TEST_F(ModelsTest, HeInitialisationHasTheRightScale) {
-  CifarResNet net(CifarResNetOptions(56));
+  ResNet net(ResNetOptions(56));
   // A 3x3 conv with 64 input channels: std sqrt(2 / (9*64)).
   const auto& w = net->blocks().back()->named_parameters()["conv2.weight"];
   EXPECT_NEAR(w.std().item<double>(), std::sqrt(2.0 / (9 * 64)), 0.002);
 }
 
 TEST_F(ModelsTest, ChannelsLastKeepsTheFunction) {
-  CifarResNet net(CifarResNetOptions(8).spec(ModelSpec{{3, 16, 16}, 10, Shortcut::A}));
+  ResNet net(ResNetOptions(8).spec(ModelSpec{{3, 16, 16}, 10, Shortcut::A}));
   net->eval();
   auto x = torch::randn({2, 3, 16, 16});
   auto before = net->forward(x);
@@ -151,6 +153,113 @@ TEST_F(ModelsTest, ChannelsLastKeepsTheFunction) {
   auto after = net->forward(x.contiguous(at::MemoryFormat::ChannelsLast));
   EXPECT_TRUE(torch::allclose(before, after, 1e-4, 1e-5));
   EXPECT_TRUE(net->blocks()[0]->named_parameters()["conv1.weight"].is_contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+
+TEST_F(ModelsTest, ImageNetFamilyMatchesTable1AndTheReferenceCounts) {
+  // Parameters with option B equal the common PyTorch reference's; multiply-adds at 224x224 are within 5% of
+  // Table 1's FLOPs (the paper's bottleneck strides on its first 1x1 conv).
+  const std::vector<std::tuple<int64_t, int64_t, double>> table = {{18, 11689512, 1.8e9},
+                                                                   {34, 21797672, 3.6e9},
+                                                                   {50, 25557032, 3.8e9},
+                                                                   {101, 44549160, 7.6e9},
+                                                                   {152, 60192808, 11.3e9}};
+  for (const auto& [depth, params, flops] : table) {
+    ResNet net(imagenet_options(depth));
+    EXPECT_EQ(count_parameters(*net), params) << depth;
+    EXPECT_NEAR(static_cast<double>(net->macs()) / flops, 1.0, 0.05) << depth << ": " << net->macs();
+    EXPECT_EQ(net->depth(), depth);
+    int64_t weighted = 2;  // the first conv and the classifier
+    for (const auto& b : net->blocks()) weighted += static_cast<int64_t>(b->convs().size());
+    EXPECT_EQ(weighted, depth);
+  }
+  // The reference's stride on the 3x3 conv: the same parameters, more multiply-adds (4.1G for ResNet-50).
+  ResNet paper(imagenet_options(50)), reference(imagenet_options(50).stride_on_3x3(true));
+  EXPECT_EQ(count_parameters(*paper), count_parameters(*reference));
+  EXPECT_GT(reference->macs(), paper->macs());
+  EXPECT_NEAR(reference->macs() / 1e9, 4.09, 0.02);
+  // Plain-34 has the same layers and no projection.
+  ResNet plain(imagenet_options(34).residual(false));
+  EXPECT_LT(count_parameters(*plain), 21797672);
+  EXPECT_EQ(plain->depth(), 34);
+}
+
+TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
+  const std::vector<ResNetOptions> variants = {
+      imagenet_options(18).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
+      imagenet_options(50).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::A}),
+      imagenet_options(50).preact(true).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
+      ResNetOptions(11).kind(BlockKind::kBottleneck).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11).kind(BlockKind::kBottleneck).preact(true).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(14).preact(true).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11).branch_layers(1).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11).branch_layers(3).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::C}),
+      ResNetOptions(8).norm(Norm::kBatchNormNoAffine).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(8).norm(Norm::kNone).fixup(true).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(8).branch_scale(BranchScale::kZero).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A})};
+  for (const auto& o : variants) {
+    ResNet net(o);
+    SCOPED_TRACE(c10::str(*net));
+    const auto x = torch::randn({2, o.spec().input.channels, o.spec().input.height, o.spec().input.width});
+    const auto logits = net->forward(x);
+    EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 5}));
+    logits.sum().backward();
+    EXPECT_EQ(static_cast<int64_t>(net->layers().size()), o.depth());
+  }
+  // A bottleneck expands its output four times; the CIFAR bottleneck net is 9n+2 deep.
+  EXPECT_EQ(ResidualBlock(ResidualBlockOptions(64, 16).kind(BlockKind::kBottleneck))->options.out_planes(), 64);
+  testing::expect_error<std::invalid_argument>(
+      [] { ResNet net(ResNetOptions(21).kind(BlockKind::kBottleneck)); }, {"21", "9n+2", "164"});
+  testing::expect_error<std::invalid_argument>([] { ResNet net(ResNetOptions(21).branch_layers(1)); },
+                                               {"21", "3n+2"});
+}
+
+TEST_F(ModelsTest, AZeroBranchScaleMakesEveryBlockTheIdentityAtTheStart) {
+  const auto x = torch::rand({3, 16, 8, 8});  // non-negative, as a post-activation block's input is
+  const std::vector<ResidualBlockOptions> starts_as_identity = {
+      ResidualBlockOptions(16, 16).branch_scale(BranchScale::kZero),
+      ResidualBlockOptions(16, 16).zero_init_last(true),
+      ResidualBlockOptions(16, 16).norm(Norm::kNone).fixup(true),
+      ResidualBlockOptions(16, 16).preact(true).branch_scale(BranchScale::kZero),
+      ResidualBlockOptions(16, 16).branch_layers(1).zero_init_last(true),
+      ResidualBlockOptions(16, 4).kind(BlockKind::kBottleneck).zero_init_last(true),
+      ResidualBlockOptions(16, 4).kind(BlockKind::kBottleneck).preact(true).zero_init_last(true)};
+  for (const auto& o : starts_as_identity) {
+    ResidualBlock block(o);
+    block->init_branch();
+    if (o.fixup()) block->init_fixup(/*residual_blocks=*/9);
+    block->train();
+    SCOPED_TRACE(c10::str(*block));
+    EXPECT_TRUE(torch::allclose(block->forward(x), x, 1e-6, 1e-7));
+  }
+  // Without a zero scale the branch adds something.
+  ResidualBlock normal(ResidualBlockOptions(16, 16));
+  EXPECT_FALSE(torch::allclose(normal->forward(x), x, 1e-3, 1e-3));
+  // Fixup's rescaling: the first conv of a two-layer branch in a net of 9 blocks shrinks by 9^(-1/2).
+  torch::manual_seed(3);
+  ResidualBlock fix(ResidualBlockOptions(16, 16).norm(Norm::kNone).fixup(true));
+  const auto before = fix->convs()[0]->weight.clone();
+  fix->init_fixup(9);
+  EXPECT_TRUE(torch::allclose(fix->convs()[0]->weight, before / 3.0));
+  EXPECT_EQ(fix->convs()[1]->weight.abs().sum().item<double>(), 0.0);
+}
+
+TEST_F(ModelsTest, APlainTwinHasNoShortcutPath) {
+  // Silence the branch (its last BN scale and shift 0): the residual block passes its input on, the plain block
+  // outputs zeros whatever its input, since its only path goes through the branch.
+  const auto x = torch::rand({2, 16, 8, 8});
+  for (bool preact : {false, true}) {
+    ResidualBlock residual(ResidualBlockOptions(16, 16).preact(preact));
+    ResidualBlock plain(ResidualBlockOptions(16, 16).preact(preact).residual(false));
+    for (auto* block : {&residual, &plain}) {
+      torch::NoGradGuard no_grad;
+      (*block)->named_parameters()["bn2.weight"].zero_();
+      (*block)->named_parameters()["bn2.bias"].zero_();
+    }
+    EXPECT_TRUE(torch::allclose(residual->forward(x), x));
+    EXPECT_EQ(plain->forward(x).abs().sum().item<double>(), 0.0);
+    EXPECT_EQ(count_parameters(*residual), count_parameters(*plain));
+  }
 }
 
 }  // namespace

@@ -17,6 +17,8 @@ struct InfoOptions {
   std::string model;
   std::string dataset = "cifar10";
   std::string shortcut = "A";
+  std::string input;    ///< "CxHxW"; replaces the dataset's shape
+  int64_t classes = 0;  ///< replaces the dataset's classes when positive
   bool json = false;
 };
 /// `reslab info`: depth, layers, parameters and multiply-adds of a model on a dataset's input shape.

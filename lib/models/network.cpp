@@ -24,6 +24,14 @@ Shortcut parse_shortcut(const std::string& text) {
   throw std::invalid_argument("shortcut '" + text + "' is not one of A, B, C");
 }
 
+std::pair<int64_t, int64_t> conv_output_hw(const torch::nn::Conv2dImpl& conv, int64_t in_h, int64_t in_w) {
+  const auto& o = conv.options;
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  TORCH_CHECK(padding != nullptr, "conv_output_hw: only explicit padding is supported");
+  return {conv_out_size(in_h, (*o.kernel_size())[0], (*o.stride())[0], (**padding)[0]),
+          conv_out_size(in_w, (*o.kernel_size())[1], (*o.stride())[1], (**padding)[1])};
+}
+
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding) {
   return (in + 2 * padding - kernel) / stride + 1;
 }

@@ -1,64 +1,190 @@
 #include "models/registry.h"
 
+#include <algorithm>
 #include <cctype>
 #include <stdexcept>
-
-#include "models/cifar_resnet.h"
 
 namespace reslab {
 
 namespace {
-ModelFamily cifar_family(const std::string& prefix, bool residual) {
+
+ResNetOptions with_tags(ResNetOptions o, const ModelTags& t, bool residual) {
+  if (!residual && (t.zero_init_last || t.scale != BranchScale::kNone || t.fixup)) {
+    throw std::invalid_argument("-zerogamma, -skipinit, -scalar and -fixup act on a residual branch; a plain net "
+                                "would lose its signal");
+  }
+  return o.residual(residual)
+      .norm(t.norm)
+      .zero_init_last(t.zero_init_last)
+      .branch_scale(t.scale)
+      .fixup(t.fixup)
+      .stride_on_3x3(t.stride_on_3x3);
+}
+
+ModelFamily imagenet_family(const std::string& prefix, bool residual, bool preact) {
   ModelFamily f;
   f.prefix = prefix;
-  f.description = residual ? "CIFAR-style ResNet (paper Sec. 4.2): 6n+2 layers, basic blocks with shortcuts"
-                           : "CIFAR-style plain net: the ResNet of the same depth without shortcuts";
-  f.paper_depths = {20, 32, 44, 56, 110, 1202};
-  f.validate_depth = [](int64_t depth) { cifar_blocks_per_stage(depth); };
-  f.build = [residual](int64_t depth, const ModelSpec& spec) -> std::shared_ptr<NetworkBase> {
-    return std::make_shared<CifarResNetImpl>(CifarResNetOptions(depth).spec(spec).residual(residual));
+  f.imagenet = true;
+  f.description = preact ? "ImageNet pre-activation ResNet (He et al. 2016): Table 1's layouts, BN-ReLU before each conv"
+                  : residual ? "ImageNet ResNet (Table 1): 7x7 stem, basic blocks (18, 34) or bottlenecks (50+)"
+                             : "ImageNet plain net: Table 1's layout without shortcuts (the paper's plain-18, -34)";
+  f.paper_depths = preact || residual ? std::vector<int64_t>{18, 34, 50, 101, 152} : std::vector<int64_t>{18, 34};
+  f.options = [residual, preact](int64_t depth, const ModelTags& t) {
+    if (t.bottleneck || t.branch_layers != 0) {
+      throw std::invalid_argument("-bottleneck and -k<layers> are for CIFAR-style nets; Table 1 fixes the blocks");
+    }
+    return with_tags(imagenet_options(depth).preact(preact), t, residual);
   };
   return f;
 }
+
+ModelFamily cifar_family(const std::string& prefix, bool residual, bool preact) {
+  ModelFamily f;
+  f.prefix = prefix;
+  f.description = preact ? "CIFAR pre-activation ResNet (He et al. 2016): basic blocks (6n+2) below 164 layers, "
+                           "bottlenecks (9n+2) from 164"
+                  : residual ? "CIFAR-style ResNet (paper Sec. 4.2): 6n+2 layers, basic blocks with shortcuts"
+                             : "CIFAR-style plain net: the ResNet of the same depth without shortcuts";
+  f.paper_depths = preact ? std::vector<int64_t>{110, 164, 1001} : std::vector<int64_t>{20, 32, 44, 56, 110, 1202};
+  f.options = [residual, preact](int64_t depth, const ModelTags& t) {
+    if (t.bottleneck && t.branch_layers != 0) throw std::invalid_argument("-bottleneck and -k<layers> exclude each other");
+    const bool bottleneck = t.bottleneck || (preact && t.branch_layers == 0 && depth >= 164);
+    ResNetOptions o(depth);
+    o.preact(preact);
+    if (bottleneck) {
+      // He et al. 2016's CIFAR bottlenecks: 16, 32, 64 wide branches expanded to 64, 128, 256.
+      o.kind(BlockKind::kBottleneck);
+    } else if (t.branch_layers != 0) {
+      o.branch_layers(t.branch_layers);
+    }
+    cifar_blocks_per_stage(depth, o.layers_per_block());  // throws for a depth the blocks cannot make
+    return with_tags(o, t, residual);
+  };
+  return f;
+}
+
+ModelTags parse_tags(const std::string& text, const std::string& name) {
+  ModelTags t;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t next = text.find('-', pos + 1);
+    const std::string tag = text.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
+    if (tag == "bottleneck") {
+      t.bottleneck = true;
+    } else if (tag == "k1" || tag == "k2" || tag == "k3") {
+      t.branch_layers = tag[1] - '0';
+    } else if (tag == "noaffine") {
+      t.norm = Norm::kBatchNormNoAffine;
+    } else if (tag == "nonorm") {
+      t.norm = Norm::kNone;
+    } else if (tag == "fixup") {
+      t.norm = Norm::kNone;
+      t.fixup = true;
+    } else if (tag == "zerogamma") {
+      t.zero_init_last = true;
+    } else if (tag == "skipinit") {
+      t.scale = BranchScale::kZero;
+    } else if (tag == "scalar") {
+      t.scale = BranchScale::kOne;
+    } else if (tag == "torchvision") {
+      t.stride_on_3x3 = true;
+    } else {
+      std::string known;
+      for (const auto& [k, _] : model_tags()) known += (known.empty() ? "" : ", ") + k;
+      throw std::invalid_argument("model '" + name + "': unknown tag '-" + tag + "'; expected " + known);
+    }
+    if (next == std::string::npos) break;
+    pos = next;
+  }
+  return t;
+}
+
 }  // namespace
 
 const std::vector<ModelFamily>& model_families() {
-  static const std::vector<ModelFamily> families = {cifar_family("resnet", true), cifar_family("plain", false)};
+  static const std::vector<ModelFamily> families = {
+      imagenet_family("resnet", true, false), imagenet_family("plain", false, false),
+      imagenet_family("preact", true, true),  cifar_family("resnet", true, false),
+      cifar_family("plain", false, false),    cifar_family("preact", true, true)};
   return families;
 }
 
+const std::vector<std::pair<std::string, std::string>>& model_tags() {
+  static const std::vector<std::pair<std::string, std::string>> tags = {
+      {"-bottleneck", "CIFAR nets of bottleneck blocks (1x1, 3x3, 1x1), 9n+2 layers: resnet164-bottleneck"},
+      {"-k1", "one 3x3 layer per block (3n+2 layers): resnet20-k1"},
+      {"-k2", "two 3x3 layers per block, the paper's (6n+2)"},
+      {"-k3", "three 3x3 layers per block (9n+2): resnet20-k3"},
+      {"-noaffine", "BN without learned gamma and beta (Caffe's BatchNorm without its Scale layer)"},
+      {"-zerogamma", "the last BN gamma of each branch starts at 0 (Goyal et al. 2017)"},
+      {"-skipinit", "a learnable scalar on each branch, starting at 0 (SkipInit, De & Smith 2020; ReZero)"},
+      {"-scalar", "a learnable scalar on each branch, starting at 1"},
+      {"-nonorm", "no normalisation, He initialisation"},
+      {"-fixup", "no normalisation, Fixup initialisation and scalar biases (Zhang et al. 2019)"},
+      {"-torchvision", "bottleneck stride on the 3x3 conv, as the common PyTorch reference (the paper: first 1x1)"}};
+  return tags;
+}
+
 ParsedModelName parse_model_name(const std::string& name) {
-  for (const auto& family : model_families()) {
-    if (name.size() <= family.prefix.size() || name.compare(0, family.prefix.size(), family.prefix) != 0) continue;
-    const std::string digits = name.substr(family.prefix.size());
-    bool all_digits = digits.size() <= 6;
-    for (char c : digits) all_digits = all_digits && std::isdigit(static_cast<unsigned char>(c));
-    if (!all_digits) continue;
-    const int64_t depth = std::stoll(digits);
-    try {
-      family.validate_depth(depth);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("model '" + name + "': " + e.what());
-    }
-    return {&family, depth};
+  std::string rest = name;
+  bool cifar_only = false;
+  if (rest.rfind("cifar-", 0) == 0) {
+    cifar_only = true;
+    rest = rest.substr(6);
   }
+  size_t letters = 0;
+  while (letters < rest.size() && std::isalpha(static_cast<unsigned char>(rest[letters]))) ++letters;
+  size_t digits = letters;
+  while (digits < rest.size() && std::isdigit(static_cast<unsigned char>(rest[digits]))) ++digits;
+  const std::string prefix = rest.substr(0, letters);
+  const std::string depth_text = rest.substr(letters, digits - letters);
+  const std::string tag_text = rest.substr(digits);
+  const bool well_formed = !depth_text.empty() && depth_text.size() <= 6 && (tag_text.empty() || tag_text[0] == '-');
+  std::string error;
+  bool prefix_known = false;
+  if (well_formed) {
+    const int64_t depth = std::stoll(depth_text);
+    const ModelTags tags = parse_tags(tag_text, name);
+    for (const auto& family : model_families()) {
+      if (family.prefix != prefix || (cifar_only && family.imagenet)) continue;
+      prefix_known = true;
+      // An ImageNet family only claims its own depths; every other depth goes on to the CIFAR family.
+      if (family.imagenet && !std::count(imagenet_depths().begin(), imagenet_depths().end(), depth)) continue;
+      try {
+        ParsedModelName parsed{&family, depth, tags, family.options(depth, tags)};
+        return parsed;
+      } catch (const std::invalid_argument& e) {
+        if (error.empty()) error = e.what();
+      }
+    }
+  }
+  if (prefix_known) throw std::invalid_argument("model '" + name + "': " + error);
   std::string forms;
-  for (const auto& family : model_families()) forms += (forms.empty() ? "" : ", ") + family.prefix + "<depth>";
+  for (const auto& family : model_families()) {
+    if (forms.find(family.prefix + "<depth>") == std::string::npos) {
+      forms += (forms.empty() ? "" : ", ") + family.prefix + "<depth>";
+    }
+  }
   throw std::invalid_argument("unknown model '" + name + "': expected one of " + forms +
-                              " (e.g. resnet56, plain20); `reslab models` lists them");
+                              " with optional -tags (e.g. resnet56, plain20, resnet50, preact164, resnet20-k1); "
+                              "`reslab models` lists them");
 }
 
 std::vector<std::string> model_names() {
   std::vector<std::string> names;
   for (const auto& family : model_families()) {
-    for (int64_t d : family.paper_depths) names.push_back(family.prefix + std::to_string(d));
+    for (int64_t d : family.paper_depths) {
+      const bool claimed_by_imagenet =
+          !family.imagenet && std::count(imagenet_depths().begin(), imagenet_depths().end(), d);
+      names.push_back((claimed_by_imagenet ? "cifar-" : "") + family.prefix + std::to_string(d));
+    }
   }
   return names;
 }
 
 std::shared_ptr<NetworkBase> build_model(const std::string& name, const ModelSpec& spec) {
-  const auto parsed = parse_model_name(name);
-  return parsed.family->build(parsed.depth, spec);
+  auto options = parse_model_name(name).options;
+  return std::make_shared<ResNetImpl>(options.spec(spec));
 }
 
 }  // namespace reslab

@@ -1,45 +1,105 @@
-#include "models/basic_block.h"
+#include "models/residual_block.h"
+
+#include <cmath>
+#include <tuple>
 
 namespace reslab {
 
 namespace {
-torch::nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, /*kernel_size=*/3).stride(stride).padding(1).bias(false));
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  return torch::nn::Conv2d(
+      torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
 }
 }  // namespace
 
-BasicBlockImpl::BasicBlockImpl(const BasicBlockOptions& opts) : options(opts) {
-  TORCH_CHECK(options.in_planes() > 0 && options.planes() > 0, "BasicBlock: planes must be positive");
-  TORCH_CHECK(options.stride() == 1 || options.stride() == 2, "BasicBlock: stride must be 1 or 2, got ",
-              options.stride());
-  conv1_ = register_module("conv1", conv3x3(options.in_planes(), options.planes(), options.stride()));
-  bn1_ = register_module("bn1", torch::nn::BatchNorm2d(options.planes()));
-  conv2_ = register_module("conv2", conv3x3(options.planes(), options.planes(), /*stride=*/1));
-  bn2_ = register_module("bn2", torch::nn::BatchNorm2d(options.planes()));
-
-  const bool shape_changes = options.stride() != 1 || options.in_planes() != options.planes();
-  const bool project = options.residual() && (options.shortcut() == Shortcut::C ||
-                                              (options.shortcut() == Shortcut::B && shape_changes));
-  if (project) {
-    projection_ = register_module(
-        "projection",
-        torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in_planes(), options.planes(), 1)
-                                                    .stride(options.stride())
-                                                    .bias(false)),
-                              torch::nn::BatchNorm2d(options.planes())));
+std::string to_string(Norm n) {
+  switch (n) {
+    case Norm::kBatchNorm: return "bn";
+    case Norm::kBatchNormNoAffine: return "bn-noaffine";
+    case Norm::kNone: return "none";
   }
-  TORCH_CHECK(!options.residual() || options.shortcut() != Shortcut::A || options.planes() >= options.in_planes(),
-              "BasicBlock: an option A (identity) shortcut cannot shrink channels (", options.in_planes(), " -> ",
-              options.planes(), "); use option B or C");
+  return "?";
 }
 
-torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) {
-  if (!projection_.is_empty()) return projection_->forward(x);
+std::string to_string(BranchScale s) {
+  switch (s) {
+    case BranchScale::kNone: return "none";
+    case BranchScale::kZero: return "zero";
+    case BranchScale::kOne: return "one";
+  }
+  return "?";
+}
+
+ResidualBlockImpl::ResidualBlockImpl(const ResidualBlockOptions& opts) : options(opts) {
+  const auto& o = options;
+  TORCH_CHECK(o.in_planes() > 0 && o.planes() > 0, "ResidualBlock: planes must be positive");
+  TORCH_CHECK(o.stride() == 1 || o.stride() == 2, "ResidualBlock: stride must be 1 or 2, got ", o.stride());
+  TORCH_CHECK(o.kind() == BlockKind::kBottleneck || (o.branch_layers() >= 1 && o.branch_layers() <= 3),
+              "ResidualBlock: a basic branch has 1, 2 or 3 layers, got ", o.branch_layers());
+  TORCH_CHECK(!o.fixup() || o.norm() == Norm::kNone, "ResidualBlock: Fixup replaces normalisation (norm must be none)");
+  TORCH_CHECK(!o.residual() || o.shortcut() != Shortcut::A || o.out_planes() >= o.in_planes(),
+              "ResidualBlock: an option A (identity) shortcut cannot shrink channels (", o.in_planes(), " -> ",
+              o.out_planes(), "); use option B or C");
+
+  if (o.kind() == BlockKind::kBottleneck) {
+    convs_.push_back(conv(o.in_planes(), o.planes(), 1, o.stride_on_3x3() ? 1 : o.stride()));
+    convs_.push_back(conv(o.planes(), o.planes(), 3, o.stride_on_3x3() ? o.stride() : 1));
+    convs_.push_back(conv(o.planes(), o.out_planes(), 1, 1));
+  } else {
+    for (int64_t i = 0; i < o.branch_layers(); ++i) {
+      convs_.push_back(conv(i == 0 ? o.in_planes() : o.planes(), o.planes(), 3, i == 0 ? o.stride() : 1));
+    }
+  }
+  for (size_t i = 0; i < convs_.size(); ++i) {
+    const std::string n = std::to_string(i + 1);
+    register_module("conv" + n, convs_[i]);
+    if (o.norm() != Norm::kNone) {
+      const auto& c = convs_[i]->options;
+      const int64_t channels = o.preact() ? c.in_channels() : c.out_channels();
+      norms_.push_back(register_module(
+          "bn" + n, torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).affine(o.norm() == Norm::kBatchNorm))));
+    }
+    if (o.fixup()) {
+      fixup_bias_in_.push_back(register_parameter("bias" + n + "a", torch::zeros({1})));
+      fixup_bias_out_.push_back(register_parameter("bias" + n + "b", torch::zeros({1})));
+    }
+  }
+  if (o.branch_scale() != BranchScale::kNone || o.fixup()) {
+    scale_ = register_parameter("scale", torch::full({1}, o.branch_scale() == BranchScale::kZero ? 0.0 : 1.0));
+  }
+  const bool shape_changes = o.stride() != 1 || o.in_planes() != o.out_planes();
+  const bool project = o.residual() && (o.shortcut() == Shortcut::C || (o.shortcut() == Shortcut::B && shape_changes));
+  if (project) {
+    torch::nn::Sequential seq(conv(o.in_planes(), o.out_planes(), 1, o.stride()));
+    // A pre-activation projection reads the already normalised input; Fixup has no normalisation.
+    if (o.norm() != Norm::kNone && !o.preact()) {
+      seq->push_back(torch::nn::BatchNorm2d(
+          torch::nn::BatchNorm2dOptions(o.out_planes()).affine(o.norm() == Norm::kBatchNorm)));
+    }
+    projection_ = register_module("projection", seq);
+  }
+}
+
+void ResidualBlockImpl::set_tap(ForwardTap* tap, int64_t block, int64_t first_layer) {
+  tap_ = tap;
+  block_ = block;
+  first_layer_ = first_layer;
+}
+
+torch::Tensor ResidualBlockImpl::normalise(size_t i, torch::Tensor h) {
+  return norms_.empty() ? h : norms_[i]->forward(h);
+}
+
+torch::Tensor ResidualBlockImpl::shortcut(const torch::Tensor& x, const torch::Tensor& preactivated) {
+  if (!projection_.is_empty()) {
+    if (options.preact()) return projection_->forward(preactivated);
+    return projection_->forward(options.fixup() ? x + fixup_bias_in_[0] : x);
+  }
   torch::Tensor y = x;
   if (options.stride() != 1) {
     y = y.slice(/*dim=*/2, 0, c10::nullopt, options.stride()).slice(/*dim=*/3, 0, c10::nullopt, options.stride());
   }
-  const int64_t extra = options.planes() - options.in_planes();
+  const int64_t extra = options.out_planes() - options.in_planes();
   if (extra > 0) {
     // Option A: the new channels of the identity are zeros (parameter-free).
     y = torch::constant_pad_nd(y, {0, 0, 0, 0, 0, extra}, 0.0);
@@ -47,59 +107,91 @@ torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) {
   return y;
 }
 
-void BasicBlockImpl::set_tap(ForwardTap* tap, int64_t block, int64_t first_layer) {
-  tap_ = tap;
-  block_ = block;
-  first_layer_ = first_layer;
-}
-
-torch::Tensor BasicBlockImpl::removed(const torch::Tensor& x) {
-  if (options.residual()) return torch::relu(shortcut(x));
-  TORCH_CHECK(keeps_shape(), "BasicBlock ", block_, ": a plain block that changes the shape (", options.in_planes(),
-              " -> ", options.planes(), ", stride ", options.stride(), ") cannot be removed");
-  return x;
-}
-
-torch::Tensor BasicBlockImpl::forward(const torch::Tensor& input) {
-  if (tap_ == nullptr) {
-    auto out = torch::relu(bn1_->forward(conv1_->forward(input)));
-    out = bn2_->forward(conv2_->forward(out));
-    if (options.residual()) out = out + shortcut(input);
-    return torch::relu(out);
+torch::Tensor ResidualBlockImpl::removed(const torch::Tensor& x) {
+  if (!options.residual()) {
+    TORCH_CHECK(keeps_shape(), "ResidualBlock ", block_, ": a plain block that changes the shape (",
+                options.in_planes(), " -> ", options.out_planes(), ", stride ", options.stride(),
+                ") cannot be removed");
+    return x;
   }
-  const BranchRoute route = tap_->route(block_);
+  if (options.preact()) {
+    const auto pre = has_projection() ? torch::relu(normalise(0, x)) : torch::Tensor();
+    return shortcut(x, pre);
+  }
+  return torch::relu(shortcut(x, torch::Tensor()));
+}
+
+torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& input) {
+  const BranchRoute route = tap_ != nullptr ? tap_->route(block_) : BranchRoute::kNormal;
   if (route == BranchRoute::kRemoved) return removed(input);
-  // The same computation, shown to the tap layer by layer.
-  const torch::Tensor x = tap_->layer_input(first_layer_, input);
-  auto out = bn1_->forward(conv1_->forward(x));
-  tap_->layer_response(first_layer_, out);
-  out = tap_->layer_input(first_layer_ + 1, torch::relu(out));
-  out = bn2_->forward(conv2_->forward(out));
-  tap_->layer_response(first_layer_ + 1, out);
-  if (options.residual()) {
-    auto identity = shortcut(x);
-    if (route == BranchRoute::kBranchGradient) identity = identity.detach();
-    if (route == BranchRoute::kShortcutGradient) out = out.detach();
-    out = out + identity;
+  const bool preact = options.preact();
+  torch::Tensor x = input, h = input, pre;
+  for (size_t i = 0; i < convs_.size(); ++i) {
+    const auto layer = first_layer_ + static_cast<int64_t>(i);
+    if (preact) {
+      h = torch::relu(normalise(i, h));
+      if (i == 0) pre = h;
+    }
+    if (!fixup_bias_in_.empty()) h = h + fixup_bias_in_[i];
+    if (tap_ != nullptr) {
+      h = tap_->layer_input(layer, h);
+      if (i == 0 && !preact && fixup_bias_in_.empty()) x = h;  // the same tensor, as the tap returned it
+    }
+    h = convs_[i]->forward(h);
+    if (!preact) h = normalise(i, h);
+    const bool last = i + 1 == convs_.size();
+    if (last && scale_.defined()) h = h * scale_;
+    if (!fixup_bias_out_.empty()) h = h + fixup_bias_out_[i];
+    if (tap_ != nullptr) tap_->layer_response(layer, h);
+    if (!preact && !last) h = torch::relu(h);
   }
-  return torch::relu(out);
+  if (!options.residual()) return preact ? h : torch::relu(h);
+  auto identity = shortcut(x, pre);
+  if (route == BranchRoute::kBranchGradient) identity = identity.detach();
+  if (route == BranchRoute::kShortcutGradient) h = h.detach();
+  const auto out = h + identity;
+  return preact ? out : torch::relu(out);
 }
 
-int64_t BasicBlockImpl::macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w) const {
-  const int64_t h = conv_out_size(in_h, 3, options.stride(), 1);
-  const int64_t w = conv_out_size(in_w, 3, options.stride(), 1);
-  int64_t total = conv_macs(*conv1_, h, w) + conv_macs(*conv2_, h, w);
+int64_t ResidualBlockImpl::macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w) const {
+  int64_t h = in_h, w = in_w, total = 0;
+  for (const auto& c : convs_) {
+    std::tie(h, w) = conv_output_hw(*c, h, w);
+    total += conv_macs(*c, h, w);
+  }
   if (!projection_.is_empty()) total += conv_macs(*projection_->ptr(0)->as<torch::nn::Conv2dImpl>(), h, w);
   *out_h = h;
   *out_w = w;
   return total;
 }
 
-void BasicBlockImpl::pretty_print(std::ostream& stream) const {
-  stream << "reslab::BasicBlock(" << options.in_planes() << " -> " << options.planes()
-         << ", stride=" << options.stride();
-  if (options.residual()) {
-    stream << ", shortcut=" << to_string(options.shortcut()) << (has_projection() ? " (projection)" : "");
+void ResidualBlockImpl::init_branch() {
+  torch::NoGradGuard no_grad;
+  if (options.zero_init_last() && !norms_.empty() && norms_.back()->options.affine()) norms_.back()->weight.zero_();
+}
+
+void ResidualBlockImpl::init_fixup(int64_t residual_blocks) {
+  TORCH_CHECK(residual_blocks > 0, "init_fixup: the net needs at least one block");
+  torch::NoGradGuard no_grad;
+  const auto m = static_cast<double>(convs_.size());
+  if (convs_.size() > 1) {
+    const double factor = std::pow(static_cast<double>(residual_blocks), -1.0 / (2.0 * m - 2.0));
+    for (size_t i = 0; i + 1 < convs_.size(); ++i) convs_[i]->weight.mul_(factor);
+  }
+  convs_.back()->weight.zero_();
+}
+
+void ResidualBlockImpl::pretty_print(std::ostream& stream) const {
+  const auto& o = options;
+  stream << "reslab::ResidualBlock(" << o.in_planes() << " -> " << o.out_planes() << ", stride=" << o.stride()
+         << ", " << (o.kind() == BlockKind::kBottleneck ? "bottleneck" : std::to_string(o.branch_layers()) + "x3x3");
+  if (o.preact()) stream << ", preact";
+  if (o.norm() != Norm::kBatchNorm) stream << ", norm=" << to_string(o.norm());
+  if (o.branch_scale() != BranchScale::kNone) stream << ", scale=" << to_string(o.branch_scale());
+  if (o.zero_init_last()) stream << ", zero-init last gamma";
+  if (o.fixup()) stream << ", fixup";
+  if (o.residual()) {
+    stream << ", shortcut=" << to_string(o.shortcut()) << (has_projection() ? " (projection)" : "");
   } else {
     stream << ", plain";
   }

@@ -1,95 +1,184 @@
-#include "models/cifar_resnet.h"
+#include "models/resnet.h"
 
+#include <numeric>
 #include <stdexcept>
 #include <string>
 
 namespace reslab {
 
-int64_t cifar_blocks_per_stage(int64_t depth) {
-  if (depth < 8 || (depth - 2) % 6 != 0 || depth > kMaxCifarDepth) {
-    throw std::invalid_argument("depth " + std::to_string(depth) +
-                                " is not 6n+2: CIFAR-style nets have depths 8, 14, 20, 26, 32, 38, 44, 50, 56, ..., "
-                                "110, ..., 1202 (any 6n+2 from 8 to " + std::to_string(kMaxCifarDepth) + ")");
+int64_t cifar_blocks_per_stage(int64_t depth, int64_t layers_per_block) {
+  const int64_t step = 3 * layers_per_block;
+  const int64_t max_depth = (kMaxCifarDepth - 2) / 6 * step + 2;
+  if (depth < step + 2 || (depth - 2) % step != 0 || depth > max_depth) {
+    std::string examples;
+    for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9}) examples += std::to_string(step * n + 2) + ", ";
+    std::string paper = layers_per_block == 2 ? "110, ..., 1202 " : layers_per_block == 3 ? "164, ..., 1001 " : "";
+    throw std::invalid_argument("depth " + std::to_string(depth) + " is not " + std::to_string(step) +
+                                "n+2: CIFAR-style nets with " + std::to_string(layers_per_block) +
+                                " layers a block have depths " + examples + "..., " + paper + "(any " +
+                                std::to_string(step) + "n+2 from " + std::to_string(step + 2) + " to " +
+                                std::to_string(max_depth) + ")");
   }
-  return (depth - 2) / 6;
+  return (depth - 2) / step;
 }
 
-CifarResNetImpl::CifarResNetImpl(const CifarResNetOptions& opts) : options(opts) {
-  const int64_t n = cifar_blocks_per_stage(options.depth());
-  const auto& widths = options.widths();
-  const auto& spec = options.spec();
-  TORCH_CHECK(spec.input.channels > 0 && spec.input.height >= 4 && spec.input.width >= 4,
-              "CifarResNet: input must have channels > 0 and at least 4x4 pixels");
-  TORCH_CHECK(spec.classes > 1, "CifarResNet: classes must be at least 2, got ", spec.classes);
+const std::vector<int64_t>& imagenet_depths() {
+  static const std::vector<int64_t> depths = {18, 34, 50, 101, 152};
+  return depths;
+}
 
-  conv1_ = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.input.channels, widths[0], 3)
-                                                          .padding(1)
+ResNetOptions imagenet_options(int64_t depth) {
+  std::vector<int64_t> blocks;
+  if (depth == 18) blocks = {2, 2, 2, 2};
+  if (depth == 34 || depth == 50) blocks = {3, 4, 6, 3};
+  if (depth == 101) blocks = {3, 4, 23, 3};
+  if (depth == 152) blocks = {3, 8, 36, 3};
+  if (blocks.empty()) {
+    throw std::invalid_argument("depth " + std::to_string(depth) +
+                                " is not an ImageNet depth of the paper's Table 1: 18, 34, 50, 101, 152");
+  }
+  return ResNetOptions(depth)
+      .stem(Stem::kImageNet)
+      .widths({64, 128, 256, 512})
+      .stage_blocks(blocks)
+      .kind(depth >= 50 ? BlockKind::kBottleneck : BlockKind::kBasic)
+      .spec(ModelSpec{{3, 224, 224}, 1000, Shortcut::B});
+}
+
+ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
+  const auto& o = options;
+  const auto& spec = o.spec();
+  const int64_t per_block = o.layers_per_block();
+  std::vector<int64_t> stages = o.stage_blocks();
+  if (stages.empty()) stages.assign(o.widths().size(), cifar_blocks_per_stage(o.depth(), per_block));
+  TORCH_CHECK(!stages.empty() && stages.size() == o.widths().size(), "ResNet: ", stages.size(), " stages but ",
+              o.widths().size(), " widths");
+  const int64_t total = std::accumulate(stages.begin(), stages.end(), int64_t{0});
+  TORCH_CHECK(o.depth() == 2 + per_block * total, "ResNet: depth ", o.depth(), " does not match ", total,
+              " blocks of ", per_block, " layers (", 2 + per_block * total, ")");
+  const int64_t min_size = o.stem() == Stem::kImageNet ? 32 : 4;
+  TORCH_CHECK(spec.input.channels > 0 && spec.input.height >= min_size && spec.input.width >= min_size,
+              "ResNet: input must have channels > 0 and at least ", min_size, "x", min_size, " pixels");
+  TORCH_CHECK(spec.classes > 1, "ResNet: classes must be at least 2, got ", spec.classes);
+  TORCH_CHECK(!o.fixup() || o.norm() == Norm::kNone, "ResNet: Fixup replaces normalisation (norm must be none)");
+
+  const bool imagenet = o.stem() == Stem::kImageNet;
+  conv1_ = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.input.channels, o.widths()[0],
+                                                                               imagenet ? 7 : 3)
+                                                          .stride(imagenet ? 2 : 1)
+                                                          .padding(imagenet ? 3 : 1)
                                                           .bias(false)));
-  bn1_ = register_module("bn1", torch::nn::BatchNorm2d(widths[0]));
-  int64_t in_planes = widths[0];
-  for (size_t stage = 0; stage < 3; ++stage) {
+  // A pre-activation net's first BN-ReLU is inside its first block.
+  if (o.norm() != Norm::kNone && !o.preact()) {
+    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(
+                                      torch::nn::BatchNorm2dOptions(o.widths()[0]).affine(o.norm() == Norm::kBatchNorm)));
+  }
+  if (o.fixup()) stem_bias_ = register_parameter("bias1", torch::zeros({1}));
+  int64_t in_planes = o.widths()[0];
+  int64_t layer = 1;
+  for (size_t s = 0; s < stages.size(); ++s) {
     torch::nn::Sequential seq;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t stride = (stage > 0 && i == 0) ? 2 : 1;
-      BasicBlock block(BasicBlockOptions(in_planes, widths[stage])
-                           .stride(stride)
-                           .shortcut(spec.shortcut)
-                           .residual(options.residual()));
+    for (int64_t i = 0; i < stages[s]; ++i) {
+      ResidualBlock block(ResidualBlockOptions(in_planes, o.widths()[s])
+                              .stride(s > 0 && i == 0 ? 2 : 1)
+                              .shortcut(spec.shortcut)
+                              .residual(o.residual())
+                              .kind(o.kind())
+                              .branch_layers(o.branch_layers())
+                              .preact(o.preact())
+                              .stride_on_3x3(o.stride_on_3x3())
+                              .norm(o.norm())
+                              .zero_init_last(o.zero_init_last())
+                              .branch_scale(o.branch_scale())
+                              .fixup(o.fixup()));
       seq->push_back(block);
       blocks_.push_back(block);
-      in_planes = widths[stage];
+      block_place_.emplace_back(static_cast<int64_t>(s), i);
+      first_layer_.push_back(layer);
+      layer += per_block;
+      in_planes = block->options.out_planes();
     }
-    register_module("stage" + std::to_string(stage + 1), seq);
+    register_module("stage" + std::to_string(s + 1), seq);
   }
+  if (o.preact() && o.norm() != Norm::kNone) {
+    final_bn_ = register_module(
+        "final_bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(in_planes).affine(o.norm() == Norm::kBatchNorm)));
+  }
+  if (o.fixup()) fc_bias_ = register_parameter("bias2", torch::zeros({1}));
   fc_ = register_module("fc", torch::nn::Linear(in_planes, spec.classes));
-  init_he(*this);
+  initialise();
 }
 
-torch::Tensor CifarResNetImpl::forward(torch::Tensor x) {
+void ResNetImpl::initialise() {
+  init_he(*this);
+  for (auto& block : blocks_) block->init_branch();
+  if (options.fixup()) {
+    for (auto& block : blocks_) block->init_fixup(num_blocks());
+    torch::NoGradGuard no_grad;
+    fc_->weight.zero_();
+    fc_->bias.zero_();
+  }
+}
+
+torch::Tensor ResNetImpl::forward(torch::Tensor x) {
   if (tap_ != nullptr) x = tap_->layer_input(0, x);
-  x = bn1_->forward(conv1_->forward(x));
+  x = conv1_->forward(x);
+  if (!bn1_.is_empty()) x = bn1_->forward(x);
+  if (stem_bias_.defined()) x = x + stem_bias_;
   if (tap_ != nullptr) tap_->layer_response(0, x);
-  x = torch::relu(x);
+  if (!options.preact()) x = torch::relu(x);
+  if (options.stem() == Stem::kImageNet) x = torch::max_pool2d(x, /*kernel_size=*/3, /*stride=*/2, /*padding=*/1);
   for (auto& block : blocks_) x = block->forward(x);
+  if (options.preact()) x = torch::relu(final_bn_.is_empty() ? x : final_bn_->forward(x));
   x = x.mean({2, 3});  // global average pooling
-  if (tap_ != nullptr) x = tap_->layer_input(1 + 2 * num_blocks(), x);
+  if (fc_bias_.defined()) x = x + fc_bias_;
+  if (tap_ != nullptr) x = tap_->layer_input(depth() - 1, x);
   return fc_->forward(x);
 }
 
-void CifarResNetImpl::set_tap(ForwardTap* tap) {
+void ResNetImpl::set_tap(ForwardTap* tap) {
   tap_ = tap;
-  for (int64_t b = 0; b < num_blocks(); ++b) blocks_[b]->set_tap(tap, b, 1 + 2 * b);
+  for (int64_t b = 0; b < num_blocks(); ++b) blocks_[b]->set_tap(tap, b, first_layer_[b]);
 }
 
-std::vector<LayerInfo> CifarResNetImpl::layers() const {
+std::vector<LayerInfo> ResNetImpl::layers() const {
   std::vector<LayerInfo> out{{"conv1", -1, true, conv1_->weight}};
-  const int64_t n = num_blocks() / 3;
   for (int64_t b = 0; b < num_blocks(); ++b) {
-    const std::string prefix = "stage" + std::to_string(b / n + 1) + "." + std::to_string(b % n) + ".";
-    out.push_back({prefix + "conv1", b, true, blocks_[b]->conv1()->weight});
-    out.push_back({prefix + "conv2", b, true, blocks_[b]->conv2()->weight});
+    const auto [stage, index] = block_place_[b];
+    const std::string prefix = "stage" + std::to_string(stage + 1) + "." + std::to_string(index) + ".";
+    const auto& convs = blocks_[b]->convs();
+    for (size_t i = 0; i < convs.size(); ++i) {
+      out.push_back({prefix + "conv" + std::to_string(i + 1), b, true, convs[i]->weight});
+    }
   }
   out.push_back({"fc", -1, false, fc_->weight});
   return out;
 }
 
-bool CifarResNetImpl::block_removable(int64_t b) const {
-  TORCH_CHECK(b >= 0 && b < num_blocks(), "CifarResNet: no block ", b, " (it has ", num_blocks(), ")");
+bool ResNetImpl::block_removable(int64_t b) const {
+  TORCH_CHECK(b >= 0 && b < num_blocks(), "ResNet: no block ", b, " (it has ", num_blocks(), ")");
   return options.residual() || blocks_[b]->keeps_shape();
 }
 
-int64_t CifarResNetImpl::macs() const {
+int64_t ResNetImpl::macs() const {
   const auto& in = options.spec().input;
-  int64_t h = in.height, w = in.width;
+  auto [h, w] = conv_output_hw(*conv1_, in.height, in.width);
   int64_t total = conv_macs(*conv1_, h, w);
+  if (options.stem() == Stem::kImageNet) {
+    h = conv_out_size(h, 3, 2, 1);
+    w = conv_out_size(w, 3, 2, 1);
+  }
   for (const auto& block : blocks_) total += block->macs(h, w, &h, &w);
   return total + fc_->options.in_features() * fc_->options.out_features();
 }
 
-void CifarResNetImpl::pretty_print(std::ostream& stream) const {
-  stream << "reslab::CifarResNet(depth=" << options.depth() << ", " << (options.residual() ? "residual" : "plain")
-         << ", input=" << options.spec().input.channels << "x" << options.spec().input.height << "x"
-         << options.spec().input.width << ", classes=" << options.spec().classes << ")";
+void ResNetImpl::pretty_print(std::ostream& stream) const {
+  const auto& o = options;
+  stream << "reslab::ResNet(depth=" << o.depth() << ", " << (o.residual() ? "residual" : "plain") << ", "
+         << (o.stem() == Stem::kImageNet ? "imagenet" : "cifar") << " stem, "
+         << (o.kind() == BlockKind::kBottleneck ? "bottleneck" : std::to_string(o.branch_layers()) + "x3x3")
+         << " blocks" << (o.preact() ? ", preact" : "") << ", input=" << o.spec().input.channels << "x"
+         << o.spec().input.height << "x" << o.spec().input.width << ", classes=" << o.spec().classes << ")";
 }
 
 }  // namespace reslab
