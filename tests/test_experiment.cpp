@@ -1,4 +1,7 @@
 // A whole experiment on a slice of Fashion-MNIST: the files of DESIGN.md, the results table, overwrite rules.
+#include <sstream>
+
+#include "experiment/results.h"
 #include "experiment/runner.h"
 #include "train/metrics.h"
 #include "test_util.h"
@@ -58,6 +61,29 @@ TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
   const auto config = read_json_file(dir.file("plain8/config.json"));
   EXPECT_EQ(config["model"]["name"], "plain8");
   EXPECT_EQ(config["data"]["val_size"], 256);
+}
+
+TEST(Results, ModelTagsKeepVariantsOfOneDepthApart) {
+  auto summary = [](const std::string& model, bool residual, double train) {
+    return nlohmann::json{{"run", model},     {"model", model},       {"depth", 20},
+                          {"residual", residual}, {"status", "completed"},
+                          {"final", {{"train_error", train}, {"test_error", train + 1}}}};
+  };
+  const auto results = make_results("t", "", {summary("plain20", false, 30), summary("resnet20", true, 20),
+                                              summary("plain20-k1", false, 40), summary("resnet20-k1", true, 25),
+                                              summary("resnet20-skipinit", true, 22)});
+  const auto& rows = results["degradation"];
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_FALSE(rows[0].contains("variant"));
+  EXPECT_EQ(rows[0]["plain"]["train_error"], 30.0);
+  EXPECT_EQ(rows[1]["variant"], "-k1");
+  EXPECT_EQ(rows[1]["plain"]["train_error"], 40.0);
+  EXPECT_EQ(rows[1]["residual"]["train_error"], 25.0);
+  EXPECT_EQ(rows[2]["variant"], "-skipinit");
+  EXPECT_FALSE(rows[2].contains("plain"));
+  std::ostringstream table;
+  print_degradation_table(results, table);  // a residual-only row prints "-" for the plain side
+  EXPECT_NE(table.str().find("-skipinit"), std::string::npos);
 }
 
 TEST_F(ExperimentTest, ExistingResultsAreKeptUnlessOverwriteIsAsked) {

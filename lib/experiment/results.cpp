@@ -50,6 +50,10 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
         variant.find_first_not_of("0123456789", seed_suffix + 2) == std::string::npos) {
       variant.erase(seed_suffix);
     }
+    // The model's own tags (resnet20-k1 -> "-k1") keep variants of one depth apart, plain beside residual.
+    const size_t digits = model.find_first_of("0123456789");
+    const size_t tags = digits == std::string::npos ? std::string::npos : model.find('-', digits);
+    if (tags != std::string::npos) variant = model.substr(tags) + variant;
     Cell& cell = by_depth[{variant, s["depth"].get<int64_t>()}][s["residual"].get<bool>()];
     cell.train.add(s["final"]["train_error"]);
     cell.test.add(s["final"]["test_error"]);
@@ -94,8 +98,12 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
   for (const auto& row : results["degradation"]) {
     char depth[16];
     std::snprintf(depth, sizeof depth, "%7lld", static_cast<long long>(row["depth"].get<int64_t>()));
-    out << depth << " |       " << cell(row["plain"]["train_error"]) << " " << cell(row["plain"]["test_error"])
-        << " |        " << cell(row["residual"]["train_error"]) << " " << cell(row["residual"]["test_error"])
+    // A variant may have only residual nets (e.g. -skipinit): the missing side prints as "-".
+    auto error = [&row](const char* side, const char* key) {
+      return row.value(side, nlohmann::json::object()).value(key, nlohmann::json());
+    };
+    out << depth << " |       " << cell(error("plain", "train_error")) << " " << cell(error("plain", "test_error"))
+        << " |        " << cell(error("residual", "train_error")) << " " << cell(error("residual", "test_error"))
         << (row.contains("variant") ? "   " + row["variant"].get<std::string>() : "") << "\n";
   }
 }
