@@ -60,9 +60,12 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     cell.statuses.push_back(s.value("status", "unknown"));
     ++cell.runs;
   }
+  // A table when at least one row compares plain with residual; then a variant with one side only (e.g.
+  // -skipinit, residual only) gets its row too.
   nlohmann::json table = nlohmann::json::array();
+  bool compares = false;
   for (const auto& [key, cells] : by_depth) {
-    if (cells.count(false) == 0 || cells.count(true) == 0) continue;
+    compares = compares || cells.size() == 2;
     nlohmann::json row = {{"depth", key.second}};
     if (!key.first.empty()) row["variant"] = key.first;
     for (const auto& [residual, cell] : cells) {
@@ -77,7 +80,7 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
                             {"description", description},
                             {"versions", version_info()},
                             {"runs", summaries}};
-  if (!table.empty()) results["degradation"] = table;
+  if (compares) results["degradation"] = table;
   return results;
 }
 
