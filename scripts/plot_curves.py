@@ -48,9 +48,17 @@ def main(argv):
     if not runs:
         print(f"error: {results_path}: no runs to plot", file=sys.stderr)
         return 2
-    depths = sorted({r["depth"] for r in runs})
-    cmap = plt.get_cmap("tab10")
-    colour = {d: cmap(i % 10) for i, d in enumerate(depths)}
+    def variant(run):
+        # what the name adds after the depth: "-k1" for resnet20-k1, "-B-s2" for a shortcut and seed grid
+        name = run.get("run", run["model"])
+        digits = next((i for i, ch in enumerate(name) if ch.isdigit()), len(name))
+        while digits < len(name) and name[digits].isdigit():
+            digits += 1
+        return name[digits:]
+
+    keys = sorted({(r["depth"], variant(r)) for r in runs})
+    cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
+    colour = {k: cmap(i % cmap.N) for i, k in enumerate(keys)}
     max_iter = max(r.get("iterations", 0) for r in runs) or 1
     scale, unit = (1e4, "iter. (1e4)") if max_iter >= 2e4 else (1.0, "iterations")
 
@@ -64,8 +72,8 @@ def main(argv):
             continue
         records = read_metrics(path)
         ax = panels[bool(run["residual"])]
-        c = colour[run["depth"]]
-        label = f"{'ResNet' if run['residual'] else 'plain'}-{run['depth']}"
+        c = colour[(run["depth"], variant(run))]
+        label = f"{'ResNet' if run['residual'] else 'plain'}-{run['depth']}{variant(run)}"
         train = [(r["iter"] / scale, r["error"]) for r in records if r.get("kind") == "train"]
         test = [(r["iter"] / scale, r["error"]) for r in records if r.get("kind") == "eval" and r.get("split") == "test"]
         if train:

@@ -73,6 +73,22 @@ TEST(Registry, NamesEveryFamilyAndVariant) {
   }
 }
 
+TEST(Registry, PlainNetsOfEveryBranchDepthAreOneNet) {
+  // Without shortcuts, grouping 18 convs into blocks of 1, 2 or 3 changes nothing: same layers, same draws.
+  const ModelSpec spec{{1, 28, 28}, 10, Shortcut::A};
+  const auto x = torch::randn({2, 1, 28, 28});
+  std::vector<torch::Tensor> outputs;
+  for (const char* name : {"plain20-k1", "plain20", "plain20-k3", "resnet20-k1"}) {
+    torch::manual_seed(7);
+    auto net = build_model(name, spec);
+    net->eval();
+    outputs.push_back(net->forward(x));
+  }
+  EXPECT_TRUE(torch::equal(outputs[0], outputs[1]));
+  EXPECT_TRUE(torch::equal(outputs[1], outputs[2]));
+  EXPECT_FALSE(torch::allclose(outputs[0], outputs[3]));  // the shortcuts make the residual twin another net
+}
+
 TEST(Registry, RejectsVariantsThatCannotExist) {
   testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet20-wide"); },
                                                {"resnet20-wide", "unknown tag '-wide'", "-k1", "-fixup"});
