@@ -62,15 +62,16 @@ int run_analyze(const AnalyzeOptions& options) {
                                    : fs::path(options.run_dirs.front()).lexically_normal().parent_path().string();
     if (out.empty()) out = ".";
   }
+  DataCache data;
   for (const auto& probe : probes) {
     std::vector<std::string> files;
     if (!trained.empty()) {
       files.push_back(out + "/" + probe + ".json");
-      analyze(probe, trained, options.settings, files.back(), &std::cout);
+      analyze(probe, trained, options.settings, files.back(), data, &std::cout);
     }
     if (!fresh.empty()) {
       files.push_back(out + "/" + probe + "_init.json");
-      analyze(probe, fresh, options.settings, files.back(), &std::cout);
+      analyze(probe, fresh, options.settings, files.back(), data, &std::cout);
     }
     for (const auto& file : files) {
       std::cout << "Probe results: " << file << "\n";

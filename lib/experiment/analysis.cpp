@@ -130,9 +130,8 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
 }
 
 nlohmann::json analyze(const std::string& probe, const std::vector<ProbeSubject>& subjects,
-                       const ProbeSettings& settings, const std::string& out_file, std::ostream* log) {
+                       const ProbeSettings& settings, const std::string& out_file, DataCache& data, std::ostream* log) {
   check_probe_name(probe);
-  DataCache data;
   nlohmann::json all = nlohmann::json::array();
   for (const auto& subject : subjects) {
     if (log != nullptr) *log << probe << ": " << subject.label << " (" << subject.source << ")" << std::flush;
@@ -155,6 +154,7 @@ std::vector<std::string> run_experiment_analysis(const ExperimentConfig& ex, con
                                                  std::ostream* log) {
   std::vector<std::string> written;
   const auto& a = ex.analysis;
+  DataCache data;
   if (!a.after_training.empty()) {
     std::vector<ProbeSubject> trained;
     for (const auto& run : expand_grid(ex)) {
@@ -163,7 +163,7 @@ std::vector<std::string> run_experiment_analysis(const ExperimentConfig& ex, con
     }
     for (const auto& probe : a.after_training) {
       const std::string file = out_dir + "/" + probe + ".json";
-      analyze(probe, trained, a.settings, file, log);
+      analyze(probe, trained, a.settings, file, data, log);
       written.push_back(file);
     }
   }
@@ -175,7 +175,7 @@ std::vector<std::string> run_experiment_analysis(const ExperimentConfig& ex, con
     }
     for (const auto& probe : a.at_init) {
       const std::string file = out_dir + "/" + probe + "_init.json";
-      analyze(probe, fresh, a.settings, file, log);
+      analyze(probe, fresh, a.settings, file, data, log);
       written.push_back(file);
     }
   }

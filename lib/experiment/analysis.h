@@ -34,8 +34,9 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
 
 /// Runs `probe` on every subject, writes each trained run's result to RUN_DIR/probes/PROBE.json and all of them
 /// to `out_file` ({"probe", "settings", "subjects": [...]}); returns that document.
+/// `data` keeps the decoded datasets between calls (several probes on the same runs read them once).
 nlohmann::json analyze(const std::string& probe, const std::vector<ProbeSubject>& subjects,
-                       const ProbeSettings& settings, const std::string& out_file, std::ostream* log);
+                       const ProbeSettings& settings, const std::string& out_file, DataCache& data, std::ostream* log);
 
 /// The after-training and at-initialisation probes of an experiment that has just run into `out_dir`
 /// (files OUT/PROBE.json and OUT/PROBE_init.json). Returns the files written.
