@@ -140,6 +140,19 @@ void read_verified(const std::string& path, torch::serialize::InputArchive& arch
   }
 }
 
+/// Reads the sub-archive `key` of a verified file; throws CheckpointError naming the path when it is missing or
+/// unreadable.
+void read_part(const std::string& path, torch::serialize::InputArchive& archive, const char* key,
+               torch::serialize::InputArchive& part, const char* what) {
+  bool found = false;
+  try {
+    found = archive.try_read(key, part);
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": unreadable " + what + " (truncated or corrupt): " + describe(e));
+  }
+  if (!found) throw CheckpointError(path + ": not a reslab " + what + " (no " + key + ")");
+}
+
 nlohmann::json read_meta(const std::string& path, torch::serialize::InputArchive& archive, const char* what) {
   torch::Tensor meta_bytes;
   try {
@@ -177,15 +190,8 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
   torch::serialize::InputArchive archive;
   read_verified(path, archive, "checkpoint");
   torch::serialize::InputArchive model_archive, optimizer_archive;
-  try {
-    if (!archive.try_read("model", model_archive) || !archive.try_read("optimizer", optimizer_archive)) {
-      throw CheckpointError(path + ": not a reslab checkpoint (model or optimizer missing)");
-    }
-  } catch (const CheckpointError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw CheckpointError(path + ": unreadable checkpoint (truncated or corrupt): " + describe(e));
-  }
+  read_part(path, archive, "model", model_archive, "checkpoint");
+  read_part(path, archive, "optimizer", optimizer_archive, "checkpoint");
   const auto meta = read_meta(path, archive, "checkpoint");
   try {
     model.load(model_archive);
@@ -207,13 +213,7 @@ void save_model_file(const std::string& path, const torch::nn::Module& model, co
 nlohmann::json load_model_file(const std::string& path, torch::nn::Module& model) {
   torch::serialize::InputArchive archive, model_archive;
   read_verified(path, archive, "model file");
-  try {
-    if (!archive.try_read("model", model_archive)) throw CheckpointError(path + ": not a reslab model file (no model)");
-  } catch (const CheckpointError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw CheckpointError(path + ": unreadable model file (truncated or corrupt): " + describe(e));
-  }
+  read_part(path, archive, "model", model_archive, "model file");
   const auto meta = read_meta(path, archive, "model file");
   try {
     model.load(model_archive);
