@@ -43,8 +43,25 @@ void setup_train(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<TrainOptions>();
   auto* cmd = app.add_subcommand("train", "Train one network");
   cmd->add_option("--model", opts->run.model, "Model name, e.g. resnet20, plain56")->required();
-  cmd->add_option("--dataset", opts->run.dataset, "fashion-mnist, mnist, cifar10 or cifar100")->capture_default_str();
+  cmd->add_option("--dataset", opts->run.dataset, "fashion-mnist, mnist, cifar10, cifar100 or image-folder")
+      ->capture_default_str();
   cmd->add_option("--out", opts->out, "Folder for config.json, metrics.jsonl, summary.json")->required();
+  auto& folder = opts->run.folder;
+  cmd->add_option("--crop", folder.crop, "image-folder: side of the square crop the network sees")->capture_default_str();
+  cmd->add_option_function<std::vector<int64_t>>(
+         "--scale",
+         [opts](const std::vector<int64_t>& v) {
+           if (v.size() != 2) throw CLI::ValidationError("--scale", "expected MIN,MAX, e.g. 256,480");
+           opts->run.folder.scale_min = v[0];
+           opts->run.folder.scale_max = v[1];
+         },
+         "image-folder: training resizes the shorter side to a random size in MIN,MAX (default 256,480)")
+      ->delimiter(',');
+  cmd->add_option("--eval-resize", folder.eval_resize, "image-folder: shorter side before the evaluation crops")
+      ->capture_default_str();
+  cmd->add_option("--eval-crops", folder.eval_crops, "image-folder: 1 (centre crop) or 10 (ten-crop) views to test")
+      ->capture_default_str();
+  cmd->add_option("--workers", folder.workers, "image-folder: decoding threads (0: every core)")->capture_default_str();
   cmd->add_option("--shortcut", opts->run.shortcut, "Shortcut option A, B or C")->capture_default_str();
   cmd->add_option("--val-size", opts->run.val_size, "Training examples held out for validation");
   cmd->add_option("--milestones", opts->run.schedule.milestones, "Epochs at which the lr drops by 10x")->delimiter(',');

@@ -54,6 +54,27 @@ check "missing data" nonzero "/nonexistent/train-images-idx3-ubyte" -- \
 check "epochs xor iterations" nonzero "excludes" -- "$reslab" train --model resnet8 --out "$work/t2" --epochs 1 --iterations 5
 check "cifar needs data" nonzero "cifar10.*--data" -- "$reslab" train --model resnet8 --dataset cifar10 --out "$work/t1"
 
+# An image folder of PPM files (random pixels): a run on it with ten-crop evaluation, then a corrupt image and
+# an empty class folder, each named in the error.
+ppm() { { printf 'P6\n%d %d\n255\n' 24 20; head -c $((24 * 20 * 3)) /dev/urandom; } >"$1"; }
+for split in train val; do
+  for c in cat dog; do
+    mkdir -p "$work/folder/$split/$c"
+    for i in 1 2 3 4; do ppm "$work/folder/$split/$c/$i.ppm"; done
+  done
+done
+folder_train=("$reslab" train --model resnet8 --dataset image-folder --data "$work/folder" --scale 18,22
+  --eval-resize 18 --eval-crops 10 --batch 4 --iterations 2 --threads 2)
+check "train on image folder" 0 "completed after 2 iterations" -- "${folder_train[@]}" --crop 16 --out "$work/f1"
+check "folder run config" 0 '"eval_crops": 10' -- cat "$work/f1/config.json"
+check "bad crop" nonzero "scale_min 18: expected at least the crop \(20\)" -- "${folder_train[@]}" --crop 20 --out "$work/f2"
+echo "garbage" >"$work/folder/val/dog/5.jpg"
+check "corrupt image named" nonzero "folder/val/dog/5.jpg: cannot decode" -- "${folder_train[@]}" --crop 16 --out "$work/f3"
+mkdir -p "$work/folder/train/empty/sub"
+check "empty class named" nonzero "folder/train/empty: class folder with no images" -- "${folder_train[@]}" --crop 16 --out "$work/f4"
+check "folder needs data" nonzero "image-folder.*--data" -- "$reslab" train --model resnet8 --dataset image-folder \
+  --out "$work/f5" --iterations 1
+
 # A small experiment end to end, then the refusal to overwrite it, then the plot.
 cat >"$work/small.json" <<'JSON'
 {"name": "small", "grid": {"depth": [8], "residual": [false, true]},

@@ -190,6 +190,40 @@ TEST(Config, ProbesSectionIsReadStrictly) {
   testing::expect_error<ConfigError>([&] { parse_experiment(no_at, "p.json"); }, {"'probes.at'", "iterations"});
 }
 
+TEST(Config, ImageFolderTransformKeysAreReadAndChecked) {
+  auto doc = minimal();
+  doc["data"] = {{"dataset", "image-folder"}, {"dir", "/data/imagenette"}, {"crop", 112}, {"scale", {128, 240}},
+                 {"eval_resize", 128}, {"eval_crops", 10}, {"workers", 3}};
+  const auto runs = expand_grid(parse_experiment(doc, "exp.json"));
+  const FolderTransform& t = runs[0].folder;
+  EXPECT_EQ(t.crop, 112);
+  EXPECT_EQ(t.scale_min, 128);
+  EXPECT_EQ(t.scale_max, 240);
+  EXPECT_EQ(t.eval_resize, 128);
+  EXPECT_EQ(t.eval_crops, 10);
+  EXPECT_EQ(t.workers, 3);
+  EXPECT_EQ(to_json(runs[0])["data"]["scale"], nlohmann::json({128, 240}));
+  testing::TempDir dir;
+  write_json_file(dir.file("config.json"), to_json(runs[0]));
+  EXPECT_EQ(to_json(load_run_config(dir.file("config.json"))), to_json(runs[0]));
+  // Only an image folder has them, and only possible values pass.
+  EXPECT_FALSE(to_json(expand_grid(parse_experiment(minimal(), "exp.json"))[0])["data"].contains("crop"));
+  auto bad = [&](const char* key, nlohmann::json value, std::vector<std::string> parts) {
+    auto d = doc;
+    d["data"][key] = value;
+    testing::expect_error<ConfigError>([&] { parse_experiment(d, "exp.json"); }, parts);
+  };
+  bad("eval_crops", 5, {"exp.json", "'data.eval_crops'", "1 (centre crop) or 10"});
+  bad("scale", {300, 200}, {"'data.scale'", "[300,200]", "scale_max at least scale_min (300)"});
+  bad("scale", {256}, {"'data.scale'", "[min, max]"});
+  bad("crop", 300, {"'data.scale'", "at least the crop (300)"});
+  bad("workers", -1, {"'data.workers'"});
+  auto other = minimal();
+  other["data"] = {{"dataset", "fashion-mnist"}, {"crop", 24}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(other, "exp.json"); },
+                                     {"'data.crop'", "image-folder only"});
+}
+
 TEST(Config, ARunsConfigJsonReadsBackAsTheSameRun) {
   auto doc = minimal();
   doc["probes"] = {{"during_training", {"grad_snr"}}, {"at", {5}}};

@@ -80,7 +80,7 @@ Batch BatchLoader::batch(int64_t index) const {
       }
     }
   }
-  return {inputs, targets};
+  return {inputs, targets, 1};
 }
 
 }  // namespace reslab

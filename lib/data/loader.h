@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "data/batch_source.h"
 #include "data/dataset.h"
 
 namespace reslab {
@@ -20,26 +21,22 @@ struct LoaderOptions {
   uint64_t seed = 0;
   /// Write batches in channels-last layout (NHWC in memory), the layout the networks run fastest in.
   bool channels_last = true;
+  /// Evaluation with one view per example even where the source offers more (an image folder's 10-crop).
+  bool single_view = false;
 };
 
-struct Batch {
-  torch::Tensor inputs;   ///< float32, N x C x H x W, pixel/255 minus the per-pixel mean; padding is 0
-  torch::Tensor targets;  ///< int64, N
-};
-
-/// Serves the batches of one epoch at a time. Every batch depends only on (seed, epoch, batch index), so a run
-/// can be replayed or resumed from any position.
-class BatchLoader {
+/// Batches of an in-memory dataset: inputs are pixel/255 minus the per-pixel mean; padding is 0.
+class BatchLoader : public BatchSource {
  public:
   /// `mean` is the per-pixel training mean (float, C x H x W, in [0, 1]); it is subtracted from every image.
   BatchLoader(const ImageDataset& data, torch::Tensor mean, LoaderOptions options);
 
-  /// Fixes the order of `epoch` (a permutation when shuffling, file order otherwise).
-  void set_epoch(int64_t epoch);
-  int64_t batches_per_epoch() const;
+  void set_epoch(int64_t epoch) override;
+  int64_t batches_per_epoch() const override;
   /// Batch `index` (0-based) of the current epoch.
-  Batch batch(int64_t index) const;
-  int64_t size() const { return data_.size(); }
+  Batch batch(int64_t index) const override;
+  int64_t size() const override { return data_.size(); }
+  int64_t batch_size() const override { return options_.batch; }
   const LoaderOptions& options() const { return options_; }
 
  private:

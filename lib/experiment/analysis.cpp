@@ -67,28 +67,17 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
   const RunConfig& run = subject.run;
   const int64_t threads = resolve_threads(run.threads);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
-  auto splits = data.get(run);
-  const ImageDataset& train = splits->train;
-  ModelSpec spec{{train.channels(), train.height(), train.width()}, dataset_info(run.dataset).classes,
-                 parse_shortcut(run.shortcut)};
+  // Probes compare a net's outputs example by example: one view per example, whatever the run evaluated on.
+  RunData run_data = open_run_data(run, data, settings.batch, mix_seed(run.seed ^ settings.seed), /*single_view=*/true);
   torch::manual_seed(run.seed);
-  auto net = build_model(run.model, spec);
+  auto net = build_model(run.model, run_data.spec);
   if (run.channels_last) to_channels_last(*net);
-
-  LoaderOptions train_opts;
-  train_opts.batch = settings.batch;
-  train_opts.augment = run.augment;
-  train_opts.seed = mix_seed(run.seed ^ settings.seed);
-  train_opts.channels_last = run.channels_last;
-  BatchLoader train_loader(splits->train, splits->mean, train_opts);
+  const BatchSource& train_loader = *run_data.train;
+  const BatchSource& test_loader = *run_data.test;
   if (train_loader.batches_per_epoch() == 0) {
     throw ConfigError(subject.label + ": the probe batch (" + std::to_string(settings.batch) +
                       ") is larger than the training set (" + std::to_string(train_loader.size()) + ")");
   }
-  LoaderOptions test_opts = train_opts;
-  test_opts.batch = run.eval_batch;
-  test_opts.shuffle = test_opts.augment = test_opts.drop_last = false;
-  BatchLoader test_loader(splits->test, splits->mean, test_opts);
 
   if (subject.source == "trained") {
     const std::string path = subject.run_dir + "/model.pt";

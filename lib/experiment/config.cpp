@@ -113,6 +113,35 @@ void read_probes(JsonSection s, ExperimentConfig& ex) {
   s.finish({"during_training", "at", "after_training", "at_init", "init_depths", "settings"});
 }
 
+void read_folder_transform(JsonSection& d, RunConfig& run) {
+  FolderTransform& t = run.folder;
+  bool given = false;
+  if (auto v = d.integer("crop")) t.crop = *v, given = true;
+  if (auto v = d.integers("scale")) {
+    if (v->size() != 2) d.fail("scale", "[min, max]: the range the shorter side is resized to in training");
+    t.scale_min = (*v)[0];
+    t.scale_max = (*v)[1];
+    given = true;
+  }
+  if (auto v = d.integer("eval_resize")) t.eval_resize = *v, given = true;
+  if (auto v = d.integer("eval_crops")) t.eval_crops = *v, given = true;
+  if (auto v = d.integer("workers")) t.workers = *v, given = true;
+  if (given && run.dataset != "image-folder") {
+    for (const char* key : {"crop", "scale", "eval_resize", "eval_crops", "workers"}) {
+      if (d.has(key)) d.fail(key, "no such key for dataset '" + run.dataset + "' (image-folder only)");
+    }
+  }
+  try {
+    check_transform(t);
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    const std::string field = what.substr(0, what.find(' '));
+    const std::string key = field == "scale_min" || field == "scale_max" ? "scale" : field;
+    const auto at = what.find(": expected ");
+    d.fail(key, (key == field ? "" : field + " ") + (at == std::string::npos ? what : what.substr(at + 11)));
+  }
+}
+
 }  // namespace
 
 ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source) {
@@ -151,7 +180,9 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
       run.split_seed = static_cast<uint64_t>(*v);
     }
     if (auto v = d->boolean("augment")) run.augment = *v;
-    d->finish({"dataset", "dir", "train_size", "val_size", "test_size", "split_seed", "augment"});
+    read_folder_transform(*d, run);
+    d->finish({"dataset", "dir", "train_size", "val_size", "test_size", "split_seed", "augment", "crop", "scale",
+               "eval_resize", "eval_crops", "workers"});
   }
   if (auto o = top.section("optim")) {
     if (auto v = o->integer("batch")) run.batch = *v;
@@ -272,6 +303,13 @@ void validate_run(const RunConfig& run, const std::string& source) {
   } catch (const std::invalid_argument& e) {
     throw ConfigError(source + ": " + e.what());
   }
+  if (run.dataset == "image-folder") {
+    try {
+      check_transform(run.folder);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(source + ": run '" + run.name + "': image folder transform: " + e.what());
+    }
+  }
   try {
     parse_shortcut(run.shortcut);
   } catch (const std::invalid_argument& e) {
@@ -283,19 +321,22 @@ void validate_run(const RunConfig& run, const std::string& source) {
       bad("data sizes", std::to_string(run.train_size) + "/" + std::to_string(run.val_size) + "/" +
                             std::to_string(run.test_size), "non-negative sizes (0 keeps all)");
     }
-    if (run.val_size + run.train_size > info.train_examples || run.val_size >= info.train_examples) {
+    // An image folder's sizes are checked when it is read.
+    if (info.train_examples > 0 &&
+        (run.val_size + run.train_size > info.train_examples || run.val_size >= info.train_examples)) {
       bad("data.train_size + data.val_size", std::to_string(run.train_size + run.val_size),
           "at most " + std::to_string(info.train_examples) + " (" + info.name + " training examples)");
     }
-    if (run.test_size > info.test_examples) {
+    if (info.test_examples > 0 && run.test_size > info.test_examples) {
       bad("data.test_size", std::to_string(run.test_size), "at most " + std::to_string(info.test_examples));
     }
   } catch (const std::invalid_argument& e) {
     throw ConfigError(source + ": data.dataset: " + e.what());
   }
   if (run.batch <= 0) bad("optim.batch", std::to_string(run.batch), "a positive integer");
-  if (const auto& info = dataset_info(run.dataset); run.batch > (run.train_size > 0 ? run.train_size
-                                                                                    : info.train_examples - run.val_size)) {
+  if (const auto& info = dataset_info(run.dataset);
+      (run.train_size > 0 || info.train_examples > 0) &&
+      run.batch > (run.train_size > 0 ? run.train_size : info.train_examples - run.val_size)) {
     bad("optim.batch", std::to_string(run.batch), "at most the number of training examples");
   }
   if (!run.epochs && !run.iterations) bad("optim.epochs", "(missing)", "'epochs' or 'iterations'");
@@ -384,7 +425,7 @@ nlohmann::json to_json(const RunConfig& r) {
                           {"nesterov", r.nesterov},     {"schedule", schedule}};
   if (r.epochs) optim["epochs"] = *r.epochs;
   if (r.iterations) optim["iterations"] = *r.iterations;
-  return {{"experiment", r.experiment},
+  nlohmann::json out = {{"experiment", r.experiment},
           {"name", r.name},
           {"seed", r.seed},
           {"threads", r.threads},
@@ -405,6 +446,16 @@ nlohmann::json to_json(const RunConfig& r) {
             {"eval_batch", r.eval_batch},
             {"channels_last", r.channels_last}}},
           {"probes", {{"during_training", r.probes}, {"at", r.probe_at}}}};
+  if (r.dataset == "image-folder") {
+    const auto& t = r.folder;
+    auto& d = out["data"];
+    d["crop"] = t.crop;
+    d["scale"] = {t.scale_min, t.scale_max};
+    d["eval_resize"] = t.eval_resize;
+    d["eval_crops"] = t.eval_crops;
+    d["workers"] = t.workers;
+  }
+  return out;
 }
 
 nlohmann::json to_json(const ExperimentConfig& ex) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "data/image_folder.h"
 #include "experiment/json_reader.h"
 #include "optim/schedule.h"
 #include "probes/settings.h"
@@ -26,6 +27,8 @@ struct RunConfig {
   int64_t train_size = 0, val_size = 0, test_size = 0;
   uint64_t split_seed = 0;
   bool augment = true;
+  /// How an image folder's files become inputs (dataset "image-folder" only).
+  FolderTransform folder;
   // Optimisation.
   int64_t batch = 128;
   std::optional<double> epochs;

@@ -20,10 +20,14 @@ namespace fs = std::filesystem;
 
 namespace reslab {
 
-std::shared_ptr<const DataSplits> DataCache::get(const RunConfig& run) {
-  const std::string key = run.dataset + "|" + run.data_dir + "|" + std::to_string(run.train_size) + "|" +
-                          std::to_string(run.val_size) + "|" + std::to_string(run.test_size) + "|" +
-                          std::to_string(run.split_seed);
+std::shared_ptr<const SplitSource> DataCache::get(const RunConfig& run) {
+  std::string key = run.dataset + "|" + run.data_dir + "|" + std::to_string(run.train_size) + "|" +
+                    std::to_string(run.val_size) + "|" + std::to_string(run.test_size) + "|" +
+                    std::to_string(run.split_seed);
+  if (run.dataset == "image-folder") {
+    const auto& t = run.folder;
+    for (int64_t v : {t.crop, t.scale_min, t.scale_max, t.eval_resize, t.eval_crops}) key += "|" + std::to_string(v);
+  }
   auto it = cache_.find(key);
   if (it != cache_.end()) return it->second;
   SplitOptions split;
@@ -31,9 +35,30 @@ std::shared_ptr<const DataSplits> DataCache::get(const RunConfig& run) {
   split.val_size = run.val_size;
   split.test_size = run.test_size;
   split.split_seed = run.split_seed;
-  auto splits = std::make_shared<const DataSplits>(prepare_splits(run.dataset, run.data_dir, split));
+  auto splits = open_splits(run.dataset, run.data_dir, split, run.folder);
   cache_[key] = splits;
   return splits;
+}
+
+RunData open_run_data(const RunConfig& run, DataCache& cache, int64_t train_batch, uint64_t loader_seed,
+                      bool single_view) {
+  RunData d;
+  d.splits = cache.get(run);
+  const SplitSource& s = *d.splits;
+  d.spec = ModelSpec{{s.channels(), s.height(), s.width()}, s.classes(), parse_shortcut(run.shortcut)};
+  LoaderOptions train_opts;
+  train_opts.batch = train_batch;
+  train_opts.augment = run.augment;
+  train_opts.seed = loader_seed;
+  train_opts.channels_last = run.channels_last;
+  d.train = s.loader(Part::kTrain, train_opts);
+  LoaderOptions eval_opts = train_opts;
+  eval_opts.batch = run.eval_batch;
+  eval_opts.shuffle = eval_opts.augment = eval_opts.drop_last = false;
+  eval_opts.single_view = single_view;
+  if (s.size(Part::kVal) > 0) d.val = s.loader(Part::kVal, eval_opts);
+  d.test = s.loader(Part::kTest, eval_opts);
+  return d;
 }
 
 int64_t resolve_threads(int64_t requested) {
@@ -90,28 +115,13 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   const int64_t threads = resolve_threads(run.threads);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
 
-  auto splits = data.get(run);
-  const DatasetInfo& info = dataset_info(run.dataset);
-  // The network is built for the images as they are on disk (the table's shape is the usual one).
-  const ImageDataset& train = splits->train;
-  ModelSpec spec{{train.channels(), train.height(), train.width()}, info.classes, parse_shortcut(run.shortcut)};
+  RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
+  const ModelSpec& spec = data_of_run.spec;
+  BatchSource& train_loader = *data_of_run.train;
   torch::manual_seed(run.seed);
   auto model = build_model(run.model, spec);
   if (run.channels_last) to_channels_last(*model);
   const auto parsed = parse_model_name(run.model);
-
-  LoaderOptions train_opts;
-  train_opts.batch = run.batch;
-  train_opts.augment = run.augment;
-  train_opts.seed = mix_seed(run.seed);
-  train_opts.channels_last = run.channels_last;
-  BatchLoader train_loader(splits->train, splits->mean, train_opts);
-  LoaderOptions eval_opts = train_opts;
-  eval_opts.batch = run.eval_batch;
-  eval_opts.shuffle = eval_opts.augment = eval_opts.drop_last = false;
-  std::unique_ptr<BatchLoader> val_loader, test_loader;
-  if (splits->val.size() > 0) val_loader = std::make_unique<BatchLoader>(splits->val, splits->mean, eval_opts);
-  test_loader = std::make_unique<BatchLoader>(splits->test, splits->mean, eval_opts);
 
   const int64_t per_epoch = train_loader.batches_per_epoch();
   if (per_epoch == 0) {
@@ -128,6 +138,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   // What a checkpoint must match to be continued: the run's settings, but for the thread count.
   nlohmann::json identity = to_json(run);
   identity.erase("threads");
+  if (identity["data"].contains("workers")) identity["data"].erase("workers");
   std::string resume_from;
   nlohmann::json resume_meta;
   if (options.resume) {
@@ -164,7 +175,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   Trainer trainer(ctx, total, run.log_every);
   trainer.add(std::make_shared<ScheduleCallback>(make_schedule(schedule, run.lr, per_epoch, total)));
   trainer.add(std::make_shared<TrainRecordCallback>());
-  auto eval = std::make_shared<EvalCallback>(val_loader.get(), test_loader.get(), run.eval_every_epoch,
+  auto eval = std::make_shared<EvalCallback>(data_of_run.val.get(), data_of_run.test.get(), run.eval_every_epoch,
                                              std::set<int64_t>(run.eval_at.begin(), run.eval_at.end()));
   trainer.add(eval);
   if (options.progress != nullptr) {

@@ -10,18 +10,33 @@
 
 #include "data/datasets.h"
 #include "experiment/config.h"
+#include "models/network.h"
 #include "train/trainer.h"
 
 namespace reslab {
 
-/// Decoded datasets shared by the runs of one process, keyed by dataset, folder and split.
+/// Datasets shared by the runs of one process (decoded, or an image folder's file lists and statistics), keyed
+/// by dataset, folder, split and transform.
 class DataCache {
  public:
-  std::shared_ptr<const DataSplits> get(const RunConfig& run);
+  std::shared_ptr<const SplitSource> get(const RunConfig& run);
 
  private:
-  std::map<std::string, std::shared_ptr<const DataSplits>> cache_;
+  std::map<std::string, std::shared_ptr<const SplitSource>> cache_;
 };
+
+/// What a run reads: the spec its network is built for and loaders over its parts (val is null when the run
+/// holds out no validation examples).
+struct RunData {
+  std::shared_ptr<const SplitSource> splits;
+  ModelSpec spec;
+  std::unique_ptr<BatchSource> train, val, test;
+};
+
+/// The spec and loaders of `run`: training batches of `train_batch` drawn from `loader_seed` (augmented as the
+/// run says), evaluation batches of run.eval_batch in file order (one view each when `single_view`).
+RunData open_run_data(const RunConfig& run, DataCache& cache, int64_t train_batch, uint64_t loader_seed,
+                      bool single_view = false);
 
 struct RunOptions {
   std::ostream* progress = nullptr;  ///< where the progress line goes; null prints none

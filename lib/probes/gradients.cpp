@@ -18,7 +18,7 @@ NetworkStateGuard::~NetworkStateGuard() {
   net_.train(training_);
 }
 
-void calibrate_batchnorm(NetworkBase& net, const BatchLoader& train, int64_t batches) {
+void calibrate_batchnorm(NetworkBase& net, const BatchSource& train, int64_t batches) {
   TORCH_CHECK(batches > 0, "calibrate_batchnorm: batches must be positive, got ", batches);
   TORCH_CHECK(train.batches_per_epoch() > 0, "calibrate_batchnorm: no training batch");
   std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> bns;
@@ -190,7 +190,7 @@ nlohmann::json gradient_snr(NetworkBase& net, const Batch& batch) {
           {"layers", rows}};
 }
 
-nlohmann::json gradient_correlation(NetworkBase& net, const BatchLoader& test, const ProbeSettings& s) {
+nlohmann::json gradient_correlation(NetworkBase& net, const BatchSource& test, const ProbeSettings& s) {
   TORCH_CHECK(s.points >= 2 && s.lines >= 1 && s.max_lag >= 1 && s.max_lag < s.points,
               "gradient_correlation: need points >= 2, lines >= 1 and 1 <= max_lag < points");
   NetworkStateGuard guard(net);

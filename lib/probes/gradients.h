@@ -33,7 +33,7 @@ class NetworkStateGuard {
 /// Sets the BN running statistics of `net` to the cumulative average over the first `batches` batches of
 /// `train`, as a freshly initialised net needs before anything evaluates it in eval mode (at initialisation the
 /// running statistics are 0 and 1 and describe no data). Leaves the net in eval mode.
-void calibrate_batchnorm(NetworkBase& net, const BatchLoader& train, int64_t batches);
+void calibrate_batchnorm(NetworkBase& net, const BatchSource& train, int64_t batches);
 
 /// Captures the input of every weighted layer with its gradient retained (the first layer's input is made a
 /// leaf that requires a gradient).
@@ -94,6 +94,6 @@ nlohmann::json gradient_snr(NetworkBase& net, const Batch& batch);
 /// evenly spaced inputs each, the gradient of the true class's logit with respect to the input; returns the mean
 /// cosine similarity of gradients `lag` points apart for lag 1..max_lag. Shattered gradients decorrelate at
 /// small lags. Eval mode: calibrate BN first for a fresh net.
-nlohmann::json gradient_correlation(NetworkBase& net, const BatchLoader& test, const ProbeSettings& settings);
+nlohmann::json gradient_correlation(NetworkBase& net, const BatchSource& test, const ProbeSettings& settings);
 
 }  // namespace reslab

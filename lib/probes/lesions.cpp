@@ -15,7 +15,7 @@ BranchRoute RouteTap::route(int64_t block) {
   return branch.count(block) > 0 ? BranchRoute::kBranchGradient : BranchRoute::kShortcutGradient;
 }
 
-double error_without(NetworkBase& net, const BatchLoader& test, const std::set<int64_t>& removed) {
+double error_without(NetworkBase& net, const BatchSource& test, const std::set<int64_t>& removed) {
   RouteTap tap;
   tap.removed = removed;
   TapGuard installed(net, tap);
@@ -65,7 +65,7 @@ double input_gradient_norm(NetworkBase& net, const Batch& batch, ForwardTap* tap
 
 }  // namespace
 
-nlohmann::json lesion_study(NetworkBase& net, const BatchLoader& test, const ProbeSettings& s) {
+nlohmann::json lesion_study(NetworkBase& net, const BatchSource& test, const ProbeSettings& s) {
   const int64_t n = net.num_blocks();
   std::vector<int64_t> removable;
   nlohmann::json single = nlohmann::json::array();

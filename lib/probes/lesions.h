@@ -24,12 +24,12 @@ class RouteTap : public ForwardTap {
 };
 
 /// Test error (percent) of `net` over `test` with the blocks in `removed` deleted (eval mode).
-double error_without(NetworkBase& net, const BatchLoader& test, const std::set<int64_t>& removed);
+double error_without(NetworkBase& net, const BatchSource& test, const std::set<int64_t>& removed);
 
 /// The baseline test error, the error with each removable block deleted in turn, and for each k of
 /// settings.lesion_k (up to the number of removable blocks) the errors of settings.samples random sets of k
 /// removable blocks deleted together.
-nlohmann::json lesion_study(NetworkBase& net, const BatchLoader& test, const ProbeSettings& settings);
+nlohmann::json lesion_study(NetworkBase& net, const BatchSource& test, const ProbeSettings& settings);
 
 /// P(path length = k) for k = 0..n in a net of n residual blocks: every path takes each block's branch or its
 /// shortcut, so the lengths are Binomial(n, 1/2).

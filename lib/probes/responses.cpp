@@ -39,7 +39,7 @@ double ResponseTap::std(int64_t layer) const {
   return std::sqrt(std::max(0.0, sum_sq_[l].item<double>() / static_cast<double>(count_[l]) - m * m));
 }
 
-nlohmann::json layer_responses(NetworkBase& net, const BatchLoader& loader) {
+nlohmann::json layer_responses(NetworkBase& net, const BatchSource& loader) {
   NetworkStateGuard guard(net);
   net.eval();
   torch::NoGradGuard no_grad;

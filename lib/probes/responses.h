@@ -25,6 +25,6 @@ class ResponseTap : public ForwardTap {
 
 /// The response statistics of every conv layer of `net` over all of `loader`'s batches, in eval mode.
 /// Returns {"layers": [{layer, name, mean, std}], "std": [in layer order], "std_sorted": [descending]}.
-nlohmann::json layer_responses(NetworkBase& net, const BatchLoader& loader);
+nlohmann::json layer_responses(NetworkBase& net, const BatchSource& loader);
 
 }  // namespace reslab

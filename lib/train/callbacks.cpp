@@ -31,7 +31,7 @@ void TrainRecordCallback::on_log(TrainContext& ctx, const WindowStats& window) {
                       {"img_per_s", window.img_per_s}});
 }
 
-EvalCallback::EvalCallback(const BatchLoader* val, const BatchLoader* test, bool every_epoch,
+EvalCallback::EvalCallback(const BatchSource* val, const BatchSource* test, bool every_epoch,
                            std::set<int64_t> at_iters)
     : val_(val), test_(test), every_epoch_(every_epoch), at_iters_(std::move(at_iters)) {}
 
@@ -44,7 +44,7 @@ void EvalCallback::run_eval(TrainContext& ctx) {
   }
   last_eval_iter_ = ctx.state.iter;
   const auto start = std::chrono::steady_clock::now();
-  auto one = [&](const BatchLoader* loader, const char* split, std::optional<double>& error) {
+  auto one = [&](const BatchSource* loader, const char* split, std::optional<double>& error) {
     if (loader == nullptr) return;
     const EvalResult r = evaluate(ctx.model, *loader);
     error = r.error;

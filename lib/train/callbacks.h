@@ -36,7 +36,7 @@ class TrainRecordCallback : public Callback {
 /// end, writing "eval" records; remembers the latest and best errors.
 class EvalCallback : public Callback {
  public:
-  EvalCallback(const BatchLoader* val, const BatchLoader* test, bool every_epoch, std::set<int64_t> at_iters);
+  EvalCallback(const BatchSource* val, const BatchSource* test, bool every_epoch, std::set<int64_t> at_iters);
   void on_batch_end(TrainContext& ctx) override;
   void on_epoch_end(TrainContext& ctx) override;
   void on_train_end(TrainContext& ctx) override;
@@ -52,8 +52,8 @@ class EvalCallback : public Callback {
  private:
   void run_eval(TrainContext& ctx);
 
-  const BatchLoader* val_;
-  const BatchLoader* test_;
+  const BatchSource* val_;
+  const BatchSource* test_;
   bool every_epoch_;
   std::set<int64_t> at_iters_;
   int64_t last_eval_iter_ = -1;

@@ -19,7 +19,7 @@ Trainer::Trainer(TrainContext& ctx, int64_t total_iters, int64_t log_every) : ct
   auto& s = ctx_.state;
   s.total_iters = total_iters;
   s.iters_per_epoch = ctx_.train_loader.batches_per_epoch();
-  s.batch = ctx_.train_loader.options().batch;
+  s.batch = ctx_.train_loader.batch_size();
   s.train_size = ctx_.train_loader.size();
   TORCH_CHECK(s.iters_per_epoch > 0, "Trainer: the training set (", s.train_size,
               " examples) is smaller than one batch (", s.batch, ")");
@@ -182,7 +182,7 @@ void Trainer::load_state(const nlohmann::json& state) {
   if (s.lr > 0) set_learning_rate(ctx_.optimizer, s.lr);
 }
 
-EvalResult evaluate(NetworkBase& model, const BatchLoader& loader) {
+EvalResult evaluate(NetworkBase& model, const BatchSource& loader) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -191,10 +191,19 @@ EvalResult evaluate(NetworkBase& model, const BatchLoader& loader) {
   for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
     Batch batch = loader.batch(b);
     auto logits = model.forward(batch.inputs);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, batch.targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
-    wrong += logits.argmax(1).ne(batch.targets).sum().item<int64_t>();
+    if (batch.crops > 1) {
+      // Multi-crop evaluation: the prediction is the softmax averaged over an example's views.
+      const int64_t n = batch.targets.size(0);
+      auto log_p = torch::log_softmax(logits.view({n, batch.crops, -1}), 2);
+      log_p = torch::logsumexp(log_p, 1) - std::log(static_cast<double>(batch.crops));
+      loss_sum += torch::nll_loss(log_p, batch.targets, {}, at::Reduction::Sum).item<double>();
+      wrong += log_p.argmax(1).ne(batch.targets).sum().item<int64_t>();
+    } else {
+      loss_sum += torch::nn::functional::cross_entropy(
+                      logits, batch.targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                      .item<double>();
+      wrong += logits.argmax(1).ne(batch.targets).sum().item<int64_t>();
+    }
     total += batch.targets.size(0);
   }
   model.train(was_training);

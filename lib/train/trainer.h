@@ -47,7 +47,7 @@ struct TrainState {
 struct TrainContext {
   NetworkBase& model;
   torch::optim::SGD& optimizer;
-  BatchLoader& train_loader;
+  BatchSource& train_loader;
   JsonlWriter* metrics = nullptr;  ///< where records go; null writes none
   TrainState state;
 };
@@ -107,6 +107,6 @@ struct EvalResult {
   double error = 0.0;
   int64_t examples = 0;
 };
-EvalResult evaluate(NetworkBase& model, const BatchLoader& loader);
+EvalResult evaluate(NetworkBase& model, const BatchSource& loader);
 
 }  // namespace reslab

@@ -1,0 +1,35 @@
+#pragma once
+// What the trainer, the evaluator and the probes read batches from: an in-memory dataset (BatchLoader) or
+// images decoded from files (ImageFolderLoader).
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace reslab {
+
+struct Batch {
+  torch::Tensor inputs;   ///< float32, (N x crops) x C x H x W, normalised as the source says
+  torch::Tensor targets;  ///< int64, N
+  /// Views of each example, consecutive in `inputs` (10-crop evaluation has 10); evaluation averages the
+  /// softmax over them.
+  int64_t crops = 1;
+};
+
+/// Serves the batches of one epoch at a time. Every batch depends only on (seed, epoch, batch index), so a run
+/// can be replayed or resumed from any position, and batches may be asked for in any order.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  /// Fixes the order of `epoch` (a permutation when shuffling, file order otherwise).
+  virtual void set_epoch(int64_t epoch) = 0;
+  virtual int64_t batches_per_epoch() const = 0;
+  /// Batch `index` (0-based) of the current epoch.
+  virtual Batch batch(int64_t index) const = 0;
+  /// Examples in the source.
+  virtual int64_t size() const = 0;
+  /// Examples per full batch.
+  virtual int64_t batch_size() const = 0;
+};
+
+}  // namespace reslab
