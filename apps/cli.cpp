@@ -117,6 +117,13 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--threads", opts->threads, "Intra-op threads (0: every core)")->capture_default_str();
   auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
   cmd->add_flag("--json", opts->json, "Print JSON");
+  cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
+  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (--loader)");
+  cmd->add_option("--workers", opts->folder.workers, "image-folder: decoding threads (0: every core)")
+      ->capture_default_str();
+  cmd->add_option("--crop", opts->folder.crop, "image-folder: crop side")->capture_default_str();
+  cmd->add_option("--eval-crops", opts->folder.eval_crops, "image-folder: 1 or 10 views when evaluating")
+      ->capture_default_str();
   cmd->callback([opts, nchw, &action] {
     opts->channels_last = nchw->count() == 0;
     action = [opts] { return run_bench(*opts); };

@@ -65,6 +65,7 @@ def main(argv):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     panels = {False: axes[0], True: axes[1]}
     top = 0.0
+    diverged = {False: 0, True: 0}  # annotations so far per panel, stacked up from the bottom
     for run in sorted(runs, key=lambda r: (r["residual"], r["depth"], r.get("run", ""))):
         path = os.path.join(results_dir, run.get("run", run["model"]), "metrics.jsonl")
         if not os.path.exists(path):
@@ -85,21 +86,27 @@ def main(argv):
         elif train:
             ax.plot([], [], color=c, linewidth=2.2, label=label)
         if run.get("status") == "diverged":
-            ax.annotate(f"{label} diverged", xy=(0.02, 0.95), xycoords="axes fraction", color=c)
+            k = diverged[bool(run["residual"])]
+            diverged[bool(run["residual"])] += 1
+            ax.annotate(f"{label} diverged at iteration {run.get('diverged_at', '?')}", xy=(0.02, 0.04 + 0.06 * k),
+                        xycoords="axes fraction", color=c, fontsize=9)
 
     dataset = runs[0].get("dataset", "")
     for residual, ax in panels.items():
         ax.set_title(f"{'residual' if residual else 'plain'} nets ({dataset})")
         ax.set_xlabel(unit)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
+        entries = len(ax.get_legend_handles_labels()[0])
+        if entries > 6:  # many variants: below the panel, where it hides no curve
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+        elif entries:
             ax.legend(loc="upper right", fontsize=9)
     axes[0].set_ylabel("error (%)")
     axes[0].set_ylim(0, min(100, top * 1.15 + 1))
     fig.suptitle(f"{results.get('experiment', '')}: dashed = training error, bold = test error", fontsize=10)
     fig.tight_layout()
     tmp = output + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
     os.replace(tmp, output)
     return 0
 

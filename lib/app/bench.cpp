@@ -10,7 +10,64 @@
 #include "models/registry.h"
 #include "optim/sgd.h"
 
+#include <algorithm>
+
 namespace reslab {
+
+namespace {
+
+/// Images per second of `batches` batches of `loader` (from batch `first`), after `warmup` untimed ones.
+double loader_rate(const BatchSource& loader, int64_t first, int64_t batches, int64_t warmup) {
+  const int64_t n = loader.batches_per_epoch();
+  int64_t i = first;
+  for (int64_t w = 0; w < warmup; ++w) loader.batch(i++ % n);
+  int64_t images = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t b = 0; b < batches; ++b) images += loader.batch(i++ % n).targets.size(0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(images) / seconds;
+}
+
+int bench_loader(const BenchOptions& options, int64_t threads) {
+  RunConfig run;
+  run.dataset = options.dataset;
+  run.data_dir = options.data_dir;
+  run.batch = options.batch;
+  run.eval_batch = options.batch;
+  run.channels_last = options.channels_last;
+  run.folder = options.folder;
+  run.threads = threads;
+  run.name = "bench";
+  run.iterations = options.iterations;
+  validate_run(run, "bench");
+  DataCache cache;
+  RunData data = open_run_data(run, cache, run.batch, 0);
+  if (data.train->batches_per_epoch() == 0) {
+    throw std::invalid_argument("bench: --batch " + std::to_string(options.batch) + " is larger than the " +
+                                std::to_string(data.train->size()) + " training examples");
+  }
+  const int64_t workers = options.dataset == "image-folder" ? (options.folder.workers > 0 ? options.folder.workers
+                                                                                         : threads)
+                                                             : 0;
+  const double train = loader_rate(*data.train, 0, options.iterations, options.warmup);
+  const double eval = loader_rate(*data.test, 0, std::min(options.iterations, data.test->batches_per_epoch()),
+                                  std::min(options.warmup, data.test->batches_per_epoch() - 1));
+  nlohmann::json row = {{"dataset", options.dataset}, {"batch", options.batch},
+                        {"workers", workers},         {"input", {data.spec.input.channels, data.spec.input.height,
+                                                                  data.spec.input.width}},
+                        {"loader_train_img_per_s", train}, {"loader_eval_img_per_s", eval}};
+  if (options.dataset == "image-folder") row["eval_crops"] = options.folder.eval_crops;
+  if (options.json) {
+    std::cout << row.dump(2) << "\n";
+  } else {
+    std::printf("%-14s %6s %8s %18s %18s\n", "dataset", "batch", "workers", "train img/s (aug)", "eval img/s");
+    std::printf("%-14s %6lld %8lld %18.1f %18.1f\n", options.dataset.c_str(), static_cast<long long>(options.batch),
+                static_cast<long long>(workers), train, eval);
+  }
+  return 0;
+}
+
+}  // namespace
 
 int run_bench(const BenchOptions& options) {
   const int64_t threads = resolve_threads(options.threads);
@@ -19,6 +76,7 @@ int run_bench(const BenchOptions& options) {
   if (options.batch <= 0 || options.iterations <= 0 || options.warmup < 0) {
     throw std::invalid_argument("bench: --batch and --iterations must be positive, --warmup non-negative");
   }
+  if (options.loader) return bench_loader(options, threads);
   nlohmann::json all = nlohmann::json::array();
   if (!options.json) {
     std::printf("%-12s %6s %8s %14s %12s\n", "model", "batch", "threads", "train img/s", "GMAC/s");

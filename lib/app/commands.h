@@ -61,8 +61,13 @@ struct BenchOptions {
   int64_t threads = 0;
   bool channels_last = true;
   bool json = false;
+  /// Time the data pipeline alone (decoding, augmentation, batching) instead of the training step.
+  bool loader = false;
+  std::string data_dir;
+  FolderTransform folder;  ///< image-folder datasets
 };
-/// `reslab bench`: training images per second of the full step on synthetic data of the dataset's shape.
+/// `reslab bench`: training images per second of the full step on synthetic data of the dataset's shape, or
+/// with `loader`, of the data pipeline on the dataset itself.
 int run_bench(const BenchOptions& options);
 
 struct AnalyzeOptions {

@@ -392,13 +392,7 @@ void ImageFolderLoader::set_epoch(int64_t epoch) {
   ++s.generation;
   s.pending.clear();
   s.epoch = epoch;
-  const auto n = static_cast<int64_t>(s.files.size());
-  if (s.o.shuffle) {
-    s.order = permutation(n, mix_seed(s.o.seed ^ mix_seed(static_cast<uint64_t>(epoch))));
-  } else {
-    s.order.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) s.order[static_cast<size_t>(i)] = i;
-  }
+  s.order = epoch_order(static_cast<int64_t>(s.files.size()), s.o.shuffle, s.o.seed, epoch);
 }
 
 int64_t ImageFolderLoader::batches_per_epoch() const { return impl_->batches(); }

@@ -17,12 +17,7 @@ BatchLoader::BatchLoader(const ImageDataset& data, torch::Tensor mean, LoaderOpt
 
 void BatchLoader::set_epoch(int64_t epoch) {
   epoch_ = epoch;
-  if (options_.shuffle) {
-    order_ = permutation(data_.size(), mix_seed(options_.seed ^ mix_seed(static_cast<uint64_t>(epoch))));
-  } else {
-    order_.resize(static_cast<size_t>(data_.size()));
-    for (int64_t i = 0; i < data_.size(); ++i) order_[i] = i;
-  }
+  order_ = epoch_order(data_.size(), options_.shuffle, options_.seed, epoch);
 }
 
 int64_t BatchLoader::batches_per_epoch() const {

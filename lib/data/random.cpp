@@ -46,4 +46,11 @@ std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
   return p;
 }
 
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch) {
+  if (shuffle) return permutation(n, mix_seed(seed ^ mix_seed(static_cast<uint64_t>(epoch))));
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  return order;
+}
+
 }  // namespace reslab

@@ -25,4 +25,8 @@ class Rng {
 /// A uniformly random permutation of 0..n-1 (Fisher-Yates).
 std::vector<int64_t> permutation(int64_t n, uint64_t seed);
 
+/// The order in which a loader serves n examples in `epoch`: a permutation drawn from (seed, epoch) when
+/// shuffling, 0..n-1 otherwise.
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch);
+
 }  // namespace reslab
