@@ -8,6 +8,7 @@
 
 #include "data/cifar.h"
 #include "data/idx.h"
+#include "data/image_folder.h"
 #include "experiment/config.h"
 #include "models/registry.h"
 #include "optim/sgd.h"
@@ -61,6 +62,39 @@ int checkpoint_entry(const uint8_t* data, size_t size) {
   try {
     (void)load_checkpoint(path, *model, *optimizer);
   } catch (const CheckpointError&) {
+  }
+  return 0;
+}
+
+int image_entry(const uint8_t* data, size_t size) {
+  const std::vector<uint8_t> bytes(data, data + size);
+  try {
+    const DecodedImage img = decode_image_bytes(bytes, "fuzz-input");
+    if (img.height * img.width > 4096 * 4096) return 0;  // decodes; the views of a huge image are only slow
+  } catch (const DataError&) {
+    return 0;
+  }
+  // It decodes: cut its training and ten-crop views as a run would, from a file.
+  static const std::string path = "/tmp/reslab-fuzz-image-" + std::to_string(::getpid()) + ".img";
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  }
+  FolderTransform t;
+  t.crop = 8;
+  t.scale_min = 8;
+  t.scale_max = 24;
+  t.eval_resize = 10;
+  t.eval_crops = 10;
+  t.workers = 1;
+  t.prefetch = 0;
+  LoaderOptions o;
+  o.batch = 1;
+  o.shuffle = false;
+  for (bool augment : {true, false}) {
+    o.augment = augment;
+    ImageFolderLoader loader({{path, 0}}, ChannelStats{}, t, o);
+    (void)loader.batch(0).inputs.sum().item<float>();
   }
   return 0;
 }

@@ -12,5 +12,6 @@ int idx_entry(const uint8_t* data, size_t size);         ///< IDX images/labels 
 int cifar_entry(const uint8_t* data, size_t size);       ///< CIFAR-10/100 records (first byte picks the format)
 int config_entry(const uint8_t* data, size_t size);      ///< experiment JSON
 int checkpoint_entry(const uint8_t* data, size_t size);  ///< checkpoint files, loaded into a small model
+int image_entry(const uint8_t* data, size_t size);       ///< image files (JPEG, PNG, ...): decoded, cropped
 
 }  // namespace reslab::fuzz

@@ -36,6 +36,7 @@ TEST(FuzzRegressions, Idx) { replay_target("idx", fuzz::idx_entry); }
 TEST(FuzzRegressions, Cifar) { replay_target("cifar", fuzz::cifar_entry); }
 TEST(FuzzRegressions, Config) { replay_target("config", fuzz::config_entry); }
 TEST(FuzzRegressions, Checkpoint) { replay_target("checkpoint", fuzz::checkpoint_entry); }
+TEST(FuzzRegressions, Image) { replay_target("image", fuzz::image_entry); }
 
 }  // namespace
 }  // namespace reslab

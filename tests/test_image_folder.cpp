@@ -270,6 +270,30 @@ TEST(ImageFolder, CorruptFilesAreReportedByPath) {
   EXPECT_EQ(load("a/tiny.png").inputs.size(2), 16);
 }
 
+TEST(ImageFolder, AHeaderAskingForGigapixelsIsRejectedBeforeDecoding) {
+  cv::Mat img = gradient_image(9, 12);
+  std::vector<uint8_t> png, jpg;
+  ASSERT_TRUE(cv::imencode(".png", img, png));
+  ASSERT_TRUE(cv::imencode(".jpg", img, jpg));
+  EXPECT_EQ(decode_image_bytes(png, "ok.png").width, 12);
+  EXPECT_EQ(decode_image_bytes(jpg, "ok.jpg").height, 9);
+  // PNG: IHDR's width and height (bytes 16..23) set to 40000 x 40000.
+  for (size_t i : {16u, 20u}) {
+    png[i] = 0;
+    png[i + 1] = 0;
+    png[i + 2] = 0x9C;
+    png[i + 3] = 0x40;
+  }
+  expect_error<DataError>([&] { decode_image_bytes(png, "huge.png"); },
+                          {"huge.png", "1600000000 pixels", "more than"});
+  // JPEG: the start-of-frame marker's height and width set to 65535.
+  size_t sof = 2;
+  while (sof + 1 < jpg.size() && !(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) ++sof;
+  ASSERT_LT(sof + 9, jpg.size());
+  for (size_t i = sof + 5; i < sof + 9; ++i) jpg[i] = 0xFF;
+  expect_error<DataError>([&] { decode_image_bytes(jpg, "huge.jpg"); }, {"huge.jpg", "4294836225 pixels"});
+}
+
 TEST(ImageFolder, ImpossibleTransformsAreRejectedByField) {
   FolderTransform t = small_transform();
   t.scale_min = 10;

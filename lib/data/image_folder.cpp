@@ -120,7 +120,6 @@ std::vector<uint8_t> read_whole_file(const std::string& path) {
   if (!in) throw DataError(path + ": cannot open the image file");
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw DataError(path + ": read error");
-  if (bytes.empty()) throw DataError(path + ": empty file, not an image");
   return bytes;
 }
 
@@ -144,10 +143,48 @@ void check_complete(const std::string& path, const std::vector<uint8_t>& b) {
   }
 }
 
+uint32_t big_endian(const std::vector<uint8_t>& b, size_t at, int bytes) {
+  uint32_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | b[at + static_cast<size_t>(i)];
+  return v;
+}
+
+/// Width x height from a PNG's IHDR or a JPEG's start-of-frame marker; -1 when the header does not say.
+int64_t header_pixels(const std::vector<uint8_t>& b) {
+  const size_t n = b.size();
+  if (n >= 24 && b[0] == 0x89 && b[1] == 'P') return int64_t{big_endian(b, 16, 4)} * big_endian(b, 20, 4);
+  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return -1;
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (b[i] != 0xFF) return -1;
+    const uint8_t marker = b[i + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
+      i += 2;
+      continue;
+    }
+    if (marker == 0xDA || marker == 0xD9) return -1;  // scan data or end before any frame header
+    const size_t length = big_endian(b, i + 2, 2);
+    const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (frame && i + 9 <= n) return int64_t{big_endian(b, i + 7, 2)} * big_endian(b, i + 5, 2);
+    if (length < 2) return -1;
+    i += 2 + length;
+  }
+  return -1;
+}
+
 /// 8-bit, 3-channel BGR.
-cv::Mat decode_mat(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_whole_file(path);
+cv::Mat decode_bytes(const std::vector<uint8_t>& bytes, const std::string& path) {
+  if (bytes.empty()) throw DataError(path + ": empty file, not an image");
   check_complete(path, bytes);
+  const int64_t pixels = header_pixels(bytes);
+  if (pixels > kMaxImagePixels) {
+    throw DataError(path + ": the header says " + std::to_string(pixels) + " pixels, more than the " +
+                    std::to_string(kMaxImagePixels) + " reslab decodes (a corrupt header or not a photo)");
+  }
   cv::Mat img;
   try {
     img = cv::imdecode(bytes, cv::IMREAD_COLOR);
@@ -159,6 +196,8 @@ cv::Mat decode_mat(const std::string& path) {
   }
   return img;
 }
+
+cv::Mat decode_mat(const std::string& path) { return decode_bytes(read_whole_file(path), path); }
 
 /// `img` resized so that its shorter side is `side` (aspect kept).
 cv::Mat resize_shorter(const cv::Mat& img, int64_t side) {
@@ -258,8 +297,10 @@ int64_t resolve_workers(int64_t workers) {
 
 }  // namespace
 
-DecodedImage decode_image_file(const std::string& path) {
-  cv::Mat bgr = decode_mat(path);
+DecodedImage decode_image_file(const std::string& path) { return decode_image_bytes(read_whole_file(path), path); }
+
+DecodedImage decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& name) {
+  cv::Mat bgr = decode_bytes(bytes, name);
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   DecodedImage out;

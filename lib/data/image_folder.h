@@ -65,12 +65,18 @@ ChannelStats channel_stats(const std::vector<ImageFile>& files, const FolderTran
                            uint64_t seed);
 
 /// Decodes one image to 8-bit RGB rows (height x width x 3). Throws DataError naming the path when the file
-/// is missing, unreadable, not an image, or a truncated JPEG or PNG.
+/// is missing, unreadable, not an image, a truncated JPEG or PNG, or larger than kMaxImagePixels.
 struct DecodedImage {
   int64_t height = 0, width = 0;
   std::vector<uint8_t> rgb;
 };
 DecodedImage decode_image_file(const std::string& path);
+/// The same for the bytes of a file; `name` is what errors call it.
+DecodedImage decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& name);
+
+/// The largest image decoded (width x height), checked from a JPEG's or PNG's header before any pixel is
+/// allocated: a corrupt header cannot ask for gigabytes. ImageNet's largest images have about 30 million pixels.
+constexpr int64_t kMaxImagePixels = int64_t{1} << 27;
 
 /// Batches decoded from files. With options.augment the training transform applies (drawn per image from
 /// (seed, epoch, position)); otherwise the evaluation one, with `crops()` views per example. Batches ahead of
