@@ -108,7 +108,7 @@ void setup_plot(CLI::App& app, std::function<int()>& action) {
 
 void setup_bench(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<BenchOptions>();
-  auto* cmd = app.add_subcommand("bench", "Training throughput of the full step (forward, backward, update)");
+  auto* cmd = app.add_subcommand("bench", "Throughput: training step, whole epoch, evaluation; multiply-adds/s; peak memory");
   cmd->add_option("--model", opts->models, "Model names, e.g. resnet20,resnet56")->delimiter(',')->capture_default_str();
   cmd->add_option("--dataset", opts->dataset, "Dataset whose input shape to use")->capture_default_str();
   cmd->add_option("--batch", opts->batch, "Mini-batch size")->capture_default_str();
@@ -118,6 +118,9 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
+  cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");
+  cmd->add_option("--train-size", opts->train_size, "Examples in the --epoch epoch (0: the whole training set)")
+      ->capture_default_str();
   cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (--loader)");
   cmd->add_option("--workers", opts->folder.workers, "image-folder: decoding threads (0: every core)")
       ->capture_default_str();

@@ -74,6 +74,7 @@ mkdir -p "$work/folder/train/empty/sub"
 check "empty class named" nonzero "folder/train/empty: class folder with no images" -- "${folder_train[@]}" --crop 16 --out "$work/f4"
 check "folder needs data" nonzero "image-folder.*--data" -- "$reslab" train --model resnet8 --dataset image-folder \
   --out "$work/f5" --iterations 1
+rm -rf "$work/folder/train/empty" "$work/folder/val/dog/5.jpg"
 
 # A small experiment end to end, then the refusal to overwrite it, then the plot.
 cat >"$work/small.json" <<'JSON'
@@ -106,6 +107,20 @@ check "analyze corrupt model" nonzero "corrupt/model.pt: unreadable model file" 
 check "analyze bad init model" nonzero "--at-init: .*resnet9" -- "$reslab" analyze shattered --at-init resnet9
 check "analyze lag" nonzero "max-lag" -- "$reslab" analyze shattered --at-init resnet8 --points 4 --max-lag 4
 check "bench json" 0 '"train_img_per_s"' -- "$reslab" bench --model resnet8 --iterations 2 --warmup 1 --json
+"$reslab" bench --model resnet8,plain8 --batch 32 --iterations 2 --warmup 1 --epoch --train-size 256 --threads 2 \
+  --json >"$work/bench.json" 2>&1
+check "bench keys" 0 "ok" -- /usr/bin/python3 -c "
+import json, sys
+rows = json.load(open('$work/bench.json'))
+assert [r['model'] for r in rows] == ['resnet8', 'plain8'], rows
+for r in rows:
+    for k in ('batch', 'threads', 'train_img_per_s', 'epoch_img_per_s', 'eval_img_per_s', 'macs_per_s', 'peak_rss_mb'):
+        assert isinstance(r[k], (int, float)) and r[k] > 0, (k, r)
+    assert r['epoch_examples'] == 256 and r['batch'] == 32, r
+print('ok')"
+check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json
+check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \
+  --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json
 
 # Ctrl-C during training: the step finishes, the summary says "interrupted", the exit code is 130.
 "$reslab" train --model resnet8 --out "$work/int" --train-size 512 --test-size 128 --batch 16 --epochs 50 \

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <set>
 
@@ -292,6 +293,14 @@ TEST(ImageFolder, AHeaderAskingForGigapixelsIsRejectedBeforeDecoding) {
   ASSERT_LT(sof + 9, jpg.size());
   for (size_t i = sof + 5; i < sof + 9; ++i) jpg[i] = 0xFF;
   expect_error<DataError>([&] { decode_image_bytes(jpg, "huge.jpg"); }, {"huge.jpg", "4294836225 pixels"});
+  // BMP: width 30000, height -30000 (top-down) in the info header.
+  std::vector<uint8_t> bmp;
+  ASSERT_TRUE(cv::imencode(".bmp", img, bmp));
+  EXPECT_EQ(decode_image_bytes(bmp, "ok.bmp").width, 12);
+  const int32_t w = 30000, h = -30000;
+  std::memcpy(&bmp[18], &w, 4);
+  std::memcpy(&bmp[22], &h, 4);
+  expect_error<DataError>([&] { decode_image_bytes(bmp, "huge.bmp"); }, {"huge.bmp", "900000000 pixels"});
 }
 
 TEST(ImageFolder, ImpossibleTransformsAreRejectedByField) {

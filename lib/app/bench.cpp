@@ -1,7 +1,11 @@
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <optional>
 #include <iostream>
 
 #include "app/commands.h"
@@ -67,6 +71,31 @@ int bench_loader(const BenchOptions& options, int64_t threads) {
   return 0;
 }
 
+/// Resets the kernel's peak-resident-set counter of this process (Linux 4.0+); false where it cannot.
+bool reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  if (!clear) return false;
+  clear << "5";
+  clear.flush();
+  return static_cast<bool>(clear);
+}
+
+/// Peak resident memory in MiB: VmHWM, or getrusage's maximum where /proc is not there.
+double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  }
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
 
 int run_bench(const BenchOptions& options) {
@@ -77,44 +106,102 @@ int run_bench(const BenchOptions& options) {
     throw std::invalid_argument("bench: --batch and --iterations must be positive, --warmup non-negative");
   }
   if (options.loader) return bench_loader(options, threads);
+  // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.
+  std::optional<RunData> epoch_data;
+  DataCache cache;
+  RunConfig run;
+  if (options.epoch) {
+    run.name = "bench";
+    run.dataset = options.dataset;
+    run.data_dir = options.data_dir;
+    run.train_size = options.train_size;
+    run.batch = options.batch;
+    run.iterations = 1;
+    run.channels_last = options.channels_last;
+    run.folder = options.folder;
+    validate_run(run, "bench");
+  }
   nlohmann::json all = nlohmann::json::array();
   if (!options.json) {
-    std::printf("%-12s %6s %8s %14s %12s\n", "model", "batch", "threads", "train img/s", "GMAC/s");
+    std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s\n", "model", "batch", "threads", "step img/s",
+                "epoch img/s", "eval img/s", "GMAC/s", "peak MiB");
   }
   for (const auto& name : options.models) {
+    const bool peak_per_model = reset_peak_rss();
     torch::manual_seed(0);
     ModelSpec spec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
+    if (options.epoch) {
+      epoch_data.reset();
+      epoch_data.emplace(open_run_data(run, cache, run.batch, 0));
+      spec = epoch_data->spec;
+    }
     auto model = build_model(name, spec);
     const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
     if (options.channels_last) to_channels_last(*model);
     auto optimizer = make_sgd(model->parameters(), SgdConfig{});
-    auto inputs = torch::randn({options.batch, data.channels, data.height, data.width}).contiguous(memory);
-    auto targets = torch::randint(0, data.classes, {options.batch}, torch::kInt64);
+    const auto& in = spec.input;
+    auto inputs = torch::randn({options.batch, in.channels, in.height, in.width}).contiguous(memory);
+    auto targets = torch::randint(0, spec.classes, {options.batch}, torch::kInt64);
     model->train();
-    auto step = [&] {
+    auto step = [&](const torch::Tensor& x, const torch::Tensor& y) {
       optimizer->zero_grad();
-      auto loss = torch::nn::functional::cross_entropy(model->forward(inputs), targets);
+      auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
       loss.backward();
       optimizer->step();
     };
-    for (int64_t i = 0; i < options.warmup; ++i) step();
-    const auto start = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < options.iterations; ++i) step();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double img_per_s = static_cast<double>(options.batch * options.iterations) / seconds;
+    for (int64_t i = 0; i < options.warmup; ++i) step(inputs, targets);
+    auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < options.iterations; ++i) step(inputs, targets);
+    const double img_per_s = static_cast<double>(options.batch * options.iterations) / seconds_since(start);
     // Training costs about three forward passes: forward, and backward to inputs and to weights.
     const double macs_per_s = img_per_s * 3.0 * static_cast<double>(model->macs());
+
+    nlohmann::json epoch_rate = nullptr;
+    if (epoch_data) {
+      BatchSource& loader = *epoch_data->train;
+      loader.set_epoch(0);
+      int64_t images = 0;
+      start = std::chrono::steady_clock::now();
+      for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+        const Batch batch = loader.batch(b);
+        step(batch.inputs, batch.targets);
+        images += batch.targets.size(0);
+      }
+      torch::NoGradGuard sync;  // the last step's update is done when its parameters are read
+      (void)model->parameters().front().sum().item<float>();
+      epoch_rate = static_cast<double>(images) / seconds_since(start);
+    }
+
+    // Evaluation: eval-mode BN, no autograd, the same synthetic batches.
+    model->eval();
+    double eval_rate = 0.0;
+    {
+      torch::InferenceMode inference;
+      for (int64_t i = 0; i < options.warmup; ++i) (void)model->forward(inputs);
+      start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < options.iterations; ++i) (void)model->forward(inputs).sum().item<float>();
+      eval_rate = static_cast<double>(options.batch * options.iterations) / seconds_since(start);
+    }
+    const double rss = peak_rss_mb();
     nlohmann::json row = {{"model", name},
                           {"dataset", options.dataset},
                           {"batch", options.batch},
                           {"threads", threads},
                           {"channels_last", options.channels_last},
                           {"train_img_per_s", img_per_s},
-                          {"macs_per_s", macs_per_s}};
+                          {"epoch_img_per_s", epoch_rate},
+                          {"eval_img_per_s", eval_rate},
+                          {"macs_per_s", macs_per_s},
+                          {"peak_rss_mb", rss},
+                          {"peak_rss_scope", peak_per_model ? "model" : "process"}};
+    if (epoch_data) row["epoch_examples"] = epoch_data->train->size();
     all.push_back(row);
     if (!options.json) {
-      std::printf("%-12s %6lld %8lld %14.1f %12.1f\n", name.c_str(), static_cast<long long>(options.batch),
-                  static_cast<long long>(threads), img_per_s, macs_per_s / 1e9);
+      char epoch_text[32] = "-";
+      if (epoch_rate.is_number()) std::snprintf(epoch_text, sizeof epoch_text, "%.1f", epoch_rate.get<double>());
+      std::printf("%-12s %6lld %8lld %12.1f %12s %12.1f %10.1f %10.0f\n", name.c_str(),
+                  static_cast<long long>(options.batch), static_cast<long long>(threads), img_per_s, epoch_text,
+                  eval_rate, macs_per_s / 1e9, rss);
     }
   }
   if (options.json) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";

@@ -63,11 +63,15 @@ struct BenchOptions {
   bool json = false;
   /// Time the data pipeline alone (decoding, augmentation, batching) instead of the training step.
   bool loader = false;
+  /// Also time a whole epoch of the dataset (its first train_size examples; 0: all), data pipeline included.
+  bool epoch = false;
+  int64_t train_size = 0;
   std::string data_dir;
   FolderTransform folder;  ///< image-folder datasets
 };
-/// `reslab bench`: training images per second of the full step on synthetic data of the dataset's shape, or
-/// with `loader`, of the data pipeline on the dataset itself.
+/// `reslab bench`: per model, training images per second of the full step on synthetic data of the dataset's
+/// shape, of a whole epoch on the dataset (with `epoch`), of evaluation, the multiply-add rate and the peak
+/// resident memory; or, with `loader`, the data pipeline alone.
 int run_bench(const BenchOptions& options);
 
 struct AnalyzeOptions {

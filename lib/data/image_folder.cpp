@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -149,10 +150,23 @@ uint32_t big_endian(const std::vector<uint8_t>& b, size_t at, int bytes) {
   return v;
 }
 
-/// Width x height from a PNG's IHDR or a JPEG's start-of-frame marker; -1 when the header does not say.
+/// Width x height from a PNG's IHDR, a BMP's info header or a JPEG's start-of-frame marker; -1 when the header
+/// does not say.
 int64_t header_pixels(const std::vector<uint8_t>& b) {
   const size_t n = b.size();
-  if (n >= 24 && b[0] == 0x89 && b[1] == 'P') return int64_t{big_endian(b, 16, 4)} * big_endian(b, 20, 4);
+  if (n >= 24 && b[0] == 0x89 && b[1] == 'P') {
+    // Each side is below 2^32, so the product fits 64 unsigned bits; clamp it into the signed range.
+    const uint64_t pixels = uint64_t{big_endian(b, 16, 4)} * big_endian(b, 20, 4);
+    return static_cast<int64_t>(std::min<uint64_t>(pixels, uint64_t{1} << 62));
+  }
+  if (n >= 26 && b[0] == 'B' && b[1] == 'M') {
+    // BITMAPINFOHEADER: width and height as little-endian int32 at 18 and 22 (a negative height is top-down).
+    auto le32 = [&](size_t at) {
+      return static_cast<int32_t>(uint32_t{b[at]} | uint32_t{b[at + 1]} << 8 | uint32_t{b[at + 2]} << 16 |
+                                  uint32_t{b[at + 3]} << 24);
+    };
+    return std::llabs(int64_t{le32(18)}) * std::llabs(int64_t{le32(22)});
+  }
   if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return -1;
   size_t i = 2;
   while (i + 4 <= n) {
@@ -169,16 +183,35 @@ int64_t header_pixels(const std::vector<uint8_t>& b) {
     if (marker == 0xDA || marker == 0xD9) return -1;  // scan data or end before any frame header
     const size_t length = big_endian(b, i + 2, 2);
     const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-    if (frame && i + 9 <= n) return int64_t{big_endian(b, i + 7, 2)} * big_endian(b, i + 5, 2);
+    if (frame && i + 9 <= n) return int64_t{big_endian(b, i + 7, 2)} * int64_t{big_endian(b, i + 5, 2)};
     if (length < 2) return -1;
     i += 2 + length;
   }
   return -1;
 }
 
+/// Whether the bytes start like a JPEG, PNG, BMP, PBM/PGM/PPM, TIFF or WebP file. Only these reach OpenCV,
+/// which would otherwise hand other bytes to every decoder it was built with (DICOM, JPEG 2000, OpenEXR, ...):
+/// the fuzzer made Debian's DICOM reader abort on a file of repeated bytes.
+bool known_signature(const std::vector<uint8_t>& b) {
+  const size_t n = b.size();
+  auto starts = [&](std::initializer_list<uint8_t> sig) {
+    return n >= sig.size() && std::equal(sig.begin(), sig.end(), b.begin());
+  };
+  if (starts({0xFF, 0xD8, 0xFF}) || starts({0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A}) || starts({'B', 'M'})) {
+    return true;
+  }
+  if (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && std::isspace(b[2])) return true;
+  if (starts({'I', 'I', 0x2A, 0x00}) || starts({'M', 'M', 0x00, 0x2A})) return true;
+  return n >= 12 && starts({'R', 'I', 'F', 'F'}) && b[8] == 'W' && b[9] == 'E' && b[10] == 'B' && b[11] == 'P';
+}
+
 /// 8-bit, 3-channel BGR.
 cv::Mat decode_bytes(const std::vector<uint8_t>& bytes, const std::string& path) {
   if (bytes.empty()) throw DataError(path + ": empty file, not an image");
+  if (!known_signature(bytes)) {
+    throw DataError(path + ": cannot decode the image: not a JPEG, PNG, BMP, PBM/PGM/PPM, TIFF or WebP file");
+  }
   check_complete(path, bytes);
   const int64_t pixels = header_pixels(bytes);
   if (pixels > kMaxImagePixels) {
