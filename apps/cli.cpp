@@ -119,7 +119,8 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");
-  cmd->add_option("--train-size", opts->train_size, "Examples in the --epoch epoch (0: the whole training set)")
+  cmd->add_option("--train-size", opts->train_size,
+                  "Training examples read by --epoch and --loader (0: the whole training set)")
       ->capture_default_str();
   cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (--loader)");
   cmd->add_option("--workers", opts->folder.workers, "image-folder: decoding threads (0: every core)")

@@ -32,18 +32,26 @@ double loader_rate(const BatchSource& loader, int64_t first, int64_t batches, in
   return static_cast<double>(images) / seconds;
 }
 
-int bench_loader(const BenchOptions& options, int64_t threads) {
+/// The run whose data a bench reads: the dataset, its folder, the batch and the loader's settings, validated
+/// as a run's are.
+RunConfig bench_run(const BenchOptions& options, int64_t threads) {
   RunConfig run;
+  run.name = "bench";
   run.dataset = options.dataset;
   run.data_dir = options.data_dir;
+  run.train_size = options.train_size;
   run.batch = options.batch;
   run.eval_batch = options.batch;
+  run.iterations = options.iterations;
   run.channels_last = options.channels_last;
   run.folder = options.folder;
   run.threads = threads;
-  run.name = "bench";
-  run.iterations = options.iterations;
   validate_run(run, "bench");
+  return run;
+}
+
+int bench_loader(const BenchOptions& options, int64_t threads) {
+  const RunConfig run = bench_run(options, threads);
   DataCache cache;
   RunData data = open_run_data(run, cache, run.batch, 0);
   if (data.train->batches_per_epoch() == 0) {
@@ -109,18 +117,7 @@ int run_bench(const BenchOptions& options) {
   // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.
   std::optional<RunData> epoch_data;
   DataCache cache;
-  RunConfig run;
-  if (options.epoch) {
-    run.name = "bench";
-    run.dataset = options.dataset;
-    run.data_dir = options.data_dir;
-    run.train_size = options.train_size;
-    run.batch = options.batch;
-    run.iterations = 1;
-    run.channels_last = options.channels_last;
-    run.folder = options.folder;
-    validate_run(run, "bench");
-  }
+  const RunConfig run = options.epoch ? bench_run(options, threads) : RunConfig{};
   nlohmann::json all = nlohmann::json::array();
   if (!options.json) {
     std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s\n", "model", "batch", "threads", "step img/s",

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "data/batch_source.h"
+#include "data/image_decode.h"
 #include "data/loader.h"
 
 namespace reslab {
@@ -25,9 +26,6 @@ struct ImageFolder {
   std::vector<std::string> classes;
   std::vector<ImageFile> files;
 };
-
-/// File extensions read as images (lower case; the test is case-insensitive).
-const std::vector<std::string>& image_extensions();
 
 /// Scans `root`. Throws DataError naming the folder when it is missing, has no class folders, or a class
 /// folder has no images. When `classes` is given (the test part takes the training part's), the folder must
@@ -63,20 +61,6 @@ struct ChannelStats {
 /// sample fixed by `seed`, decoded in `t.workers` threads.
 ChannelStats channel_stats(const std::vector<ImageFile>& files, const FolderTransform& t, int64_t max_images,
                            uint64_t seed);
-
-/// Decodes one image to 8-bit RGB rows (height x width x 3). Throws DataError naming the path when the file
-/// is missing, unreadable, not an image, a truncated JPEG or PNG, or (by its header) larger than kMaxImagePixels.
-struct DecodedImage {
-  int64_t height = 0, width = 0;
-  std::vector<uint8_t> rgb;
-};
-DecodedImage decode_image_file(const std::string& path);
-/// The same for the bytes of a file; `name` is what errors call it.
-DecodedImage decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& name);
-
-/// The largest image decoded (width x height), checked from a JPEG's, PNG's or BMP's header before any pixel is
-/// allocated: a corrupt header cannot ask for gigabytes. ImageNet's largest images have about 30 million pixels.
-constexpr int64_t kMaxImagePixels = int64_t{1} << 27;
 
 /// Batches decoded from files. With options.augment the training transform applies (drawn per image from
 /// (seed, epoch, position)); otherwise the evaluation one, with `crops()` views per example. Batches ahead of
