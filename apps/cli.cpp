@@ -119,6 +119,9 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");
+  cmd->add_flag("--ceiling", opts->ceiling,
+                "Time single 3x3 convolutions (16, 32, 64 channels; forward, backward) at --batch: the "
+                "machine's ceiling");
   cmd->add_option("--train-size", opts->train_size,
                   "Training examples read by --epoch and --loader (0: the whole training set)")
       ->capture_default_str();

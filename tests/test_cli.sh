@@ -118,6 +118,7 @@ for r in rows:
         assert isinstance(r[k], (int, float)) and r[k] > 0, (k, r)
     assert r['epoch_examples'] == 256 and r['batch'] == 32, r
 print('ok')"
+check "bench ceiling" 0 '"best_macs_per_s"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 --warmup 0 --json
 check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \
   --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json

@@ -63,6 +63,8 @@ struct BenchOptions {
   bool json = false;
   /// Time the data pipeline alone (decoding, augmentation, batching) instead of the training step.
   bool loader = false;
+  /// Time single 3x3 convolutions instead (the machine's ceiling for the networks' main operation).
+  bool ceiling = false;
   /// Also time a whole epoch of the dataset (its first train_size examples; 0: all), data pipeline included.
   bool epoch = false;
   int64_t train_size = 0;
