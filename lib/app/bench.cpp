@@ -2,23 +2,27 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <optional>
 #include <iostream>
+#include <optional>
 
 #include "app/commands.h"
 #include "data/datasets.h"
+#include "data/worker_pool.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
 #include "optim/sgd.h"
 
-#include <algorithm>
-
 namespace reslab {
 
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 /// Images per second of `batches` batches of `loader` (from batch `first`), after `warmup` untimed ones.
 double loader_rate(const BatchSource& loader, int64_t first, int64_t batches, int64_t warmup) {
@@ -28,8 +32,7 @@ double loader_rate(const BatchSource& loader, int64_t first, int64_t batches, in
   int64_t images = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t b = 0; b < batches; ++b) images += loader.batch(i++ % n).targets.size(0);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return static_cast<double>(images) / seconds;
+  return static_cast<double>(images) / seconds_since(start);
 }
 
 /// The run whose data a bench reads: the dataset, its folder, the batch and the loader's settings, validated
@@ -58,9 +61,8 @@ int bench_loader(const BenchOptions& options, int64_t threads) {
     throw std::invalid_argument("bench: --batch " + std::to_string(options.batch) + " is larger than the " +
                                 std::to_string(data.train->size()) + " training examples");
   }
-  const int64_t workers = options.dataset == "image-folder" ? (options.folder.workers > 0 ? options.folder.workers
-                                                                                         : threads)
-                                                             : 0;
+  // The decoding threads an image folder's loader starts (in-memory datasets have none).
+  const int64_t workers = options.dataset == "image-folder" ? resolve_workers(options.folder.workers) : 0;
   const double train = loader_rate(*data.train, 0, options.iterations, options.warmup);
   const double eval = loader_rate(*data.test, 0, std::min(options.iterations, data.test->batches_per_epoch()),
                                   std::min(options.warmup, data.test->batches_per_epoch() - 1));
@@ -98,10 +100,6 @@ double peak_rss_mb() {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 /// Multiply-adds per second of single 3x3 convolutions, stride 1, padding 1, no bias, as the CIFAR nets' stages
@@ -180,7 +178,9 @@ int run_bench(const BenchOptions& options) {
   // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.
   std::optional<RunData> epoch_data;
   DataCache cache;
-  const RunConfig run = options.epoch ? bench_run(options, threads) : RunConfig{};
+  if (options.epoch) epoch_data.emplace(open_run_data(bench_run(options, threads), cache, options.batch, 0));
+  const ModelSpec spec = epoch_data ? epoch_data->spec
+                                    : ModelSpec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
   nlohmann::json all = nlohmann::json::array();
   if (!options.json) {
     std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s\n", "model", "batch", "threads", "step img/s",
@@ -189,12 +189,6 @@ int run_bench(const BenchOptions& options) {
   for (const auto& name : options.models) {
     const bool peak_per_model = reset_peak_rss();
     torch::manual_seed(0);
-    ModelSpec spec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
-    if (options.epoch) {
-      epoch_data.reset();
-      epoch_data.emplace(open_run_data(run, cache, run.batch, 0));
-      spec = epoch_data->spec;
-    }
     auto model = build_model(name, spec);
     const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
     if (options.channels_last) to_channels_last(*model);

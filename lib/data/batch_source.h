@@ -16,6 +16,11 @@ struct Batch {
   int64_t crops = 1;
 };
 
+/// Batches in an epoch of `examples` at `batch` a batch: the last incomplete one is dropped or kept.
+inline int64_t batches_in_epoch(int64_t examples, int64_t batch, bool drop_last) {
+  return drop_last ? examples / batch : (examples + batch - 1) / batch;
+}
+
 /// Serves the batches of one epoch at a time. Every batch depends only on (seed, epoch, batch index), so a run
 /// can be replayed or resumed from any position, and batches may be asked for in any order.
 class BatchSource {

@@ -171,8 +171,7 @@ struct ImageFolderLoader::Impl {
   std::unique_ptr<WorkerPool> pool;
 
   int64_t batches() const {
-    const int64_t n = static_cast<int64_t>(files.size()), b = o.batch;
-    return o.drop_last ? n / b : (n + b - 1) / b;
+    return batches_in_epoch(static_cast<int64_t>(files.size()), o.batch, o.drop_last);
   }
 
   /// Decodes example `position` of the epoch into views [view0, view0 + crops) of `p`.

@@ -21,8 +21,7 @@ void BatchLoader::set_epoch(int64_t epoch) {
 }
 
 int64_t BatchLoader::batches_per_epoch() const {
-  const int64_t n = data_.size(), b = options_.batch;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  return batches_in_epoch(data_.size(), options_.batch, options_.drop_last);
 }
 
 Batch BatchLoader::batch(int64_t index) const {
