@@ -26,7 +26,10 @@ std::shared_ptr<const SplitSource> DataCache::get(const RunConfig& run) {
                     std::to_string(run.split_seed);
   if (run.dataset == "image-folder") {
     const auto& t = run.folder;
-    for (int64_t v : {t.crop, t.scale_min, t.scale_max, t.eval_resize, t.eval_crops}) key += "|" + std::to_string(v);
+    // The cached splits carry the transform their loaders use, decoding threads included.
+    for (int64_t v : {t.crop, t.scale_min, t.scale_max, t.eval_resize, t.eval_crops, t.workers, t.prefetch}) {
+      key += "|" + std::to_string(v);
+    }
   }
   auto it = cache_.find(key);
   if (it != cache_.end()) return it->second;
