@@ -25,6 +25,7 @@ void bind_overrides(CLI::App* cmd, Overrides& o) {
   optional_flag(cmd, "--threads", o.threads, "LibTorch intra-op threads (default: every core)");
   optional_flag(cmd, "--log-every", o.log_every, "Iterations between training records");
   optional_flag(cmd, "--data", o.data_dir, "Folder the dataset is read from");
+  optional_flag(cmd, "--device", o.device, "cpu, cuda or cuda:N (cuda needs reslab built against a CUDA LibTorch)");
 }
 
 void setup_info(CLI::App& app, std::function<int()>& action) {
@@ -115,6 +116,10 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--iterations", opts->iterations, "Timed steps")->capture_default_str();
   cmd->add_option("--warmup", opts->warmup, "Untimed steps first")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "Intra-op threads (0: every core)")->capture_default_str();
+  cmd->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--export-check", opts->export_check,
+                  "Write one model's weights, a batch and its losses before and after two SGD steps to this file "
+                  "(torch.load reads it; scripts/bench_pytorch.py --check compares)");
   auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");

@@ -123,6 +123,25 @@ check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --ba
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \
   --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json
 
+# The Python reference computes what reslab computes: same weights, batch, two SGD steps, same losses.
+check "export check" 0 "resnet8: [0-9]+ parameters" -- "$reslab" bench --model resnet8 --batch 8 --nchw \
+  --export-check "$work/check.pt"
+check "python reference same" 0 "same computation" -- /usr/bin/python3 "$root/scripts/bench_pytorch.py" \
+  --check "$work/check.pt"
+"$reslab" bench --model plain8 --batch 8 --export-check "$work/check_cl.pt" >/dev/null 2>&1
+check "python reference channels-last" 0 "same computation" -- /usr/bin/python3 \
+  "$root/scripts/bench_pytorch.py" --check "$work/check_cl.pt"
+head -c 1000 "$work/check.pt" >"$work/check_cut.pt"
+check "python reference truncated" 1 "check_cut.pt: not a reslab --export-check file" -- /usr/bin/python3 \
+  "$root/scripts/bench_pytorch.py" --check "$work/check_cut.pt"
+check "export check two models" nonzero "name one model" -- "$reslab" bench --model resnet8,plain8 \
+  --export-check "$work/two.pt"
+check "export check unwritable" nonzero "cannot write $work/none/x.pt" -- "$reslab" bench --model resnet8 --batch 4 \
+  --export-check "$work/none/x.pt"
+check "bench unknown device" nonzero "unknown device 'gpu' \(expected cpu, cuda or cuda:N\)" -- "$reslab" bench \
+  --device gpu
+check "train unknown device" nonzero "device.*'tpu'" -- "$reslab" train --model resnet8 --out "$work/dev" --device tpu
+
 # Ctrl-C during training: the step finishes, the summary says "interrupted", the exit code is 130.
 "$reslab" train --model resnet8 --out "$work/int" --train-size 512 --test-size 128 --batch 16 --epochs 50 \
   --log-every 1 >"$work/int.log" 2>&1 &

@@ -147,6 +147,33 @@ TEST(Config, CommandLineOverridesReplaceFileValues) {
   testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"33", "6n+2"});
 }
 
+TEST(Config, DeviceIsReadCheckedAndWrittenOnlyWhenNotTheCpu) {
+  auto doc = minimal();
+  auto run = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_EQ(run.device, "cpu");
+  EXPECT_FALSE(to_json(run).contains("device"));  // CPU runs' config.json reads as before the key existed
+  doc["device"] = "cuda:1";
+  run = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_EQ(run.device, "cuda:1");
+  EXPECT_EQ(to_json(run)["device"], "cuda:1");
+  testing::TempDir dir;
+  write_json_file(dir.file("config.json"), to_json(run));
+  EXPECT_EQ(load_run_config(dir.file("config.json")).device, "cuda:1");
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "CUDA", "cuda:12345"}) {
+    doc["device"] = bad;
+    testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
+                                       {"exp.json", "device", std::string("'") + bad + "'", "cpu, cuda or cuda:N"});
+  }
+  doc["device"] = 1;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"'device'"});
+  Overrides o;
+  o.device = "cuda";
+  doc["device"] = "cpu";
+  auto ex = parse_experiment(doc, "exp.json");
+  apply_overrides(ex, o);
+  EXPECT_EQ(expand_grid(ex)[0].device, "cuda");
+}
+
 TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
   auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
   auto j = to_json(run);

@@ -5,6 +5,7 @@
 #include "test_callbacks.h"
 #include "test_util.h"
 #include "train/callbacks.h"
+#include "train/device.h"
 #include "train/interrupt.h"
 
 namespace reslab {
@@ -172,6 +173,34 @@ TEST_F(TrainerTest, EvaluationCountsEveryExampleOnce) {
   const int64_t wrong = logits.argmax(1).ne(data.targets()).sum().item<int64_t>();
   EXPECT_NEAR(r.error, 100.0 * wrong / 37, 1e-9);
   EXPECT_NEAR(r.loss, torch::nn::functional::cross_entropy(logits, data.targets()).item<double>(), 1e-4);
+}
+
+TEST(Device, NamesAreCheckedAndCudaNeedsACudaBuild) {
+  EXPECT_EQ(parse_device("cpu", "test"), torch::Device(torch::kCPU));
+  for (const char* bad : {"gpu", "CPU", "cuda:", "cuda:-1", "cuda:1x", "cuda:12345", ""}) {
+    testing::expect_error<std::invalid_argument>([&] { parse_device(bad, "--device"); },
+                                                 {"--device", std::string("'") + bad + "'", "cpu, cuda or cuda:N"});
+  }
+  if (torch::cuda::is_available()) {
+    EXPECT_TRUE(parse_device("cuda", "test").is_cuda());
+    const auto n = std::to_string(torch::cuda::device_count());
+    testing::expect_error<std::runtime_error>([&] { parse_device("cuda:" + n, "test"); }, {"has " + n});
+  } else {
+    // This LibTorch (Debian's, CPU-only) cannot run on a GPU: the error says so instead of crashing later.
+    testing::expect_error<std::runtime_error>([&] { parse_device("cuda", "run 'r'"); },
+                                              {"run 'r'", "'cuda'", "no CUDA device"});
+  }
+}
+
+TEST(Device, BatchesAndModulesReportAndMoveToTheirDevice) {
+  auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+  EXPECT_EQ(device_of(*model), torch::Device(torch::kCPU));
+  EXPECT_EQ(device_of(torch::nn::Module()), torch::Device(torch::kCPU));  // no parameters
+  Batch b{torch::ones({2, 1, 8, 8}), torch::zeros({2}, torch::kInt64), 1};
+  const Batch same = to_device(b, torch::kCPU);
+  EXPECT_TRUE(same.inputs.is_same(b.inputs));  // no copy when already there
+  EXPECT_TRUE(same.targets.is_same(b.targets));
+  synchronize(torch::kCPU);  // a no-op on the CPU, not an error
 }
 
 }  // namespace

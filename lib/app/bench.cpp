@@ -15,6 +15,7 @@
 #include "experiment/runner.h"
 #include "models/registry.h"
 #include "optim/sgd.h"
+#include "train/device.h"
 
 namespace reslab {
 
@@ -105,7 +106,7 @@ double peak_rss_mb() {
 /// Multiply-adds per second of single 3x3 convolutions, stride 1, padding 1, no bias, as the CIFAR nets' stages
 /// have them (16 channels on 32x32 maps, 32 on 16x16, 64 on 8x8, and 32 on 32x32), forward alone and forward
 /// with backward to inputs and weights, in both memory layouts. The best is what the machine gives this work.
-int bench_ceiling(const BenchOptions& options, int64_t threads) {
+int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device device) {
   struct Shape {
     int64_t channels, size;
   };
@@ -120,8 +121,9 @@ int bench_ceiling(const BenchOptions& options, int64_t threads) {
       torch::manual_seed(0);
       const auto memory = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
       torch::nn::Conv2d conv(torch::nn::Conv2dOptions(shape.channels, shape.channels, 3).padding(1).bias(false));
+      conv->to(device);
       conv->weight.set_data(conv->weight.contiguous(memory));
-      auto x = torch::randn({options.batch, shape.channels, shape.size, shape.size}).contiguous(memory);
+      auto x = torch::randn({options.batch, shape.channels, shape.size, shape.size}).to(device).contiguous(memory);
       const double macs = static_cast<double>(options.batch * shape.channels * shape.channels * 9 * shape.size *
                                               shape.size);
       for (bool backward : {false, true}) {
@@ -133,12 +135,14 @@ int bench_ceiling(const BenchOptions& options, int64_t threads) {
             conv->forward(input).sum().backward();
           } else {
             torch::NoGradGuard no_grad;
-            (void)conv->forward(input).sum().item<float>();
+            (void)conv->forward(input);
           }
         };
         for (int64_t i = 0; i < std::max<int64_t>(options.warmup, 1); ++i) once();
+        synchronize(device);
         const auto start = std::chrono::steady_clock::now();
         for (int64_t i = 0; i < options.iterations; ++i) once();
+        synchronize(device);
         // The backward pass costs two convolutions' worth: to the inputs and to the weights.
         const double rate = macs * (backward ? 3.0 : 1.0) * static_cast<double>(options.iterations) /
                             seconds_since(start);
@@ -164,6 +168,78 @@ int bench_ceiling(const BenchOptions& options, int64_t threads) {
   return 0;
 }
 
+/// Writes the file that scripts/bench_pytorch.py --check reads with torch.load, to show that the Python
+/// reference computes what reslab computes. It is a tuple: (model name, parameter names, parameters,
+/// buffer names, buffers, inputs, targets, losses, parameter count, channels-last). The tensors are the freshly initialised
+/// model's (NCHW, on the CPU); the losses (float64) are the training-mode cross-entropy on the batch at the
+/// start, after one SGD step and after two (the paper's SGD: momentum 0.9, weight decay 1e-4, lr 0.1), then the
+/// evaluation-mode loss (running BN statistics) after those steps, computed in the layout the last field says.
+int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch::Device device) {
+  if (options.models.size() != 1) {
+    throw std::invalid_argument("bench --export-check: name one model (--model), got " +
+                                std::to_string(options.models.size()));
+  }
+  const std::string& name = options.models.front();
+  torch::manual_seed(0);
+  auto model = build_model(name, spec);
+  c10::List<std::string> param_names, buffer_names;
+  c10::List<at::Tensor> params, buffers;
+  for (const auto& p : model->named_parameters()) {
+    param_names.push_back(p.key());
+    params.push_back(p.value().detach().contiguous().clone());
+  }
+  for (const auto& b : model->named_buffers()) {
+    buffer_names.push_back(b.key());
+    buffers.push_back(b.value().detach().contiguous().clone());
+  }
+  torch::manual_seed(1);
+  const auto& in = spec.input;
+  const auto inputs = torch::randn({options.batch, in.channels, in.height, in.width});
+  const auto targets = torch::randint(0, spec.classes, {options.batch}, torch::kInt64);
+  model->to(device);
+  if (options.channels_last) to_channels_last(*model);
+  const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const auto x = inputs.to(device).contiguous(memory), y = targets.to(device);
+  auto optimizer = make_sgd(model->parameters(), SgdConfig{});
+  model->train();
+  std::vector<double> losses;
+  for (int step = 0; step < 3; ++step) {
+    optimizer->zero_grad();
+    auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+    losses.push_back(loss.item<double>());
+    if (step == 2) break;
+    loss.backward();
+    optimizer->step();
+  }
+  model->eval();
+  {
+    torch::NoGradGuard no_grad;
+    losses.push_back(torch::nn::functional::cross_entropy(model->forward(x), y).item<double>());
+  }
+  const int64_t count = count_parameters(*model);
+  const auto bytes = torch::pickle_save(c10::ivalue::Tuple::create(
+      {name, param_names, params, buffer_names, buffers, inputs, targets,
+       torch::tensor(losses, torch::kFloat64), count, options.channels_last}));
+  const std::string tmp = options.export_check + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error("bench --export-check: cannot write " + options.export_check);
+    }
+  }
+  if (std::rename(tmp.c_str(), options.export_check.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error("bench --export-check: cannot write " + options.export_check);
+  }
+  std::printf("%s: %lld parameters; loss %.6f, after one step %.6f, after two %.6f, eval %.6f -> %s\n",
+              name.c_str(), static_cast<long long>(count), losses[0], losses[1], losses[2], losses[3],
+              options.export_check.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int run_bench(const BenchOptions& options) {
@@ -173,14 +249,16 @@ int run_bench(const BenchOptions& options) {
   if (options.batch <= 0 || options.iterations <= 0 || options.warmup < 0) {
     throw std::invalid_argument("bench: --batch and --iterations must be positive, --warmup non-negative");
   }
+  const torch::Device device = parse_device(options.device, "bench --device");
   if (options.loader) return bench_loader(options, threads);
-  if (options.ceiling) return bench_ceiling(options, threads);
+  if (options.ceiling) return bench_ceiling(options, threads, device);
   // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.
   std::optional<RunData> epoch_data;
   DataCache cache;
   if (options.epoch) epoch_data.emplace(open_run_data(bench_run(options, threads), cache, options.batch, 0));
   const ModelSpec spec = epoch_data ? epoch_data->spec
                                     : ModelSpec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
+  if (!options.export_check.empty()) return bench_export_check(options, spec, device);
   nlohmann::json all = nlohmann::json::array();
   if (!options.json) {
     std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s\n", "model", "batch", "threads", "step img/s",
@@ -190,12 +268,13 @@ int run_bench(const BenchOptions& options) {
     const bool peak_per_model = reset_peak_rss();
     torch::manual_seed(0);
     auto model = build_model(name, spec);
+    model->to(device);
     const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
     if (options.channels_last) to_channels_last(*model);
     auto optimizer = make_sgd(model->parameters(), SgdConfig{});
     const auto& in = spec.input;
-    auto inputs = torch::randn({options.batch, in.channels, in.height, in.width}).contiguous(memory);
-    auto targets = torch::randint(0, spec.classes, {options.batch}, torch::kInt64);
+    auto inputs = torch::randn({options.batch, in.channels, in.height, in.width}).to(device).contiguous(memory);
+    auto targets = torch::randint(0, spec.classes, {options.batch}, torch::kInt64).to(device);
     model->train();
     auto step = [&](const torch::Tensor& x, const torch::Tensor& y) {
       optimizer->zero_grad();
@@ -204,8 +283,10 @@ int run_bench(const BenchOptions& options) {
       optimizer->step();
     };
     for (int64_t i = 0; i < options.warmup; ++i) step(inputs, targets);
+    synchronize(device);
     auto start = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < options.iterations; ++i) step(inputs, targets);
+    synchronize(device);
     const double img_per_s = static_cast<double>(options.batch * options.iterations) / seconds_since(start);
     // Training costs about three forward passes: forward, and backward to inputs and to weights.
     const double macs_per_s = img_per_s * 3.0 * static_cast<double>(model->macs());
@@ -217,12 +298,11 @@ int run_bench(const BenchOptions& options) {
       int64_t images = 0;
       start = std::chrono::steady_clock::now();
       for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
-        const Batch batch = loader.batch(b);
+        const Batch batch = to_device(loader.batch(b), device);
         step(batch.inputs, batch.targets);
         images += batch.targets.size(0);
       }
-      torch::NoGradGuard sync;  // the last step's update is done when its parameters are read
-      (void)model->parameters().front().sum().item<float>();
+      synchronize(device);
       epoch_rate = static_cast<double>(images) / seconds_since(start);
     }
 
@@ -232,8 +312,10 @@ int run_bench(const BenchOptions& options) {
     {
       torch::InferenceMode inference;
       for (int64_t i = 0; i < options.warmup; ++i) (void)model->forward(inputs);
+      synchronize(device);
       start = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < options.iterations; ++i) (void)model->forward(inputs).sum().item<float>();
+      for (int64_t i = 0; i < options.iterations; ++i) (void)model->forward(inputs);
+      synchronize(device);
       eval_rate = static_cast<double>(options.batch * options.iterations) / seconds_since(start);
     }
     const double rss = peak_rss_mb();
@@ -241,6 +323,7 @@ int run_bench(const BenchOptions& options) {
                           {"dataset", options.dataset},
                           {"batch", options.batch},
                           {"threads", threads},
+                          {"device", options.device},
                           {"channels_last", options.channels_last},
                           {"train_img_per_s", img_per_s},
                           {"epoch_img_per_s", epoch_rate},

@@ -59,8 +59,11 @@ struct BenchOptions {
   int64_t iterations = 20;
   int64_t warmup = 3;
   int64_t threads = 0;
+  std::string device = "cpu";
   bool channels_last = true;
   bool json = false;
+  /// Instead of timing: write the model's weights, a batch and its losses to this file (see bench.cpp).
+  std::string export_check;
   /// Time the data pipeline alone (decoding, augmentation, batching) instead of the training step.
   bool loader = false;
   /// Time single 3x3 convolutions instead (the machine's ceiling for the networks' main operation).

@@ -94,14 +94,14 @@ std::unique_ptr<BatchSource> DataSplits::loader(Part part, const LoaderOptions& 
 
 namespace {
 
-void check_size(int64_t value, int64_t limit, const std::string& what, const std::string& where) {
+[[maybe_unused]] void check_size(int64_t value, int64_t limit, const std::string& what, const std::string& where) {
   if (value < 0 || value > limit) {
     throw std::invalid_argument(what + " " + std::to_string(value) + " is out of range for " + where +
                                 " (expected 0.." + std::to_string(limit) + ")");
   }
 }
 
-std::vector<ImageFile> pick(const std::vector<ImageFile>& files, const std::vector<int64_t>& perm, int64_t begin,
+[[maybe_unused]] std::vector<ImageFile> pick(const std::vector<ImageFile>& files, const std::vector<int64_t>& perm, int64_t begin,
                             int64_t end) {
   std::vector<int64_t> idx(perm.begin() + begin, perm.begin() + end);
   std::sort(idx.begin(), idx.end());  // file order within the part: classes stay grouped, the loader shuffles
@@ -136,6 +136,11 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
     throw DataError(dir + "/val: no such folder (nor " + dir + "/test): the images the run is tested on, one "
                     "folder per class as in " + dir + "/train");
   }
+#ifdef RESLAB_NO_OPENCV
+  (void)options;
+  throw DataError(dir + ": this reslab was built without OpenCV (RESLAB_WITH_OPENCV=OFF), which decodes image "
+                  "folders; rebuild with OpenCV (scripts/install-deps installs it)");
+#else
   const ImageFolder train = scan_image_folder(dir + "/train");
   const ImageFolder test = scan_image_folder(test_dir, train.classes);
   const auto n = static_cast<int64_t>(train.files.size());
@@ -158,6 +163,7 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
   }
   s.stats = channel_stats(s.train, t, kStatsImages, options.split_seed);
   return s;
+#endif
 }
 
 int64_t FolderSplits::size(Part part) const {
@@ -166,7 +172,13 @@ int64_t FolderSplits::size(Part part) const {
 
 std::unique_ptr<BatchSource> FolderSplits::loader(Part part, const LoaderOptions& options) const {
   const auto& files = part == Part::kTrain ? train : part == Part::kVal ? val : test;
+#ifdef RESLAB_NO_OPENCV
+  (void)files;
+  (void)options;
+  throw DataError("image folders: this reslab was built without OpenCV (RESLAB_WITH_OPENCV=OFF)");
+#else
   return std::make_unique<ImageFolderLoader>(files, stats, transform, options);
+#endif
 }
 
 std::shared_ptr<const SplitSource> open_splits(const std::string& name, const std::string& dir,

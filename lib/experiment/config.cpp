@@ -7,6 +7,7 @@
 #include "data/datasets.h"
 #include "models/network.h"
 #include "models/registry.h"
+#include "train/device.h"
 #include "train/metrics.h"
 
 namespace reslab {
@@ -159,6 +160,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     run.seed = static_cast<uint64_t>(*v);
   }
   if (auto v = top.integer("threads")) run.threads = *v;
+  if (auto v = top.string("device")) run.device = *v;
 
   bool model_name_given = false;
   if (auto m = top.section("model")) {
@@ -227,7 +229,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
   if (ex.depths.empty() && ex.models.empty()) {
     top.fail("grid", "'grid.depth' (with 'grid.residual'), 'grid.model' or 'model.name' to say what to train");
   }
-  top.finish({"name", "description", "seed", "threads", "model", "data", "optim", "train", "grid", "probes"});
+  top.finish({"name", "description", "seed", "threads", "device", "model", "data", "optim", "train", "grid", "probes"});
   expand_grid(ex);  // validates every run now, before anything trains
   return ex;
 }
@@ -280,6 +282,7 @@ void apply_overrides(RunConfig& run, const Overrides& o) {
   if (o.seed) run.seed = *o.seed;
   if (o.lr) run.lr = *o.lr;
   if (o.data_dir) run.data_dir = *o.data_dir;
+  if (o.device) run.device = *o.device;
 }
 
 void apply_overrides(ExperimentConfig& ex, const Overrides& o) {
@@ -355,6 +358,7 @@ void validate_run(const RunConfig& run, const std::string& source) {
   if (run.log_every <= 0) bad("train.log_every", std::to_string(run.log_every), "a positive integer");
   if (run.eval_batch <= 0) bad("train.eval_batch", std::to_string(run.eval_batch), "a positive integer");
   if (run.threads < 0) bad("threads", std::to_string(run.threads), ">= 0 (0 uses every core)");
+  if (!valid_device_name(run.device)) bad("device", "'" + run.device + "'", "cpu, cuda or cuda:N");
 }
 
 std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
@@ -455,6 +459,8 @@ nlohmann::json to_json(const RunConfig& r) {
     d["eval_crops"] = t.eval_crops;
     d["workers"] = t.workers;
   }
+  // Where the run computed; written only when not the CPU, so CPU runs' files read as before.
+  if (r.device != "cpu") out["device"] = r.device;
   return out;
 }
 

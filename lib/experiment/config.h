@@ -46,6 +46,7 @@ struct RunConfig {
   bool channels_last = true;
   uint64_t seed = 1;
   int64_t threads = 0;  ///< 0: every core
+  std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N" (a LibTorch built with CUDA)
   /// Probes that write "probe" records during training ("grad_norms", "grad_snr"), on the steps that follow
   /// these numbers of iterations done (0: the first step).
   std::vector<std::string> probes;
@@ -94,6 +95,7 @@ struct Overrides {
   std::optional<uint64_t> seed;
   std::optional<double> lr;
   std::optional<std::string> data_dir;
+  std::optional<std::string> device;
 };
 void apply_overrides(ExperimentConfig& experiment, const Overrides& overrides);
 /// The same for a single run (train subcommand).

@@ -15,6 +15,7 @@
 #include "probes/probe_callback.h"
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
+#include "train/device.h"
 
 namespace fs = std::filesystem;
 
@@ -117,12 +118,14 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   }
   const int64_t threads = resolve_threads(run.threads);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
+  const torch::Device device = parse_device(run.device, "run '" + run.name + "'");
 
   RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
   const ModelSpec& spec = data_of_run.spec;
   BatchSource& train_loader = *data_of_run.train;
   torch::manual_seed(run.seed);
   auto model = build_model(run.model, spec);
+  model->to(device);
   if (run.channels_last) to_channels_last(*model);
   const auto parsed = parse_model_name(run.model);
 
@@ -142,12 +145,14 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   nlohmann::json identity = to_json(run);
   identity.erase("threads");
   if (identity["data"].contains("workers")) identity["data"].erase("workers");
+  identity.erase("device");  // a run continues on another device: checkpoints load onto the model's
   std::string resume_from;
   nlohmann::json resume_meta;
   if (options.resume) {
     auto fresh = [&] {
       torch::manual_seed(run.seed);
       auto scratch = build_model(run.model, spec);
+      scratch->to(device);
       if (run.channels_last) to_channels_last(*scratch);
       return scratch;
     };
@@ -228,6 +233,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       {"status", state.status},
       {"seed", run.seed},
       {"threads", threads},
+      {"device", run.device},
       {"versions", version_info()}};
   if (state.diverged_at) {
     summary["diverged_at"] = *state.diverged_at;

@@ -13,6 +13,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "train/device.h"
+
 namespace fs = std::filesystem;
 
 namespace reslab {
@@ -115,7 +117,9 @@ void write_verified(const std::string& path, std::string bytes, const char* what
 
 /// Reads `path`, checks its footer and loads the archive it protects (LibTorch's parser never sees a file
 /// whose length or checksum is wrong: it can crash on one).
-void read_verified(const std::string& path, torch::serialize::InputArchive& archive, const char* what) {
+/// Tensors are placed on `device` (a checkpoint written on a GPU loads on the CPU and the other way round).
+void read_verified(const std::string& path, torch::serialize::InputArchive& archive, const char* what,
+                   torch::Device device) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw CheckpointError(path + ": no such " + what);
   std::string bytes;
@@ -134,7 +138,7 @@ void read_verified(const std::string& path, torch::serialize::InputArchive& arch
     throw CheckpointError(path + ": unreadable " + what + " (corrupt: length or checksum does not match)");
   }
   try {
-    archive.load_from(bytes.data(), static_cast<size_t>(length));
+    archive.load_from(bytes.data(), static_cast<size_t>(length), device);
   } catch (const std::exception& e) {
     throw CheckpointError(path + ": unreadable " + what + " (truncated or corrupt): " + describe(e));
   }
@@ -188,7 +192,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model, co
 
 nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
   torch::serialize::InputArchive archive;
-  read_verified(path, archive, "checkpoint");
+  read_verified(path, archive, "checkpoint", device_of(model));
   torch::serialize::InputArchive model_archive, optimizer_archive;
   read_part(path, archive, "model", model_archive, "checkpoint");
   read_part(path, archive, "optimizer", optimizer_archive, "checkpoint");
@@ -212,7 +216,7 @@ void save_model_file(const std::string& path, const torch::nn::Module& model, co
 
 nlohmann::json load_model_file(const std::string& path, torch::nn::Module& model) {
   torch::serialize::InputArchive archive, model_archive;
-  read_verified(path, archive, "model file");
+  read_verified(path, archive, "model file", device_of(model));
   read_part(path, archive, "model", model_archive, "model file");
   const auto meta = read_meta(path, archive, "model file");
   try {

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include "train/device.h"
 #include "train/interrupt.h"
 
 #include <chrono>
@@ -30,6 +31,7 @@ void Trainer::add(std::shared_ptr<Callback> callback) { callbacks_.push_back(std
 void Trainer::run() {
   auto& s = ctx_.state;
   auto& model = ctx_.model;
+  const torch::Device device = device_of(model);
   model.train();
   if (window_losses_.empty()) window_begin_ = s.iter;
   for (auto& cb : callbacks_) cb->on_train_begin(ctx_);
@@ -44,7 +46,7 @@ void Trainer::run() {
     const int64_t in_epoch = s.iter % s.iters_per_epoch;
     if (in_epoch == 0 || !epoch_set) ctx_.train_loader.set_epoch(s.epoch_index());
     epoch_set = true;
-    Batch batch = ctx_.train_loader.batch(in_epoch);
+    Batch batch = to_device(ctx_.train_loader.batch(in_epoch), device);
     // Time spent in hooks (probes) is not training time: it is left out of img_per_s.
     auto hook_start = std::chrono::steady_clock::now();
     for (auto& cb : callbacks_) cb->on_batch_begin(ctx_);
@@ -83,8 +85,9 @@ void Trainer::run() {
 
 void Trainer::flush_window() {
   auto& s = ctx_.state;
-  const auto losses = torch::stack(window_losses_).to(torch::kFloat64);
-  const auto wrong = torch::stack(window_wrong_).to(torch::kInt64);
+  // The window's only host sync: one copy of its losses and counts (from the GPU, where the run is there).
+  const auto losses = torch::stack(window_losses_).to(torch::kCPU, torch::kFloat64);
+  const auto wrong = torch::stack(window_wrong_).to(torch::kCPU, torch::kInt64);
   const double* l = losses.data_ptr<double>();
   const int64_t* w = wrong.data_ptr<int64_t>();
   const int64_t steps = static_cast<int64_t>(window_sizes_.size());
@@ -170,8 +173,9 @@ void Trainer::load_state(const nlohmann::json& state) {
   window_seconds_ = w.at("seconds").get<double>();
   window_losses_.clear();
   window_wrong_.clear();
-  for (const auto& l : w.at("losses")) window_losses_.push_back(torch::tensor(l.get<double>(), torch::kFloat32));
-  for (const auto& x : w.at("wrong")) window_wrong_.push_back(torch::tensor(x.get<int64_t>(), torch::kInt64));
+  const auto on = torch::TensorOptions().device(device_of(ctx_.model));
+  for (const auto& l : w.at("losses")) window_losses_.push_back(torch::tensor(l.get<double>(), on.dtype(torch::kFloat32)));
+  for (const auto& x : w.at("wrong")) window_wrong_.push_back(torch::tensor(x.get<int64_t>(), on.dtype(torch::kInt64)));
   window_sizes_ = w.at("sizes").get<std::vector<int64_t>>();
   recent_.clear();
   for (const auto& r : state.at("recent")) recent_.emplace_back(r.at(0).get<int64_t>(), r.at(1).get<int64_t>());
@@ -186,10 +190,11 @@ EvalResult evaluate(NetworkBase& model, const BatchSource& loader) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
+  const torch::Device device = device_of(model);
   double loss_sum = 0.0;
   int64_t wrong = 0, total = 0;
   for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
-    Batch batch = loader.batch(b);
+    Batch batch = to_device(loader.batch(b), device);
     auto logits = model.forward(batch.inputs);
     if (batch.crops > 1) {
       // Multi-crop evaluation: the prediction is the softmax averaged over an example's views.
