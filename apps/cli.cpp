@@ -25,6 +25,8 @@ void bind_overrides(CLI::App* cmd, Overrides& o) {
   optional_flag(cmd, "--threads", o.threads, "LibTorch intra-op threads (default: every core)");
   optional_flag(cmd, "--log-every", o.log_every, "Iterations between training records");
   optional_flag(cmd, "--data", o.data_dir, "Folder the dataset is read from");
+  optional_flag(cmd, "--retry-diverged", o.retry_diverged,
+                "After a non-finite loss, go back to the last checkpoint up to N times with the lr scaled by 0.1");
   optional_flag(cmd, "--device", o.device, "cpu, cuda or cuda:N (cuda needs reslab built against a CUDA LibTorch)");
 }
 
@@ -121,6 +123,7 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
                   "Write one model's weights, a batch and its losses before and after two SGD steps to this file "
                   "(torch.load reads it; scripts/bench_pytorch.py --check compares)");
   auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
+  auto* sgd_loop = cmd->add_flag("--sgd-loop", "Update with LibTorch's per-parameter SGD loop, not reslab's foreach step");
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");
@@ -136,8 +139,9 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--crop", opts->folder.crop, "image-folder: crop side")->capture_default_str();
   cmd->add_option("--eval-crops", opts->folder.eval_crops, "image-folder: 1 or 10 views when evaluating")
       ->capture_default_str();
-  cmd->callback([opts, nchw, &action] {
+  cmd->callback([opts, nchw, sgd_loop, &action] {
     opts->channels_last = nchw->count() == 0;
+    opts->sgd_foreach = sgd_loop->count() == 0;
     action = [opts] { return run_bench(*opts); };
   });
 }

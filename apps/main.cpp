@@ -1,6 +1,7 @@
 // reslab: train plain and residual networks, run experiments, export and plot the results.
 #include <c10/util/Exception.h>
 
+#include <csignal>
 #include <iostream>
 
 #include "cli.h"
@@ -10,6 +11,9 @@ int main(int argc, char** argv) {
   std::function<int()> action;
   reslab::setup_commands(app, action);
   CLI11_PARSE(app, argc, argv);
+  // A file-size limit (ulimit -f) then fails the write with EFBIG, reported like a full disk, instead of
+  // killing the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     return action();
   } catch (const c10::Error& e) {

@@ -123,6 +123,11 @@ check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --ba
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \
   --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json
 
+# A run that cannot fit in memory says so before training, with the estimate and what the machine has.
+check "memory estimate" nonzero "run 'resnet1202': training resnet1202 at batch 50000 needs about [0-9]+ MiB .* available \(MemAvailable" \
+  -- "$reslab" train --model resnet1202 --batch 50000 --train-size 50000 --test-size 100 --out "$work/huge"
+check "memory estimate: nothing written" nonzero "^$" -- bash -c "ls '$work/huge'/metrics.jsonl '$work/huge'/checkpoint* 2>/dev/null"
+
 # The Python reference computes what reslab computes: same weights, batch, two SGD steps, same losses.
 check "export check" 0 "resnet8: [0-9]+ parameters" -- "$reslab" bench --model resnet8 --batch 8 --nchw \
   --export-check "$work/check.pt"
@@ -194,6 +199,46 @@ PY
     tail -5 "$work/resume.log"
   fi
 done
+
+# A full disk while writing a checkpoint: a tmpfs with room for one checkpoint, not two. The run stops with an
+# error naming the file, the checkpoint before is intact, and the run moved to a larger disk resumes from it and
+# ends with the uninterrupted run's records. Where no tmpfs can be mounted (not root, no user namespaces), a
+# file-size limit (ulimit -f: EFBIG) stands in for the full disk, and the error alone is checked.
+ckpt=$(ls "$work"/ref/checkpoint-*.pt | head -1)
+size=$(($(stat -c %s "$ckpt") * 3 / 2 + 65536))
+mkdir -p "$work/small"
+mounter=()
+if mount -t tmpfs -o size=$size tmpfs "$work/small" 2>/dev/null; then
+  mounter=(direct)
+elif unshare -rm true 2>/dev/null; then
+  mounter=(unshare -rm)
+fi
+if [[ ${#mounter[@]} -gt 0 ]]; then
+  if [[ ${mounter[0]} == direct ]]; then
+    "$reslab" "${train_args[@]}" --out "$work/small/run" >"$work/full.log" 2>&1
+    rc=$?
+    cp -r "$work/small/run" "$work/moved"
+    umount "$work/small"
+  else
+    unshare -rm bash -c "mount -t tmpfs -o size=$size tmpfs '$work/small' && \
+      '$reslab' ${train_args[*]} --out '$work/small/run' >'$work/full.log' 2>&1; echo \$? >'$work/full.rc'; \
+      cp -r '$work/small/run' '$work/moved'"
+    rc=$(cat "$work/full.rc")
+  fi
+  check "disk full: clear error" 0 "checkpoint-0+32.pt.tmp: cannot write checkpoint: No space left on device" -- \
+    bash -c "[[ $rc -ne 0 ]] && cat '$work/full.log'"
+  check "disk full: one checkpoint left" 0 "^1 checkpoint-000000016.pt$" -- \
+    bash -c "echo \$(ls '$work/moved' | grep -c checkpoint) \$(ls '$work/moved' | grep checkpoint)"
+  "$reslab" "${train_args[@]}" --out "$work/moved" --resume >"$work/moved.log" 2>&1
+  check "disk full: resumes from it" 0 "resuming resnet8 at iteration 16" -- cat "$work/moved.log"
+  check "disk full: same records" 0 "same" -- /usr/bin/python3 -c "
+import json, sys
+load = lambda p: [{k: v for k, v in json.loads(l).items() if k != 'img_per_s'} for l in open(p)]
+print('same' if load('$work/ref/metrics.jsonl') == load('$work/moved/metrics.jsonl') else 'different')"
+else
+  check "file too large: clear error" nonzero "checkpoint-0+16.pt.tmp: cannot write checkpoint: File too large" -- \
+    bash -c "ulimit -f $((size / 2048)); exec '$reslab' ${train_args[*]} --out '$work/fsize'"
+fi
 
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -1,8 +1,11 @@
 // A whole experiment on a slice of Fashion-MNIST: the files of DESIGN.md, the results table, overwrite rules.
+#include <algorithm>
+#include <limits>
 #include <sstream>
 
 #include "experiment/results.h"
 #include "experiment/runner.h"
+#include "train/callbacks.h"
 #include "train/metrics.h"
 #include "test_util.h"
 
@@ -61,6 +64,95 @@ TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
   const auto config = read_json_file(dir.file("plain8/config.json"));
   EXPECT_EQ(config["model"]["name"], "plain8");
   EXPECT_EQ(config["data"]["val_size"], 256);
+}
+
+/// Makes the loss non-finite on the step after `at` iterations, but only while the learning rate is at least
+/// `min_lr`: a run that diverges at its learning rate and trains at a lower one.
+class PoisonAtHighLr : public Callback {
+ public:
+  PoisonAtHighLr(int64_t at, double min_lr) : at_(at), min_lr_(min_lr) {}
+  void on_batch_begin(TrainContext& ctx) override {
+    if (ctx.state.iter != at_ || ctx.state.lr < min_lr_) return;
+    torch::NoGradGuard no_grad;
+    ctx.model.parameters()[0].fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+
+ private:
+  int64_t at_;
+  double min_lr_;
+};
+
+RunConfig tiny_run(int64_t retries) {
+  RunConfig run = expand_grid(tiny_experiment())[1];  // resnet8, 8 iterations an epoch, lr 0.1 then 0.01
+  run.retry_diverged = retries;
+  return run;
+}
+
+/// Iterations of the "train" records, which must rise strictly (nothing duplicated after a cut).
+std::vector<int64_t> train_iters(const std::string& metrics) {
+  std::vector<int64_t> iters;
+  for (const auto& r : read_jsonl_file(metrics)) {
+    if (r["kind"] == "train") iters.push_back(r["iter"].get<int64_t>());
+  }
+  return iters;
+}
+
+TEST_F(ExperimentTest, ADivergedRunRetriesFromItsLastCheckpointWithALowerLearningRate) {
+  TempDir dir;
+  DataCache cache;
+  RunOptions options;
+  options.callbacks.push_back(std::make_shared<PoisonAtHighLr>(11, 0.005));  // epoch 2 runs at lr 0.01
+  const auto summary = train_run(tiny_run(1), dir.file("r"), cache, options);
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["iterations"], 16);
+  ASSERT_EQ(summary["retries"].size(), 1u);
+  const auto& retry = summary["retries"][0];
+  EXPECT_EQ(retry["diverged_at"], 12);
+  EXPECT_EQ(retry["iter"], 8);  // the checkpoint at the end of epoch 1
+  EXPECT_DOUBLE_EQ(retry["lr_scale"].get<double>(), 0.1);
+  // The records: cut back to the checkpoint, a retry record, then the run continued at a tenth of the lr.
+  const auto records = read_jsonl_file(dir.file("r/metrics.jsonl"));
+  int64_t retry_records = 0;
+  for (const auto& r : records) {
+    if (r["kind"] == "retry") ++retry_records;
+    if (r["kind"] == "train" && r["iter"].get<int64_t>() > 8) {
+      EXPECT_NEAR(r["lr"].get<double>(), 0.001, 1e-12);
+    }
+  }
+  EXPECT_EQ(retry_records, 1);
+  const auto iters = train_iters(dir.file("r/metrics.jsonl"));
+  EXPECT_TRUE(std::is_sorted(iters.begin(), iters.end()) &&
+              std::adjacent_find(iters.begin(), iters.end()) == iters.end());
+  EXPECT_EQ(iters.back(), 16);
+}
+
+TEST_F(ExperimentTest, ADivergenceBeforeTheFirstEpochRetriesFromTheStart) {
+  TempDir dir;
+  DataCache cache;
+  RunOptions options;
+  options.callbacks.push_back(std::make_shared<PoisonAtHighLr>(2, 0.05));
+  const auto summary = train_run(tiny_run(2), dir.file("r"), cache, options);
+  EXPECT_EQ(summary["status"], "completed");
+  ASSERT_EQ(summary["retries"].size(), 1u);
+  EXPECT_EQ(summary["retries"][0]["iter"], 0);  // the checkpoint written before the first step
+  EXPECT_EQ(summary["retries"][0]["diverged_at"], 3);
+  EXPECT_EQ(train_iters(dir.file("r/metrics.jsonl")).front(), 4);  // nothing of the diverged attempt is left
+}
+
+TEST_F(ExperimentTest, RetriesStopAfterTheirNumberAndWithoutTheFlagTheRunEndsDiverged) {
+  for (int64_t retries : {0, 2}) {
+    TempDir dir;
+    DataCache cache;
+    RunOptions options;
+    options.callbacks.push_back(std::make_shared<PoisonAtHighLr>(11, 0.0));  // at any learning rate
+    const auto summary = train_run(tiny_run(retries), dir.file("r"), cache, options);
+    EXPECT_EQ(summary["status"], "diverged") << retries;
+    EXPECT_EQ(summary["diverged_at"], 12);
+    EXPECT_EQ(summary["retries"].size(), static_cast<size_t>(retries));
+    if (retries == 2) {
+      EXPECT_DOUBLE_EQ(summary["retries"][1]["lr_scale"].get<double>(), 0.01);
+    }
+  }
 }
 
 TEST(Results, ModelTagsKeepVariantsOfOneDepthApart) {

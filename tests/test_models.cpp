@@ -125,6 +125,20 @@ TEST_F(ModelsTest, MultiplyAddsOfResNet20ByHand) {
                                5 * (32 * 14 * 14 * 288) + 64 * 7 * 7 * 288 + 5 * (64 * 7 * 7 * 576) + 640);
 }
 
+TEST_F(ModelsTest, ConvolutionOutputsAndTheTrainingMemoryEstimateByHand) {
+  // Fashion-MNIST resnet20: the stem and six convs at 16x28x28, six at 32x14x14, six at 64x7x7.
+  ResNet net(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
+  const int64_t outputs = 7 * 16 * 28 * 28 + 6 * 32 * 14 * 14 + 6 * 64 * 7 * 7;
+  EXPECT_EQ(net->conv_outputs(), outputs);
+  EXPECT_EQ(estimate_training_bytes(*net, 128),
+            128 * outputs * kSavedPerOutput * 4 + 2 * count_parameters(*net) * 4 + kScratchBytes);
+  // Option B adds the two projections' outputs (32x14x14 and 64x7x7); depth and batch scale it linearly.
+  ResNet b(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::B}));
+  EXPECT_EQ(b->conv_outputs(), outputs + 32 * 14 * 14 + 64 * 7 * 7);
+  ResNet deep(ResNetOptions(56).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
+  EXPECT_EQ(deep->conv_outputs(), 19 * 16 * 28 * 28 + 18 * 32 * 14 * 14 + 18 * 64 * 7 * 7);
+}
+
 TEST_F(ModelsTest, DepthMustBe6nPlus2) {
   for (int64_t bad : {0, 7, 21, 57}) {
     testing::expect_error<std::invalid_argument>([&] { ResNet net{ResNetOptions(bad)}; },

@@ -175,6 +175,52 @@ TEST_F(TrainerTest, EvaluationCountsEveryExampleOnce) {
   EXPECT_NEAR(r.loss, torch::nn::functional::cross_entropy(logits, data.targets()).item<double>(), 1e-4);
 }
 
+TEST(Sgd, ForeachStepIsLibTorchsLoopBitForBitAndSharesItsCheckpoints) {
+  for (bool nesterov : {false, true}) {
+    torch::manual_seed(3);
+    auto a = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+    auto b = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < a->parameters().size(); ++i) b->parameters()[i].copy_(a->parameters()[i]);
+    }
+    SgdConfig config{0.1, 0.9, 1e-3, nesterov};
+    config.foreach = true;
+    auto fast = make_sgd(a->parameters(), config);
+    config.foreach = false;
+    auto loop = make_sgd(b->parameters(), config);
+    const auto x = torch::randn({6, 1, 8, 8});
+    const auto y = torch::randint(0, 10, {6}, torch::kInt64);
+    for (int step = 0; step < 4; ++step) {
+      for (auto [model, opt] : {std::pair{a.get(), fast.get()}, std::pair{b.get(), loop.get()}}) {
+        opt->zero_grad();
+        torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+        opt->step();
+      }
+      if (step == 1) set_learning_rate(*fast, 0.05), set_learning_rate(*loop, 0.05);
+    }
+    for (size_t i = 0; i < a->parameters().size(); ++i) {
+      EXPECT_TRUE(torch::equal(a->parameters()[i], b->parameters()[i])) << "parameter " << i << " nesterov " << nesterov;
+    }
+    // The momentum buffers are where LibTorch's SGD keeps them: one's saved state loads into the other.
+    TempDir dir;
+    torch::save(*fast, dir.file("fast.pt"));
+    config.foreach = false;
+    auto restored = make_sgd(b->parameters(), config);
+    torch::load(*restored, dir.file("fast.pt"));
+    ASSERT_EQ(restored->state().size(), a->parameters().size());
+    set_learning_rate(*restored, 0.05);
+    for (auto [model, opt] : {std::pair{a.get(), fast.get()}, std::pair{b.get(), restored.get()}}) {
+      opt->zero_grad();
+      torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+      opt->step();
+    }
+    for (size_t i = 0; i < a->parameters().size(); ++i) {
+      EXPECT_TRUE(torch::equal(a->parameters()[i], b->parameters()[i])) << "after reload, parameter " << i;
+    }
+  }
+}
+
 TEST(Device, NamesAreCheckedAndCudaNeedsACudaBuild) {
   EXPECT_EQ(parse_device("cpu", "test"), torch::Device(torch::kCPU));
   for (const char* bad : {"gpu", "CPU", "cuda:", "cuda:-1", "cuda:1x", "cuda:12345", ""}) {

@@ -271,7 +271,9 @@ int run_bench(const BenchOptions& options) {
     model->to(device);
     const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
     if (options.channels_last) to_channels_last(*model);
-    auto optimizer = make_sgd(model->parameters(), SgdConfig{});
+    SgdConfig sgd;
+    sgd.foreach = options.sgd_foreach;
+    auto optimizer = make_sgd(model->parameters(), sgd);
     const auto& in = spec.input;
     auto inputs = torch::randn({options.batch, in.channels, in.height, in.width}).to(device).contiguous(memory);
     auto targets = torch::randint(0, spec.classes, {options.batch}, torch::kInt64).to(device);
@@ -325,11 +327,14 @@ int run_bench(const BenchOptions& options) {
                           {"threads", threads},
                           {"device", options.device},
                           {"channels_last", options.channels_last},
+                          {"sgd", options.sgd_foreach ? "foreach" : "loop"},
                           {"train_img_per_s", img_per_s},
                           {"epoch_img_per_s", epoch_rate},
                           {"eval_img_per_s", eval_rate},
                           {"macs_per_s", macs_per_s},
                           {"peak_rss_mb", rss},
+                          {"estimated_train_mb", static_cast<double>(estimate_training_bytes(*model, options.batch)) /
+                                                     (1 << 20)},
                           {"peak_rss_scope", peak_per_model ? "model" : "process"}};
     if (epoch_data) row["epoch_examples"] = epoch_data->train->size();
     all.push_back(row);

@@ -61,6 +61,7 @@ struct BenchOptions {
   int64_t threads = 0;
   std::string device = "cpu";
   bool channels_last = true;
+  bool sgd_foreach = true;  ///< false: LibTorch's per-parameter SGD loop
   bool json = false;
   /// Instead of timing: write the model's weights, a batch and its losses to this file (see bench.cpp).
   std::string export_check;

@@ -204,7 +204,10 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = t->integers("eval_at", /*allow_empty=*/true)) run.eval_at = *v;
     if (auto v = t->integer("eval_batch")) run.eval_batch = *v;
     if (auto v = t->boolean("channels_last")) run.channels_last = *v;
-    t->finish({"log_every", "eval_every_epoch", "eval_at", "eval_batch", "channels_last"});
+    if (auto v = t->integer("retry_diverged")) run.retry_diverged = *v;
+    if (auto v = t->number("retry_lr_scale")) run.retry_lr_scale = *v;
+    t->finish({"log_every", "eval_every_epoch", "eval_at", "eval_batch", "channels_last", "retry_diverged",
+               "retry_lr_scale"});
   }
   if (auto g = top.section("grid")) {
     if (auto v = g->integers("depth")) ex.depths = *v;
@@ -283,6 +286,7 @@ void apply_overrides(RunConfig& run, const Overrides& o) {
   if (o.lr) run.lr = *o.lr;
   if (o.data_dir) run.data_dir = *o.data_dir;
   if (o.device) run.device = *o.device;
+  if (o.retry_diverged) run.retry_diverged = *o.retry_diverged;
 }
 
 void apply_overrides(ExperimentConfig& ex, const Overrides& o) {
@@ -358,6 +362,12 @@ void validate_run(const RunConfig& run, const std::string& source) {
   if (run.log_every <= 0) bad("train.log_every", std::to_string(run.log_every), "a positive integer");
   if (run.eval_batch <= 0) bad("train.eval_batch", std::to_string(run.eval_batch), "a positive integer");
   if (run.threads < 0) bad("threads", std::to_string(run.threads), ">= 0 (0 uses every core)");
+  if (run.retry_diverged < 0 || run.retry_diverged > 100) {
+    bad("train.retry_diverged", std::to_string(run.retry_diverged), "0 to 100 retries");
+  }
+  if (!(run.retry_lr_scale > 0 && run.retry_lr_scale < 1)) {
+    bad("train.retry_lr_scale", std::to_string(run.retry_lr_scale), "a factor between 0 and 1 (exclusive)");
+  }
   if (!valid_device_name(run.device)) bad("device", "'" + run.device + "'", "cpu, cuda or cuda:N");
 }
 
@@ -458,6 +468,10 @@ nlohmann::json to_json(const RunConfig& r) {
     d["eval_resize"] = t.eval_resize;
     d["eval_crops"] = t.eval_crops;
     d["workers"] = t.workers;
+  }
+  if (r.retry_diverged > 0) {
+    out["train"]["retry_diverged"] = r.retry_diverged;
+    out["train"]["retry_lr_scale"] = r.retry_lr_scale;
   }
   // Where the run computed; written only when not the CPU, so CPU runs' files read as before.
   if (r.device != "cpu") out["device"] = r.device;

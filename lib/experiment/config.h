@@ -44,6 +44,10 @@ struct RunConfig {
   std::vector<int64_t> eval_at;
   int64_t eval_batch = 500;
   bool channels_last = true;
+  /// After a non-finite loss, go back to the newest checkpoint this many times, each time with the learning
+  /// rate multiplied by retry_lr_scale (0: the run ends as "diverged", the default).
+  int64_t retry_diverged = 0;
+  double retry_lr_scale = 0.1;
   uint64_t seed = 1;
   int64_t threads = 0;  ///< 0: every core
   std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N" (a LibTorch built with CUDA)
@@ -91,7 +95,7 @@ struct Overrides {
   std::optional<std::vector<int64_t>> depths;
   std::optional<double> epochs;
   std::optional<int64_t> iterations;
-  std::optional<int64_t> train_size, test_size, batch, threads, log_every;
+  std::optional<int64_t> train_size, test_size, batch, threads, log_every, retry_diverged;
   std::optional<uint64_t> seed;
   std::optional<double> lr;
   std::optional<std::string> data_dir;

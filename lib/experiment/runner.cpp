@@ -1,9 +1,12 @@
 #include "experiment/runner.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <tuple>
 #include <ostream>
 #include <thread>
@@ -106,6 +109,49 @@ std::pair<std::string, nlohmann::json> newest_usable_checkpoint(
   return {"", nullptr};
 }
 
+/// Cuts metrics.jsonl back to the bytes `checkpoint` was written with: nothing is duplicated, a torn last line
+/// disappears.
+void cut_metrics(const std::string& run_dir, const nlohmann::json& meta, const std::string& checkpoint) {
+  const auto offset = meta.at("metrics_offset").get<int64_t>();
+  const std::string metrics_path = run_dir + "/metrics.jsonl";
+  if (!fs::exists(metrics_path) || static_cast<int64_t>(fs::file_size(metrics_path)) < offset) {
+    throw CheckpointError(metrics_path + ": shorter than the " + std::to_string(offset) + " bytes that " +
+                          checkpoint + " was written with; start again with --overwrite");
+  }
+  fs::resize_file(metrics_path, static_cast<uintmax_t>(offset));
+}
+
+/// MemAvailable from /proc/meminfo, in bytes; nullopt where it cannot be read.
+std::optional<int64_t> mem_available_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return std::nullopt;
+}
+
+/// Stops a CPU run that cannot fit before it starts, rather than hours later or through the kernel's OOM
+/// killer. The data and the model are already in memory here, so MemAvailable is what training has left.
+void check_memory(const RunConfig& run, const NetworkBase& model, torch::Device device) {
+  if (!device.is_cpu()) return;
+  const char* skip = std::getenv("RESLAB_SKIP_MEMORY_CHECK");
+  if (skip != nullptr && std::string(skip) == "1") return;
+  const auto available = mem_available_bytes();
+  if (!available) return;
+  const int64_t needed = estimate_training_bytes(model, run.batch);
+  if (needed <= *available) return;
+  const auto mib = [](int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
+  throw std::runtime_error(
+      "run '" + run.name + "': training " + run.model + " at batch " + std::to_string(run.batch) + " needs about " +
+      mib(needed) + " (activations kept for the backward pass: " +
+      mib(run.batch * model.conv_outputs() * kSavedPerOutput * 4) + ") but this machine has " + mib(*available) +
+      " available (MemAvailable in /proc/meminfo); use a smaller batch, or set RESLAB_SKIP_MEMORY_CHECK=1 if the "
+      "estimate is wrong");
+}
+
 }  // namespace
 
 nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
@@ -140,22 +186,25 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   if (parsed.depth < run.warmup_min_depth) schedule.warmup_lr.reset();
   const SgdConfig sgd{run.lr, run.momentum, run.weight_decay, run.nesterov};
   auto optimizer = make_sgd(model->parameters(), sgd);
+  check_memory(run, *model, device);
 
   // What a checkpoint must match to be continued: the run's settings, but for the thread count.
   nlohmann::json identity = to_json(run);
   identity.erase("threads");
   if (identity["data"].contains("workers")) identity["data"].erase("workers");
   identity.erase("device");  // a run continues on another device: checkpoints load onto the model's
+  identity["train"].erase("retry_diverged");  // retrying or not does not change what a checkpoint holds
+  identity["train"].erase("retry_lr_scale");
   std::string resume_from;
   nlohmann::json resume_meta;
+  auto fresh = [&] {
+    torch::manual_seed(run.seed);
+    auto scratch = build_model(run.model, spec);
+    scratch->to(device);
+    if (run.channels_last) to_channels_last(*scratch);
+    return scratch;
+  };
   if (options.resume) {
-    auto fresh = [&] {
-      torch::manual_seed(run.seed);
-      auto scratch = build_model(run.model, spec);
-      scratch->to(device);
-      if (run.channels_last) to_channels_last(*scratch);
-      return scratch;
-    };
     std::tie(resume_from, resume_meta) = newest_usable_checkpoint(run_dir, identity, fresh, sgd, options.progress);
   }
 
@@ -168,20 +217,14 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     fs::remove(run_dir + "/metrics.jsonl");
     for (const auto& stale : list_checkpoints(run_dir)) fs::remove(stale);
   } else {
-    // Cut the records back to the checkpoint: nothing is duplicated, a torn last line disappears.
-    const auto offset = resume_meta.at("metrics_offset").get<int64_t>();
-    const std::string metrics_path = run_dir + "/metrics.jsonl";
-    if (!fs::exists(metrics_path) || static_cast<int64_t>(fs::file_size(metrics_path)) < offset) {
-      throw CheckpointError(metrics_path + ": shorter than the " + std::to_string(offset) + " bytes that " +
-                            resume_from + " was written with; start again with --overwrite");
-    }
-    fs::resize_file(metrics_path, static_cast<uintmax_t>(offset));
+    cut_metrics(run_dir, resume_meta, resume_from);
   }
-  JsonlWriter metrics(run_dir + "/metrics.jsonl");
+  auto metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
 
-  TrainContext ctx{*model, *optimizer, train_loader, &metrics, {}};
+  TrainContext ctx{*model, *optimizer, train_loader, metrics.get(), {}};
   Trainer trainer(ctx, total, run.log_every);
-  trainer.add(std::make_shared<ScheduleCallback>(make_schedule(schedule, run.lr, per_epoch, total)));
+  auto schedule_cb = std::make_shared<ScheduleCallback>(make_schedule(schedule, run.lr, per_epoch, total));
+  trainer.add(schedule_cb);
   trainer.add(std::make_shared<TrainRecordCallback>());
   auto eval = std::make_shared<EvalCallback>(data_of_run.val.get(), data_of_run.test.get(), run.eval_every_epoch,
                                              std::set<int64_t>(run.eval_at.begin(), run.eval_at.end()));
@@ -194,7 +237,8 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
                                                         std::set<int64_t>(run.probe_at.begin(), run.probe_at.end())));
   }
   for (const auto& cb : options.callbacks) trainer.add(cb);
-  trainer.add(std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity));
+  trainer.add(std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity, 2,
+                                                   /*save_at_start=*/run.retry_diverged > 0));
   if (!resume_from.empty()) {
     load_checkpoint(resume_from, *model, *optimizer);
     trainer.load_state(resume_meta.at("trainer"));
@@ -205,6 +249,37 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   }
   const auto start = std::chrono::steady_clock::now();
   trainer.run();
+  // Retries after a non-finite loss: back to the newest checkpoint (the records cut back to it), the learning
+  // rate scaled down; each retry is a "retry" record and an entry of the summary's "retries".
+  nlohmann::json retries = nlohmann::json::array();
+  while (ctx.state.status == "diverged" && static_cast<int64_t>(retries.size()) < run.retry_diverged) {
+    const int64_t diverged_at = ctx.state.diverged_at.value_or(ctx.state.iter + 1);
+    const double scale_in_force = schedule_cb->lr_scale();  // earlier retries' included
+    auto [path, meta] = newest_usable_checkpoint(run_dir, identity, fresh, sgd, options.progress);
+    if (path.empty()) break;  // none could be read: the run stays diverged
+    ctx.metrics = nullptr;
+    metrics.reset();
+    cut_metrics(run_dir, meta, path);
+    metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
+    ctx.metrics = metrics.get();
+    load_checkpoint(path, *model, *optimizer);
+    trainer.load_state(meta.at("trainer"));
+    schedule_cb->set_lr_scale(scale_in_force * run.retry_lr_scale);
+    ctx.state.status = "running";
+    ctx.state.diverged_at.reset();
+    nlohmann::json retry = {{"kind", "retry"},        {"iter", ctx.state.iter},
+                            {"epoch", ctx.state.epoch()}, {"diverged_at", diverged_at},
+                            {"lr_scale", schedule_cb->lr_scale()}, {"checkpoint", fs::path(path).filename().string()}};
+    metrics->write(retry);
+    retry.erase("kind");
+    retries.push_back(retry);
+    if (options.progress != nullptr) {
+      *options.progress << run.name << ": loss not finite at iteration " << diverged_at << "; retrying from "
+                        << path << " (iteration " << ctx.state.iter << ") with the learning rate x"
+                        << schedule_cb->lr_scale() << "\n";
+    }
+    trainer.run();
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto& state = ctx.state;
 
@@ -234,6 +309,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       {"seed", run.seed},
       {"threads", threads},
       {"device", run.device},
+      {"retries", retries},
       {"versions", version_info()}};
   if (state.diverged_at) {
     summary["diverged_at"] = *state.diverged_at;

@@ -69,6 +69,9 @@ class NetworkBase : public torch::nn::Module {
   /// Multiply-adds of one forward pass for one image of the shape the network was built for
   /// (convolutions and the classifier; BN, ReLU, pooling and additions are not counted, as in the paper).
   virtual int64_t macs() const = 0;
+  /// Values the convolutions output in one forward pass of one image: what training keeps per image for the
+  /// backward pass is a small multiple of it (see estimate_training_bytes).
+  virtual int64_t conv_outputs() const = 0;
   /// Weighted layers on the longest path (convolutions and the classifier), the paper's "depth".
   virtual int64_t depth() const = 0;
   virtual bool residual() const = 0;
@@ -103,6 +106,15 @@ std::pair<int64_t, int64_t> conv_output_hw(const torch::nn::Conv2dImpl& conv, in
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding);
 /// Number of trainable scalars.
 int64_t count_parameters(const torch::nn::Module& module);
+
+/// Memory (bytes) that training `net` at `batch` needs beyond the model and the data already loaded: the
+/// activations autograd keeps for the backward pass (kSavedPerOutput float32 values per convolution output,
+/// which matches the peak resident memory measured for resnet20 to resnet1202 within 10%, see
+/// docs/performance.md), the gradients and momentum buffers (two copies of the parameters), and kScratchBytes for
+/// oneDNN's scratch and the backward pass's transient gradients.
+int64_t estimate_training_bytes(const NetworkBase& net, int64_t batch);
+constexpr int64_t kSavedPerOutput = 2;
+constexpr int64_t kScratchBytes = int64_t{128} << 20;
 
 /// He (Kaiming) normal initialisation of every convolution and linear layer in `module`, fan-in mode for ReLU
 /// (He et al. 2015, used by the paper); BN weights 1, biases 0.

@@ -153,13 +153,19 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& input) {
   return preact ? out : torch::relu(out);
 }
 
-int64_t ResidualBlockImpl::macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w) const {
-  int64_t h = in_h, w = in_w, total = 0;
+int64_t ResidualBlockImpl::macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w, int64_t* outputs) const {
+  int64_t h = in_h, w = in_w, total = 0, values = 0;
   for (const auto& c : convs_) {
     std::tie(h, w) = conv_output_hw(*c, h, w);
     total += conv_macs(*c, h, w);
+    values += c->options.out_channels() * h * w;
   }
-  if (!projection_.is_empty()) total += conv_macs(*projection_->ptr(0)->as<torch::nn::Conv2dImpl>(), h, w);
+  if (!projection_.is_empty()) {
+    const auto& projection = *projection_->ptr(0)->as<torch::nn::Conv2dImpl>();
+    total += conv_macs(projection, h, w);
+    values += projection.options.out_channels() * h * w;
+  }
+  if (outputs != nullptr) *outputs += values;
   *out_h = h;
   *out_w = w;
   return total;

@@ -66,8 +66,9 @@ class ResidualBlockImpl : public torch::nn::Module {
   explicit ResidualBlockImpl(const ResidualBlockOptions& options);
 
   torch::Tensor forward(const torch::Tensor& x);
-  /// Multiply-adds for one image whose input map is in_h x in_w; sets out_h/out_w to the output map size.
-  int64_t macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w) const;
+  /// Multiply-adds for one image whose input map is in_h x in_w; sets out_h/out_w to the output map size and,
+  /// when `outputs` is given, adds to it the values the block's convolutions output for that image.
+  int64_t macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w, int64_t* outputs = nullptr) const;
   /// True when the shortcut has a 1x1 projection (options B and C).
   bool has_projection() const { return !projection_.is_empty(); }
   void pretty_print(std::ostream& stream) const override;

@@ -172,6 +172,18 @@ int64_t ResNetImpl::macs() const {
   return total + fc_->options.in_features() * fc_->options.out_features();
 }
 
+int64_t ResNetImpl::conv_outputs() const {
+  const auto& in = options.spec().input;
+  auto [h, w] = conv_output_hw(*conv1_, in.height, in.width);
+  int64_t total = conv1_->options.out_channels() * h * w;
+  if (options.stem() == Stem::kImageNet) {
+    h = conv_out_size(h, 3, 2, 1);
+    w = conv_out_size(w, 3, 2, 1);
+  }
+  for (const auto& block : blocks_) block->macs(h, w, &h, &w, &total);
+  return total;
+}
+
 void ResNetImpl::pretty_print(std::ostream& stream) const {
   const auto& o = options;
   stream << "reslab::ResNet(depth=" << o.depth() << ", " << (o.residual() ? "residual" : "plain") << ", "

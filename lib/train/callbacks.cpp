@@ -9,10 +9,25 @@
 namespace reslab {
 
 void ScheduleCallback::on_batch_begin(TrainContext& ctx) {
-  const double lr = schedule_.lr(ctx.state.iter);
+  const double lr = schedule_.lr(ctx.state.iter) * lr_scale_;
   if (lr != ctx.state.lr) {
     set_learning_rate(ctx.optimizer, lr);
     ctx.state.lr = lr;
+  }
+}
+
+nlohmann::json ScheduleCallback::save_state() const {
+  if (lr_scale_ == 1.0) return schedule_.state();
+  return {{"rules", schedule_.state()}, {"lr_scale", lr_scale_}};
+}
+
+void ScheduleCallback::load_state(const nlohmann::json& state) {
+  if (state.is_object() && state.contains("lr_scale")) {
+    lr_scale_ = state.at("lr_scale").get<double>();
+    schedule_.load_state(state.at("rules"));
+  } else {
+    lr_scale_ = 1.0;
+    schedule_.load_state(state);
   }
 }
 
@@ -103,8 +118,13 @@ void EvalCallback::load_state(const nlohmann::json& state) {
 }
 
 CheckpointCallback::CheckpointCallback(const Trainer& trainer, std::string dir, int64_t every_epochs,
-                                       nlohmann::json config, int64_t keep)
-    : trainer_(trainer), dir_(std::move(dir)), every_epochs_(every_epochs), config_(std::move(config)), keep_(keep) {
+                                       nlohmann::json config, int64_t keep, bool save_at_start)
+    : trainer_(trainer),
+      dir_(std::move(dir)),
+      every_epochs_(every_epochs),
+      config_(std::move(config)),
+      keep_(keep),
+      save_at_start_(save_at_start) {
   TORCH_CHECK(every_epochs_ >= 0 && keep_ >= 1, "CheckpointCallback: every_epochs >= 0 and keep >= 1");
 }
 
@@ -117,6 +137,10 @@ void CheckpointCallback::save(TrainContext& ctx) {
   save_checkpoint(checkpoint_path(dir_, ctx.state.iter), ctx.model, ctx.optimizer, meta);
   const auto all = list_checkpoints(dir_);
   for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) std::filesystem::remove(all[i]);
+}
+
+void CheckpointCallback::on_train_begin(TrainContext& ctx) {
+  if (save_at_start_ && ctx.state.iter == 0) save(ctx);
 }
 
 void CheckpointCallback::on_epoch_end(TrainContext& ctx) {

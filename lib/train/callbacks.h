@@ -19,11 +19,16 @@ class ScheduleCallback : public Callback {
   void on_batch_begin(TrainContext& ctx) override;
   void on_log(TrainContext& ctx, const WindowStats& window) override;
   std::string state_name() const override { return "schedule"; }
-  nlohmann::json save_state() const override { return schedule_.state(); }
-  void load_state(const nlohmann::json& state) override { schedule_.load_state(state); }
+  /// The rules' state; with a scale other than 1, {"rules": that, "lr_scale": scale}.
+  nlohmann::json save_state() const override;
+  void load_state(const nlohmann::json& state) override;
+  /// Multiplies every learning rate the schedule gives from now on (a retry after divergence lowers it).
+  void set_lr_scale(double scale) { lr_scale_ = scale; }
+  double lr_scale() const { return lr_scale_; }
 
  private:
   LrSchedule schedule_;
+  double lr_scale_ = 1.0;
 };
 
 /// Writes a "train" record for every statistics window.
@@ -86,8 +91,11 @@ class ProgressCallback : public Callback {
 /// `config` (what the run was started with), so that a resumed run can check it continues the same run.
 class CheckpointCallback : public Callback {
  public:
+  /// `save_at_start`: also write one before the first step of a fresh run, so that a retry after an early
+  /// divergence has a checkpoint to go back to.
   CheckpointCallback(const Trainer& trainer, std::string dir, int64_t every_epochs, nlohmann::json config,
-                     int64_t keep = 2);
+                     int64_t keep = 2, bool save_at_start = false);
+  void on_train_begin(TrainContext& ctx) override;
   void on_epoch_end(TrainContext& ctx) override;
   void on_train_end(TrainContext& ctx) override;
 
@@ -99,6 +107,7 @@ class CheckpointCallback : public Callback {
   int64_t every_epochs_;
   nlohmann::json config_;
   int64_t keep_;
+  bool save_at_start_;
   int64_t last_saved_ = -1;
 };
 

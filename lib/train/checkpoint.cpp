@@ -199,6 +199,9 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
   const auto meta = read_meta(path, archive, "checkpoint");
   try {
     model.load(model_archive);
+    // A checkpoint replaces the optimizer's state: buffers it does not hold (none, before the first step)
+    // must not survive from what the optimizer did since (a retry after a divergence goes back there).
+    optimizer.state().clear();
     optimizer.load(optimizer_archive);
   } catch (const std::exception& e) {
     throw CheckpointError(path + ": does not fit this model or optimizer: " + describe(e));
