@@ -94,10 +94,25 @@ void setup_run(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--resume", opts->resume, "Continue interrupted runs from their checkpoints; skip completed ones")
       ->excludes(overwrite);
   auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
+  auto* list = cmd->add_flag("--list", opts->list, "Print the grid points, one per line with its index, and exit");
+  optional_flag(cmd, "--index", opts->index,
+                "Run only grid point I (0-based, see --list; default $SLURM_ARRAY_TASK_ID when set)")
+      ->excludes(list);
   bind_overrides(cmd, opts->overrides);
   cmd->callback([opts, no_plot, &action] {
     opts->plot = no_plot->count() == 0;
     action = [opts] { return run_experiment_command(*opts); };
+  });
+}
+
+void setup_collect(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<CollectOptions>();
+  auto* cmd = app.add_subcommand("collect", "results.json and the plot from an experiment's finished runs");
+  cmd->add_option("dir", opts->dir, "The experiment's output folder (reslab run --out)")->required();
+  auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
+  cmd->callback([opts, no_plot, &action] {
+    opts->plot = no_plot->count() == 0;
+    action = [opts] { return run_collect(*opts); };
   });
 }
 
@@ -194,6 +209,7 @@ void setup_commands(CLI::App& app, std::function<int()>& action) {
   setup_run(app, action);
   setup_plot(app, action);
   setup_bench(app, action);
+  setup_collect(app, action);
   setup_analyze(app, action);
   app.require_subcommand(1);
 }

@@ -86,6 +86,34 @@ check "run small" 0 "depth \|" -- "$reslab" run "$work/small.json" --out "$work/
   { failures=$((failures + 1)); echo "FAIL: run small wrote no results"; }
 check "plot written" 0 "PNG" -- head -c 4 "$work/small/curves.png"
 check "no overwrite" nonzero "already holds results" -- "$reslab" run "$work/small.json" --out "$work/small"
+# The same experiment one grid point at a time (as a Slurm array runs it), then collect: the same results.
+check "run list" 0 "^0 plain8 plain8 fashion-mnist\|1 resnet8 resnet8 fashion-mnist\|$" -- \
+  bash -c "'$reslab' run '$work/small.json' --list | tr '\t\n' ' |'"
+check "run index" 0 "resnet8: completed" -- "$reslab" run "$work/small.json" --out "$work/array" --index 1 --threads 2
+check "run index: no results yet" nonzero "^$" -- test -e "$work/array/results.json"
+check "collect partial" 0 "1 of 2 runs" -- "$reslab" collect "$work/array" --no-plot
+check "collect names the missing" 0 "^Not finished \(no summary.json\): plain8$" -- "$reslab" collect "$work/array" \
+  --no-plot
+check "run slurm index" 0 "plain8: completed" -- env SLURM_ARRAY_TASK_ID=0 "$reslab" run "$work/small.json" \
+  --out "$work/array" --threads 2
+check "run index out of range" nonzero "--index 2 is out of range: the experiment has 2 grid points" -- \
+  "$reslab" run "$work/small.json" --out "$work/array" --index 2
+check "slurm index bad" nonzero "SLURM_ARRAY_TASK_ID 'x1'" -- env SLURM_ARRAY_TASK_ID=x1 "$reslab" run \
+  "$work/small.json" --out "$work/array"
+check "run index refuses overwrite" nonzero "array/resnet8 already holds results" -- "$reslab" run \
+  "$work/small.json" --out "$work/array" --index 1
+check "collect" 0 "2 of 2 runs" -- "$reslab" collect "$work/array"
+check "collect plot" 0 "PNG" -- head -c 4 "$work/array/curves.png"
+check "collect same results" 0 "same" -- /usr/bin/python3 -c "
+import json
+def table(p):
+    r = json.load(open(p))
+    runs = {s['run']: (s['final'], s['iterations'], s['status']) for s in r['runs']}
+    return runs, r['degradation']
+print('same' if table('$work/small/results.json') == table('$work/array/results.json') else 'different')"
+check "collect nothing" nonzero "none of the experiment's 2 runs" -- bash -c "mkdir -p '$work/empty' && \
+  cp '$work/array/config.json' '$work/empty/' && '$reslab' collect '$work/empty'"
+check "collect not an experiment" nonzero "nowhere/config.json" -- "$reslab" collect "$work/nowhere"
 check "train one" 0 "completed after 4 iterations" -- \
   "$reslab" train --model plain8 --out "$work/one" --train-size 256 --test-size 128 --batch 64 --epochs 1
 # Probes on the runs just trained, and on fresh nets; their JSON, plots, and errors that name what is wrong.

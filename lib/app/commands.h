@@ -41,9 +41,20 @@ struct RunExperimentOptions {
   bool overwrite = false;
   bool resume = false;  ///< continue interrupted runs from their checkpoints, skip completed ones
   bool plot = true;
+  bool list = false;             ///< print the grid points with their indices instead of running
+  std::optional<int64_t> index;  ///< run only this grid point (0-based; else $SLURM_ARRAY_TASK_ID if set)
 };
-/// `reslab run`: every grid point of an experiment, results.json, the degradation table and the plot.
+/// `reslab run`: every grid point of an experiment, results.json, the degradation table and the plot; or,
+/// with `list`, the grid points; or, with an index, one of them (results.json is then left to `reslab collect`).
 int run_experiment_command(const RunExperimentOptions& options);
+
+struct CollectOptions {
+  std::string dir;
+  bool plot = true;
+};
+/// `reslab collect`: results.json, the degradation table and the plot from the runs of DIR that have a summary
+/// (an experiment run one grid point at a time, e.g. as a Slurm array).
+int run_collect(const CollectOptions& options);
 
 struct PlotOptions {
   std::string results_dir;

@@ -9,6 +9,7 @@
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "train/interrupt.h"
+#include "train/metrics.h"
 
 namespace fs = std::filesystem;
 
@@ -53,12 +54,64 @@ int run_train(const TrainOptions& options) {
   return summary["status"] == "completed" ? 0 : 3;
 }
 
+namespace {
+
+/// The grid point a `reslab run` is limited to: --index, else $SLURM_ARRAY_TASK_ID (a Slurm array task), else
+/// none (every point). Throws std::invalid_argument naming the value and the range.
+std::optional<size_t> chosen_index(const RunExperimentOptions& options, size_t points) {
+  std::optional<int64_t> index = options.index;
+  std::string source = "--index";
+  if (!index) {
+    const char* task = std::getenv("SLURM_ARRAY_TASK_ID");
+    if (task == nullptr || *task == '\0') return std::nullopt;
+    source = "SLURM_ARRAY_TASK_ID";
+    const std::string text = task;
+    if (text.find_first_not_of("0123456789") != std::string::npos || text.size() > 9) {
+      throw std::invalid_argument(source + " '" + text + "' is not a grid index");
+    }
+    index = std::stoll(text);
+  }
+  if (*index < 0 || *index >= static_cast<int64_t>(points)) {
+    throw std::invalid_argument(source + " " + std::to_string(*index) + " is out of range: the experiment has " +
+                                std::to_string(points) + " grid points (0 to " + std::to_string(points - 1) +
+                                "; see --list)");
+  }
+  return static_cast<size_t>(*index);
+}
+
+}  // namespace
+
 int run_experiment_command(const RunExperimentOptions& options) {
   ExperimentConfig experiment = load_experiment(options.experiment);
   apply_overrides(experiment, options.overrides);
   const std::string out = options.out.empty() ? "runs/" + experiment.name : options.out;
+  const std::vector<RunConfig> runs = expand_grid(experiment);
+  if (options.list) {
+    for (size_t i = 0; i < runs.size(); ++i) {
+      std::cout << i << "\t" << runs[i].name << "\t" << runs[i].model << "\t" << runs[i].dataset << "\n";
+    }
+    return 0;
+  }
+  if (const auto index = chosen_index(options, runs.size())) {
+    // One grid point, into the experiment's layout; results.json is collect's, which sees every finished run.
+    const RunConfig& run = runs[*index];
+    const std::string run_dir = out + "/" + run.name;
+    if (!options.resume) prepare_output_dir(run_dir, {}, options.overwrite);
+    fs::create_directories(out);
+    write_json_file(out + "/config.json", to_json(experiment));
+    DataCache data;
+    install_interrupt_handlers();
+    RunOptions run_options = console_options();
+    run_options.resume = options.resume;
+    std::cout << "[" << *index << " of 0.." << runs.size() - 1 << "] " << run.name << " on " << run.dataset << "\n";
+    const auto summary = train_run(run, run_dir, data, run_options);
+    print_final(summary);
+    std::cout << "Results: " << run_dir << "/ (reslab collect " << out << " gathers every finished run)\n";
+    if (summary["status"] == "interrupted") return kExitInterrupted;
+    return summary["status"] == "completed" ? 0 : 3;
+  }
   std::vector<std::string> names;
-  for (const auto& run : expand_grid(experiment)) names.push_back(run.name);
+  for (const auto& run : runs) names.push_back(run.name);
   if (!options.resume) prepare_output_dir(out, names, options.overwrite);
   install_interrupt_handlers();
   RunOptions run_options = console_options();
@@ -83,6 +136,53 @@ int run_experiment_command(const RunExperimentOptions& options) {
   for (const auto& file : analysis_files) {
     std::cout << "Probe results: " << file << "\n";
     if (options.plot) plot_probe_file(file);
+  }
+  return 0;
+}
+
+int run_collect(const CollectOptions& options) {
+  const std::string config_path = options.dir + "/config.json";
+  nlohmann::json config;
+  try {
+    config = read_json_file(config_path);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) + " (reslab collect reads the experiment that reslab run wrote)");
+  }
+  if (!config.is_object() || !config.value("runs", nlohmann::json()).is_array() ||
+      !config.value("name", nlohmann::json()).is_string()) {
+    throw std::runtime_error(config_path + ": not an experiment's config.json (expected 'name' and 'runs')");
+  }
+  std::vector<nlohmann::json> summaries;
+  std::vector<std::string> missing;
+  for (const auto& run : config["runs"]) {
+    const std::string name = run.value("name", "");
+    const std::string path = options.dir + "/" + name + "/summary.json";
+    if (name.empty() || !fs::exists(path)) {
+      missing.push_back(name);
+      continue;
+    }
+    summaries.push_back(read_json_file(path));
+  }
+  if (summaries.empty()) {
+    throw std::runtime_error(options.dir + ": none of the experiment's " + std::to_string(config["runs"].size()) +
+                             " runs has a summary.json yet");
+  }
+  const auto results = make_results(config["name"], config.value("description", ""), summaries);
+  write_json_file(options.dir + "/results.json", results);
+  for (const auto& s : summaries) print_final(s);
+  std::cout << "\n";
+  print_degradation_table(results, std::cout);
+  std::cout << "\nResults: " << options.dir << "/results.json (" << summaries.size() << " of "
+            << config["runs"].size() << " runs)\n";
+  if (!missing.empty()) {
+    std::cout << "Not finished (no summary.json):";
+    for (const auto& m : missing) std::cout << " " << m;
+    std::cout << "\n";
+  }
+  if (options.plot) {
+    PlotOptions plot;
+    plot.results_dir = options.dir;
+    if (run_plot(plot) != 0) std::cout << "(the plot failed; the results above are complete)\n";
   }
   return 0;
 }
