@@ -5,7 +5,9 @@
 
 #include "experiment/results.h"
 #include "experiment/runner.h"
+#include "models/registry.h"
 #include "train/callbacks.h"
+#include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "test_util.h"
 
@@ -120,6 +122,12 @@ TEST_F(ExperimentTest, ADivergedRunRetriesFromItsLastCheckpointWithALowerLearnin
     }
   }
   EXPECT_EQ(retry_records, 1);
+  // The checkpoint it went back to was written again with the lowered scale: a stop after the retry resumes
+  // at the retried learning rate.
+  auto model = build_model("resnet8", ModelSpec{{1, 28, 28}, 10, Shortcut::A});
+  auto optimizer = make_sgd(model->parameters(), SgdConfig{});
+  const auto meta = load_checkpoint(dir.file("r/checkpoint-000000008.pt"), *model, *optimizer);
+  EXPECT_DOUBLE_EQ(meta["trainer"]["callbacks"]["schedule"]["lr_scale"].get<double>(), 0.1);
   const auto iters = train_iters(dir.file("r/metrics.jsonl"));
   EXPECT_TRUE(std::is_sorted(iters.begin(), iters.end()) &&
               std::adjacent_find(iters.begin(), iters.end()) == iters.end());

@@ -237,8 +237,9 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
                                                         std::set<int64_t>(run.probe_at.begin(), run.probe_at.end())));
   }
   for (const auto& cb : options.callbacks) trainer.add(cb);
-  trainer.add(std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity, 2,
-                                                   /*save_at_start=*/run.retry_diverged > 0));
+  auto checkpoints = std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity, 2,
+                                                          /*save_at_start=*/run.retry_diverged > 0);
+  trainer.add(checkpoints);
   if (!resume_from.empty()) {
     load_checkpoint(resume_from, *model, *optimizer);
     trainer.load_state(resume_meta.at("trainer"));
@@ -271,6 +272,9 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
                             {"epoch", ctx.state.epoch()}, {"diverged_at", diverged_at},
                             {"lr_scale", schedule_cb->lr_scale()}, {"checkpoint", fs::path(path).filename().string()}};
     metrics->write(retry);
+    // The checkpoint again, with the lowered scale and the retry record: a run stopped from here on resumes
+    // with the learning rate it was retrying at.
+    checkpoints->save_now(ctx);
     retry.erase("kind");
     retries.push_back(retry);
     if (options.progress != nullptr) {

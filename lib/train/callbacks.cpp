@@ -139,6 +139,11 @@ void CheckpointCallback::save(TrainContext& ctx) {
   for (size_t i = static_cast<size_t>(keep_); i < all.size(); ++i) std::filesystem::remove(all[i]);
 }
 
+void CheckpointCallback::save_now(TrainContext& ctx) {
+  last_saved_ = -1;
+  save(ctx);
+}
+
 void CheckpointCallback::on_train_begin(TrainContext& ctx) {
   if (save_at_start_ && ctx.state.iter == 0) save(ctx);
 }

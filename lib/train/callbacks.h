@@ -98,6 +98,8 @@ class CheckpointCallback : public Callback {
   void on_train_begin(TrainContext& ctx) override;
   void on_epoch_end(TrainContext& ctx) override;
   void on_train_end(TrainContext& ctx) override;
+  /// Writes one now, even at an iteration already saved (a retry changed the learning-rate scale there).
+  void save_now(TrainContext& ctx);
 
  private:
   void save(TrainContext& ctx);
