@@ -138,7 +138,8 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
                   "Write one model's weights, a batch and its losses before and after two SGD steps to this file "
                   "(torch.load reads it; scripts/bench_pytorch.py --check compares)");
   auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
-  auto* sgd_loop = cmd->add_flag("--sgd-loop", "Update with LibTorch's per-parameter SGD loop, not reslab's foreach step");
+  auto* sgd_loop =
+      cmd->add_flag("--sgd-loop", "Update with LibTorch's per-parameter SGD loop, not reslab's foreach step");
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");

@@ -152,9 +152,11 @@ check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loade
   --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json
 
 # A run that cannot fit in memory says so before training, with the estimate and what the machine has.
-check "memory estimate" nonzero "run 'resnet1202': training resnet1202 at batch 50000 needs about [0-9]+ MiB .* available \(MemAvailable" \
+check "memory estimate" nonzero \
+  "run 'resnet1202': training resnet1202 at batch 50000 needs about [0-9]+ MiB .* available \(MemAvailable" \
   -- "$reslab" train --model resnet1202 --batch 50000 --train-size 50000 --test-size 100 --out "$work/huge"
-check "memory estimate: nothing written" nonzero "^$" -- bash -c "ls '$work/huge'/metrics.jsonl '$work/huge'/checkpoint* 2>/dev/null"
+check "memory estimate: nothing written" nonzero "^$" -- \
+  bash -c "ls '$work/huge'/metrics.jsonl '$work/huge'/checkpoint* 2>/dev/null"
 
 # The Python reference computes what reslab computes: same weights, batch, two SGD steps, same losses.
 check "export check" 0 "resnet8: [0-9]+ parameters" -- "$reslab" bench --model resnet8 --batch 8 --nchw \

@@ -200,7 +200,8 @@ TEST(Sgd, ForeachStepIsLibTorchsLoopBitForBitAndSharesItsCheckpoints) {
       if (step == 1) set_learning_rate(*fast, 0.05), set_learning_rate(*loop, 0.05);
     }
     for (size_t i = 0; i < a->parameters().size(); ++i) {
-      EXPECT_TRUE(torch::equal(a->parameters()[i], b->parameters()[i])) << "parameter " << i << " nesterov " << nesterov;
+      EXPECT_TRUE(torch::equal(a->parameters()[i], b->parameters()[i]))
+          << "parameter " << i << " nesterov " << nesterov;
     }
     // The momentum buffers are where LibTorch's SGD keeps them: one's saved state loads into the other.
     TempDir dir;

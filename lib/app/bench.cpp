@@ -170,8 +170,8 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
 
 /// Writes the file that scripts/bench_pytorch.py --check reads with torch.load, to show that the Python
 /// reference computes what reslab computes. It is a tuple: (model name, parameter names, parameters,
-/// buffer names, buffers, inputs, targets, losses, parameter count, channels-last). The tensors are the freshly initialised
-/// model's (NCHW, on the CPU); the losses (float64) are the training-mode cross-entropy on the batch at the
+/// buffer names, buffers, inputs, targets, losses, parameter count, channels-last). The tensors are the freshly
+/// initialised model's (NCHW, on the CPU); the losses (float64) are the training-mode cross-entropy on the batch at the
 /// start, after one SGD step and after two (the paper's SGD: momentum 0.9, weight decay 1e-4, lr 0.1), then the
 /// evaluation-mode loss (running BN statistics) after those steps, computed in the layout the last field says.
 int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch::Device device) {

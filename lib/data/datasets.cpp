@@ -101,8 +101,8 @@ namespace {
   }
 }
 
-[[maybe_unused]] std::vector<ImageFile> pick(const std::vector<ImageFile>& files, const std::vector<int64_t>& perm, int64_t begin,
-                            int64_t end) {
+[[maybe_unused]] std::vector<ImageFile> pick(const std::vector<ImageFile>& files, const std::vector<int64_t>& perm,
+                                              int64_t begin, int64_t end) {
   std::vector<int64_t> idx(perm.begin() + begin, perm.begin() + end);
   std::sort(idx.begin(), idx.end());  // file order within the part: classes stay grouped, the loader shuffles
   std::vector<ImageFile> out;

@@ -1,15 +1,15 @@
 #include "experiment/runner.h"
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <optional>
-#include <tuple>
 #include <ostream>
 #include <thread>
+#include <tuple>
 
 #include "data/loader.h"
 #include "data/random.h"
@@ -147,7 +147,7 @@ void check_memory(const RunConfig& run, const NetworkBase& model, torch::Device 
   throw std::runtime_error(
       "run '" + run.name + "': training " + run.model + " at batch " + std::to_string(run.batch) + " needs about " +
       mib(needed) + " (activations kept for the backward pass: " +
-      mib(run.batch * model.conv_outputs() * kSavedPerOutput * 4) + ") but this machine has " + mib(*available) +
+      mib(activation_bytes(model, run.batch)) + ") but this machine has " + mib(*available) +
       " available (MemAvailable in /proc/meminfo); use a smaller batch, or set RESLAB_SKIP_MEMORY_CHECK=1 if the "
       "estimate is wrong");
 }

@@ -49,9 +49,13 @@ int64_t conv_macs(const torch::nn::Conv2dImpl& conv, int64_t out_h, int64_t out_
   return o.out_channels() * out_h * out_w * (o.in_channels() / o.groups()) * k;
 }
 
+int64_t activation_bytes(const NetworkBase& net, int64_t batch) {
+  return batch * net.conv_outputs() * kSavedPerOutput * static_cast<int64_t>(sizeof(float));
+}
+
 int64_t estimate_training_bytes(const NetworkBase& net, int64_t batch) {
-  const int64_t floats = 4;
-  return batch * net.conv_outputs() * kSavedPerOutput * floats + 2 * count_parameters(net) * floats + kScratchBytes;
+  return activation_bytes(net, batch) + 2 * count_parameters(net) * static_cast<int64_t>(sizeof(float)) +
+         kScratchBytes;
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

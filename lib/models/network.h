@@ -113,6 +113,8 @@ int64_t count_parameters(const torch::nn::Module& module);
 /// 1,041 and 9,830 MiB that include the process itself; docs/performance.md), the gradients and momentum buffers
 /// (two copies of the parameters), and kScratchBytes for oneDNN's scratch and transient gradients.
 int64_t estimate_training_bytes(const NetworkBase& net, int64_t batch);
+/// The activations part of that estimate.
+int64_t activation_bytes(const NetworkBase& net, int64_t batch);
 constexpr int64_t kSavedPerOutput = 2;
 constexpr int64_t kScratchBytes = int64_t{128} << 20;
 

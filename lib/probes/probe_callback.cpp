@@ -35,7 +35,8 @@ void GradientProbeCallback::on_batch_begin(TrainContext& ctx) {
   if (at_.count(ctx.state.iter) == 0) return;
   if (snr_) {
     // The batch this step is about to train on (batches are a function of epoch and index).
-    const Batch batch = to_device(ctx.train_loader.batch(ctx.state.iter % ctx.state.iters_per_epoch), device_of(ctx.model));
+    const Batch batch =
+        to_device(ctx.train_loader.batch(ctx.state.iter % ctx.state.iters_per_epoch), device_of(ctx.model));
     write(ctx, "grad_snr", gradient_snr(ctx.model, batch));
   }
   if (norms_) {

@@ -174,7 +174,9 @@ void Trainer::load_state(const nlohmann::json& state) {
   window_losses_.clear();
   window_wrong_.clear();
   const auto on = torch::TensorOptions().device(device_of(ctx_.model));
-  for (const auto& l : w.at("losses")) window_losses_.push_back(torch::tensor(l.get<double>(), on.dtype(torch::kFloat32)));
+  for (const auto& l : w.at("losses")) {
+    window_losses_.push_back(torch::tensor(l.get<double>(), on.dtype(torch::kFloat32)));
+  }
   for (const auto& x : w.at("wrong")) window_wrong_.push_back(torch::tensor(x.get<int64_t>(), on.dtype(torch::kInt64)));
   window_sizes_ = w.at("sizes").get<std::vector<int64_t>>();
   recent_.clear();
