@@ -25,6 +25,12 @@ RunOptions console_options() {
   return options;
 }
 
+/// The exit code of a single run: 0 completed, 130 interrupted (SIGINT's), 3 otherwise (diverged).
+int run_exit_code(const nlohmann::json& summary) {
+  if (summary["status"] == "interrupted") return kExitInterrupted;
+  return summary["status"] == "completed" ? 0 : 3;
+}
+
 void print_final(const nlohmann::json& s) {
   auto show = [](const nlohmann::json& v) { return v.is_number() ? std::to_string(v.get<double>()) : "-"; };
   std::cout << s["run"].get<std::string>() << ": " << s["status"].get<std::string>() << " after "
@@ -49,9 +55,8 @@ int run_train(const TrainOptions& options) {
   std::cout << "Results: " << options.out << "/{config.json, metrics.jsonl, summary.json}\n";
   if (summary["status"] == "interrupted") {
     std::cout << "Interrupted: continue with the same command and --resume.\n";
-    return kExitInterrupted;
   }
-  return summary["status"] == "completed" ? 0 : 3;
+  return run_exit_code(summary);
 }
 
 namespace {
@@ -107,8 +112,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
     const auto summary = train_run(run, run_dir, data, run_options);
     print_final(summary);
     std::cout << "Results: " << run_dir << "/ (reslab collect " << out << " gathers every finished run)\n";
-    if (summary["status"] == "interrupted") return kExitInterrupted;
-    return summary["status"] == "completed" ? 0 : 3;
+    return run_exit_code(summary);
   }
   std::vector<std::string> names;
   for (const auto& run : runs) names.push_back(run.name);
