@@ -28,6 +28,11 @@ void bind_overrides(CLI::App* cmd, Overrides& o) {
   optional_flag(cmd, "--retry-diverged", o.retry_diverged,
                 "After a non-finite loss, go back to the last checkpoint up to N times with the lr scaled by 0.1");
   optional_flag(cmd, "--device", o.device, "cpu, cuda or cuda:N (cuda needs reslab built against a CUDA LibTorch)");
+  cmd->add_flag_function(
+      "--sync-bn", [&o](int64_t) { o.sync_bn = true; },
+      "Data-parallel: BatchNorm statistics over the whole global batch, not each rank's part");
+  optional_flag(cmd, "--dist-timeout", o.dist_timeout_s,
+                "Data-parallel: seconds to wait for the other ranks before stopping with an error (default 300)");
 }
 
 void setup_info(CLI::App& app, std::function<int()>& action) {

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 
 #include "app/commands.h"
@@ -31,6 +32,24 @@ int run_exit_code(const nlohmann::json& summary) {
   return summary["status"] == "completed" ? 0 : 3;
 }
 
+/// Runs `step` on rank 0 only (all of it in one process); the other ranks wait for it and stop with an error
+/// when it failed there, instead of waiting in the next collective until the timeout.
+void on_root(Distributed* dist, const std::string& what, const std::function<void()>& step) {
+  if (dist == nullptr) return step();
+  std::string error;
+  if (dist->is_root()) {
+    try {
+      step();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (dist->any(!error.empty(), what)) {
+    if (dist->is_root()) throw std::runtime_error(error);
+    throw DistError(dist->env().describe() + ": rank 0 failed " + what + " (its error says why)");
+  }
+}
+
 void print_final(const nlohmann::json& s) {
   auto show = [](const nlohmann::json& v) { return v.is_number() ? std::to_string(v.get<double>()) : "-"; };
   std::cout << s["run"].get<std::string>() << ": " << s["status"].get<std::string>() << " after "
@@ -45,12 +64,18 @@ int run_train(const TrainOptions& options) {
   if (!run.epochs && !run.iterations) run.epochs = 1.0;
   if (run.name.empty()) run.name = run.model;
   validate_run(run, "command line");
-  if (!options.resume) prepare_output_dir(options.out, {}, options.overwrite);
-  DataCache data;
   install_interrupt_handlers();
   RunOptions run_options = console_options();
+  run_options.dist = join_job(run, &std::cout);
+  const bool root = run_options.dist == nullptr || run_options.dist->is_root();
+  on_root(run_options.dist.get(), "preparing " + options.out, [&] {
+    if (!options.resume) prepare_output_dir(options.out, {}, options.overwrite);
+  });
+  if (!root) run_options.progress = nullptr;
+  DataCache data;
   run_options.resume = options.resume;
   const auto summary = train_run(run, options.out, data, run_options);
+  if (!root) return run_exit_code(summary);
   print_final(summary);
   std::cout << "Results: " << options.out << "/{config.json, metrics.jsonl, summary.json}\n";
   if (summary["status"] == "interrupted") {
@@ -101,26 +126,38 @@ int run_experiment_command(const RunExperimentOptions& options) {
     // One grid point, into the experiment's layout; results.json is collect's, which sees every finished run.
     const RunConfig& run = runs[*index];
     const std::string run_dir = out + "/" + run.name;
-    if (!options.resume) prepare_output_dir(run_dir, {}, options.overwrite);
-    fs::create_directories(out);
-    write_json_file(out + "/config.json", to_json(experiment));
-    DataCache data;
     install_interrupt_handlers();
     RunOptions run_options = console_options();
+    run_options.dist = join_job(run, &std::cout);
+    const bool root = run_options.dist == nullptr || run_options.dist->is_root();
+    on_root(run_options.dist.get(), "preparing " + run_dir, [&] {
+      if (!options.resume) prepare_output_dir(run_dir, {}, options.overwrite);
+      fs::create_directories(out);
+      write_json_file(out + "/config.json", to_json(experiment));
+      std::cout << "[" << *index << " of 0.." << runs.size() - 1 << "] " << run.name << " on " << run.dataset << "\n";
+    });
+    if (!root) run_options.progress = nullptr;
+    DataCache data;
     run_options.resume = options.resume;
-    std::cout << "[" << *index << " of 0.." << runs.size() - 1 << "] " << run.name << " on " << run.dataset << "\n";
     const auto summary = train_run(run, run_dir, data, run_options);
+    if (!root) return run_exit_code(summary);
     print_final(summary);
     std::cout << "Results: " << run_dir << "/ (reslab collect " << out << " gathers every finished run)\n";
     return run_exit_code(summary);
   }
   std::vector<std::string> names;
   for (const auto& run : runs) names.push_back(run.name);
-  if (!options.resume) prepare_output_dir(out, names, options.overwrite);
   install_interrupt_handlers();
   RunOptions run_options = console_options();
+  run_options.dist = join_job(experiment.base, &std::cout);
+  const bool root = run_options.dist == nullptr || run_options.dist->is_root();
+  on_root(run_options.dist.get(), "preparing " + out, [&] {
+    if (!options.resume) prepare_output_dir(out, names, options.overwrite);
+  });
+  if (!root) run_options.progress = nullptr;
   run_options.resume = options.resume;
   const auto results = run_experiment(experiment, out, run_options);
+  if (!root) return interrupt_requested() ? kExitInterrupted : 0;  // rank 0 reports, plots and analyses
   std::cout << "\n";
   for (const auto& s : results["runs"]) print_final(s);
   std::cout << "\n";

@@ -31,6 +31,13 @@ class BatchSource {
   virtual int64_t batches_per_epoch() const = 0;
   /// Batch `index` (0-based) of the current epoch.
   virtual Batch batch(int64_t index) const = 0;
+  /// Examples [begin, end) of batch `index`, exactly as batch(index) has them (a data-parallel rank's share).
+  /// This default cuts them from the whole batch; a source that can make only those overrides it.
+  virtual Batch rows(int64_t index, int64_t begin, int64_t end) const {
+    Batch b = batch(index);
+    return {b.inputs.narrow(0, begin * b.crops, (end - begin) * b.crops), b.targets.narrow(0, begin, end - begin),
+            b.crops};
+  }
   /// Examples in the source.
   virtual int64_t size() const = 0;
   /// Examples per full batch.

@@ -26,8 +26,16 @@ int64_t BatchLoader::batches_per_epoch() const {
 
 Batch BatchLoader::batch(int64_t index) const {
   TORCH_CHECK(index >= 0 && index < batches_per_epoch(), "BatchLoader: batch ", index, " out of range");
+  return rows(index, 0, std::min(options_.batch, data_.size() - index * options_.batch));
+}
+
+Batch BatchLoader::rows(int64_t index, int64_t first, int64_t last) const {
+  TORCH_CHECK(index >= 0 && index < batches_per_epoch(), "BatchLoader: batch ", index, " out of range");
   const int64_t begin = index * options_.batch;
-  const int64_t count = std::min(options_.batch, data_.size() - begin);
+  const int64_t full = std::min(options_.batch, data_.size() - begin);
+  TORCH_CHECK(0 <= first && first <= last && last <= full, "BatchLoader: rows [", first, ", ", last,
+              ") of a batch of ", full);
+  const int64_t count = last - first;
   const int64_t C = data_.channels(), H = data_.height(), W = data_.width();
 
   auto inputs = torch::empty({count, C, H, W}, torch::TensorOptions().dtype(torch::kFloat32).memory_format(
@@ -47,17 +55,20 @@ Batch BatchLoader::batch(int64_t index) const {
   Rng rng(mix_seed(options_.seed ^ mix_seed((static_cast<uint64_t>(epoch_) << 32) ^ static_cast<uint64_t>(index)) ^
                    0x5eed));
   const int64_t pad = options_.pad;
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t src = order_[begin + i];
-    tgt[i] = labels[src];
+  for (int64_t j = 0; j < last; ++j) {
     int64_t dy = 0, dx = 0;
     bool flip = false;
     if (options_.augment) {
-      // Crop offsets into the padded image, relative to the original: -pad..pad.
+      // Crop offsets into the padded image, relative to the original: -pad..pad. Drawn for the rows before
+      // `first` too, so that a row's augmentation does not depend on which rows are asked for.
       dy = static_cast<int64_t>(rng.below(2 * pad + 1)) - pad;
       dx = static_cast<int64_t>(rng.below(2 * pad + 1)) - pad;
       flip = rng.below(2) == 1;
     }
+    if (j < first) continue;
+    const int64_t i = j - first;
+    const int64_t src = order_[begin + j];
+    tgt[i] = labels[src];
     const uint8_t* img = images + src * image_size;
     float* dst = out + i * sn;
     for (int64_t c = 0; c < C; ++c) {

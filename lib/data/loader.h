@@ -35,6 +35,8 @@ class BatchLoader : public BatchSource {
   int64_t batches_per_epoch() const override;
   /// Batch `index` (0-based) of the current epoch.
   Batch batch(int64_t index) const override;
+  /// Only the examples [begin, end) of batch `index`, with the augmentation they have in the whole batch.
+  Batch rows(int64_t index, int64_t begin, int64_t end) const override;
   int64_t size() const override { return data_.size(); }
   int64_t batch_size() const override { return options_.batch; }
   const LoaderOptions& options() const { return options_; }

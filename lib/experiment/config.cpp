@@ -229,10 +229,17 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     g->finish({"depth", "residual", "model", "shortcut", "seed", "lr", "batch"});
   }
   if (auto p = top.section("probes")) read_probes(*p, ex);
+  if (auto d = top.section("dist")) {
+    if (auto v = d->boolean("sync_bn")) run.sync_bn = *v;
+    if (auto v = d->number("bucket_mb")) run.dist_bucket_mb = *v;
+    if (auto v = d->number("timeout_s")) run.dist_timeout_s = *v;
+    d->finish({"sync_bn", "bucket_mb", "timeout_s"});
+  }
   if (ex.depths.empty() && ex.models.empty()) {
     top.fail("grid", "'grid.depth' (with 'grid.residual'), 'grid.model' or 'model.name' to say what to train");
   }
-  top.finish({"name", "description", "seed", "threads", "device", "model", "data", "optim", "train", "grid", "probes"});
+  top.finish({"name", "description", "seed", "threads", "device", "model", "data", "optim", "train", "grid", "probes",
+              "dist"});
   expand_grid(ex);  // validates every run now, before anything trains
   return ex;
 }
@@ -287,6 +294,8 @@ void apply_overrides(RunConfig& run, const Overrides& o) {
   if (o.data_dir) run.data_dir = *o.data_dir;
   if (o.device) run.device = *o.device;
   if (o.retry_diverged) run.retry_diverged = *o.retry_diverged;
+  if (o.sync_bn) run.sync_bn = *o.sync_bn;
+  if (o.dist_timeout_s) run.dist_timeout_s = *o.dist_timeout_s;
 }
 
 void apply_overrides(ExperimentConfig& ex, const Overrides& o) {
@@ -369,6 +378,12 @@ void validate_run(const RunConfig& run, const std::string& source) {
     bad("train.retry_lr_scale", std::to_string(run.retry_lr_scale), "a factor between 0 and 1 (exclusive)");
   }
   if (!valid_device_name(run.device)) bad("device", "'" + run.device + "'", "cpu, cuda or cuda:N");
+  if (!(run.dist_bucket_mb > 0 && run.dist_bucket_mb <= 1024)) {
+    bad("dist.bucket_mb", std::to_string(run.dist_bucket_mb), "MiB per all-reduce, more than 0 and at most 1024");
+  }
+  if (!(run.dist_timeout_s >= 1 && run.dist_timeout_s <= 86400)) {
+    bad("dist.timeout_s", std::to_string(run.dist_timeout_s), "seconds, 1 to 86400");
+  }
 }
 
 std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
@@ -475,6 +490,10 @@ nlohmann::json to_json(const RunConfig& r) {
   }
   // Where the run computed; written only when not the CPU, so CPU runs' files read as before.
   if (r.device != "cpu") out["device"] = r.device;
+  // Data-parallel settings, written only when not the defaults (as "device").
+  if (r.sync_bn || r.dist_bucket_mb != RunConfig{}.dist_bucket_mb || r.dist_timeout_s != RunConfig{}.dist_timeout_s) {
+    out["dist"] = {{"sync_bn", r.sync_bn}, {"bucket_mb", r.dist_bucket_mb}, {"timeout_s", r.dist_timeout_s}};
+  }
   return out;
 }
 

@@ -51,6 +51,13 @@ struct RunConfig {
   uint64_t seed = 1;
   int64_t threads = 0;  ///< 0: every core
   std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N" (a LibTorch built with CUDA)
+  // Data-parallel training (launched as several processes; see docs/scale.md).
+  /// BatchNorm statistics over the whole global batch (every rank's part) instead of each rank's own part.
+  bool sync_bn = false;
+  /// The most gradient bytes per all-reduce, in MiB.
+  double dist_bucket_mb = 1.0;
+  /// Seconds a rank waits at the rendezvous or in a collective before it stops with an error.
+  double dist_timeout_s = 300.0;
   /// Probes that write "probe" records during training ("grad_norms", "grad_snr"), on the steps that follow
   /// these numbers of iterations done (0: the first step).
   std::vector<std::string> probes;
@@ -100,6 +107,8 @@ struct Overrides {
   std::optional<double> lr;
   std::optional<std::string> data_dir;
   std::optional<std::string> device;
+  std::optional<bool> sync_bn;
+  std::optional<double> dist_timeout_s;
 };
 void apply_overrides(ExperimentConfig& experiment, const Overrides& overrides);
 /// The same for a single run (train subcommand).

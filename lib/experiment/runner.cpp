@@ -11,8 +11,11 @@
 #include <thread>
 #include <tuple>
 
+#include <sched.h>
+
 #include "data/loader.h"
 #include "data/random.h"
+#include "dist/sharded_source.h"
 #include "experiment/results.h"
 #include "models/registry.h"
 #include "probes/probe_callback.h"
@@ -68,10 +71,30 @@ RunData open_run_data(const RunConfig& run, DataCache& cache, int64_t train_batc
   return d;
 }
 
-int64_t resolve_threads(int64_t requested) {
+int64_t resolve_threads(int64_t requested, int64_t local_ranks) {
   if (requested > 0) return requested;
-  const unsigned cores = std::thread::hardware_concurrency();
-  return cores > 0 ? static_cast<int64_t>(cores) : 1;
+  // The cores this process may use (a Slurm task's, a taskset's), else every core of the machine.
+  int64_t cores = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+  if (cores <= 0) cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+  // Ranks bound to their own cores (Slurm) see only those; ranks that share the machine's cores split them.
+  const auto machine = static_cast<int64_t>(std::thread::hardware_concurrency());
+  if (local_ranks > 1 && cores >= machine) cores /= local_ranks;
+  return std::max<int64_t>(cores, 1);
+}
+
+std::shared_ptr<Distributed> join_job(const RunConfig& run, std::ostream* log) {
+  const DistEnv env = read_dist_env();
+  if (!env.distributed()) return nullptr;
+  const auto timeout = std::chrono::milliseconds(std::llround(run.dist_timeout_s * 1000.0));
+  auto dist = Distributed::connect(env, timeout);
+  if (log != nullptr && dist->is_root()) {
+    *log << "data-parallel: " << env.world_size << " ranks (" << env.source << " variables), rendezvous at "
+         << env.master_addr << ":" << env.master_port << ", Gloo\n";
+  }
+  return dist;
 }
 
 namespace {
@@ -135,44 +158,95 @@ std::optional<int64_t> mem_available_bytes() {
 
 /// Stops a CPU run that cannot fit before it starts, rather than hours later or through the kernel's OOM
 /// killer. The data and the model are already in memory here, so MemAvailable is what training has left.
-void check_memory(const RunConfig& run, const NetworkBase& model, torch::Device device) {
+void check_memory(const RunConfig& run, const NetworkBase& model, torch::Device device, int64_t batch,
+                  int64_t ranks_here) {
   if (!device.is_cpu()) return;
   const char* skip = std::getenv("RESLAB_SKIP_MEMORY_CHECK");
   if (skip != nullptr && std::string(skip) == "1") return;
   const auto available = mem_available_bytes();
   if (!available) return;
-  const int64_t needed = estimate_training_bytes(model, run.batch);
+  const int64_t needed = estimate_training_bytes(model, batch) * ranks_here;
   if (needed <= *available) return;
   const auto mib = [](int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
   throw std::runtime_error(
-      "run '" + run.name + "': training " + run.model + " at batch " + std::to_string(run.batch) + " needs about " +
-      mib(needed) + " (activations kept for the backward pass: " +
-      mib(activation_bytes(model, run.batch)) + ") but this machine has " + mib(*available) +
+      "run '" + run.name + "': training " + run.model + " at batch " + std::to_string(batch) + " needs about " +
+      mib(needed) + (ranks_here > 1 ? " for its " + std::to_string(ranks_here) + " ranks on this machine" : "") +
+      " (activations kept for the backward pass: " +
+      mib(activation_bytes(model, batch)) + ") but this machine has " + mib(*available) +
       " available (MemAvailable in /proc/meminfo); use a smaller batch, or set RESLAB_SKIP_MEMORY_CHECK=1 if the "
       "estimate is wrong");
+}
+
+/// Data-parallel: every rank must continue from the same checkpoint (the run folder is shared). Throws DistError
+/// when rank 0 chose another one than this rank.
+void agree_on_checkpoint(Distributed* dist, const std::string& path, const nlohmann::json& meta,
+                         const std::string& what) {
+  if (dist == nullptr) return;
+  const int64_t mine = path.empty() ? -1 : meta.at("trainer").at("iter").get<int64_t>();
+  const int64_t root = dist->broadcast_value(mine, what);
+  if (dist->any(root != mine, what)) {
+    throw DistError(dist->env().describe() + ": " + what + ": rank 0 continues from " +
+                    (root < 0 ? std::string("the start") : "iteration " + std::to_string(root)) + " but " +
+                    (root != mine ? "this rank" : "another rank") + " found " +
+                    (root != mine ? (mine < 0 ? std::string("no usable checkpoint") : path) : std::string("another")) +
+                    "; every rank must see the same run folder (a shared file system)");
+  }
 }
 
 }  // namespace
 
 nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
-  if (options.resume && fs::exists(run_dir + "/summary.json")) {
-    auto done = read_json_file(run_dir + "/summary.json");
-    if (done.value("status", "") == "completed") {
-      if (options.progress != nullptr) *options.progress << run.name << ": completed earlier, skipped\n";
+  Distributed* dist = options.dist.get();
+  const bool root = dist == nullptr || dist->is_root();
+  std::ostream* progress = root ? options.progress : nullptr;
+  if (options.resume) {
+    nlohmann::json done;
+    bool completed = false;
+    if (fs::exists(run_dir + "/summary.json")) {
+      done = read_json_file(run_dir + "/summary.json");
+      completed = done.value("status", "") == "completed";
+    }
+    // Ranks skip a completed run together, and only when they all see it completed.
+    if (dist != nullptr && (dist->broadcast_value(completed ? 1 : 0, "the resume check") == 1) != completed) {
+      throw DistError(dist->env().describe() + ": rank 0 and this rank disagree on whether " + run_dir +
+                      "/summary.json holds a completed run; every rank must see the same run folder (a shared file "
+                      "system)");
+    }
+    if (completed) {
+      if (progress != nullptr) *progress << run.name << ": completed earlier, skipped\n";
       return done;
     }
   }
-  const int64_t threads = resolve_threads(run.threads);
+  const int64_t threads = resolve_threads(run.threads, dist != nullptr ? dist->env().local_world_size : 1);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
   const torch::Device device = parse_device(run.device, "run '" + run.name + "'");
 
   RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
   const ModelSpec& spec = data_of_run.spec;
-  BatchSource& train_loader = *data_of_run.train;
+  std::unique_ptr<ShardedSource> shard;
+  if (dist != nullptr) {
+    if (run.batch % dist->world_size() != 0) {
+      throw ConfigError("run '" + run.name + "': optim.batch " + std::to_string(run.batch) + " does not split " +
+                        "evenly across " + std::to_string(dist->world_size()) + " ranks: use a multiple of " +
+                        std::to_string(dist->world_size()) + " (the batch is the global one, across all ranks)");
+    }
+    shard = std::make_unique<ShardedSource>(*data_of_run.train, dist->rank(), dist->world_size());
+  }
+  BatchSource& train_loader = shard ? *shard : *data_of_run.train;
+  const int64_t local_batch = shard ? shard->local_batch() : run.batch;
   torch::manual_seed(run.seed);
   auto model = build_model(run.model, spec);
   model->to(device);
   if (run.channels_last) to_channels_last(*model);
+  std::unique_ptr<GradientSync> grad_sync;
+  if (dist != nullptr) {
+    broadcast_module(*dist, *model, "sharing rank 0's initial weights");
+    grad_sync = std::make_unique<GradientSync>(*dist, model->parameters(),
+                                               std::llround(run.dist_bucket_mb * 1024.0 * 1024.0));
+    if (run.sync_bn) {
+      set_batch_norm_sync(*model, [dist](const torch::Tensor& t) { return differentiable_all_reduce_sum(*dist, t); });
+    }
+  }
   const auto parsed = parse_model_name(run.model);
 
   const int64_t per_epoch = train_loader.batches_per_epoch();
@@ -186,7 +260,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   if (parsed.depth < run.warmup_min_depth) schedule.warmup_lr.reset();
   const SgdConfig sgd{run.lr, run.momentum, run.weight_decay, run.nesterov};
   auto optimizer = make_sgd(model->parameters(), sgd);
-  check_memory(run, *model, device);
+  check_memory(run, *model, device, local_batch, dist != nullptr ? dist->env().local_world_size : 1);
 
   // What a checkpoint must match to be continued: the run's settings, but for the thread count.
   nlohmann::json identity = to_json(run);
@@ -195,6 +269,11 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   identity.erase("device");  // a run continues on another device: checkpoints load onto the model's
   identity["train"].erase("retry_diverged");  // retrying or not does not change what a checkpoint holds
   identity["train"].erase("retry_lr_scale");
+  if (identity.contains("dist")) {
+    // How the gradients travel does not change what a checkpoint holds; synchronised BN does.
+    identity["dist"].erase("bucket_mb");
+    identity["dist"].erase("timeout_s");
+  }
   std::string resume_from;
   nlohmann::json resume_meta;
   auto fresh = [&] {
@@ -205,23 +284,29 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     return scratch;
   };
   if (options.resume) {
-    std::tie(resume_from, resume_meta) = newest_usable_checkpoint(run_dir, identity, fresh, sgd, options.progress);
+    std::tie(resume_from, resume_meta) = newest_usable_checkpoint(run_dir, identity, fresh, sgd, progress);
   }
+  agree_on_checkpoint(dist, resume_from, resume_meta, "choosing the checkpoint to resume from");
 
-  fs::create_directories(run_dir);
-  nlohmann::json config = to_json(run);
-  config["threads"] = threads;
-  write_json_file(run_dir + "/config.json", config);
-  fs::remove(run_dir + "/summary.json");
-  if (resume_from.empty()) {
-    fs::remove(run_dir + "/metrics.jsonl");
-    for (const auto& stale : list_checkpoints(run_dir)) fs::remove(stale);
-  } else {
-    cut_metrics(run_dir, resume_meta, resume_from);
+  std::unique_ptr<JsonlWriter> metrics;
+  if (root) {
+    fs::create_directories(run_dir);
+    nlohmann::json config = to_json(run);
+    config["threads"] = threads;
+    write_json_file(run_dir + "/config.json", config);
+    fs::remove(run_dir + "/summary.json");
+    if (resume_from.empty()) {
+      fs::remove(run_dir + "/metrics.jsonl");
+      for (const auto& stale : list_checkpoints(run_dir)) fs::remove(stale);
+    } else {
+      cut_metrics(run_dir, resume_meta, resume_from);
+    }
+    metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
   }
-  auto metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
 
   TrainContext ctx{*model, *optimizer, train_loader, metrics.get(), {}};
+  ctx.dist = dist;
+  ctx.grad_sync = grad_sync.get();
   Trainer trainer(ctx, total, run.log_every);
   auto schedule_cb = std::make_shared<ScheduleCallback>(make_schedule(schedule, run.lr, per_epoch, total));
   trainer.add(schedule_cb);
@@ -229,22 +314,28 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   auto eval = std::make_shared<EvalCallback>(data_of_run.val.get(), data_of_run.test.get(), run.eval_every_epoch,
                                              std::set<int64_t>(run.eval_at.begin(), run.eval_at.end()));
   trainer.add(eval);
-  if (options.progress != nullptr) {
-    trainer.add(std::make_shared<ProgressCallback>(run.name, *options.progress, options.terminal));
+  if (progress != nullptr) {
+    trainer.add(std::make_shared<ProgressCallback>(run.name, *progress, options.terminal));
   }
-  if (!run.probes.empty()) {
+  // Probes and extra callbacks observe and write: rank 0's job (they see the all-reduced gradients).
+  if (!run.probes.empty() && root) {
     trainer.add(std::make_shared<GradientProbeCallback>(run.probes,
                                                         std::set<int64_t>(run.probe_at.begin(), run.probe_at.end())));
   }
-  for (const auto& cb : options.callbacks) trainer.add(cb);
-  auto checkpoints = std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity, 2,
-                                                          /*save_at_start=*/run.retry_diverged > 0);
-  trainer.add(checkpoints);
+  if (root) {
+    for (const auto& cb : options.callbacks) trainer.add(cb);
+  }
+  std::shared_ptr<CheckpointCallback> checkpoints;
+  if (root) {
+    checkpoints = std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity, 2,
+                                                       /*save_at_start=*/run.retry_diverged > 0);
+    trainer.add(checkpoints);
+  }
   if (!resume_from.empty()) {
     load_checkpoint(resume_from, *model, *optimizer);
     trainer.load_state(resume_meta.at("trainer"));
-    if (options.progress != nullptr) {
-      *options.progress << "resuming " << run.name << " at iteration " << ctx.state.iter << " from " << resume_from
+    if (progress != nullptr) {
+      *progress << "resuming " << run.name << " at iteration " << ctx.state.iter << " from " << resume_from
                         << "\n";
     }
   }
@@ -256,14 +347,19 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   while (ctx.state.status == "diverged" && static_cast<int64_t>(retries.size()) < run.retry_diverged) {
     const int64_t diverged_at = ctx.state.diverged_at.value_or(ctx.state.iter + 1);
     const double scale_in_force = schedule_cb->lr_scale();  // earlier retries' included
-    auto [path, meta] = newest_usable_checkpoint(run_dir, identity, fresh, sgd, options.progress);
+    auto [path, meta] = newest_usable_checkpoint(run_dir, identity, fresh, sgd, progress);
+    agree_on_checkpoint(dist, path, meta, "choosing the checkpoint to retry from");
     if (path.empty()) break;  // none could be read: the run stays diverged
-    ctx.metrics = nullptr;
-    metrics.reset();
-    cut_metrics(run_dir, meta, path);
-    metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
-    ctx.metrics = metrics.get();
+    if (root) {
+      ctx.metrics = nullptr;
+      metrics.reset();
+      cut_metrics(run_dir, meta, path);
+      metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
+      ctx.metrics = metrics.get();
+    }
     load_checkpoint(path, *model, *optimizer);
+    // Rank 0 rewrites that checkpoint below: every rank has read it first.
+    if (dist != nullptr) dist->barrier("loading the checkpoint to retry from");
     trainer.load_state(meta.at("trainer"));
     schedule_cb->set_lr_scale(scale_in_force * run.retry_lr_scale);
     ctx.state.status = "running";
@@ -271,14 +367,14 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     nlohmann::json retry = {{"kind", "retry"},        {"iter", ctx.state.iter},
                             {"epoch", ctx.state.epoch()}, {"diverged_at", diverged_at},
                             {"lr_scale", schedule_cb->lr_scale()}, {"checkpoint", fs::path(path).filename().string()}};
-    metrics->write(retry);
+    if (metrics) metrics->write(retry);
     // The checkpoint again, with the lowered scale and the retry record: a run stopped from here on resumes
     // with the learning rate it was retrying at.
-    checkpoints->save_now(ctx);
+    if (checkpoints) checkpoints->save_now(ctx);
     retry.erase("kind");
     retries.push_back(retry);
-    if (options.progress != nullptr) {
-      *options.progress << run.name << ": loss not finite at iteration " << diverged_at << "; retrying from "
+    if (progress != nullptr) {
+      *progress << run.name << ": loss not finite at iteration " << diverged_at << "; retrying from "
                         << path << " (iteration " << ctx.state.iter << ") with the learning rate x"
                         << schedule_cb->lr_scale() << "\n";
     }
@@ -309,6 +405,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       {"train_seconds", state.train_seconds},
       {"eval_seconds", eval->seconds()},
       {"img_per_s", state.train_seconds > 0 ? state.iter * run.batch / state.train_seconds : 0.0},
+      {"world_size", dist != nullptr ? dist->world_size() : 1},
       {"status", state.status},
       {"seed", run.seed},
       {"threads", threads},
@@ -319,6 +416,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     summary["diverged_at"] = *state.diverged_at;
     summary["last_finite_loss"] = optional_json(state.last_finite_loss);
   }
+  if (!root) return summary;  // rank 0 writes the folder
   if (options.save_model && state.status == "completed") {
     save_model_file(run_dir + "/model.pt", *model,
                     {{"model", run.model}, {"shortcut", run.shortcut}, {"dataset", run.dataset},
@@ -355,19 +453,22 @@ void prepare_output_dir(const std::string& dir, const std::vector<std::string>& 
 nlohmann::json run_experiment(const ExperimentConfig& experiment, const std::string& out_dir,
                               const RunOptions& options) {
   const std::vector<RunConfig> runs = expand_grid(experiment);
-  fs::create_directories(out_dir);
-  write_json_file(out_dir + "/config.json", to_json(experiment));
+  const bool root = options.dist == nullptr || options.dist->is_root();
+  if (root) {
+    fs::create_directories(out_dir);
+    write_json_file(out_dir + "/config.json", to_json(experiment));
+  }
   DataCache data;
   std::vector<nlohmann::json> summaries;
   nlohmann::json results;
   for (size_t i = 0; i < runs.size(); ++i) {
-    if (options.progress != nullptr) {
+    if (options.progress != nullptr && root) {
       *options.progress << "[" << (i + 1) << "/" << runs.size() << "] " << runs[i].name << " on " << runs[i].dataset
                         << "\n";
     }
     summaries.push_back(train_run(runs[i], out_dir + "/" + runs[i].name, data, options));
     results = make_results(experiment.name, experiment.description, summaries);
-    write_json_file(out_dir + "/results.json", results);
+    if (root) write_json_file(out_dir + "/results.json", results);
     if (summaries.back()["status"] == "interrupted") break;  // the remaining runs are not started
   }
   return results;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "data/datasets.h"
+#include "dist/process_group.h"
 #include "experiment/config.h"
 #include "models/network.h"
 #include "train/trainer.h"
@@ -46,15 +47,23 @@ struct RunOptions {
   bool resume = false;
   /// Epochs between checkpoints (0: only when the run stops).
   int64_t checkpoint_every = 1;
-  /// More callbacks for the run (probes, tests), added after the standard ones.
+  /// More callbacks for the run (probes, tests), added after the standard ones (on rank 0 only).
   std::vector<std::shared_ptr<Callback>> callbacks;
+  /// Data-parallel training across the job's ranks (null: this process alone). Only rank 0 writes.
+  std::shared_ptr<Distributed> dist;
 };
 
-/// Threads for LibTorch's intra-op pool: `requested`, or every core when 0.
-int64_t resolve_threads(int64_t requested);
+/// Threads for LibTorch's intra-op pool: `requested`, or when 0 the cores this process may run on shared
+/// among the `local_ranks` processes of a data-parallel job on this machine.
+int64_t resolve_threads(int64_t requested, int64_t local_ranks = 1);
+
+/// The data-parallel job this process was launched into (torchrun's or Slurm's variables), joined with
+/// `run`'s timeout; null when it was launched alone. Rank 0 reports the rendezvous on `log`. Throws DistError.
+std::shared_ptr<Distributed> join_job(const RunConfig& run, std::ostream* log);
 
 /// Trains one run into `run_dir` (config.json, metrics.jsonl, summary.json, model.pt) and returns the summary.
-/// A non-finite loss is a result (status "diverged"), not an error.
+/// A non-finite loss is a result (status "diverged"), not an error. With options.dist every rank calls it: the
+/// ranks train one net on their shares of each global batch, and rank 0 alone writes the folder.
 nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options);
 
 /// Throws std::runtime_error when `dir` already holds results (summary.json, metrics.jsonl or results.json),

@@ -57,7 +57,7 @@ ResidualBlockImpl::ResidualBlockImpl(const ResidualBlockOptions& opts) : options
       const auto& c = convs_[i]->options;
       const int64_t channels = o.preact() ? c.in_channels() : c.out_channels();
       norms_.push_back(register_module(
-          "bn" + n, torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).affine(o.norm() == Norm::kBatchNorm))));
+          "bn" + n, SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(channels).affine(o.norm() == Norm::kBatchNorm))));
     }
     if (o.fixup()) {
       fixup_bias_in_.push_back(register_parameter("bias" + n + "a", torch::zeros({1})));
@@ -73,7 +73,7 @@ ResidualBlockImpl::ResidualBlockImpl(const ResidualBlockOptions& opts) : options
     torch::nn::Sequential seq(conv(o.in_planes(), o.out_planes(), 1, o.stride()));
     // A pre-activation projection reads the already normalised input; Fixup has no normalisation.
     if (o.norm() != Norm::kNone && !o.preact()) {
-      seq->push_back(torch::nn::BatchNorm2d(
+      seq->push_back(SyncableBatchNorm2d(
           torch::nn::BatchNorm2dOptions(o.out_planes()).affine(o.norm() == Norm::kBatchNorm)));
     }
     projection_ = register_module("projection", seq);

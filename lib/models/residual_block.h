@@ -4,6 +4,7 @@
 // pre-activation (He et al. 2016), and the treatments of the branch's scale (BN with or without learned gamma and
 // beta, zero-initialised last gamma, a learnable scalar on the branch, no normalisation with Fixup).
 
+#include "models/batch_norm.h"
 #include "models/network.h"
 
 namespace reslab {
@@ -94,7 +95,7 @@ class ResidualBlockImpl : public torch::nn::Module {
   int64_t stride_of(size_t i) const;
 
   std::vector<torch::nn::Conv2d> convs_;
-  std::vector<torch::nn::BatchNorm2d> norms_;  ///< empty with Norm::kNone
+  std::vector<SyncableBatchNorm2d> norms_;  ///< empty with Norm::kNone
   std::vector<torch::Tensor> fixup_bias_in_, fixup_bias_out_;
   torch::Tensor scale_;
   torch::nn::Sequential projection_{nullptr};

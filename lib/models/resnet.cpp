@@ -70,7 +70,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
                                                           .bias(false)));
   // A pre-activation net's first BN-ReLU is inside its first block.
   if (o.norm() != Norm::kNone && !o.preact()) {
-    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(
+    bn1_ = register_module("bn1", SyncableBatchNorm2d(
                                       torch::nn::BatchNorm2dOptions(o.widths()[0]).affine(o.norm() == Norm::kBatchNorm)));
   }
   if (o.fixup()) stem_bias_ = register_parameter("bias1", torch::zeros({1}));
@@ -102,7 +102,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
   }
   if (o.preact() && o.norm() != Norm::kNone) {
     final_bn_ = register_module(
-        "final_bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(in_planes).affine(o.norm() == Norm::kBatchNorm)));
+        "final_bn", SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(in_planes).affine(o.norm() == Norm::kBatchNorm)));
   }
   if (o.fixup()) fc_bias_ = register_parameter("bias2", torch::zeros({1}));
   fc_ = register_module("fc", torch::nn::Linear(in_planes, spec.classes));

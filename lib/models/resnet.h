@@ -82,7 +82,7 @@ class ResNetImpl : public NetworkBase {
   void initialise();
 
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr}, final_bn_{nullptr};
+  SyncableBatchNorm2d bn1_{nullptr}, final_bn_{nullptr};
   torch::nn::Linear fc_{nullptr};
   torch::Tensor stem_bias_, fc_bias_;  ///< Fixup's scalar biases
   std::vector<ResidualBlock> blocks_;

@@ -38,7 +38,17 @@ void Trainer::run() {
 
   bool epoch_set = false;
   while (s.iter < s.total_iters && !s.stop_requested) {
-    if (interrupt_requested()) {
+    bool interrupted = interrupt_requested();
+    if (ctx_.dist != nullptr) {
+      // Every rank stops at the same iteration: a signal to any of them (or a callback's stop on rank 0) stops all.
+      auto flags = torch::tensor({interrupted ? 1.0f : 0.0f, s.stop_requested ? 1.0f : 0.0f});
+      ctx_.dist->all_reduce_sum(flags, "the stop check before iteration " + std::to_string(s.iter + 1));
+      interrupted = flags[0].item<float>() > 0;
+      if (flags[1].item<float>() > 0) s.stop_requested = true;
+      if (interrupted) globalize_window();
+      if (s.stop_requested && !interrupted) break;
+    }
+    if (interrupted) {
       s.status = "interrupted";
       break;
     }
@@ -55,7 +65,9 @@ void Trainer::run() {
     ctx_.optimizer.zero_grad();
     auto logits = model.forward(batch.inputs);
     auto loss = torch::nn::functional::cross_entropy(logits, batch.targets);
+    if (ctx_.grad_sync != nullptr) ctx_.grad_sync->begin_backward();
     loss.backward();
+    if (ctx_.grad_sync != nullptr) ctx_.grad_sync->finish_backward();  // every rank's mean gradient
     hook_start = std::chrono::steady_clock::now();
     for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
     hook_seconds += seconds_since(hook_start);
@@ -83,8 +95,31 @@ void Trainer::run() {
   for (auto& cb : callbacks_) cb->on_train_end(ctx_);
 }
 
+void Trainer::globalize_window() {
+  if (ctx_.dist == nullptr || window_global_ >= window_sizes_.size()) return;
+  const auto n = static_cast<int64_t>(window_sizes_.size() - window_global_);
+  std::vector<torch::Tensor> local(window_losses_.begin() + static_cast<std::ptrdiff_t>(window_global_),
+                                   window_losses_.end());
+  std::vector<torch::Tensor> wrong(window_wrong_.begin() + static_cast<std::ptrdiff_t>(window_global_),
+                                   window_wrong_.end());
+  auto both = torch::cat({torch::stack(local).to(torch::kCPU, torch::kFloat64).view({n}),
+                          torch::stack(wrong).to(torch::kCPU, torch::kFloat64).view({n})});
+  ctx_.dist->all_reduce_sum(both, "the training statistics up to iteration " + std::to_string(ctx_.state.iter));
+  const double ranks = static_cast<double>(ctx_.dist->world_size());
+  const auto on = torch::TensorOptions().device(window_losses_.front().device());
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t k = window_global_ + static_cast<size_t>(i);
+    window_losses_[k] = torch::tensor(both[i].item<double>() / ranks, on.dtype(window_losses_[k].scalar_type()));
+    window_wrong_[k] = torch::tensor(static_cast<int64_t>(std::llround(both[n + i].item<double>())),
+                                     on.dtype(torch::kInt64));
+    window_sizes_[k] *= ctx_.dist->world_size();
+  }
+  window_global_ = window_sizes_.size();
+}
+
 void Trainer::flush_window() {
   auto& s = ctx_.state;
+  globalize_window();
   // The window's only host sync: one copy of its losses and counts (from the GPU, where the run is there).
   const auto losses = torch::stack(window_losses_).to(torch::kCPU, torch::kFloat64);
   const auto wrong = torch::stack(window_wrong_).to(torch::kCPU, torch::kInt64);
@@ -122,6 +157,7 @@ void Trainer::flush_window() {
   window_losses_.clear();
   window_wrong_.clear();
   window_sizes_.clear();
+  window_global_ = 0;
   window_seconds_ = 0.0;
   window_begin_ = s.iter;
 }
@@ -179,6 +215,7 @@ void Trainer::load_state(const nlohmann::json& state) {
   }
   for (const auto& x : w.at("wrong")) window_wrong_.push_back(torch::tensor(x.get<int64_t>(), on.dtype(torch::kInt64)));
   window_sizes_ = w.at("sizes").get<std::vector<int64_t>>();
+  window_global_ = window_sizes_.size();  // a checkpoint's window holds values over all ranks already
   recent_.clear();
   for (const auto& r : state.at("recent")) recent_.emplace_back(r.at(0).get<int64_t>(), r.at(1).get<int64_t>());
   const auto& callbacks = state.at("callbacks");
@@ -188,14 +225,23 @@ void Trainer::load_state(const nlohmann::json& state) {
   if (s.lr > 0) set_learning_rate(ctx_.optimizer, s.lr);
 }
 
-EvalResult evaluate(NetworkBase& model, const BatchSource& loader) {
+EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   const torch::Device device = device_of(model);
   double loss_sum = 0.0;
   int64_t wrong = 0, total = 0;
-  for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+  int64_t first = 0, step = 1;
+  if (dist != nullptr) {
+    // Per-rank BN statistics differ: every rank evaluates rank 0's, which are the ones its checkpoints hold.
+    std::vector<torch::Tensor> buffers;
+    for (const auto& b : model.buffers()) buffers.push_back(b);
+    dist->broadcast_from_root(buffers, "sharing rank 0's BatchNorm statistics for evaluation");
+    first = dist->rank();
+    step = dist->world_size();
+  }
+  for (int64_t b = first; b < loader.batches_per_epoch(); b += step) {
     Batch batch = to_device(loader.batch(b), device);
     auto logits = model.forward(batch.inputs);
     if (batch.crops > 1) {
@@ -212,6 +258,13 @@ EvalResult evaluate(NetworkBase& model, const BatchSource& loader) {
       wrong += logits.argmax(1).ne(batch.targets).sum().item<int64_t>();
     }
     total += batch.targets.size(0);
+  }
+  if (dist != nullptr) {
+    auto sums = torch::tensor({loss_sum, static_cast<double>(wrong), static_cast<double>(total)}, torch::kFloat64);
+    dist->all_reduce_sum(sums, "the evaluation totals");
+    loss_sum = sums[0].item<double>();
+    wrong = std::llround(sums[1].item<double>());
+    total = std::llround(sums[2].item<double>());
   }
   model.train(was_training);
   EvalResult result;

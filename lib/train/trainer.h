@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/loader.h"
+#include "dist/grad_sync.h"
 #include "models/network.h"
 #include "optim/sgd.h"
 #include "train/metrics.h"
@@ -50,6 +51,10 @@ struct TrainContext {
   BatchSource& train_loader;
   JsonlWriter* metrics = nullptr;  ///< where records go; null writes none
   TrainState state;
+  /// Data-parallel training: the job's process group and the gradient all-reduce (both null in one process).
+  /// The loader is then this rank's shard; statistics windows and stop decisions are agreed across ranks.
+  Distributed* dist = nullptr;
+  GradientSync* grad_sync = nullptr;
 };
 
 /// Hooks around the loop; every method does nothing by default. Per-step hooks must stay cheap.
@@ -88,6 +93,9 @@ class Trainer {
 
  private:
   void flush_window();
+  /// Data-parallel: replaces the window's entries from `window_global_` on with their values over all ranks
+  /// (mean loss, summed errors and sizes), on every rank at once.
+  void globalize_window();
 
   TrainContext& ctx_;
   int64_t log_every_;
@@ -96,17 +104,20 @@ class Trainer {
   std::vector<torch::Tensor> window_losses_, window_wrong_;
   std::vector<int64_t> window_sizes_;
   int64_t window_begin_ = 0;
+  size_t window_global_ = 0;  ///< leading window entries already over all ranks
   double window_seconds_ = 0.0;
   // (wrong, examples) of the last iters_per_epoch iterations, for the final training error.
   std::deque<std::pair<int64_t, int64_t>> recent_;
 };
 
-/// Loss and error (percent) of `model` over every batch of `loader`, in eval mode without gradients.
+/// Loss and error (percent) of `model` over every batch of `loader`, in eval mode without gradients. With
+/// `dist`, every rank evaluates rank 0's weights and running statistics on its share of the batches and every
+/// rank returns the totals.
 struct EvalResult {
   double loss = 0.0;
   double error = 0.0;
   int64_t examples = 0;
 };
-EvalResult evaluate(NetworkBase& model, const BatchSource& loader);
+EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist = nullptr);
 
 }  // namespace reslab
