@@ -118,8 +118,8 @@ class GlooDistributed : public Distributed {
       group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, static_cast<int>(env.rank),
                                                            static_cast<int>(env.world_size), options);
     } catch (const std::exception& e) {
-      throw DistError(env.describe() + ": connecting the Gloo process group through " + where + " failed: " +
-                      message_of(e));
+      throw DistError(env.describe() + ": the rendezvous at " + where + " failed within " + seconds +
+                      " s while the ranks connected to each other (is every rank running?): " + message_of(e));
     }
   }
 

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Data-parallel reslab as a user launches it: two ranks through scripts/launch-local, only rank 0 writing, a
+# killed rank and a hung rank stopping the other with a clear error, and a resume of the killed run that ends
+# with the uninterrupted run's records.
+# Usage: test_dist.sh path/to/reslab
+set -uo pipefail
+reslab=$1
+root=$(cd "$(dirname "$0")/.." && pwd)
+launch=$root/scripts/launch-local
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+failures=0
+passes=0
+
+check() {  # check NAME EXPECTED_RC PATTERN -- command...
+  local name=$1 want_rc=$2 pattern=$3
+  shift 4
+  local out rc ok_rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [[ $want_rc == nonzero ]]; then
+    [[ $rc -ne 0 ]] && ok_rc=1 || ok_rc=0
+  else
+    [[ $rc -eq $want_rc ]] && ok_rc=1 || ok_rc=0
+  fi
+  if [[ $ok_rc -eq 1 ]] && grep -qE -- "$pattern" <<<"$out"; then
+    passes=$((passes + 1))
+  else
+    failures=$((failures + 1))
+    echo "FAIL: $name (rc=$rc, wanted $want_rc, pattern '$pattern')"
+    echo "$out" | tail -20
+  fi
+}
+
+# Records without their timing, for comparing runs.
+same_records() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, sys
+load = lambda p: [{k: v for k, v in json.loads(l).items() if k != 'img_per_s'} for l in open(p)]
+a, b = load(sys.argv[1]), load(sys.argv[2])
+print("same" if a == b else f"differ: {len(a)} vs {len(b)} records; first difference: " +
+      str(next(((x, y) for x, y in zip(a, b) if x != y), None)))
+PY
+}
+
+small=(--model resnet8 --train-size 1024 --test-size 500 --batch 64 --threads 1)
+
+# Two ranks, one run: rank 0 reports and writes, every window and evaluation once.
+check "two ranks train" 0 "\[rank 0\] resnet8: completed after 32 iterations" -- \
+  "$launch" 2 "$reslab" train "${small[@]}" --iterations 32 --log-every 8 --out "$work/two"
+check "rank 1 is quiet" 1 "" -- grep -q "\[rank 1\] resnet8" <("$launch" 2 "$reslab" train "${small[@]}" \
+  --iterations 4 --out "$work/quiet")
+check "one record per window" 0 "^4$" -- bash -c "grep -c '\"kind\":\"train\"' '$work/two/metrics.jsonl'"
+check "summary world size" 0 '"world_size": 2' -- cat "$work/two/summary.json"
+check "model written" 0 "model.pt" -- ls "$work/two"
+
+# Synchronised BN: the first step is the one-process step on the same global batch.
+check "sync-bn run" 0 "completed after 2 iterations" -- \
+  "$launch" 2 "$reslab" train "${small[@]}" --iterations 2 --log-every 1 --sync-bn --out "$work/sync"
+check "one process run" 0 "completed after 2 iterations" -- \
+  "$reslab" train "${small[@]}" --iterations 2 --log-every 1 --out "$work/single"
+check "sync-bn first loss" 0 "close" -- /usr/bin/python3 -c "
+import json
+first = lambda p: next(json.loads(l)['loss'] for l in open(p) if '\"train\"' in l)
+a, b = first('$work/sync/metrics.jsonl'), first('$work/single/metrics.jsonl')
+print('close' if abs(a - b) <= 1e-5 * abs(b) else f'{a} vs {b}')"
+check "sync-bn in config" 0 '"sync_bn": true' -- cat "$work/sync/config.json"
+
+# Launch errors name what is wrong.
+check "rank missing" nonzero "WORLD_SIZE is 2 but RANK is not set" -- \
+  env WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999 "$reslab" train "${small[@]}" --iterations 1 --out "$work/e1"
+check "uneven batch" nonzero "optim.batch 64 does not split evenly across 3 ranks" -- \
+  "$launch" 3 "$reslab" train "${small[@]}" --iterations 1 --out "$work/e2"
+check "nobody joins" nonzero "rank 0 of 2: the rendezvous at 127.0.0.1:[0-9]+ failed within 3 s" -- \
+  env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((30000 + RANDOM % 9000)) \
+  "$reslab" train "${small[@]}" --iterations 1 --dist-timeout 3 --out "$work/e3"
+check "results kept" nonzero "already holds results" -- \
+  "$launch" 2 "$reslab" train "${small[@]}" --iterations 1 --out "$work/two"
+
+# Starts rank R of two in the background on port P, into OUT, logging to LOG; sets $started.
+start_rank() {  # start_rank R PORT OUT LOG ARGS...
+  local r=$1 port=$2 out=$3 log=$4
+  shift 4
+  RANK=$r WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$reslab" train "${small[@]}" --out "$out" "$@" >"$log" 2>&1 &
+  started=$!
+  pids+=("$started")
+}
+# Waits until FILE has a line matching PATTERN (up to 120 s).
+wait_for() {
+  for _ in $(seq 600); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done
+  return 1
+}
+# Waits for PID (in this shell: a subshell cannot wait for it) and sets $finished to "rc=N after S s".
+finish() {
+  local start=$SECONDS rc
+  wait "$1"
+  rc=$?
+  finished="rc=$rc after $((SECONDS - start)) s"
+}
+
+# The uninterrupted two-rank run the killed one must end up equal to.
+long=(--iterations 96 --log-every 8 --dist-timeout 20)
+check "reference run" 0 "completed after 96 iterations" -- "$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" \
+  --out "$work/ref"
+
+# A killed rank: the other stops at once (the connection closes) with an error naming itself and the step.
+port=$((30000 + RANDOM % 9000))
+start_rank 0 "$port" "$work/kill" "$work/kill0.log" "${long[@]}"
+r0=$started
+start_rank 1 "$port" "$work/kill" "$work/kill1.log" "${long[@]}"
+r1=$started
+if wait_for "$work/kill/metrics.jsonl" '"kind":"eval"'; then
+  kill -9 "$r1"
+  finish "$r0"
+  check "killed rank: the other stops" 0 "rc=[1-9][0-9]* after ([0-9]|[12][0-9]) s" -- echo "$finished"
+  check "killed rank: error" 0 "rank 0 of 2: .* failed \(another rank stopped" -- cat "$work/kill0.log"
+else
+  failures=$((failures + 1))
+  echo "FAIL: killed rank: the run wrote no evaluation"; tail -5 "$work/kill0.log"
+fi
+# Every rank resumes from rank 0's checkpoint and the run ends as if never stopped.
+check "killed run resumes" 0 "\[rank 0\] resuming resnet8 at iteration (16|32|48|64|80)" -- \
+  "$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" --out "$work/kill" --resume
+check "resumed records" 0 "^same$" -- same_records "$work/ref/metrics.jsonl" "$work/kill/metrics.jsonl"
+
+# Stopping launch-local (SIGTERM here; Ctrl-C in a terminal; it passes SIGINT on): every rank stops at the same iteration, rank 0 checkpoints, and the resume matches.
+"$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" --out "$work/int" >"$work/int.log" 2>&1 &
+li=$!
+pids+=("$li")
+if wait_for "$work/int/metrics.jsonl" '"kind":"train"'; then
+  kill -TERM "$li"  # a background job of this script ignores SIGINT
+  finish "$li"
+  check "interrupt: exit code" 0 "rc=130 after" -- echo "$finished"
+  check "interrupt: summary" 0 '"status": "interrupted"' -- cat "$work/int/summary.json"
+  check "interrupt: resumes" 0 "completed after 96 iterations" -- \
+    "$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" --out "$work/int" --resume
+  check "interrupt: same records" 0 "^same$" -- same_records "$work/ref/metrics.jsonl" "$work/int/metrics.jsonl"
+else
+  failures=$((failures + 1))
+  echo "FAIL: interrupt: the run wrote no record"; tail -5 "$work/int.log"
+fi
+
+# A hung rank (stopped, its sockets open): the other gives up after the timeout, with an error that says so.
+port=$((30000 + RANDOM % 9000))
+start_rank 0 "$port" "$work/hang" "$work/hang0.log" --iterations 2000 --dist-timeout 5
+h0=$started
+start_rank 1 "$port" "$work/hang" "$work/hang1.log" --iterations 2000 --dist-timeout 5
+h1=$started
+if wait_for "$work/hang/metrics.jsonl" '"kind":"train"'; then
+  kill -STOP "$h1"
+  finish "$h0"
+  check "hung rank: the other stops" 0 "rc=[1-9][0-9]* after ([4-9]|[1-5][0-9]) s" -- echo "$finished"
+  check "hung rank: error" 0 "rank 0 of 2: .*did not answer within 5 s" -- cat "$work/hang0.log"
+  kill -9 "$h1" 2>/dev/null
+else
+  failures=$((failures + 1))
+  echo "FAIL: hung rank: the run wrote no record"; tail -5 "$work/hang0.log"
+fi
+
+echo "test_dist: $passes passed, $failures failed"
+[[ $failures -eq 0 ]]
