@@ -121,6 +121,22 @@ void setup_collect(CLI::App& app, std::function<int()>& action) {
   });
 }
 
+void setup_slurm(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<SlurmOptions>();
+  auto* cmd = app.add_subcommand("slurm", "Write (and submit) a Slurm job array of an experiment's grid and a collect job");
+  cmd->add_option("experiment", opts->experiment, "Experiment file")->required();
+  cmd->add_option("run_args", opts->run_args, "After --: arguments for every `reslab run`, e.g. -- --epochs 2");
+  cmd->add_option("--out", opts->out, "Results folder (default runs/<experiment name>); scripts go to OUT/slurm/");
+  cmd->add_option("--partition", opts->partition, "Slurm partition");
+  cmd->add_option("--time", opts->time, "Time limit per array task, e.g. 04:00:00");
+  cmd->add_option("--cpus", opts->cpus, "CPUs per task (default: the cluster's)");
+  cmd->add_option("--nodes-per-run", opts->nodes_per_run, "Machines per grid point (data-parallel)")->capture_default_str();
+  cmd->add_option("--tasks-per-node", opts->tasks_per_node, "Data-parallel ranks per machine")->capture_default_str();
+  cmd->add_option("--concurrency", opts->concurrency, "Array tasks running at once (%K; default no limit)");
+  cmd->add_flag("--submit", opts->submit, "Run submit.sh after writing the scripts");
+  cmd->callback([opts, &action] { action = [opts] { return run_slurm(*opts); }; });
+}
+
 void setup_plot(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<PlotOptions>();
   auto* cmd = app.add_subcommand("plot", "Draw curves.png (paper Figure 6 style) from an experiment's results");
@@ -216,6 +232,7 @@ void setup_commands(CLI::App& app, std::function<int()>& action) {
   setup_plot(app, action);
   setup_bench(app, action);
   setup_collect(app, action);
+  setup_slurm(app, action);
   setup_analyze(app, action);
   app.require_subcommand(1);
 }

@@ -40,7 +40,8 @@ TEST(Metrics, JsonFileIsReplacedWhole) {
   write_json_file(path, {{"a", 1}});
   write_json_file(path, {{"a", 2}});
   EXPECT_EQ(read_json_file(path)["a"], 2);
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  // No temporary file is left beside it.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator()), 1);
   testing::expect_error<std::runtime_error>([&] { read_json_file(dir.file("nope.json")); }, {"nope.json"});
   testing::expect_error<std::runtime_error>([&] { write_json_file(dir.file("no/such/dir.json"), {}); },
                                             {"no/such/dir.json"});

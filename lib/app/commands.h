@@ -56,6 +56,22 @@ struct CollectOptions {
 /// (an experiment run one grid point at a time, e.g. as a Slurm array).
 int run_collect(const CollectOptions& options);
 
+struct SlurmOptions {
+  std::string experiment;
+  std::string out;  ///< default runs/<experiment name>, as reslab run
+  std::string partition, time;
+  int64_t cpus = 0;            ///< CPUs per task (0: the cluster's default)
+  int64_t nodes_per_run = 1;   ///< machines per grid point
+  int64_t tasks_per_node = 1;  ///< data-parallel ranks per machine (nodes x tasks ranks per run)
+  int64_t concurrency = 0;     ///< array tasks at once (%K; 0: no limit)
+  bool submit = false;         ///< run submit.sh (sbatch) after writing the scripts
+  std::vector<std::string> run_args;  ///< passed to every `reslab run` (after --)
+};
+
+/// Writes OUT/slurm/{array.sbatch, collect.sbatch, submit.sh}: a job array with one task per grid point (each
+/// `srun reslab run EXPERIMENT --index $SLURM_ARRAY_TASK_ID --resume`) and a collect job that waits for it.
+int run_slurm(const SlurmOptions& options);
+
 struct PlotOptions {
   std::string results_dir;
   std::string output;  ///< default RESULTS_DIR/curves.png

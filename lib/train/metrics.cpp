@@ -30,7 +30,8 @@ void JsonlWriter::write(const nlohmann::json& record) {
 int64_t JsonlWriter::offset() const { return static_cast<int64_t>(std::ftell(file_)); }
 
 void write_json_file(const std::string& path, const nlohmann::json& value) {
-  const std::string tmp = path + ".tmp";
+  // A name of this process's own: Slurm array tasks write their experiment's config.json at the same time.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) throw std::runtime_error(tmp + ": cannot open for writing: " + std::strerror(errno));
