@@ -164,6 +164,9 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");
+  cmd->add_option("--allreduce-mb", opts->allreduce_mb,
+                  "Launched as several ranks: time all-reduces of these sizes in MiB, e.g. 0.001,1,4,100")
+      ->delimiter(',');
   cmd->add_flag("--ceiling", opts->ceiling,
                 "Time single 3x3 convolutions (16, 32, 64 channels; forward, backward) at --batch: the "
                 "machine's ceiling");

@@ -78,6 +78,13 @@ check "nobody joins" nonzero "rank 0 of 2: the rendezvous at 127.0.0.1:[0-9]+ fa
 check "results kept" nonzero "already holds results" -- \
   "$launch" 2 "$reslab" train "${small[@]}" --iterations 1 --out "$work/two"
 
+# The bench across ranks: the all-reduce alone, and the data-parallel step.
+check "allreduce needs ranks" nonzero "launch it as several" -- "$reslab" bench --allreduce-mb 1
+check "allreduce bench" 0 "\[rank 0\] +1\.0000 +[0-9.]+ +[0-9.]+ +[0-9.]+" -- \
+  "$launch" 2 "$reslab" bench --allreduce-mb 1 --iterations 3 --warmup 1
+check "data-parallel bench" 0 "2 ranks, a share of 32 images" -- \
+  "$launch" 2 "$reslab" bench --model resnet8 --batch 64 --iterations 2 --warmup 1
+
 # Starts rank R of two in the background on port P, into OUT, logging to LOG; sets $started.
 start_rank() {  # start_rank R PORT OUT LOG ARGS...
   local r=$1 port=$2 out=$3 log=$4

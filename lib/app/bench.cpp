@@ -12,6 +12,7 @@
 #include "app/commands.h"
 #include "data/datasets.h"
 #include "data/worker_pool.h"
+#include "dist/grad_sync.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
 #include "optim/sgd.h"
@@ -242,8 +243,59 @@ int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch
 
 }  // namespace
 
+/// Seconds per all-reduce of each size between the ranks of the job: the median of `iterations`, after `warmup`.
+int bench_allreduce(const BenchOptions& options, Distributed& dist) {
+  nlohmann::json rows = nlohmann::json::array();
+  const int64_t n = dist.world_size();
+  if (dist.is_root() && !options.json) {
+    std::printf("%d ranks (Gloo, %s:%lld)\n%10s %12s %14s %14s\n", static_cast<int>(n), dist.env().master_addr.c_str(),
+                static_cast<long long>(dist.env().master_port), "MiB", "ms", "algbw GB/s", "busbw GB/s");
+  }
+  for (double mb : options.allreduce_mb) {
+    const auto count = std::max<int64_t>(1, std::llround(mb * 1024.0 * 1024.0 / 4.0));
+    auto t = torch::ones({count});
+    std::vector<double> times;
+    for (int64_t i = 0; i < options.warmup + options.iterations; ++i) {
+      dist.barrier("the all-reduce bench");
+      const auto start = std::chrono::steady_clock::now();
+      dist.all_reduce_sum(t, "the all-reduce bench");
+      if (i >= options.warmup) times.push_back(seconds_since(start));
+    }
+    std::sort(times.begin(), times.end());
+    auto median = torch::tensor({times[times.size() / 2]}, torch::kFloat64);
+    dist.all_reduce_sum(median, "the all-reduce bench");
+    const double seconds = median.item<double>() / static_cast<double>(n);  // mean over ranks of the medians
+    const double bytes = static_cast<double>(count) * 4.0;
+    const double algbw = bytes / seconds / 1e9;
+    const double busbw = algbw * 2.0 * static_cast<double>(n - 1) / static_cast<double>(n);
+    rows.push_back({{"mb", bytes / (1024.0 * 1024.0)}, {"bytes", bytes}, {"seconds", seconds}, {"algbw_gb_per_s", algbw},
+                    {"busbw_gb_per_s", busbw}});
+    if (dist.is_root() && !options.json) {
+      std::printf("%10.4f %12.3f %14.3f %14.3f\n", bytes / (1024.0 * 1024.0), seconds * 1e3, algbw, busbw);
+    }
+  }
+  if (dist.is_root() && options.json) {
+    std::cout << nlohmann::json{{"ranks", n}, {"backend", "gloo"}, {"master_addr", dist.env().master_addr},
+                                {"allreduce", rows}}
+                     .dump(2)
+              << "\n";
+  }
+  return 0;
+}
+
 int run_bench(const BenchOptions& options) {
-  const int64_t threads = resolve_threads(options.threads);
+  // Launched as several ranks: the data-parallel step (each rank a share of the batch) or the all-reduce alone.
+  const DistEnv env = read_dist_env();
+  std::shared_ptr<Distributed> dist;
+  if (env.distributed()) dist = Distributed::connect(env, std::chrono::seconds(300));
+  if (!options.allreduce_mb.empty()) {
+    if (!dist) {
+      throw std::invalid_argument("bench --allreduce-mb times all-reduces between ranks: launch it as several, e.g. "
+                                  "scripts/launch-local 2 reslab bench --allreduce-mb 1,4");
+    }
+    return bench_allreduce(options, *dist);
+  }
+  const int64_t threads = resolve_threads(options.threads, env.local_world_size);
   torch::set_num_threads(static_cast<int>(threads));
   const DatasetInfo& data = dataset_info(options.dataset);
   if (options.batch <= 0 || options.iterations <= 0 || options.warmup < 0) {
@@ -259,8 +311,16 @@ int run_bench(const BenchOptions& options) {
   const ModelSpec spec = epoch_data ? epoch_data->spec
                                     : ModelSpec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
   if (!options.export_check.empty()) return bench_export_check(options, spec, device);
+  if (dist && (options.epoch || options.batch % dist->world_size() != 0)) {
+    throw std::invalid_argument("bench across " + std::to_string(dist->world_size()) + " ranks times the step alone, " +
+                                "with a --batch that splits evenly (not --epoch)");
+  }
+  const int64_t local_batch = dist ? options.batch / dist->world_size() : options.batch;
+  const bool report = !dist || dist->is_root();
   nlohmann::json all = nlohmann::json::array();
-  if (!options.json) {
+  if (!options.json && report) {
+    if (dist) std::printf("%lld ranks, a share of %lld images each per step\n", static_cast<long long>(dist->world_size()),
+                          static_cast<long long>(local_batch));
     std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s\n", "model", "batch", "threads", "step img/s",
                 "epoch img/s", "eval img/s", "GMAC/s", "peak MiB");
   }
@@ -275,17 +335,25 @@ int run_bench(const BenchOptions& options) {
     sgd.foreach = options.sgd_foreach;
     auto optimizer = make_sgd(model->parameters(), sgd);
     const auto& in = spec.input;
-    auto inputs = torch::randn({options.batch, in.channels, in.height, in.width}).to(device).contiguous(memory);
-    auto targets = torch::randint(0, spec.classes, {options.batch}, torch::kInt64).to(device);
+    auto inputs = torch::randn({local_batch, in.channels, in.height, in.width}).to(device).contiguous(memory);
+    auto targets = torch::randint(0, spec.classes, {local_batch}, torch::kInt64).to(device);
+    std::unique_ptr<GradientSync> grad_sync;
+    if (dist) {
+      broadcast_module(*dist, *model, "the bench's initial weights");
+      grad_sync = std::make_unique<GradientSync>(*dist, model->parameters(), 1 << 20);
+    }
     model->train();
     auto step = [&](const torch::Tensor& x, const torch::Tensor& y) {
       optimizer->zero_grad();
       auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+      if (grad_sync) grad_sync->begin_backward();
       loss.backward();
+      if (grad_sync) grad_sync->finish_backward();
       optimizer->step();
     };
     for (int64_t i = 0; i < options.warmup; ++i) step(inputs, targets);
     synchronize(device);
+    if (dist) dist->barrier("the bench's start");
     auto start = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < options.iterations; ++i) step(inputs, targets);
     synchronize(device);
@@ -318,7 +386,13 @@ int run_bench(const BenchOptions& options) {
       start = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < options.iterations; ++i) (void)model->forward(inputs);
       synchronize(device);
-      eval_rate = static_cast<double>(options.batch * options.iterations) / seconds_since(start);
+      // Across ranks: each evaluates its share at once, so the job's rate is the ranks' rates added.
+      eval_rate = static_cast<double>(local_batch * options.iterations) / seconds_since(start);
+      if (dist) {
+        auto total = torch::tensor({eval_rate}, torch::kFloat64);
+        dist->all_reduce_sum(total, "the bench's evaluation rate");
+        eval_rate = total.item<double>();
+      }
     }
     const double rss = peak_rss_mb();
     nlohmann::json row = {{"model", name},
@@ -337,8 +411,12 @@ int run_bench(const BenchOptions& options) {
                                                      (1 << 20)},
                           {"peak_rss_scope", peak_per_model ? "model" : "process"}};
     if (epoch_data) row["epoch_examples"] = epoch_data->train->size();
+    if (dist) {
+      row["ranks"] = dist->world_size();
+      row["gradient_buckets"] = grad_sync->buckets();
+    }
     all.push_back(row);
-    if (!options.json) {
+    if (!options.json && report) {
       char epoch_text[32] = "-";
       if (epoch_rate.is_number()) std::snprintf(epoch_text, sizeof epoch_text, "%.1f", epoch_rate.get<double>());
       std::printf("%-12s %6lld %8lld %12.1f %12s %12.1f %10.1f %10.0f\n", name.c_str(),
@@ -346,7 +424,7 @@ int run_bench(const BenchOptions& options) {
                   eval_rate, macs_per_s / 1e9, rss);
     }
   }
-  if (options.json) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
+  if (options.json && report) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
   return 0;
 }
 

@@ -96,6 +96,9 @@ struct BenchOptions {
   bool loader = false;
   /// Time single 3x3 convolutions instead (the machine's ceiling for the networks' main operation).
   bool ceiling = false;
+  /// Launched as several ranks (launch-local, torchrun, srun): time Gloo all-reduces of these sizes (MiB)
+  /// between the ranks instead of training.
+  std::vector<double> allreduce_mb;
   /// Also time a whole epoch of the dataset (its first train_size examples; 0: all), data pipeline included.
   bool epoch = false;
   int64_t train_size = 0;

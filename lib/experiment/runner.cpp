@@ -219,7 +219,11 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   }
   const int64_t threads = resolve_threads(run.threads, dist != nullptr ? dist->env().local_world_size : 1);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
-  const torch::Device device = parse_device(run.device, "run '" + run.name + "'");
+  torch::Device device = parse_device(run.device, "run '" + run.name + "'");
+  if (dist != nullptr && device.is_cuda() && !device.has_index()) {
+    // One GPU per rank: "cuda" in a data-parallel job is this rank's GPU on its machine.
+    device = parse_device("cuda:" + std::to_string(dist->env().local_rank), "run '" + run.name + "' (LOCAL_RANK)");
+  }
 
   RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
   const ModelSpec& spec = data_of_run.spec;
