@@ -67,6 +67,18 @@ a, b = first('$work/sync/metrics.jsonl'), first('$work/single/metrics.jsonl')
 print('close' if abs(a - b) <= 1e-5 * abs(b) else f'{a} vs {b}')"
 check "sync-bn in config" 0 '"sync_bn": true' -- cat "$work/sync/config.json"
 
+# An image folder: each rank decodes only its share of every batch.
+ppm() { { printf 'P6\n%d %d\n255\n' 24 20; head -c $((24 * 20 * 3)) /dev/urandom; } >"$1"; }
+for split in train val; do
+  for c in cat dog; do
+    mkdir -p "$work/folder/$split/$c"
+    for i in 1 2 3 4; do ppm "$work/folder/$split/$c/$i.ppm"; done
+  done
+done
+check "two ranks on an image folder" 0 "\[rank 0\] resnet8: completed after 4 iterations" -- \
+  "$launch" 2 "$reslab" train --model resnet8 --dataset image-folder --data "$work/folder" --crop 16 --scale 18,22 \
+  --eval-resize 18 --eval-crops 10 --batch 4 --iterations 4 --threads 1 --workers 1 --out "$work/folder_run"
+
 # Launch errors name what is wrong.
 check "rank missing" nonzero "WORLD_SIZE is 2 but RANK is not set" -- \
   env WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29999 "$reslab" train "${small[@]}" --iterations 1 --out "$work/e1"

@@ -240,6 +240,13 @@ TEST(ImageFolder, BatchesDependOnlyOnSeedEpochAndIndexNotOnThreadsOrOrder) {
     for (int64_t j = 0; j < t.size(0); ++j) seen.insert(t[j].item<int64_t>());
   }
   EXPECT_EQ(seen.size(), 18u);
+  // A data-parallel rank's share: only those rows decoded, each with the view it has in the whole batch.
+  b.set_epoch(2);
+  const Batch share = b.rows(1, 2, 5);
+  EXPECT_TRUE(torch::equal(share.inputs, a1.inputs.narrow(0, 2, 3)));
+  EXPECT_TRUE(torch::equal(share.targets, a1.targets.narrow(0, 2, 3)));
+  EXPECT_TRUE(torch::equal(b.rows(2, 0, 3).inputs, a2.inputs.narrow(0, 0, 3)));
+  EXPECT_TRUE(torch::equal(b.batch(0).inputs, a0.inputs));  // and back to whole batches
 }
 
 TEST(ImageFolder, CorruptFilesAreReportedByPath) {

@@ -151,6 +151,9 @@ struct ImageFolderLoader::Impl {
   std::mutex m;
   std::condition_variable done;
   std::map<int64_t, std::shared_ptr<Pending>> pending;
+  /// The rows of each batch that are decoded: [row_first, row_last) of it (row_last -1: to its end). A
+  /// data-parallel rank asks for its share only, so it decodes no other rank's images.
+  int64_t row_first = 0, row_last = -1;
   // Last member: destroyed first, so no job outlives the state above.
   std::unique_ptr<WorkerPool> pool;
 
@@ -189,8 +192,9 @@ struct ImageFolderLoader::Impl {
   /// Queues the decoding of batch `index`; `m` is held.
   void schedule(int64_t index) {
     auto p = std::make_shared<Pending>();
-    const int64_t begin = index * o.batch;
-    const int64_t count = std::min(o.batch, static_cast<int64_t>(files.size()) - begin);
+    const int64_t full = std::min(o.batch, static_cast<int64_t>(files.size()) - index * o.batch);
+    const int64_t begin = index * o.batch + row_first;
+    const int64_t count = (row_last < 0 ? full : std::min(row_last, full)) - row_first;
     p->inputs = torch::empty({count * crops, 3, t.crop, t.crop},
                              torch::TensorOptions().dtype(torch::kFloat32).memory_format(
                                  o.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
@@ -259,11 +263,25 @@ int64_t ImageFolderLoader::size() const { return static_cast<int64_t>(impl_->fil
 int64_t ImageFolderLoader::batch_size() const { return impl_->o.batch; }
 int64_t ImageFolderLoader::crops() const { return impl_->crops; }
 
-Batch ImageFolderLoader::batch(int64_t index) const {
+Batch ImageFolderLoader::batch(int64_t index) const { return fetch(index, 0, -1); }
+
+Batch ImageFolderLoader::rows(int64_t index, int64_t first, int64_t last) const { return fetch(index, first, last); }
+
+Batch ImageFolderLoader::fetch(int64_t index, int64_t first, int64_t last) const {
   Impl& s = *impl_;
   const int64_t n = s.batches();
   TORCH_CHECK(index >= 0 && index < n, "ImageFolderLoader: batch ", index, " out of range");
+  const int64_t full = std::min(s.o.batch, static_cast<int64_t>(s.files.size()) - index * s.o.batch);
+  TORCH_CHECK(0 <= first && (last < 0 || (first <= last && last <= full)), "ImageFolderLoader: rows [", first, ", ",
+              last, ") of a batch of ", full);
   std::unique_lock<std::mutex> lock(s.m);
+  if (first != s.row_first || last != s.row_last) {
+    // Another share of the batches: what was prefetched for the old one is dropped.
+    ++s.generation;
+    s.pending.clear();
+    s.row_first = first;
+    s.row_last = last;
+  }
   if (!s.pending.count(index)) s.schedule(index);
   for (int64_t j = 1; j <= s.t.prefetch && index + j < n; ++j) {
     if (!s.pending.count(index + j)) s.schedule(index + j);

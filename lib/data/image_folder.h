@@ -77,11 +77,15 @@ class ImageFolderLoader : public BatchSource {
   void set_epoch(int64_t epoch) override;
   int64_t batches_per_epoch() const override;
   Batch batch(int64_t index) const override;
+  /// Decodes only examples [begin, end) of batch `index` (with the views they have in the whole batch), and
+  /// prefetches the same share of the batches that follow.
+  Batch rows(int64_t index, int64_t begin, int64_t end) const override;
   int64_t size() const override;
   int64_t batch_size() const override;
   int64_t crops() const;
 
  private:
+  Batch fetch(int64_t index, int64_t first, int64_t last) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
