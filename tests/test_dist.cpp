@@ -12,6 +12,7 @@
 #include "dist/env.h"
 #include "dist/sharded_source.h"
 #include "dist_setup.h"
+#include "models/batch_norm.h"
 #include "test_util.h"
 
 extern char** environ;
@@ -120,6 +121,31 @@ TEST(ShardedSourceTest, RanksSplitEachGlobalBatchExactly) {
   }
   expect_error<std::invalid_argument>([&] { ShardedSource(*global, 0, 3); },
                                       {"batch of 32 does not split evenly across 3 ranks"});
+}
+
+TEST(SyncBatchNormTest, OneProcessReducerMatchesBatchNormEvenWithLargeMeans) {
+  // A reducer that sums over one rank is the identity: synchronised BN must then be BatchNorm2d (computed here in
+  // float64), also in float32 on inputs whose mean dwarfs their spread, where E[x^2] - E[x]^2 in float32 would
+  // cancel to noise (1000^2 has an ulp of 0.06, the variance is 0.01).
+  torch::manual_seed(4);
+  SyncableBatchNorm2d sync(torch::nn::BatchNorm2dOptions(3));
+  torch::nn::BatchNorm2d plain(torch::nn::BatchNorm2dOptions(3));
+  plain->to(torch::kFloat64);
+  sync->set_stat_reduce([](const torch::Tensor& t) { return t * 1.0; });
+  for (double mean : {0.0, 1000.0}) {
+    auto x = (torch::randn({8, 3, 5, 5}) * 0.1 + mean).requires_grad_(true);
+    auto y = x.detach().to(torch::kFloat64).requires_grad_(true);
+    auto a = sync->forward(x), b = plain->forward(y);
+    EXPECT_LT((a.to(torch::kFloat64) - b).abs().max().item<double>(), 5e-3) << "mean " << mean;
+    const auto w = torch::arange(a.numel()).view(a.sizes()) / static_cast<double>(a.numel());
+    (a * w).sum().backward();
+    (b * w.to(torch::kFloat64)).sum().backward();
+    EXPECT_LT(((x.grad().to(torch::kFloat64) - y.grad()).abs().max() / y.grad().abs().max()).item<double>(), 5e-3)
+        << "mean " << mean;
+  }
+  EXPECT_LT((sync->running_mean.to(torch::kFloat64) - plain->running_mean).abs().max().item<double>(), 1e-3);
+  EXPECT_LT(((sync->running_var.to(torch::kFloat64) - plain->running_var).abs() / plain->running_var).max().item<double>(),
+            1e-2);
 }
 
 int free_port() {

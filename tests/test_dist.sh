@@ -67,6 +67,17 @@ a, b = first('$work/sync/metrics.jsonl'), first('$work/single/metrics.jsonl')
 print('close' if abs(a - b) <= 1e-5 * abs(b) else f'{a} vs {b}')"
 check "sync-bn in config" 0 '"sync_bn": true' -- cat "$work/sync/config.json"
 
+# Probes on rank 0 beside synchronised BN: their extra passes use rank-local statistics, no stray collective.
+cat >"$work/probed.json" <<'JSON'
+{"name": "probed", "grid": {"depth": [8]}, "data": {"train_size": 512, "test_size": 200},
+ "optim": {"iterations": 6, "batch": 64}, "train": {"log_every": 2}, "threads": 1,
+ "dist": {"sync_bn": true, "timeout_s": 60},
+ "probes": {"during_training": ["grad_norms", "grad_snr"], "at": [0, 3], "settings": {"batch": 8, "samples": 2}}}
+JSON
+check "probes with sync-bn" 0 "\[rank 0\] resnet8: completed after 6 iterations" -- \
+  "$launch" 2 "$reslab" run "$work/probed.json" --out "$work/probed" --no-plot
+check "probe records" 0 "^4$" -- bash -c "grep -c '\"kind\":\"probe\"' '$work/probed/resnet8/metrics.jsonl'"
+
 # An image folder: each rank decodes only its share of every batch.
 ppm() { { printf 'P6\n%d %d\n255\n' 24 20; head -c $((24 * 20 * 3)) /dev/urandom; } >"$1"; }
 for split in train val; do
@@ -85,7 +96,7 @@ check "rank missing" nonzero "WORLD_SIZE is 2 but RANK is not set" -- \
 check "uneven batch" nonzero "optim.batch 64 does not split evenly across 3 ranks" -- \
   "$launch" 3 "$reslab" train "${small[@]}" --iterations 1 --out "$work/e2"
 check "nobody joins" nonzero "rank 0 of 2: the rendezvous at 127.0.0.1:[0-9]+ failed within 3 s" -- \
-  env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((30000 + RANDOM % 9000)) \
+  env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((20000 + RANDOM % 12000)) \
   "$reslab" train "${small[@]}" --iterations 1 --dist-timeout 3 --out "$work/e3"
 check "results kept" nonzero "already holds results" -- \
   "$launch" 2 "$reslab" train "${small[@]}" --iterations 1 --out "$work/two"
@@ -125,7 +136,7 @@ check "reference run" 0 "completed after 96 iterations" -- "$launch" 2 "$reslab"
   --out "$work/ref"
 
 # A killed rank: the other stops at once (the connection closes) with an error naming itself and the step.
-port=$((30000 + RANDOM % 9000))
+port=$((20000 + RANDOM % 12000))
 start_rank 0 "$port" "$work/kill" "$work/kill0.log" "${long[@]}"
 r0=$started
 start_rank 1 "$port" "$work/kill" "$work/kill1.log" "${long[@]}"
@@ -144,15 +155,19 @@ check "killed run resumes" 0 "\[rank 0\] resuming resnet8 at iteration (16|32|48
   "$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" --out "$work/kill" --resume
 check "resumed records" 0 "^same$" -- same_records "$work/ref/metrics.jsonl" "$work/kill/metrics.jsonl"
 
-# Stopping launch-local (SIGTERM here; Ctrl-C in a terminal; it passes SIGINT on): every rank stops at the same iteration, rank 0 checkpoints, and the resume matches.
-"$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" --out "$work/int" >"$work/int.log" 2>&1 &
+# Ctrl-C in a terminal: SIGINT to launch-local's whole process group (its own session here, SIGINT restored:
+# a background job of this script would ignore it). Every rank stops at the same iteration, rank 0 checkpoints,
+# and the resume matches.
+setsid env --default-signal=INT "$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" --out "$work/int" \
+  >"$work/int.log" 2>&1 &
 li=$!
 pids+=("$li")
 if wait_for "$work/int/metrics.jsonl" '"kind":"train"'; then
-  kill -TERM "$li"  # a background job of this script ignores SIGINT
+  kill -INT -- -"$li"
   finish "$li"
   check "interrupt: exit code" 0 "rc=130 after" -- echo "$finished"
   check "interrupt: summary" 0 '"status": "interrupted"' -- cat "$work/int/summary.json"
+  check "interrupt: output kept" 0 "\[rank 0\] Interrupted: continue with the same command and --resume" -- cat "$work/int.log"
   check "interrupt: resumes" 0 "completed after 96 iterations" -- \
     "$launch" 2 "$reslab" train "${long[@]}" "${small[@]}" --out "$work/int" --resume
   check "interrupt: same records" 0 "^same$" -- same_records "$work/ref/metrics.jsonl" "$work/int/metrics.jsonl"
@@ -162,7 +177,7 @@ else
 fi
 
 # A hung rank (stopped, its sockets open): the other gives up after the timeout, with an error that says so.
-port=$((30000 + RANDOM % 9000))
+port=$((20000 + RANDOM % 12000))
 start_rank 0 "$port" "$work/hang" "$work/hang0.log" --iterations 2000 --dist-timeout 5
 h0=$started
 start_rank 1 "$port" "$work/hang" "$work/hang1.log" --iterations 2000 --dist-timeout 5

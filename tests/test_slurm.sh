@@ -33,7 +33,7 @@ munged --force --socket="$work/munge/socket" --key-file="$work/munge/munge.key" 
 daemons+=("$(cat "$work/munge/munged.pid")")
 
 node=$(hostname -s)
-port=$((17000 + RANDOM % 20000))
+port=$((12000 + RANDOM % 7000))  # below reslab's Slurm ports (20000+) and the ephemeral ones
 export SLURM_CONF=$work/slurm.conf
 cat >"$SLURM_CONF" <<CONF
 ClusterName=reslabtest
@@ -127,6 +127,7 @@ cd "$work"
 check "slurm writes and submits" 0 "array job [0-9]+ \(4 tasks\), collect job [0-9]+" -- \
   "$reslab" slurm exp.json --out "$work/array" --concurrency 2 --cpus 1 --time 00:10:00 --submit
 check "array script" 0 "#SBATCH --array=0-3%2" -- cat "$work/array/slurm/array.sbatch"
+check "srun gets the CPUs" 0 "export SRUN_CPUS_PER_TASK=\\\$SLURM_CPUS_PER_TASK" -- cat "$work/array/slurm/array.sbatch"
 check "jobs finish" 0 "" -- wait_jobs "$work/array"
 check "collect job ran" 0 "Results: .*results.json \(4 of 4 runs\)" -- bash -c "cat '$work'/array/slurm/logs/collect_*.out"
 check "one log per task" 0 "^4$" -- bash -c "ls '$work'/array/slurm/logs | grep -vc collect"

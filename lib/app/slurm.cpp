@@ -36,9 +36,10 @@ std::string self_path() {
   return p.string();
 }
 
-/// `command`'s standard output; throws with its output when it exits non-zero.
+/// `command`'s standard output (its errors go to ours); throws when it exits non-zero.
 std::string output_of(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  std::cout.flush();
+  FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
   std::string out;
   std::array<char, 4096> buf{};
@@ -46,7 +47,7 @@ std::string output_of(const std::string& command) {
   while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
   const int status = pclose(pipe);
   if (status != 0) {
-    throw std::runtime_error("the grid could not be listed (" + command + "):\n" + out);
+    throw std::runtime_error("the grid could not be listed (" + command + "; its error is above)");
   }
   return out;
 }
@@ -82,6 +83,12 @@ int run_slurm(const SlurmOptions& o) {
   const std::string reslab = self_path();
   const std::string exp_path = fs::absolute(o.experiment).lexically_normal().string();
   const std::string out = fs::absolute(o.out.empty() ? "runs/" + experiment.name : o.out).lexically_normal().string();
+  for (const std::string& path : {out, fs::current_path().string()}) {
+    if (path.find_first_of(" \t\n'\"") != std::string::npos) {
+      throw std::invalid_argument("'" + path + "': #SBATCH lines cannot carry a path with spaces or quotes; use --out "
+                                  "(and a working folder) without them");
+    }
+  }
   std::string args;
   for (const auto& a : o.run_args) args += " " + quote(a);
 
@@ -90,7 +97,9 @@ int run_slurm(const SlurmOptions& o) {
   int64_t points = 0;
   std::istringstream lines(listing);
   for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) ++points;
+    // "<index>\t<name>\t<model>\t<dataset>": anything else (a warning) is not a grid point.
+    const auto tab = line.find('\t');
+    if (tab != std::string::npos && tab > 0 && line.find_first_not_of("0123456789") == tab) ++points;
   }
   if (points == 0) throw std::runtime_error(o.experiment + ": the grid has no points");
 
@@ -118,6 +127,10 @@ int run_slurm(const SlurmOptions& o) {
   if (ranks > 1) {
     array << "# " << ranks << " data-parallel ranks per point: srun starts them, reslab reads SLURM_PROCID, "
           << "SLURM_STEP_NUM_TASKS and SLURM_JOB_NODELIST.\n";
+  }
+  if (o.cpus > 0) {
+    // srun does not inherit --cpus-per-task from sbatch (Slurm 22.05 on): without this each rank gets one CPU.
+    array << "export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK\n";
   }
   array << "srun " << quote(reslab) << " run " << quote(exp_path) << " --out " << quote(out) << " --resume" << args
         << "\n";

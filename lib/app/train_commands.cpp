@@ -157,7 +157,10 @@ int run_experiment_command(const RunExperimentOptions& options) {
   if (!root) run_options.progress = nullptr;
   run_options.resume = options.resume;
   const auto results = run_experiment(experiment, out, run_options);
-  if (!root) return interrupt_requested() ? kExitInterrupted : 0;  // rank 0 reports, plots and analyses
+  if (!root) {  // rank 0 reports, plots and analyses; the others' exit code says how the grid ended
+    const bool interrupted = !results["runs"].empty() && results["runs"].back()["status"] == "interrupted";
+    return interrupted ? kExitInterrupted : 0;
+  }
   std::cout << "\n";
   for (const auto& s : results["runs"]) print_final(s);
   std::cout << "\n";

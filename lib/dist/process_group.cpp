@@ -102,7 +102,8 @@ class GlooDistributed : public Distributed {
       store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
     } catch (const std::exception& e) {
       throw DistError(env.describe() + ": the rendezvous at " + where + " failed within " + seconds +
-                      " s (MASTER_ADDR/MASTER_PORT; " + (env.rank == 0 ? "is the port free?" : "is rank 0 running?") +
+                      " s (MASTER_ADDR/MASTER_PORT; " +
+                      (env.rank == 0 ? "is the port free, and did every rank start?" : "is rank 0 running?") +
                       "): " + message_of(e));
     }
     try {
@@ -167,8 +168,8 @@ class GlooDistributed : public Distributed {
 
  private:
   DistError failure(const std::string& what, const std::exception& e) const {
-    return DistError(env().describe() + ": " + what + " failed (another rank stopped, or did not answer within " +
-                     std::to_string(timeout().count() / 1000) + " s): " + message_of(e));
+    return DistError(env().describe() + ": " + what + " failed (another rank stopped, did not answer within " +
+                     std::to_string(timeout().count() / 1000) + " s, or is at another step): " + message_of(e));
   }
 
   template <typename Start>

@@ -177,20 +177,70 @@ void check_memory(const RunConfig& run, const NetworkBase& model, torch::Device 
       "estimate is wrong");
 }
 
-/// Data-parallel: every rank must continue from the same checkpoint (the run folder is shared). Throws DistError
-/// when rank 0 chose another one than this rank.
-void agree_on_checkpoint(Distributed* dist, const std::string& path, const nlohmann::json& meta,
-                         const std::string& what) {
-  if (dist == nullptr) return;
-  const int64_t mine = path.empty() ? -1 : meta.at("trainer").at("iter").get<int64_t>();
-  const int64_t root = dist->broadcast_value(mine, what);
-  if (dist->any(root != mine, what)) {
-    throw DistError(dist->env().describe() + ": " + what + ": rank 0 continues from " +
-                    (root < 0 ? std::string("the start") : "iteration " + std::to_string(root)) + " but " +
-                    (root != mine ? "this rank" : "another rank") + " found " +
-                    (root != mine ? (mine < 0 ? std::string("no usable checkpoint") : path) : std::string("another")) +
+/// Runs a rank-0-only callback (a probe) with every BatchNorm on this rank's own statistics: a probe's extra
+/// forward and backward passes must not start the collectives of synchronised BN, which the other ranks, busy
+/// with their training step, would never join.
+class RankLocalBatchNorm : public Callback {
+ public:
+  RankLocalBatchNorm(std::shared_ptr<Callback> inner, NetworkBase& model, StatReduce reduce)
+      : inner_(std::move(inner)), model_(model), reduce_(std::move(reduce)) {}
+  void on_train_begin(TrainContext& ctx) override { local([&] { inner_->on_train_begin(ctx); }); }
+  void on_batch_begin(TrainContext& ctx) override { local([&] { inner_->on_batch_begin(ctx); }); }
+  void on_after_backward(TrainContext& ctx) override { local([&] { inner_->on_after_backward(ctx); }); }
+  void on_batch_end(TrainContext& ctx) override { local([&] { inner_->on_batch_end(ctx); }); }
+  void on_log(TrainContext& ctx, const WindowStats& w) override { local([&] { inner_->on_log(ctx, w); }); }
+  void on_epoch_end(TrainContext& ctx) override { local([&] { inner_->on_epoch_end(ctx); }); }
+  void on_train_end(TrainContext& ctx) override { local([&] { inner_->on_train_end(ctx); }); }
+  std::string state_name() const override { return inner_->state_name(); }
+  nlohmann::json save_state() const override { return inner_->save_state(); }
+  void load_state(const nlohmann::json& state) override { inner_->load_state(state); }
+
+ private:
+  template <typename F>
+  void local(F&& f) {
+    set_batch_norm_sync(model_, nullptr);
+    try {
+      f();
+    } catch (...) {
+      set_batch_norm_sync(model_, reduce_);
+      throw;
+    }
+    set_batch_norm_sync(model_, reduce_);
+  }
+  std::shared_ptr<Callback> inner_;
+  NetworkBase& model_;
+  StatReduce reduce_;
+};
+
+/// The checkpoint to continue from: the newest usable one as rank 0 sees it (in one process, this process's
+/// own choice). The other ranks load that very file rather than listing the folder themselves, which a cached
+/// network file system may show them otherwise; one that cannot read it stops every rank with a DistError.
+std::pair<std::string, nlohmann::json> choose_checkpoint(
+    Distributed* dist, const std::string& run_dir, const nlohmann::json& identity,
+    const std::function<std::shared_ptr<NetworkBase>()>& fresh, const SgdConfig& sgd, std::ostream* log,
+    const std::string& what) {
+  std::pair<std::string, nlohmann::json> chosen;
+  if (dist == nullptr || dist->is_root()) chosen = newest_usable_checkpoint(run_dir, identity, fresh, sgd, log);
+  if (dist == nullptr) return chosen;
+  const int64_t iter = dist->broadcast_value(
+      chosen.first.empty() ? -1 : chosen.second.at("trainer").at("iter").get<int64_t>(), what);
+  std::string error;
+  if (!dist->is_root() && iter >= 0) {
+    chosen.first = checkpoint_path(run_dir, iter);
+    try {
+      auto scratch = fresh();
+      auto scratch_opt = make_sgd(scratch->parameters(), sgd);
+      chosen.second = load_checkpoint(chosen.first, *scratch, *scratch_opt);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (dist->any(!error.empty(), what)) {
+    throw DistError(dist->env().describe() + ": " + what + ": " +
+                    (error.empty() ? "another rank could not read rank 0's checkpoint" : error) +
                     "; every rank must see the same run folder (a shared file system)");
   }
+  return chosen;
 }
 
 }  // namespace
@@ -207,8 +257,9 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       completed = done.value("status", "") == "completed";
     }
     // Ranks skip a completed run together, and only when they all see it completed.
-    if (dist != nullptr && (dist->broadcast_value(completed ? 1 : 0, "the resume check") == 1) != completed) {
-      throw DistError(dist->env().describe() + ": rank 0 and this rank disagree on whether " + run_dir +
+    if (dist != nullptr &&
+        dist->any((dist->broadcast_value(completed ? 1 : 0, "the resume check") == 1) != completed, "the resume check")) {
+      throw DistError(dist->env().describe() + ": the ranks disagree on whether " + run_dir +
                       "/summary.json holds a completed run; every rank must see the same run folder (a shared file "
                       "system)");
     }
@@ -222,7 +273,10 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   torch::Device device = parse_device(run.device, "run '" + run.name + "'");
   if (dist != nullptr && device.is_cuda() && !device.has_index()) {
     // One GPU per rank: "cuda" in a data-parallel job is this rank's GPU on its machine.
-    device = parse_device("cuda:" + std::to_string(dist->env().local_rank), "run '" + run.name + "' (LOCAL_RANK)");
+    // Where the job gives each rank one visible GPU (Slurm's per-task binding), that one is cuda:0.
+    const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
+    const int64_t index = visible > dist->env().local_rank ? dist->env().local_rank : 0;
+    device = parse_device("cuda:" + std::to_string(index), "run '" + run.name + "' (LOCAL_RANK)");
   }
 
   RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
@@ -243,14 +297,21 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   model->to(device);
   if (run.channels_last) to_channels_last(*model);
   std::unique_ptr<GradientSync> grad_sync;
+  StatReduce bn_reduce;
   if (dist != nullptr) {
     broadcast_module(*dist, *model, "sharing rank 0's initial weights");
     grad_sync = std::make_unique<GradientSync>(*dist, model->parameters(),
                                                std::llround(run.dist_bucket_mb * 1024.0 * 1024.0));
     if (run.sync_bn) {
-      set_batch_norm_sync(*model, [dist](const torch::Tensor& t) { return differentiable_all_reduce_sum(*dist, t); });
+      bn_reduce = [dist](const torch::Tensor& t) { return differentiable_all_reduce_sum(*dist, t); };
+      set_batch_norm_sync(*model, bn_reduce);
     }
   }
+  // Callbacks that run on rank 0 alone see rank-local BatchNorm (see RankLocalBatchNorm).
+  auto rank_local = [&](std::shared_ptr<Callback> cb) -> std::shared_ptr<Callback> {
+    if (!bn_reduce) return cb;
+    return std::make_shared<RankLocalBatchNorm>(std::move(cb), *model, bn_reduce);
+  };
   const auto parsed = parse_model_name(run.model);
 
   const int64_t per_epoch = train_loader.batches_per_epoch();
@@ -288,9 +349,9 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     return scratch;
   };
   if (options.resume) {
-    std::tie(resume_from, resume_meta) = newest_usable_checkpoint(run_dir, identity, fresh, sgd, progress);
+    std::tie(resume_from, resume_meta) =
+        choose_checkpoint(dist, run_dir, identity, fresh, sgd, progress, "choosing the checkpoint to resume from");
   }
-  agree_on_checkpoint(dist, resume_from, resume_meta, "choosing the checkpoint to resume from");
 
   std::unique_ptr<JsonlWriter> metrics;
   if (root) {
@@ -323,11 +384,11 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   }
   // Probes and extra callbacks observe and write: rank 0's job (they see the all-reduced gradients).
   if (!run.probes.empty() && root) {
-    trainer.add(std::make_shared<GradientProbeCallback>(run.probes,
-                                                        std::set<int64_t>(run.probe_at.begin(), run.probe_at.end())));
+    trainer.add(rank_local(std::make_shared<GradientProbeCallback>(
+        run.probes, std::set<int64_t>(run.probe_at.begin(), run.probe_at.end()))));
   }
   if (root) {
-    for (const auto& cb : options.callbacks) trainer.add(cb);
+    for (const auto& cb : options.callbacks) trainer.add(rank_local(cb));
   }
   std::shared_ptr<CheckpointCallback> checkpoints;
   if (root) {
@@ -351,8 +412,8 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   while (ctx.state.status == "diverged" && static_cast<int64_t>(retries.size()) < run.retry_diverged) {
     const int64_t diverged_at = ctx.state.diverged_at.value_or(ctx.state.iter + 1);
     const double scale_in_force = schedule_cb->lr_scale();  // earlier retries' included
-    auto [path, meta] = newest_usable_checkpoint(run_dir, identity, fresh, sgd, progress);
-    agree_on_checkpoint(dist, path, meta, "choosing the checkpoint to retry from");
+    auto [path, meta] =
+        choose_checkpoint(dist, run_dir, identity, fresh, sgd, progress, "choosing the checkpoint to retry from");
     if (path.empty()) break;  // none could be read: the run stays diverged
     if (root) {
       ctx.metrics = nullptr;

@@ -33,13 +33,19 @@ torch::Tensor SyncableBatchNorm2dImpl::forward(const torch::Tensor& input) {
   TORCH_CHECK(input.dim() == 4, "SyncableBatchNorm2d: expected a 4-D input, got ", input.dim(), "-D");
   const int64_t channels = input.size(1);
   const double local_count = static_cast<double>(input.numel() / channels);
-  // One reduction carries every channel's sum and sum of squares, and the example count.
-  auto local = torch::cat({input.sum({0, 2, 3}), (input * input).sum({0, 2, 3}),
-                           torch::full({1}, local_count, input.options())});
+  // Each rank's mean and sum of squared deviations (two-pass, in the input's precision), combined across ranks in
+  // float64 as count x mean and M2 + count x mean^2: no cancellation of large means against small spreads.
+  auto [local_var, local_mean] = torch::var_mean(input, {0, 2, 3}, /*unbiased=*/false);
+  local_mean = local_mean.to(torch::kFloat64);
+  auto local_m2 = local_var.to(torch::kFloat64) * local_count;
+  auto local = torch::cat({local_mean * local_count, local_m2 + local_mean * local_mean * local_count,
+                           torch::full({1}, local_count, local_mean.options())});
   auto global = reduce_(local);
   const auto count = global.narrow(0, 2 * channels, 1).detach();
-  auto mean = global.narrow(0, 0, channels) / count;
-  auto var = global.narrow(0, channels, channels) / count - mean * mean;
+  auto mean64 = global.narrow(0, 0, channels) / count;
+  auto var64 = (global.narrow(0, channels, channels) / count - mean64 * mean64).clamp_min(0.0);
+  auto mean = mean64.to(input.scalar_type());
+  auto var = var64.to(input.scalar_type());
   const double eps = options.eps();
   auto scale = torch::rsqrt(var + eps);
   auto shift = -mean * scale;

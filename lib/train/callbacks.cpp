@@ -54,9 +54,16 @@ void EvalCallback::run_eval(TrainContext& ctx) {
   if (last_eval_iter_ == ctx.state.iter) return;
   // Between statistics windows the trainer has not yet seen a non-finite loss; weights that are no longer
   // finite mean the run has diverged, and an evaluation would only record noise.
+  bool finite = true;
   for (const auto& p : ctx.model.parameters()) {
-    if (!torch::isfinite(p).all().item<bool>()) return;
+    if (!torch::isfinite(p).all().item<bool>()) {
+      finite = false;
+      break;
+    }
   }
+  // Ranks evaluate together or not at all (their weights agree unless something changed one rank's alone).
+  if (ctx.dist != nullptr) finite = !ctx.dist->any(!finite, "the finite-weights check before evaluation");
+  if (!finite) return;
   last_eval_iter_ = ctx.state.iter;
   const auto start = std::chrono::steady_clock::now();
   auto one = [&](const BatchSource* loader, const char* split, std::optional<double>& error) {

@@ -30,8 +30,11 @@ void JsonlWriter::write(const nlohmann::json& record) {
 int64_t JsonlWriter::offset() const { return static_cast<int64_t>(std::ftell(file_)); }
 
 void write_json_file(const std::string& path, const nlohmann::json& value) {
-  // A name of this process's own: Slurm array tasks write their experiment's config.json at the same time.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // A name of this process's own: Slurm array tasks (on several machines) write their experiment's config.json
+  // at the same time.
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  const std::string tmp = path + ".tmp." + host + "." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) throw std::runtime_error(tmp + ": cannot open for writing: " + std::strerror(errno));

@@ -37,21 +37,21 @@ void Trainer::run() {
   for (auto& cb : callbacks_) cb->on_train_begin(ctx_);
 
   bool epoch_set = false;
-  while (s.iter < s.total_iters && !s.stop_requested) {
+  while (s.iter < s.total_iters) {
     bool interrupted = interrupt_requested();
     if (ctx_.dist != nullptr) {
-      // Every rank stops at the same iteration: a signal to any of them (or a callback's stop on rank 0) stops all.
+      // Every rank stops at the same iteration: a signal to any of them (or a callback's stop on one) stops all.
       auto flags = torch::tensor({interrupted ? 1.0f : 0.0f, s.stop_requested ? 1.0f : 0.0f});
       ctx_.dist->all_reduce_sum(flags, "the stop check before iteration " + std::to_string(s.iter + 1));
       interrupted = flags[0].item<float>() > 0;
       if (flags[1].item<float>() > 0) s.stop_requested = true;
       if (interrupted) globalize_window();
-      if (s.stop_requested && !interrupted) break;
     }
     if (interrupted) {
       s.status = "interrupted";
       break;
     }
+    if (s.stop_requested) break;
     const auto step_start = std::chrono::steady_clock::now();
     const int64_t in_epoch = s.iter % s.iters_per_epoch;
     if (in_epoch == 0 || !epoch_set) ctx_.train_loader.set_epoch(s.epoch_index());
