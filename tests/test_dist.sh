@@ -10,28 +10,7 @@ launch=$root/scripts/launch-local
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
-failures=0
-passes=0
-
-check() {  # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want_rc=$2 pattern=$3
-  shift 4
-  local out rc ok_rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [[ $want_rc == nonzero ]]; then
-    [[ $rc -ne 0 ]] && ok_rc=1 || ok_rc=0
-  else
-    [[ $rc -eq $want_rc ]] && ok_rc=1 || ok_rc=0
-  fi
-  if [[ $ok_rc -eq 1 ]] && grep -qE -- "$pattern" <<<"$out"; then
-    passes=$((passes + 1))
-  else
-    failures=$((failures + 1))
-    echo "FAIL: $name (rc=$rc, wanted $want_rc, pattern '$pattern')"
-    echo "$out" | tail -20
-  fi
-}
+source "$(dirname "$0")/check.sh"
 
 # Records without their timing, for comparing runs.
 same_records() {

@@ -76,22 +76,7 @@ done
 [[ $up -eq 1 ]] || skip "the Slurm daemons did not come up: $(tail -3 "$work/log/slurmctld.log" "$work/log/slurmd.log" 2>/dev/null | tr '\n' ' ')"
 echo "Slurm up: node $node, slurmctld on 127.0.0.1:$port"
 
-failures=0
-passes=0
-check() {  # check NAME EXPECTED_RC PATTERN -- command...
-  local name=$1 want_rc=$2 pattern=$3 out rc ok_rc
-  shift 4
-  out=$("$@" 2>&1)
-  rc=$?
-  if [[ $want_rc == nonzero ]]; then [[ $rc -ne 0 ]] && ok_rc=1 || ok_rc=0; else [[ $rc -eq $want_rc ]] && ok_rc=1 || ok_rc=0; fi
-  if [[ $ok_rc -eq 1 ]] && grep -qE -- "$pattern" <<<"$out"; then
-    passes=$((passes + 1))
-  else
-    failures=$((failures + 1))
-    echo "FAIL: $name (rc=$rc, wanted $want_rc, pattern '$pattern')"
-    echo "$out" | tail -20
-  fi
-}
+source "$(dirname "$0")/check.sh"
 # Waits (up to 300 s) until the jobs listed in DIR/slurm/jobs have left the queue.
 wait_jobs() {
   local jobs

@@ -1,0 +1,24 @@
+# The shell tests' assertion, sourced by test_cli.sh, test_dist.sh and test_slurm.sh.
+# check NAME EXPECTED_RC PATTERN -- command...: runs the command; it passes when the exit code is EXPECTED_RC
+# ("nonzero": any but 0) and its output (stdout and stderr) matches the extended regex PATTERN.
+failures=0
+passes=0
+
+check() {
+  local name=$1 want_rc=$2 pattern=$3 out rc ok_rc
+  shift 4
+  out=$("$@" 2>&1)
+  rc=$?
+  if [[ $want_rc == nonzero ]]; then
+    [[ $rc -ne 0 ]] && ok_rc=1 || ok_rc=0
+  else
+    [[ $rc -eq $want_rc ]] && ok_rc=1 || ok_rc=0
+  fi
+  if [[ $ok_rc -eq 1 ]] && grep -qE -- "$pattern" <<<"$out"; then
+    passes=$((passes + 1))
+  else
+    failures=$((failures + 1))
+    echo "FAIL: $name (rc=$rc, wanted $want_rc, pattern '$pattern')"
+    echo "$out" | tail -20
+  fi
+}
