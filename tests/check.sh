@@ -1,4 +1,4 @@
-# The shell tests' assertion, sourced by test_cli.sh, test_dist.sh and test_slurm.sh.
+# The shell tests' assertion and shared fixtures, sourced by test_cli.sh, test_dist.sh and test_slurm.sh.
 # check NAME EXPECTED_RC PATTERN -- command...: runs the command; it passes when the exit code is EXPECTED_RC
 # ("nonzero": any but 0) and its output (stdout and stderr) matches the extended regex PATTERN.
 failures=0
@@ -21,4 +21,18 @@ check() {
     echo "FAIL: $name (rc=$rc, wanted $want_rc, pattern '$pattern')"
     echo "$out" | tail -20
   fi
+}
+
+# A 24x20 PPM image of random pixels at PATH.
+ppm() { { printf 'P6\n%d %d\n255\n' 24 20; head -c $((24 * 20 * 3)) /dev/urandom; } >"$1"; }
+
+# An image folder at DIR: train/ and val/, classes cat and dog, four PPM images each.
+make_image_folder() {
+  local split c i
+  for split in train val; do
+    for c in cat dog; do
+      mkdir -p "$1/$split/$c"
+      for i in 1 2 3 4; do ppm "$1/$split/$c/$i.ppm"; done
+    done
+  done
 }

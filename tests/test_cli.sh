@@ -35,13 +35,7 @@ check "cifar needs data" nonzero "cifar10.*--data" -- "$reslab" train --model re
 
 # An image folder of PPM files (random pixels): a run on it with ten-crop evaluation, then a corrupt image and
 # an empty class folder, each named in the error.
-ppm() { { printf 'P6\n%d %d\n255\n' 24 20; head -c $((24 * 20 * 3)) /dev/urandom; } >"$1"; }
-for split in train val; do
-  for c in cat dog; do
-    mkdir -p "$work/folder/$split/$c"
-    for i in 1 2 3 4; do ppm "$work/folder/$split/$c/$i.ppm"; done
-  done
-done
+make_image_folder "$work/folder"
 folder_train=("$reslab" train --model resnet8 --dataset image-folder --data "$work/folder" --scale 18,22
   --eval-resize 18 --eval-crops 10 --batch 4 --iterations 2 --threads 2)
 check "train on image folder" 0 "completed after 2 iterations" -- "${folder_train[@]}" --crop 16 --out "$work/f1"

@@ -58,13 +58,7 @@ check "probes with sync-bn" 0 "\[rank 0\] resnet8: completed after 6 iterations"
 check "probe records" 0 "^4$" -- bash -c "grep -c '\"kind\":\"probe\"' '$work/probed/resnet8/metrics.jsonl'"
 
 # An image folder: each rank decodes only its share of every batch.
-ppm() { { printf 'P6\n%d %d\n255\n' 24 20; head -c $((24 * 20 * 3)) /dev/urandom; } >"$1"; }
-for split in train val; do
-  for c in cat dog; do
-    mkdir -p "$work/folder/$split/$c"
-    for i in 1 2 3 4; do ppm "$work/folder/$split/$c/$i.ppm"; done
-  done
-done
+make_image_folder "$work/folder"
 check "two ranks on an image folder" 0 "\[rank 0\] resnet8: completed after 4 iterations" -- \
   "$launch" 2 "$reslab" train --model resnet8 --dataset image-folder --data "$work/folder" --crop 16 --scale 18,22 \
   --eval-resize 18 --eval-crops 10 --batch 4 --iterations 4 --threads 1 --workers 1 --out "$work/folder_run"
