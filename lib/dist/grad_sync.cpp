@@ -41,15 +41,6 @@ GradientSync::~GradientSync() {
   }
 }
 
-std::vector<std::vector<int64_t>> GradientSync::layout() const {
-  std::vector<std::vector<int64_t>> out;
-  for (const auto& b : buckets_) {
-    out.emplace_back();
-    for (const auto& s : b.slots) out.back().push_back(s.param);
-  }
-  return out;
-}
-
 void GradientSync::begin_backward() {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& b : buckets_) {

@@ -28,8 +28,6 @@ class GradientSync {
   void finish_backward();
 
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
-  /// Parameter indices per bucket, in launch order (for tests and the log).
-  std::vector<std::vector<int64_t>> layout() const;
   /// Buckets whose all-reduce began inside the last backward pass, before it ended (overlap).
   int64_t launched_during_backward() const { return launched_early_; }
 

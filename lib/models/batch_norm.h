@@ -18,7 +18,6 @@ class SyncableBatchNorm2dImpl : public torch::nn::BatchNorm2dImpl {
   /// the running statistics with them (the unbiased variance, as BatchNorm2d does). Otherwise BatchNorm2d.
   torch::Tensor forward(const torch::Tensor& input);
   void set_stat_reduce(StatReduce reduce) { reduce_ = std::move(reduce); }
-  bool synchronised() const { return static_cast<bool>(reduce_); }
   /// As BatchNorm2d prints itself (LibTorch does not export its own for subclasses).
   void pretty_print(std::ostream& stream) const override;
 
