@@ -161,6 +161,8 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
   auto* sgd_loop =
       cmd->add_flag("--sgd-loop", "Update with LibTorch's per-parameter SGD loop, not reslab's foreach step");
+  cmd->add_flag("--conv-bound", opts->conv_bound,
+                "Also time the model's convolutions alone, forward and backward at its shapes: the step's bound");
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");

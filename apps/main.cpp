@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli.h"
+#include "train/allocator.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"reslab: reproduce and probe \"Deep Residual Learning for Image Recognition\""};
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   // killing the process mid-write.
   std::signal(SIGXFSZ, SIG_IGN);
   try {
+    reslab::keep_freed_memory();
     return action();
   } catch (const c10::Error& e) {
     std::cerr << "error: " << e.what_without_backtrace() << "\n";

@@ -109,7 +109,7 @@ check "analyze bad init model" nonzero "--at-init: .*resnet9" -- "$reslab" analy
 check "analyze lag" nonzero "max-lag" -- "$reslab" analyze shattered --at-init resnet8 --points 4 --max-lag 4
 check "bench json" 0 '"train_img_per_s"' -- "$reslab" bench --model resnet8 --iterations 2 --warmup 1 --json
 "$reslab" bench --model resnet8,plain8 --batch 32 --iterations 2 --warmup 1 --epoch --train-size 256 --threads 2 \
-  --json >"$work/bench.json" 2>&1
+  --conv-bound --json >"$work/bench.json" 2>&1
 check "bench keys" 0 "ok" -- /usr/bin/python3 -c "
 import json, sys
 rows = json.load(open('$work/bench.json'))
@@ -118,7 +118,13 @@ for r in rows:
     for k in ('batch', 'threads', 'train_img_per_s', 'epoch_img_per_s', 'eval_img_per_s', 'macs_per_s', 'peak_rss_mb'):
         assert isinstance(r[k], (int, float)) and r[k] > 0, (k, r)
     assert r['epoch_examples'] == 256 and r['batch'] == 32, r
+    assert r['malloc'] == 'keep', r
+    assert r['conv_bound_img_per_s'] > 0 and r['step_of_conv_bound'] > 0, r
 print('ok')"
+check "bench glibc malloc" 0 '"malloc": "system"' -- env RESLAB_MALLOC=system "$reslab" bench --model resnet8 \
+  --iterations 1 --warmup 0 --json
+check "bad RESLAB_MALLOC" 2 "RESLAB_MALLOC: unknown value 'fast' \(expected keep" -- env RESLAB_MALLOC=fast \
+  "$reslab" bench --model resnet8 --iterations 1 --warmup 0
 check "bench ceiling" 0 '"best_macs_per_s"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 --warmup 0 --json
 check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \

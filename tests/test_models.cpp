@@ -125,6 +125,32 @@ TEST_F(ModelsTest, MultiplyAddsOfResNet20ByHand) {
                                5 * (32 * 14 * 14 * 288) + 64 * 7 * 7 * 288 + 5 * (64 * 7 * 7 * 576) + 640);
 }
 
+TEST_F(ModelsTest, ConvolutionsListEveryConvWithItsMapsInForwardOrder) {
+  // Fashion-MNIST resnet20, option B: the stem, 18 branch convs, and a projection after the first block of
+  // stages 2 and 3, reading that block's input.
+  ResNet net(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::B}));
+  const auto convs = net->convolutions();
+  ASSERT_EQ(convs.size(), 21u);
+  auto at = [&](size_t i) {
+    const auto& c = convs[i];
+    return std::vector<int64_t>{c.conv->options.in_channels(), c.conv->options.out_channels(), c.in_h, c.out_h};
+  };
+  EXPECT_EQ(at(0), (std::vector<int64_t>{1, 16, 28, 28}));
+  EXPECT_EQ(at(6), (std::vector<int64_t>{16, 16, 28, 28}));
+  EXPECT_EQ(at(7), (std::vector<int64_t>{16, 32, 28, 14}));   // stage 2's first conv, stride 2
+  EXPECT_EQ(at(9), (std::vector<int64_t>{16, 32, 28, 14}));   // its projection, 1x1 stride 2
+  EXPECT_EQ(convs[9].conv->options.kernel_size()->at(0), 1);
+  EXPECT_EQ(at(14), (std::vector<int64_t>{32, 64, 14, 7}));
+  EXPECT_EQ(at(16), (std::vector<int64_t>{32, 64, 14, 7}));   // stage 3's projection
+  EXPECT_EQ(at(20), (std::vector<int64_t>{64, 64, 7, 7}));
+  // macs() is these convolutions' multiply-adds and the classifier's.
+  int64_t total = 64 * 10;
+  for (const auto& c : convs) total += conv_macs(*c.conv, c.out_h, c.out_w);
+  EXPECT_EQ(net->macs(), total);
+  // The module they point at is the net's own (the bench times the net's weights).
+  EXPECT_EQ(convs[0].conv->weight.data_ptr(), net->named_parameters()["conv1.weight"].data_ptr());
+}
+
 TEST_F(ModelsTest, ConvolutionOutputsAndTheTrainingMemoryEstimateByHand) {
   // Fashion-MNIST resnet20: the stem and six convs at 16x28x28, six at 32x14x14, six at 64x7x7.
   ResNet net(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));

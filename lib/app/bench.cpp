@@ -9,6 +9,7 @@
 #include <iostream>
 #include <optional>
 
+#include "app/bench_convs.h"
 #include "app/commands.h"
 #include "data/datasets.h"
 #include "data/worker_pool.h"
@@ -16,15 +17,12 @@
 #include "experiment/runner.h"
 #include "models/registry.h"
 #include "optim/sgd.h"
+#include "train/allocator.h"
 #include "train/device.h"
 
 namespace reslab {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 /// Images per second of `batches` batches of `loader` (from batch `first`), after `warmup` untimed ones.
 double loader_rate(const BatchSource& loader, int64_t first, int64_t batches, int64_t warmup) {
@@ -104,70 +102,6 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
-/// Multiply-adds per second of single 3x3 convolutions, stride 1, padding 1, no bias, as the CIFAR nets' stages
-/// have them (16 channels on 32x32 maps, 32 on 16x16, 64 on 8x8, and 32 on 32x32), forward alone and forward
-/// with backward to inputs and weights, in both memory layouts. The best is what the machine gives this work.
-int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device device) {
-  struct Shape {
-    int64_t channels, size;
-  };
-  const Shape shapes[] = {{16, 32}, {32, 16}, {64, 8}, {32, 32}};
-  nlohmann::json rows = nlohmann::json::array();
-  double best = 0.0;
-  if (!options.json) {
-    std::printf("%-9s %5s %6s %14s %12s %12s\n", "channels", "map", "batch", "layout", "pass", "GMAC/s");
-  }
-  for (const Shape& shape : shapes) {
-    for (bool channels_last : {true, false}) {
-      torch::manual_seed(0);
-      const auto memory = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-      torch::nn::Conv2d conv(torch::nn::Conv2dOptions(shape.channels, shape.channels, 3).padding(1).bias(false));
-      conv->to(device);
-      conv->weight.set_data(conv->weight.contiguous(memory));
-      auto x = torch::randn({options.batch, shape.channels, shape.size, shape.size}).to(device).contiguous(memory);
-      const double macs = static_cast<double>(options.batch * shape.channels * shape.channels * 9 * shape.size *
-                                              shape.size);
-      for (bool backward : {false, true}) {
-        auto input = backward ? x.clone().requires_grad_(true) : x;
-        auto once = [&] {
-          if (backward) {
-            conv->zero_grad();
-            input.mutable_grad() = torch::Tensor();
-            conv->forward(input).sum().backward();
-          } else {
-            torch::NoGradGuard no_grad;
-            (void)conv->forward(input);
-          }
-        };
-        for (int64_t i = 0; i < std::max<int64_t>(options.warmup, 1); ++i) once();
-        synchronize(device);
-        const auto start = std::chrono::steady_clock::now();
-        for (int64_t i = 0; i < options.iterations; ++i) once();
-        synchronize(device);
-        // The backward pass costs two convolutions' worth: to the inputs and to the weights.
-        const double rate = macs * (backward ? 3.0 : 1.0) * static_cast<double>(options.iterations) /
-                            seconds_since(start);
-        best = std::max(best, rate);
-        const char* layout = channels_last ? "channels-last" : "NCHW";
-        const char* pass = backward ? "fwd+bwd" : "forward";
-        rows.push_back({{"channels", shape.channels}, {"map", shape.size}, {"batch", options.batch},
-                        {"layout", layout}, {"pass", pass}, {"macs_per_s", rate}});
-        if (!options.json) {
-          std::printf("%-9lld %5lld %6lld %14s %12s %12.1f\n", static_cast<long long>(shape.channels),
-                      static_cast<long long>(shape.size), static_cast<long long>(options.batch), layout, pass,
-                      rate / 1e9);
-        }
-      }
-    }
-  }
-  if (options.json) {
-    std::cout << nlohmann::json{{"threads", threads}, {"best_macs_per_s", best}, {"convolutions", rows}}.dump(2)
-              << "\n";
-  } else {
-    std::printf("best: %.1f G multiply-adds/s with %lld threads\n", best / 1e9, static_cast<long long>(threads));
-  }
-  return 0;
-}
 
 /// Writes the file that scripts/bench_pytorch.py --check reads with torch.load, to show that the Python
 /// reference computes what reslab computes. It is a tuple: (model name, parameter names, parameters,
@@ -326,8 +260,8 @@ int run_bench(const BenchOptions& options) {
   if (!options.json && report) {
     if (dist) std::printf("%lld ranks, a share of %lld images each per step\n", static_cast<long long>(dist->world_size()),
                           static_cast<long long>(local_batch));
-    std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s\n", "model", "batch", "threads", "step img/s",
-                "epoch img/s", "eval img/s", "GMAC/s", "peak MiB");
+    std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s %12s\n", "model", "batch", "threads", "step img/s",
+                "epoch img/s", "eval img/s", "GMAC/s", "peak MiB", "convs img/s");
   }
   for (const auto& name : options.models) {
     const bool peak_per_model = reset_peak_rss();
@@ -399,6 +333,10 @@ int run_bench(const BenchOptions& options) {
         eval_rate = total.item<double>();
       }
     }
+    nlohmann::json conv_rate = nullptr;
+    if (options.conv_bound) {
+      conv_rate = conv_bound_rate(*model, local_batch, memory, device, options.iterations, options.warmup);
+    }
     const double rss = peak_rss_mb();
     nlohmann::json row = {{"model", name},
                           {"dataset", options.dataset},
@@ -407,6 +345,7 @@ int run_bench(const BenchOptions& options) {
                           {"device", options.device},
                           {"channels_last", options.channels_last},
                           {"sgd", options.sgd_foreach ? "foreach" : "loop"},
+                          {"malloc", allocator_policy()},
                           {"train_img_per_s", img_per_s},
                           {"epoch_img_per_s", epoch_rate},
                           {"eval_img_per_s", eval_rate},
@@ -416,17 +355,22 @@ int run_bench(const BenchOptions& options) {
                                                      (1 << 20)},
                           {"peak_rss_scope", peak_per_model ? "model" : "process"}};
     if (epoch_data) row["epoch_examples"] = epoch_data->train->size();
+    if (options.conv_bound) {
+      row["conv_bound_img_per_s"] = conv_rate;
+      row["step_of_conv_bound"] = img_per_s / conv_rate.get<double>();
+    }
     if (dist) {
       row["ranks"] = dist->world_size();
       row["gradient_buckets"] = grad_sync->buckets();
     }
     all.push_back(row);
     if (!options.json && report) {
-      char epoch_text[32] = "-";
+      char epoch_text[32] = "-", conv_text[32] = "-";
       if (epoch_rate.is_number()) std::snprintf(epoch_text, sizeof epoch_text, "%.1f", epoch_rate.get<double>());
-      std::printf("%-12s %6lld %8lld %12.1f %12s %12.1f %10.1f %10.0f\n", name.c_str(),
+      if (conv_rate.is_number()) std::snprintf(conv_text, sizeof conv_text, "%.1f", conv_rate.get<double>());
+      std::printf("%-12s %6lld %8lld %12.1f %12s %12.1f %10.1f %10.0f %12s\n", name.c_str(),
                   static_cast<long long>(options.batch), static_cast<long long>(threads), img_per_s, epoch_text,
-                  eval_rate, macs_per_s / 1e9, rss);
+                  eval_rate, macs_per_s / 1e9, rss, conv_text);
     }
   }
   if (options.json && report) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";

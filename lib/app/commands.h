@@ -89,6 +89,8 @@ struct BenchOptions {
   std::string device = "cpu";
   bool channels_last = true;
   bool sgd_foreach = true;  ///< false: LibTorch's per-parameter SGD loop
+  /// Also time the model's convolutions alone (bench_convs.h): the bound the step cannot beat with these kernels.
+  bool conv_bound = false;
   bool json = false;
   /// Instead of timing: write the model's weights, a batch and its losses to this file (see bench.cpp).
   std::string export_check;

@@ -19,6 +19,7 @@
 #include "experiment/results.h"
 #include "models/registry.h"
 #include "probes/probe_callback.h"
+#include "train/allocator.h"
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
@@ -474,6 +475,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       {"status", state.status},
       {"seed", run.seed},
       {"threads", threads},
+      {"malloc", allocator_policy()},
       {"device", run.device},
       {"retries", retries},
       {"versions", version_info()}};

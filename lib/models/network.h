@@ -62,6 +62,13 @@ struct LayerInfo {
   torch::Tensor weight;
 };
 
+/// One convolution of a forward pass and the maps it reads and writes, for one image.
+struct ConvAt {
+  const torch::nn::Conv2dImpl* conv = nullptr;
+  int64_t in_h = 0, in_w = 0;
+  int64_t out_h = 0, out_w = 0;
+};
+
 /// Base of every network in the registry: a module with a forward pass and an exact multiply-add count.
 class NetworkBase : public torch::nn::Module {
  public:
@@ -72,6 +79,9 @@ class NetworkBase : public torch::nn::Module {
   /// Values the convolutions output in one forward pass of one image: what training keeps per image for the
   /// backward pass is a small multiple of it (see estimate_training_bytes).
   virtual int64_t conv_outputs() const = 0;
+  /// Every convolution of one forward pass on an image of the shape the network was built for, in forward order,
+  /// projection shortcuts included: what macs() and conv_outputs() count, and what `reslab bench --conv-bound` times.
+  virtual std::vector<ConvAt> convolutions() const = 0;
   /// Weighted layers on the longest path (convolutions and the classifier), the paper's "depth".
   virtual int64_t depth() const = 0;
   virtual bool residual() const = 0;

@@ -153,21 +153,28 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& input) {
   return preact ? out : torch::relu(out);
 }
 
-int64_t ResidualBlockImpl::macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w, int64_t* outputs) const {
-  int64_t h = in_h, w = in_w, total = 0, values = 0;
+std::pair<int64_t, int64_t> ResidualBlockImpl::convolutions(int64_t in_h, int64_t in_w,
+                                                             std::vector<ConvAt>& out) const {
+  int64_t h = in_h, w = in_w;
   for (const auto& c : convs_) {
-    std::tie(h, w) = conv_output_hw(*c, h, w);
-    total += conv_macs(*c, h, w);
-    values += c->options.out_channels() * h * w;
+    const auto [oh, ow] = conv_output_hw(*c, h, w);
+    out.push_back({c.get(), h, w, oh, ow});
+    h = oh;
+    w = ow;
   }
   if (!projection_.is_empty()) {
-    const auto& projection = *projection_->ptr(0)->as<torch::nn::Conv2dImpl>();
-    total += conv_macs(projection, h, w);
-    values += projection.options.out_channels() * h * w;
+    const auto* projection = projection_->ptr(0)->as<torch::nn::Conv2dImpl>();
+    const auto [oh, ow] = conv_output_hw(*projection, in_h, in_w);
+    out.push_back({projection, in_h, in_w, oh, ow});
   }
-  if (outputs != nullptr) *outputs += values;
-  *out_h = h;
-  *out_w = w;
+  return {h, w};
+}
+
+int64_t ResidualBlockImpl::macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w) const {
+  std::vector<ConvAt> convs;
+  std::tie(*out_h, *out_w) = convolutions(in_h, in_w, convs);
+  int64_t total = 0;
+  for (const auto& c : convs) total += conv_macs(*c.conv, c.out_h, c.out_w);
   return total;
 }
 

@@ -160,27 +160,27 @@ bool ResNetImpl::block_removable(int64_t b) const {
   return options.residual() || blocks_[b]->keeps_shape();
 }
 
-int64_t ResNetImpl::macs() const {
+std::vector<ConvAt> ResNetImpl::convolutions() const {
   const auto& in = options.spec().input;
   auto [h, w] = conv_output_hw(*conv1_, in.height, in.width);
-  int64_t total = conv_macs(*conv1_, h, w);
+  std::vector<ConvAt> out{{conv1_.get(), in.height, in.width, h, w}};
   if (options.stem() == Stem::kImageNet) {
     h = conv_out_size(h, 3, 2, 1);
     w = conv_out_size(w, 3, 2, 1);
   }
-  for (const auto& block : blocks_) total += block->macs(h, w, &h, &w);
-  return total + fc_->options.in_features() * fc_->options.out_features();
+  for (const auto& block : blocks_) std::tie(h, w) = block->convolutions(h, w, out);
+  return out;
+}
+
+int64_t ResNetImpl::macs() const {
+  int64_t total = fc_->options.in_features() * fc_->options.out_features();
+  for (const auto& c : convolutions()) total += conv_macs(*c.conv, c.out_h, c.out_w);
+  return total;
 }
 
 int64_t ResNetImpl::conv_outputs() const {
-  const auto& in = options.spec().input;
-  auto [h, w] = conv_output_hw(*conv1_, in.height, in.width);
-  int64_t total = conv1_->options.out_channels() * h * w;
-  if (options.stem() == Stem::kImageNet) {
-    h = conv_out_size(h, 3, 2, 1);
-    w = conv_out_size(w, 3, 2, 1);
-  }
-  for (const auto& block : blocks_) block->macs(h, w, &h, &w, &total);
+  int64_t total = 0;
+  for (const auto& c : convolutions()) total += c.conv->options.out_channels() * c.out_h * c.out_w;
   return total;
 }
 

@@ -65,6 +65,7 @@ class ResNetImpl : public NetworkBase {
 
   torch::Tensor forward(torch::Tensor x) override;
   int64_t macs() const override;
+  std::vector<ConvAt> convolutions() const override;
   int64_t conv_outputs() const override;
   int64_t depth() const override { return options.depth(); }
   bool residual() const override { return options.residual(); }

@@ -1,0 +1,117 @@
+#include "app/bench_convs.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include "train/device.h"
+
+namespace reslab {
+
+/// Multiply-adds per second of single 3x3 convolutions, stride 1, padding 1, no bias, as the CIFAR nets' stages
+/// have them (16 channels on 32x32 maps, 32 on 16x16, 64 on 8x8, and 32 on 32x32), forward alone and forward
+/// with backward to inputs and weights, in both memory layouts. The best is what the machine gives this work.
+int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device device) {
+  struct Shape {
+    int64_t channels, size;
+  };
+  const Shape shapes[] = {{16, 32}, {32, 16}, {64, 8}, {32, 32}};
+  nlohmann::json rows = nlohmann::json::array();
+  double best = 0.0;
+  if (!options.json) {
+    std::printf("%-9s %5s %6s %14s %12s %12s\n", "channels", "map", "batch", "layout", "pass", "GMAC/s");
+  }
+  for (const Shape& shape : shapes) {
+    for (bool channels_last : {true, false}) {
+      torch::manual_seed(0);
+      const auto memory = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+      torch::nn::Conv2d conv(torch::nn::Conv2dOptions(shape.channels, shape.channels, 3).padding(1).bias(false));
+      conv->to(device);
+      conv->weight.set_data(conv->weight.contiguous(memory));
+      auto x = torch::randn({options.batch, shape.channels, shape.size, shape.size}).to(device).contiguous(memory);
+      const double macs = static_cast<double>(options.batch * shape.channels * shape.channels * 9 * shape.size *
+                                              shape.size);
+      for (bool backward : {false, true}) {
+        auto input = backward ? x.clone().requires_grad_(true) : x;
+        auto once = [&] {
+          if (backward) {
+            conv->zero_grad();
+            input.mutable_grad() = torch::Tensor();
+            conv->forward(input).sum().backward();
+          } else {
+            torch::NoGradGuard no_grad;
+            (void)conv->forward(input);
+          }
+        };
+        for (int64_t i = 0; i < std::max<int64_t>(options.warmup, 1); ++i) once();
+        synchronize(device);
+        const auto start = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < options.iterations; ++i) once();
+        synchronize(device);
+        // The backward pass costs two convolutions' worth: to the inputs and to the weights.
+        const double rate = macs * (backward ? 3.0 : 1.0) * static_cast<double>(options.iterations) /
+                            seconds_since(start);
+        best = std::max(best, rate);
+        const char* layout = channels_last ? "channels-last" : "NCHW";
+        const char* pass = backward ? "fwd+bwd" : "forward";
+        rows.push_back({{"channels", shape.channels}, {"map", shape.size}, {"batch", options.batch},
+                        {"layout", layout}, {"pass", pass}, {"macs_per_s", rate}});
+        if (!options.json) {
+          std::printf("%-9lld %5lld %6lld %14s %12s %12.1f\n", static_cast<long long>(shape.channels),
+                      static_cast<long long>(shape.size), static_cast<long long>(options.batch), layout, pass,
+                      rate / 1e9);
+        }
+      }
+    }
+  }
+  if (options.json) {
+    std::cout << nlohmann::json{{"threads", threads}, {"best_macs_per_s", best}, {"convolutions", rows}}.dump(2)
+              << "\n";
+  } else {
+    std::printf("best: %.1f G multiply-adds/s with %lld threads\n", best / 1e9, static_cast<long long>(threads));
+  }
+  return 0;
+}
+
+double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat memory, torch::Device device,
+                       int64_t iterations, int64_t warmup) {
+  struct Work {
+    torch::Tensor input, weight, grad_output;
+    std::vector<int64_t> stride, padding, dilation;
+    int64_t groups;
+    bool input_grad;
+  };
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  std::vector<Work> work;
+  for (const ConvAt& c : model.convolutions()) {
+    const auto& o = c.conv->options;
+    auto vec = [](const torch::ExpandingArray<2>& a) { return c10::IntArrayRef(a).vec(); };
+    auto random = [&](int64_t channels, int64_t h, int64_t w) {
+      return torch::randn({batch, channels, h, w}, torch::dtype(c.conv->weight.scalar_type())).to(device).contiguous(memory);
+    };
+    work.push_back({random(o.in_channels(), c.in_h, c.in_w), c.conv->weight.detach().to(device).contiguous(memory),
+                    random(o.out_channels(), c.out_h, c.out_w), vec(o.stride()),
+                    vec(c10::get<torch::ExpandingArray<2>>(o.padding())), vec(o.dilation()), o.groups(),
+                    !work.empty()});
+  }
+  const std::vector<int64_t> no_output_padding{0, 0};
+  auto pass = [&] {
+    for (const Work& w : work) {
+      (void)at::convolution(w.input, w.weight, {}, w.stride, w.padding, w.dilation, false, no_output_padding, w.groups);
+    }
+    for (auto it = work.rbegin(); it != work.rend(); ++it) {
+      (void)at::convolution_backward(it->grad_output, it->input, it->weight, c10::nullopt, it->stride, it->padding,
+                                     it->dilation, false, no_output_padding, it->groups,
+                                     {it->input_grad, true, false});
+    }
+  };
+  for (int64_t i = 0; i < std::max<int64_t>(warmup, 1); ++i) pass();
+  synchronize(device);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < iterations; ++i) pass();
+  synchronize(device);
+  return static_cast<double>(batch * iterations) / seconds_since(start);
+}
+
+}  // namespace reslab
