@@ -87,8 +87,9 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
   for (const ConvAt& c : model.convolutions()) {
     const auto& o = c.conv->options;
     auto vec = [](const torch::ExpandingArray<2>& a) { return c10::IntArrayRef(a).vec(); };
+    const auto dtype = torch::dtype(c.conv->weight.scalar_type());
     auto random = [&](int64_t channels, int64_t h, int64_t w) {
-      return torch::randn({batch, channels, h, w}, torch::dtype(c.conv->weight.scalar_type())).to(device).contiguous(memory);
+      return torch::randn({batch, channels, h, w}, dtype).to(device).contiguous(memory);
     };
     work.push_back({random(o.in_channels(), c.in_h, c.in_w), c.conv->weight.detach().to(device).contiguous(memory),
                     random(o.out_channels(), c.out_h, c.out_w), vec(o.stride()),
