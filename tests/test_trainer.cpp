@@ -239,6 +239,22 @@ TEST(Device, NamesAreCheckedAndCudaNeedsACudaBuild) {
   }
 }
 
+TEST(Device, RanksTakeTheirOwnGpuAndKeepExplicitChoices) {
+  EXPECT_EQ(parse_rank_device("cpu", 1, "test"), torch::Device(torch::kCPU));
+  testing::expect_error<std::invalid_argument>([] { parse_rank_device("gpu", 0, "bench --device"); },
+                                               {"bench --device", "'gpu'"});
+  if (torch::cuda::is_available()) {
+    const auto last = static_cast<int64_t>(torch::cuda::device_count()) - 1;
+    EXPECT_EQ(parse_rank_device("cuda", last, "test").index(), last);
+    EXPECT_EQ(parse_rank_device("cuda", last + 1, "test").index(), 0);  // one visible GPU per rank
+    EXPECT_FALSE(parse_rank_device("cuda", -1, "test").has_index());    // not data-parallel: LibTorch's current
+    EXPECT_EQ(parse_rank_device("cuda:0", last, "test").index(), 0);     // explicit: as given
+  } else {
+    testing::expect_error<std::runtime_error>([] { parse_rank_device("cuda", 1, "run 'r'"); },
+                                              {"run 'r'", "no CUDA device"});
+  }
+}
+
 TEST(Device, BatchesAndModulesReportAndMoveToTheirDevice) {
   auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
   EXPECT_EQ(device_of(*model), torch::Device(torch::kCPU));

@@ -235,12 +235,8 @@ int run_bench(const BenchOptions& options) {
   if (options.batch <= 0 || options.iterations <= 0 || options.warmup < 0) {
     throw std::invalid_argument("bench: --batch and --iterations must be positive, --warmup non-negative");
   }
-  torch::Device device = parse_device(options.device, "bench --device");
-  if (dist && device.is_cuda() && !device.has_index()) {
-    // One GPU per rank, as in training: this rank's on its machine (cuda:0 where it sees only one).
-    const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
-    device = parse_device("cuda:" + std::to_string(visible > env.local_rank ? env.local_rank : 0), "bench (LOCAL_RANK)");
-  }
+  // One GPU per rank, as in training.
+  const torch::Device device = parse_rank_device(options.device, dist ? env.local_rank : -1, "bench --device");
   if (options.loader) return bench_loader(options, threads);
   if (options.ceiling) return bench_ceiling(options, threads, device);
   // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.

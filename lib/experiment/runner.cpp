@@ -271,14 +271,9 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   }
   const int64_t threads = resolve_threads(run.threads, dist != nullptr ? dist->env().local_world_size : 1);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
-  torch::Device device = parse_device(run.device, "run '" + run.name + "'");
-  if (dist != nullptr && device.is_cuda() && !device.has_index()) {
-    // One GPU per rank: "cuda" in a data-parallel job is this rank's GPU on its machine.
-    // Where the job gives each rank one visible GPU (Slurm's per-task binding), that one is cuda:0.
-    const int64_t visible = static_cast<int64_t>(torch::cuda::device_count());
-    const int64_t index = visible > dist->env().local_rank ? dist->env().local_rank : 0;
-    device = parse_device("cuda:" + std::to_string(index), "run '" + run.name + "' (LOCAL_RANK)");
-  }
+  // One GPU per rank: "cuda" in a data-parallel job is this rank's GPU on its machine.
+  const torch::Device device =
+      parse_rank_device(run.device, dist != nullptr ? dist->env().local_rank : -1, "run '" + run.name + "'");
 
   RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
   const ModelSpec& spec = data_of_run.spec;

@@ -38,6 +38,13 @@ torch::Device parse_device(const std::string& name, const std::string& what) {
   return index < 0 ? torch::Device(torch::kCUDA) : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+torch::Device parse_rank_device(const std::string& name, int64_t local_rank, const std::string& what) {
+  const torch::Device device = parse_device(name, what);
+  if (local_rank < 0 || !device.is_cuda() || device.has_index()) return device;
+  const auto visible = static_cast<int64_t>(torch::cuda::device_count());
+  return parse_device("cuda:" + std::to_string(visible > local_rank ? local_rank : 0), what + " (LOCAL_RANK)");
+}
+
 torch::Device device_of(const torch::nn::Module& module) {
   for (const auto& p : module.parameters()) return p.device();
   for (const auto& b : module.buffers()) return b.device();

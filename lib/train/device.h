@@ -16,6 +16,11 @@ bool valid_device_name(const std::string& name);
 /// these, and std::runtime_error when this LibTorch build or machine has no such CUDA device.
 torch::Device parse_device(const std::string& name, const std::string& what);
 
+/// parse_device for local rank `local_rank` of a data-parallel job (negative: not in one): there "cuda" means this
+/// rank's GPU on its machine, cuda:LOCAL_RANK, or cuda:0 where the job lets each rank see one GPU (Slurm's
+/// per-task binding). Explicit indices and "cpu" are taken as given.
+torch::Device parse_rank_device(const std::string& name, int64_t local_rank, const std::string& what);
+
 /// The device of a module's first parameter (or buffer); the CPU for a module that has neither.
 torch::Device device_of(const torch::nn::Module& module);
 
