@@ -102,11 +102,13 @@ TEST_F(ModelsTest, MultiplyAddsOfABlockByHand) {
   // conv2: 32*4*4 x 32*9. Option B adds the 1x1 projection: 32*4*4 x 16.
   ResidualBlock a(ResidualBlockOptions(16, 32).stride(2).shortcut(Shortcut::A));
   ResidualBlock b(ResidualBlockOptions(16, 32).stride(2).shortcut(Shortcut::B));
-  int64_t h = 0, w = 0;
-  EXPECT_EQ(a->macs(8, 8, &h, &w), 32 * 16 * 16 * 9 + 32 * 16 * 32 * 9);
+  std::vector<ConvAt> of_a, of_b;
+  const auto [h, w] = a->convolutions(8, 8, of_a);
+  EXPECT_EQ(conv_macs(of_a), 32 * 16 * 16 * 9 + 32 * 16 * 32 * 9);
   EXPECT_EQ(h, 4);
   EXPECT_EQ(w, 4);
-  EXPECT_EQ(b->macs(8, 8, &h, &w), 32 * 16 * 16 * 9 + 32 * 16 * 32 * 9 + 32 * 16 * 16);
+  b->convolutions(8, 8, of_b);
+  EXPECT_EQ(conv_macs(of_b), 32 * 16 * 16 * 9 + 32 * 16 * 32 * 9 + 32 * 16 * 16);
 }
 
 TEST_F(ModelsTest, MultiplyAddsOfResNet20ByHand) {
@@ -144,9 +146,7 @@ TEST_F(ModelsTest, ConvolutionsListEveryConvWithItsMapsInForwardOrder) {
   EXPECT_EQ(at(16), (std::vector<int64_t>{32, 64, 14, 7}));   // stage 3's projection
   EXPECT_EQ(at(20), (std::vector<int64_t>{64, 64, 7, 7}));
   // macs() is these convolutions' multiply-adds and the classifier's.
-  int64_t total = 64 * 10;
-  for (const auto& c : convs) total += conv_macs(*c.conv, c.out_h, c.out_w);
-  EXPECT_EQ(net->macs(), total);
+  EXPECT_EQ(net->macs(), conv_macs(convs) + 64 * 10);
   // The module they point at is the net's own (the bench times the net's weights).
   EXPECT_EQ(convs[0].conv->weight.data_ptr(), net->named_parameters()["conv1.weight"].data_ptr());
 }

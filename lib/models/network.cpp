@@ -49,6 +49,12 @@ int64_t conv_macs(const torch::nn::Conv2dImpl& conv, int64_t out_h, int64_t out_
   return o.out_channels() * out_h * out_w * (o.in_channels() / o.groups()) * k;
 }
 
+int64_t conv_macs(const std::vector<ConvAt>& convs) {
+  int64_t total = 0;
+  for (const auto& c : convs) total += conv_macs(*c.conv, c.out_h, c.out_w);
+  return total;
+}
+
 int64_t activation_bytes(const NetworkBase& net, int64_t batch) {
   return batch * net.conv_outputs() * kSavedPerOutput * static_cast<int64_t>(sizeof(float));
 }

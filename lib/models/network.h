@@ -110,6 +110,8 @@ class TapGuard {
 
 /// Multiply-adds of a 2-D convolution producing an out_h x out_w map.
 int64_t conv_macs(const torch::nn::Conv2dImpl& conv, int64_t out_h, int64_t out_w);
+/// Multiply-adds of these convolutions together, for one image.
+int64_t conv_macs(const std::vector<ConvAt>& convs);
 /// Output map size (height, width) of `conv` on an in_h x in_w input (explicit padding only).
 std::pair<int64_t, int64_t> conv_output_hw(const torch::nn::Conv2dImpl& conv, int64_t in_h, int64_t in_w);
 /// Output size of a convolution along one axis.

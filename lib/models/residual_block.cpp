@@ -170,14 +170,6 @@ std::pair<int64_t, int64_t> ResidualBlockImpl::convolutions(int64_t in_h, int64_
   return {h, w};
 }
 
-int64_t ResidualBlockImpl::macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w) const {
-  std::vector<ConvAt> convs;
-  std::tie(*out_h, *out_w) = convolutions(in_h, in_w, convs);
-  int64_t total = 0;
-  for (const auto& c : convs) total += conv_macs(*c.conv, c.out_h, c.out_w);
-  return total;
-}
-
 void ResidualBlockImpl::init_branch() {
   torch::NoGradGuard no_grad;
   if (options.zero_init_last() && !norms_.empty() && norms_.back()->options.affine()) norms_.back()->weight.zero_();

@@ -70,8 +70,6 @@ class ResidualBlockImpl : public torch::nn::Module {
   /// Appends the block's convolutions on an in_h x in_w input map (the branch's in order, then the projection's)
   /// to `out`; returns the output map size.
   std::pair<int64_t, int64_t> convolutions(int64_t in_h, int64_t in_w, std::vector<ConvAt>& out) const;
-  /// Multiply-adds for one image whose input map is in_h x in_w; sets out_h/out_w to the output map size.
-  int64_t macs(int64_t in_h, int64_t in_w, int64_t* out_h, int64_t* out_w) const;
   /// True when the shortcut has a 1x1 projection (options B and C).
   bool has_projection() const { return !projection_.is_empty(); }
   void pretty_print(std::ostream& stream) const override;

@@ -173,9 +173,7 @@ std::vector<ConvAt> ResNetImpl::convolutions() const {
 }
 
 int64_t ResNetImpl::macs() const {
-  int64_t total = fc_->options.in_features() * fc_->options.out_features();
-  for (const auto& c : convolutions()) total += conv_macs(*c.conv, c.out_h, c.out_w);
-  return total;
+  return conv_macs(convolutions()) + fc_->options.in_features() * fc_->options.out_features();
 }
 
 int64_t ResNetImpl::conv_outputs() const {
