@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli.h"
+#include "models/winograd.h"
 #include "train/allocator.h"
 
 int main(int argc, char** argv) {
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   try {
     reslab::keep_freed_memory();
+    reslab::choose_convolutions();
     return action();
   } catch (const c10::Error& e) {
     std::cerr << "error: " << e.what_without_backtrace() << "\n";

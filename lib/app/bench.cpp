@@ -16,6 +16,7 @@
 #include "dist/grad_sync.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "models/winograd.h"
 #include "optim/sgd.h"
 #include "train/allocator.h"
 #include "train/device.h"
@@ -342,6 +343,7 @@ int run_bench(const BenchOptions& options) {
                           {"channels_last", options.channels_last},
                           {"sgd", options.sgd_foreach ? "foreach" : "loop"},
                           {"malloc", allocator_policy()},
+                          {"conv", convolution_policy(device)},
                           {"train_img_per_s", img_per_s},
                           {"epoch_img_per_s", epoch_rate},
                           {"eval_img_per_s", eval_rate},

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "models/winograd.h"
 #include "train/device.h"
 
 namespace reslab {
@@ -80,6 +81,7 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
     std::vector<int64_t> stride, padding, dilation;
     int64_t groups;
     bool input_grad;
+    bool winograd;  // the model runs this one through winograd_conv3x3 (conv_forward)
   };
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
@@ -91,17 +93,26 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
     auto random = [&](int64_t channels, int64_t h, int64_t w) {
       return torch::randn({batch, channels, h, w}, dtype).to(device).contiguous(memory);
     };
-    work.push_back({random(o.in_channels(), c.in_h, c.in_w), c.conv->weight.detach().to(device).contiguous(memory),
+    const torch::Tensor input = random(o.in_channels(), c.in_h, c.in_w);
+    work.push_back({input, c.conv->weight.detach().to(device).contiguous(memory),
                     random(o.out_channels(), c.out_h, c.out_w), vec(o.stride()),
                     vec(c10::get<torch::ExpandingArray<2>>(o.padding())), vec(o.dilation()), o.groups(),
-                    !work.empty()});
+                    !work.empty(), winograd_takes(*c.conv, input)});
   }
   const std::vector<int64_t> no_output_padding{0, 0};
   auto pass = [&] {
     for (const Work& w : work) {
+      if (w.winograd) {
+        (void)winograd_conv3x3(w.input, w.weight);
+        continue;
+      }
       (void)at::convolution(w.input, w.weight, {}, w.stride, w.padding, w.dilation, false, no_output_padding, w.groups);
     }
     for (auto it = work.rbegin(); it != work.rend(); ++it) {
+      if (it->winograd) {
+        (void)winograd_conv3x3_backward(it->grad_output, it->input, it->weight);
+        continue;
+      }
       (void)at::convolution_backward(it->grad_output, it->input, it->weight, c10::nullopt, it->stride, it->padding,
                                      it->dilation, false, no_output_padding, it->groups,
                                      {it->input_grad, true, false});

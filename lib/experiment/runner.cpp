@@ -18,6 +18,7 @@
 #include "dist/sharded_source.h"
 #include "experiment/results.h"
 #include "models/registry.h"
+#include "models/winograd.h"
 #include "probes/probe_callback.h"
 #include "train/allocator.h"
 #include "train/callbacks.h"
@@ -471,6 +472,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       {"seed", run.seed},
       {"threads", threads},
       {"malloc", allocator_policy()},
+      {"conv", convolution_policy(device)},
       {"device", run.device},
       {"retries", retries},
       {"versions", version_info()}};

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <tuple>
 
+#include "models/winograd.h"
+
 namespace reslab {
 
 namespace {
@@ -137,7 +139,7 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& input) {
       h = tap_->layer_input(layer, h);
       if (i == 0 && !preact && fixup_bias_in_.empty()) x = h;  // the same tensor, as the tap returned it
     }
-    h = convs_[i]->forward(h);
+    h = conv_forward(*convs_[i], h);
     if (!preact) h = normalise(i, h);
     const bool last = i + 1 == convs_.size();
     if (last && scale_.defined()) h = h * scale_;

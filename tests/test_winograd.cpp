@@ -1,0 +1,163 @@
+// The Winograd 3x3 convolution against torch::conv2d computed in double precision: the forward pass and both
+// gradients, on map sizes with odd edges, several blocks of tiles and channel counts that take every kernel
+// shape; where it applies and where conv_forward falls back; and inside a ResNet.
+
+#include <cstdlib>
+
+#include "models/resnet.h"
+#include "models/winograd.h"
+#include "test_util.h"
+
+namespace reslab {
+namespace {
+
+class WinogradTest : public testing::SeededTest {
+ protected:
+  void SetUp() override {
+    testing::SeededTest::SetUp();
+    set_winograd(true);
+    if (convolution_policy() != "winograd") GTEST_SKIP() << "this CPU has no AVX2 and FMA";
+  }
+  void TearDown() override { set_winograd(true); }
+};
+
+torch::Tensor channels_last(const torch::Tensor& t) { return t.contiguous(torch::MemoryFormat::ChannelsLast); }
+
+// Largest difference relative to the reference's largest magnitude.
+double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
+  return (got.to(torch::kDouble) - want).abs().max().item<double>() / want.abs().max().item<double>();
+}
+
+struct Case {
+  int64_t n, c, k, h, w;
+};
+
+TEST_F(WinogradTest, ForwardAndGradientsMatchConv2dInDoublePrecision) {
+  // 7x7 and 5x6: edge tiles half outside the map; 28x28 at batch 5: 980 tiles, many blocks and a ragged last one;
+  // 24 and 8 output channels: the one-register kernels; 64: the widest it takes.
+  for (const Case& s : {Case{3, 16, 16, 7, 7}, Case{2, 8, 24, 5, 6}, Case{5, 16, 32, 28, 28}, Case{2, 64, 64, 8, 8},
+                        Case{4, 32, 8, 1, 3}}) {
+    SCOPED_TRACE(::testing::Message() << "n " << s.n << " c " << s.c << " k " << s.k << " " << s.h << "x" << s.w);
+    const auto x = channels_last(torch::randn({s.n, s.c, s.h, s.w})).requires_grad_();
+    const auto w = (torch::randn({s.k, s.c, 3, 3}) * 0.2).requires_grad_();
+    ASSERT_TRUE(winograd_applies(x, w));
+    const auto y = winograd_conv3x3(x, w);
+    EXPECT_TRUE(y.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    ASSERT_EQ(y.sizes(), (std::vector<int64_t>{s.n, s.k, s.h, s.w}));
+    const auto grad = torch::randn_like(y);
+    const auto got = torch::autograd::grad({y}, {x, w}, {grad});
+
+    const auto xd = x.detach().to(torch::kDouble).requires_grad_();
+    const auto wd = w.detach().to(torch::kDouble).requires_grad_();
+    const auto yd = torch::conv2d(xd, wd, {}, 1, 1);
+    const auto want = torch::autograd::grad({yd}, {xd, wd}, {grad.to(torch::kDouble)});
+    EXPECT_LT(relative_error(y, yd), 1e-5);
+    EXPECT_LT(relative_error(got[0], want[0]), 1e-5);
+    EXPECT_LT(relative_error(got[1], want[1]), 1e-5);
+  }
+}
+
+TEST_F(WinogradTest, BackwardAloneGivesWhatAutogradGives) {
+  const auto x = channels_last(torch::randn({2, 16, 9, 9})).requires_grad_();
+  const auto w = (torch::randn({32, 16, 3, 3}) * 0.2).requires_grad_();
+  const auto y = winograd_conv3x3(x, w);
+  const auto grad = torch::randn_like(y);
+  const auto via_autograd = torch::autograd::grad({y}, {x, w}, {grad});
+  const auto [grad_input, grad_weight] = winograd_conv3x3_backward(grad, x.detach(), w.detach());
+  EXPECT_TRUE(torch::equal(grad_input, via_autograd[0]));
+  EXPECT_TRUE(torch::equal(grad_weight, via_autograd[1]));
+  // Only the input, or only the weight, needing a gradient.
+  EXPECT_TRUE(torch::equal(torch::autograd::grad({winograd_conv3x3(x, w.detach())}, {x}, {grad})[0], grad_input));
+  EXPECT_TRUE(torch::equal(torch::autograd::grad({winograd_conv3x3(x.detach(), w)}, {w}, {grad})[0], grad_weight));
+}
+
+TEST_F(WinogradTest, TheWeightGradientDoesNotDependOnTheRun) {
+  // Partial sums are added in a fixed order: the same inputs give the same bits, run after run.
+  const auto x = channels_last(torch::randn({8, 32, 14, 14}));
+  const auto w = torch::randn({32, 32, 3, 3}) * 0.1;
+  const auto grad = channels_last(torch::randn({8, 32, 14, 14}));
+  const auto first = winograd_conv3x3_backward(grad, x, w).second;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(winograd_conv3x3_backward(grad, x, w).second, first));
+}
+
+TEST_F(WinogradTest, TakesOnlyWhatItComputes) {
+  const auto x = channels_last(torch::randn({2, 16, 8, 8}));
+  const auto w = torch::randn({16, 16, 3, 3});
+  EXPECT_TRUE(winograd_applies(x, w));
+  EXPECT_FALSE(winograd_applies(x.contiguous(), w));                                     // NCHW
+  EXPECT_FALSE(winograd_applies(x.to(torch::kDouble), w.to(torch::kDouble)));            // double
+  EXPECT_FALSE(winograd_applies(x, torch::randn({16, 16, 5, 5})));                       // 5x5
+  EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 12, 8, 8})), torch::randn({16, 12, 3, 3})));
+  EXPECT_FALSE(winograd_applies(x, torch::randn({12, 16, 3, 3})));                       // 12 out
+  EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 128, 4, 4})), torch::randn({128, 128, 3, 3})));
+  testing::expect_error<c10::Error>([&] { winograd_conv3x3(x.contiguous(), w); }, {"winograd_conv3x3", "[2, 16, 8, 8]"});
+  set_winograd(false);
+  EXPECT_FALSE(winograd_applies(x, w));
+  EXPECT_EQ(convolution_policy(), "direct");
+}
+
+TEST_F(WinogradTest, ConvForwardFallsBackForEveryOtherConvolution) {
+  const auto x = channels_last(torch::randn({2, 16, 8, 8}));
+  using torch::nn::Conv2dOptions;
+  torch::nn::Conv2d same(Conv2dOptions(16, 16, 3).padding(1).bias(false));
+  EXPECT_TRUE(winograd_takes(*same, x));
+  const auto want = torch::conv2d(x.to(torch::kDouble), same->weight.detach().to(torch::kDouble), {}, 1, 1);
+  EXPECT_LT(relative_error(conv_forward(*same, x), want), 1e-5);
+  for (const auto& other : {Conv2dOptions(16, 16, 3).padding(1).stride(2).bias(false),
+                            Conv2dOptions(16, 16, 3).padding(1).bias(true),
+                            Conv2dOptions(16, 16, 3).padding(0).bias(false),
+                            Conv2dOptions(16, 16, 3).padding(2).dilation(2).bias(false),
+                            Conv2dOptions(16, 16, 3).padding(1).groups(2).bias(false),
+                            Conv2dOptions(16, 16, 3).padding(1).padding_mode(torch::kReflect).bias(false),
+                            Conv2dOptions(16, 16, 1).bias(false)}) {
+    torch::nn::Conv2d conv(other);
+    EXPECT_FALSE(winograd_takes(*conv, x));
+    EXPECT_TRUE(torch::equal(conv_forward(*conv, x), conv->forward(x)));
+  }
+}
+
+TEST_F(WinogradTest, AResNetRunsItsStrideOneConvolutionsThroughIt) {
+  // Fashion-MNIST resnet20: 16 of its 19 convolutions have stride 1 and 16 to 64 channels (the stem reads one
+  // channel, two convs have stride 2). Loss and gradients agree with the direct convolutions.
+  ResNet net(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
+  to_channels_last(*net);
+  int64_t taken = 0;
+  for (const ConvAt& c : net->convolutions()) {
+    taken += winograd_takes(*c.conv, channels_last(torch::zeros({1, c.conv->options.in_channels(), c.in_h, c.in_w})));
+  }
+  EXPECT_EQ(taken, 16);
+  const auto x = channels_last(torch::randn({8, 1, 28, 28}));
+  const auto labels = torch::randint(10, {8}, torch::kLong);
+  auto step = [&](bool winograd) {
+    set_winograd(winograd);
+    net->zero_grad();
+    const auto logits = net->forward(x);
+    torch::nn::functional::cross_entropy(logits, labels).backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : net->parameters()) grads.push_back(p.grad().clone());
+    return std::make_pair(logits.detach(), grads);
+  };
+  const auto [direct_logits, direct_grads] = step(false);
+  const auto [logits, grads] = step(true);
+  EXPECT_LT(relative_error(logits, direct_logits.to(torch::kDouble)), 1e-5);
+  EXPECT_FALSE(torch::equal(logits, direct_logits));  // a different computation ran
+  for (size_t i = 0; i < grads.size(); ++i) {
+    EXPECT_LT(relative_error(grads[i], direct_grads[i].to(torch::kDouble)), 1e-3) << "parameter " << i;
+  }
+}
+
+TEST_F(WinogradTest, TheEnvironmentChoosesAndABadValueIsNamed) {
+  ::setenv("RESLAB_CONV", "direct", 1);
+  EXPECT_EQ(choose_convolutions(), "direct");
+  EXPECT_FALSE(winograd_enabled());
+  ::setenv("RESLAB_CONV", "winograd", 1);
+  EXPECT_EQ(choose_convolutions(), "winograd");
+  ::setenv("RESLAB_CONV", "fast", 1);
+  testing::expect_error<std::invalid_argument>([] { choose_convolutions(); }, {"RESLAB_CONV", "fast", "direct"});
+  ::unsetenv("RESLAB_CONV");
+  EXPECT_EQ(choose_convolutions(), "winograd");
+  EXPECT_EQ(convolution_policy(torch::Device("cuda:0")), "direct");
+}
+
+}  // namespace
+}  // namespace reslab
