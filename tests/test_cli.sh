@@ -119,11 +119,16 @@ for r in rows:
         assert isinstance(r[k], (int, float)) and r[k] > 0, (k, r)
     assert r['epoch_examples'] == 256 and r['batch'] == 32, r
     assert r['malloc'] == 'keep', r
+    assert r['conv'] == 'winograd', r
     assert r['conv_bound_img_per_s'] > 0 and r['step_of_conv_bound'] > 0, r
 print('ok')"
 check "bench glibc malloc" 0 '"malloc": "system"' -- env RESLAB_MALLOC=system "$reslab" bench --model resnet8 \
   --iterations 1 --warmup 0 --json
 check "bad RESLAB_MALLOC" 2 "RESLAB_MALLOC: unknown value 'fast' \(expected keep" -- env RESLAB_MALLOC=fast \
+  "$reslab" bench --model resnet8 --iterations 1 --warmup 0
+check "bench direct convolutions" 0 '"conv": "direct"' -- env RESLAB_CONV=direct "$reslab" bench --model resnet8 \
+  --iterations 1 --warmup 0 --json
+check "bad RESLAB_CONV" 2 "RESLAB_CONV: unknown value 'fast' \(expected winograd" -- env RESLAB_CONV=fast \
   "$reslab" bench --model resnet8 --iterations 1 --warmup 0
 check "bench ceiling" 0 '"best_macs_per_s"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 --warmup 0 --json
 check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json

@@ -45,7 +45,7 @@ TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
 
   const auto s = read_json_file(dir.file("resnet8/summary.json"));
   for (const char* key : {"model", "depth", "residual", "params", "flops", "dataset", "iterations", "epochs", "final",
-                          "best_test_error", "seconds", "img_per_s", "status", "seed", "versions"}) {
+                          "best_test_error", "seconds", "img_per_s", "status", "seed", "conv", "versions"}) {
     EXPECT_TRUE(s.contains(key)) << key;
   }
   EXPECT_EQ(s["iterations"], 16);

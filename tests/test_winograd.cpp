@@ -18,7 +18,10 @@ class WinogradTest : public testing::SeededTest {
     set_winograd(true);
     if (convolution_policy() != "winograd") GTEST_SKIP() << "this CPU has no AVX2 and FMA";
   }
-  void TearDown() override { set_winograd(true); }
+  void TearDown() override {
+    set_winograd(true);
+    set_winograd_tile(0);
+  }
 };
 
 torch::Tensor channels_last(const torch::Tensor& t) { return t.contiguous(torch::MemoryFormat::ChannelsLast); }
@@ -32,12 +35,14 @@ struct Case {
   int64_t n, c, k, h, w;
 };
 
-TEST_F(WinogradTest, ForwardAndGradientsMatchConv2dInDoublePrecision) {
-  // 7x7 and 5x6: edge tiles half outside the map; 28x28 at batch 5: 980 tiles, many blocks and a ragged last one;
-  // 24 and 8 output channels: the one-register kernels; 64: the widest it takes.
+// 7x7, 5x6 and 10x9: edge tiles partly outside the map; 28x28 at batch 5: hundreds of tiles, many blocks and a
+// ragged last one; 24 and 8 output channels: the one-register kernels; 64: the widest it takes.
+void expect_matches_conv2d(int tile, double tolerance) {
+  set_winograd_tile(tile);
   for (const Case& s : {Case{3, 16, 16, 7, 7}, Case{2, 8, 24, 5, 6}, Case{5, 16, 32, 28, 28}, Case{2, 64, 64, 8, 8},
-                        Case{4, 32, 8, 1, 3}}) {
-    SCOPED_TRACE(::testing::Message() << "n " << s.n << " c " << s.c << " k " << s.k << " " << s.h << "x" << s.w);
+                        Case{4, 32, 8, 1, 3}, Case{2, 16, 16, 10, 9}}) {
+    SCOPED_TRACE(::testing::Message() << "tile " << tile << " n " << s.n << " c " << s.c << " k " << s.k << " " << s.h
+                                      << "x" << s.w);
     const auto x = channels_last(torch::randn({s.n, s.c, s.h, s.w})).requires_grad_();
     const auto w = (torch::randn({s.k, s.c, 3, 3}) * 0.2).requires_grad_();
     ASSERT_TRUE(winograd_applies(x, w));
@@ -51,10 +56,16 @@ TEST_F(WinogradTest, ForwardAndGradientsMatchConv2dInDoublePrecision) {
     const auto wd = w.detach().to(torch::kDouble).requires_grad_();
     const auto yd = torch::conv2d(xd, wd, {}, 1, 1);
     const auto want = torch::autograd::grad({yd}, {xd, wd}, {grad.to(torch::kDouble)});
-    EXPECT_LT(relative_error(y, yd), 1e-5);
-    EXPECT_LT(relative_error(got[0], want[0]), 1e-5);
-    EXPECT_LT(relative_error(got[1], want[1]), 1e-5);
+    EXPECT_LT(relative_error(y, yd), tolerance);
+    EXPECT_LT(relative_error(got[0], want[0]), tolerance);
+    EXPECT_LT(relative_error(got[1], want[1]), tolerance);
   }
+}
+
+TEST_F(WinogradTest, ForwardAndGradientsMatchConv2dInDoublePrecision) {
+  expect_matches_conv2d(2, 1e-5);
+  // F(4x4, 3x3) rounds more: its transforms multiply by up to 8 and divide by 24.
+  expect_matches_conv2d(4, 1e-4);
 }
 
 TEST_F(WinogradTest, BackwardAloneGivesWhatAutogradGives) {
@@ -91,6 +102,7 @@ TEST_F(WinogradTest, TakesOnlyWhatItComputes) {
   EXPECT_FALSE(winograd_applies(x, torch::randn({12, 16, 3, 3})));                       // 12 out
   EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 128, 4, 4})), torch::randn({128, 128, 3, 3})));
   testing::expect_error<c10::Error>([&] { winograd_conv3x3(x.contiguous(), w); }, {"winograd_conv3x3", "[2, 16, 8, 8]"});
+  testing::expect_error<std::invalid_argument>([] { set_winograd_tile(3); }, {"3", "2 or 4"});
   set_winograd(false);
   EXPECT_FALSE(winograd_applies(x, w));
   EXPECT_EQ(convolution_policy(), "direct");
@@ -118,7 +130,7 @@ TEST_F(WinogradTest, ConvForwardFallsBackForEveryOtherConvolution) {
 
 TEST_F(WinogradTest, AResNetRunsItsStrideOneConvolutionsThroughIt) {
   // Fashion-MNIST resnet20: 16 of its 19 convolutions have stride 1 and 16 to 64 channels (the stem reads one
-  // channel, two convs have stride 2). Loss and gradients agree with the direct convolutions.
+  // channel, two convs have stride 2).
   ResNet net(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
   to_channels_last(*net);
   int64_t taken = 0;
@@ -128,21 +140,30 @@ TEST_F(WinogradTest, AResNetRunsItsStrideOneConvolutionsThroughIt) {
   EXPECT_EQ(taken, 16);
   const auto x = channels_last(torch::randn({8, 1, 28, 28}));
   const auto labels = torch::randint(10, {8}, torch::kLong);
-  auto step = [&](bool winograd) {
+  auto step = [&](bool winograd, torch::Dtype dtype) {
     set_winograd(winograd);
-    net->zero_grad();
-    const auto logits = net->forward(x);
+    net->zero_grad(/*set_to_none=*/true);
+    net->to(dtype);
+    const auto logits = net->forward(x.to(dtype));
     torch::nn::functional::cross_entropy(logits, labels).backward();
     std::vector<torch::Tensor> grads;
-    for (const auto& p : net->parameters()) grads.push_back(p.grad().clone());
-    return std::make_pair(logits.detach(), grads);
+    for (const auto& p : net->parameters()) grads.push_back(p.grad().to(torch::kDouble).clone());
+    net->zero_grad(/*set_to_none=*/true);
+    net->to(torch::kFloat);  // exact: the weights started in float
+    return std::make_pair(logits.detach().to(torch::kDouble), grads);
   };
-  const auto [direct_logits, direct_grads] = step(false);
-  const auto [logits, grads] = step(true);
-  EXPECT_LT(relative_error(logits, direct_logits.to(torch::kDouble)), 1e-5);
+  // The reference in double precision (LibTorch's convolutions), then both float paths against it: the default
+  // F(2x2, 3x3)'s gradients stay within ten times the direct path's error (measured: about equal). F(4x4, 3x3)
+  // fails this (gradients up to 3% off), which is why it is not the default.
+  const auto [exact_logits, exact_grads] = step(false, torch::kDouble);
+  const auto [direct_logits, direct_grads] = step(false, torch::kFloat);
+  const auto [logits, grads] = step(true, torch::kFloat);
+  EXPECT_LT(relative_error(logits, exact_logits), 1e-4);
   EXPECT_FALSE(torch::equal(logits, direct_logits));  // a different computation ran
   for (size_t i = 0; i < grads.size(); ++i) {
-    EXPECT_LT(relative_error(grads[i], direct_grads[i].to(torch::kDouble)), 1e-3) << "parameter " << i;
+    const double direct_error = relative_error(direct_grads[i], exact_grads[i]);
+    const double error = relative_error(grads[i], exact_grads[i]);
+    EXPECT_LT(error, std::max(10 * direct_error, 1e-4)) << "parameter " << i << ", direct " << direct_error;
   }
 }
 
@@ -150,6 +171,10 @@ TEST_F(WinogradTest, TheEnvironmentChoosesAndABadValueIsNamed) {
   ::setenv("RESLAB_CONV", "direct", 1);
   EXPECT_EQ(choose_convolutions(), "direct");
   EXPECT_FALSE(winograd_enabled());
+  ::setenv("RESLAB_CONV", "winograd4x4", 1);
+  EXPECT_EQ(choose_convolutions(), "winograd4x4");
+  ::setenv("RESLAB_CONV", "winograd2x2", 1);
+  EXPECT_EQ(choose_convolutions(), "winograd2x2");
   ::setenv("RESLAB_CONV", "winograd", 1);
   EXPECT_EQ(choose_convolutions(), "winograd");
   ::setenv("RESLAB_CONV", "fast", 1);

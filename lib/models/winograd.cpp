@@ -13,6 +13,13 @@
 #define RESLAB_WINOGRAD_X86 1
 #define RESLAB_AVX2 __attribute__((target("avx2,fma")))
 #endif
+// The register-blocked loops below must be unrolled for their accumulators to stay in registers (without it GCC
+// 12 kept them on the stack: 3x slower).
+#if defined(__clang__)
+#define RESLAB_UNROLL _Pragma("unroll")
+#else
+#define RESLAB_UNROLL _Pragma("GCC unroll 8")
+#endif
 
 namespace reslab {
 
@@ -20,18 +27,20 @@ namespace {
 
 std::atomic<bool> winograd_on{true};
 
-// Above this many channels in or out, the transformed weights (16 x C x K floats; 256 KiB at 64) would not stay in
-// the second-level cache while every block of tiles reads them.
+// Above this many channels in or out, the transformed weights (positions x C x K floats: 256 KiB for F(2x2, 3x3)
+// at 64, 576 KiB for F(4x4, 3x3)) outgrow the second-level cache that every block of tiles reads them from;
+// wider layers were not measured and go to oneDNN.
 constexpr int64_t kMaxChannels = 64;
 
 #if RESLAB_WINOGRAD_X86
 
-// Notation (Lavin and Gray): a 4x4 input patch d gives V = B^T d B, a 3x3 filter g gives U = G g G^T, and the
-// 2x2 output tile is A^T (sum over input channels of U . V) A, with
+// Notation (Lavin and Gray): F(m x m, 3x3) turns an (m + 2) x (m + 2) input patch d into V = B^T d B and a 3x3
+// filter g into U = G g G^T, and gives the m x m output tile as A^T (sum over input channels of U . V) A. The
+// (m + 2)^2 positions xi of the transformed domain are independent matrix products over channels. For F(2x2, 3x3)
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
-//   A^T = [1 1 1 0; 0 1 -1 -1].
-// The 16 positions xi = 4a + b of the transformed domain are 16 independent matrix products over channels.
-// Layouts: activations NHWC; V[xi][tile][c] and M[xi][tile][k] per block of tiles; U[xi][c][k].
+//   A^T = [1 1 1 0; 0 1 -1 -1];
+// F(4x4, 3x3)'s are at its tile functions below. Layouts: activations NHWC; V[xi][tile][c] and M[xi][tile][k]
+// per block of tiles; U[xi][c][k].
 
 constexpr int64_t kLanes = 8;  // floats per AVX2 register
 
@@ -39,31 +48,52 @@ struct Geometry {
   int64_t n, h, w;    // batch and map size (input and output: stride 1, padding 1)
   int64_t th, tw;     // tiles per column and row
   int64_t tiles;      // n * th * tw
-  void locate(int64_t t, int64_t& image, int64_t& ti, int64_t& tj) const {
-    image = t / (th * tw);
-    const int64_t r = t % (th * tw);
-    ti = r / tw;
-    tj = r % tw;
-  }
 };
 
-Geometry geometry(int64_t n, int64_t h, int64_t w) {
-  Geometry g{n, h, w, (h + 1) / 2, (w + 1) / 2, 0};
+// F(m x m, 3x3): output tiles of m x m from (m + 2) x (m + 2) input patches, (m + 2)^2 positions.
+template <int M>
+constexpr int64_t kPositions = (M + 2) * (M + 2);
+
+struct Tile {
+  int64_t image, ti, tj;
+};
+
+// Tiles first .. first + count - 1 in order (image, tile row, tile column) into `out`: one division, then steps.
+void list_tiles(const Geometry& g, int64_t first, int64_t count, Tile* out) {
+  Tile t{first / (g.th * g.tw), (first % (g.th * g.tw)) / g.tw, first % g.tw};
+  for (int64_t s = 0; s < count; ++s) {
+    out[s] = t;
+    if (++t.tj == g.tw) {
+      t.tj = 0;
+      if (++t.ti == g.th) {
+        t.ti = 0;
+        ++t.image;
+      }
+    }
+  }
+}
+
+Geometry geometry(int64_t n, int64_t h, int64_t w, int64_t m) {
+  Geometry g{n, h, w, (h + m - 1) / m, (w + m - 1) / m, 0};
   g.tiles = n * g.th * g.tw;
   return g;
 }
 
-// Tiles per block: the block's transformed input and output (16 x tiles x (C + K) floats) stay near 128 KiB, in
-// the 512 KiB second-level cache beside the transformed weights.
-int64_t block_tiles(int64_t c, int64_t k) { return std::clamp<int64_t>((2048 / (c + k)) / 6 * 6, 6, 120); }
+// Tiles per block: the block's transformed input and output (positions x tiles x (C + K) floats) stay near
+// 128 KiB, in the 512 KiB second-level cache beside the transformed weights.
+int64_t block_tiles(int64_t positions, int64_t c, int64_t k) {
+  return std::clamp<int64_t>((32768 / (positions * (c + k))) / 6 * 6, 6, 120);
+}
 
-// V[xi][slot][c..] = B^T d B for the 4x4 patch d whose pixel (a, b) is at p + a * row + b * channels.
-RESLAB_AVX2 inline void transform_patch(const float* p, int64_t row, int64_t channels, float* out,
-                                        int64_t xi_stride) {
+RESLAB_AVX2 inline void transform_patch4(const float* const* pixel, int64_t channels, float* out,
+                                         int64_t xi_stride);
+
+// V[xi][slot][c..] = B^T d B for the 4x4 patch d whose pixel (a, b) starts at pixel[4a + b] (channels floats).
+RESLAB_AVX2 inline void transform_patch(const float* const* pixel, int64_t channels, float* out, int64_t xi_stride) {
   for (int64_t c = 0; c < channels; c += kLanes) {
     __m256 d[4][4];
     for (int a = 0; a < 4; ++a) {
-      for (int b = 0; b < 4; ++b) d[a][b] = _mm256_loadu_ps(p + a * row + b * channels + c);
+      for (int b = 0; b < 4; ++b) d[a][b] = _mm256_loadu_ps(pixel[4 * a + b] + c);
     }
     __m256 t[4][4];
     for (int b = 0; b < 4; ++b) {
@@ -82,34 +112,32 @@ RESLAB_AVX2 inline void transform_patch(const float* p, int64_t row, int64_t cha
   }
 }
 
-// The transformed input patch of tile (image, ti, tj) into V[xi][slot]; pixels outside the map are 0 (copied
-// into `border`, 16 x channels floats, first).
-RESLAB_AVX2 void input_tile(const float* x, const Geometry& g, int64_t channels, int64_t image, int64_t ti,
-                            int64_t tj, float* v, int64_t slot, int64_t xi_stride, float* border) {
-  const int64_t r0 = 2 * ti - 1, c0 = 2 * tj - 1;
-  const float* base = x + image * g.h * g.w * channels;
-  if (r0 >= 0 && c0 >= 0 && r0 + 3 < g.h && c0 + 3 < g.w) {
-    transform_patch(base + (r0 * g.w + c0) * channels, g.w * channels, channels, v + slot * channels, xi_stride);
-    return;
-  }
-  for (int64_t a = 0; a < 4; ++a) {
-    for (int64_t b = 0; b < 4; ++b) {
-      float* to = border + (4 * a + b) * channels;
-      const int64_t r = r0 + a, c = c0 + b;
-      if (r >= 0 && r < g.h && c >= 0 && c < g.w) {
-        std::copy(base + (r * g.w + c) * channels, base + (r * g.w + c + 1) * channels, to);
-      } else {
-        std::fill(to, to + channels, 0.0f);
-      }
+// The transformed input patch of `tile` into V[xi][slot]; pixels outside the map read `zeros` (channels floats).
+template <int M>
+RESLAB_AVX2 void input_tile(const float* x, const Geometry& g, int64_t channels, const Tile& tile, float* v,
+                            int64_t slot, int64_t xi_stride, const float* zeros) {
+  constexpr int kSide = M + 2;
+  const int64_t r0 = M * tile.ti - 1, c0 = M * tile.tj - 1;
+  const float* base = x + tile.image * g.h * g.w * channels;
+  const float* pixel[kSide * kSide];
+  for (int64_t a = 0; a < kSide; ++a) {
+    const int64_t r = r0 + a;
+    for (int64_t b = 0; b < kSide; ++b) {
+      const int64_t c = c0 + b;
+      pixel[kSide * a + b] = r >= 0 && r < g.h && c >= 0 && c < g.w ? base + (r * g.w + c) * channels : zeros;
     }
   }
-  transform_patch(border, 4 * channels, channels, v + slot * channels, xi_stride);
+  if constexpr (M == 2) {
+    transform_patch(pixel, channels, v + slot * channels, xi_stride);
+  } else {
+    transform_patch4(pixel, channels, v + slot * channels, xi_stride);
+  }
 }
 
 // The 2x2 output tile (image, ti, tj) = A^T M A, written where it lies inside the map.
 RESLAB_AVX2 void output_tile(const float* m, int64_t slot, int64_t xi_stride, int64_t channels, const Geometry& g,
-                             int64_t image, int64_t ti, int64_t tj, float* y) {
-  const int64_t r0 = 2 * ti, c0 = 2 * tj;
+                             const Tile& tile, float* y) {
+  const int64_t image = tile.image, r0 = 2 * tile.ti, c0 = 2 * tile.tj;
   const bool row1 = r0 + 1 < g.h, col1 = c0 + 1 < g.w;
   float* base = y + ((image * g.h + r0) * g.w + c0) * channels;
   const float* in = m + slot * channels;
@@ -133,9 +161,9 @@ RESLAB_AVX2 void output_tile(const float* m, int64_t slot, int64_t xi_stride, in
 
 // D[xi][slot][k..] = A G A^T for the 2x2 output-gradient tile G (0 outside the map): the gradient with respect
 // to M of the tile's output.
-RESLAB_AVX2 void gradient_tile(const float* dy, const Geometry& g, int64_t channels, int64_t image, int64_t ti,
-                               int64_t tj, float* dm, int64_t slot, int64_t xi_stride) {
-  const int64_t r0 = 2 * ti, c0 = 2 * tj;
+RESLAB_AVX2 void gradient_tile(const float* dy, const Geometry& g, int64_t channels, const Tile& tile, float* dm,
+                               int64_t slot, int64_t xi_stride) {
+  const int64_t image = tile.image, r0 = 2 * tile.ti, c0 = 2 * tile.tj;
   const bool row1 = r0 + 1 < g.h, col1 = c0 + 1 < g.w;
   const float* base = dy + ((image * g.h + r0) * g.w + c0) * channels;
   float* out = dm + slot * channels;
@@ -160,23 +188,133 @@ RESLAB_AVX2 void gradient_tile(const float* dy, const Geometry& g, int64_t chann
   }
 }
 
+// F(4x4, 3x3) (Lavin and Gray's points 0, 1, -1, 2, -2 and infinity):
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+//   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+// 36 multiplications per 16 outputs instead of 16 per 4 (F(2x2, 3x3)) or 144 (direct), for more additions and a
+// few more bits of rounding.
+
+// r = B^T d for six vectors.
+RESLAB_AVX2 inline void input_rows4(const __m256* d, __m256* r) {
+  const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
+  const __m256 a = _mm256_fnmadd_ps(four, d[2], d[4]);            // d4 - 4 d2
+  const __m256 b = _mm256_fnmadd_ps(four, d[1], d[3]);            // d3 - 4 d1
+  const __m256 c = _mm256_sub_ps(d[4], d[2]);
+  const __m256 e = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
+  r[0] = _mm256_fnmadd_ps(five, d[2], _mm256_fmadd_ps(four, d[0], d[4]));
+  r[1] = _mm256_add_ps(a, b);
+  r[2] = _mm256_sub_ps(a, b);
+  r[3] = _mm256_add_ps(c, e);
+  r[4] = _mm256_sub_ps(c, e);
+  r[5] = _mm256_fnmadd_ps(five, d[3], _mm256_fmadd_ps(four, d[1], d[5]));
+}
+
+RESLAB_AVX2 inline void transform_patch4(const float* const* pixel, int64_t channels, float* out,
+                                         int64_t xi_stride) {
+  for (int64_t c = 0; c < channels; c += kLanes) {
+    __m256 t[6][6];  // t[a][b] = (B^T d)[a][b]
+    for (int b = 0; b < 6; ++b) {
+      __m256 d[6], r[6];
+      for (int a = 0; a < 6; ++a) d[a] = _mm256_loadu_ps(pixel[6 * a + b] + c);
+      input_rows4(d, r);
+      for (int a = 0; a < 6; ++a) t[a][b] = r[a];
+    }
+    for (int a = 0; a < 6; ++a) {
+      __m256 r[6];
+      input_rows4(t[a], r);
+      for (int b = 0; b < 6; ++b) _mm256_storeu_ps(out + (6 * a + b) * xi_stride + c, r[b]);
+    }
+  }
+}
+
+// y = A^T m for six vectors m.
+RESLAB_AVX2 inline void output_rows4(const __m256* m, __m256* y) {
+  const __m256 s12 = _mm256_add_ps(m[1], m[2]), d12 = _mm256_sub_ps(m[1], m[2]);
+  const __m256 s34 = _mm256_add_ps(m[3], m[4]), d34 = _mm256_sub_ps(m[3], m[4]);
+  y[0] = _mm256_add_ps(_mm256_add_ps(m[0], s12), s34);
+  y[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
+  y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
+  y[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m[5]);
+}
+
+RESLAB_AVX2 void output_tile4(const float* m, int64_t slot, int64_t xi_stride, int64_t channels, const Geometry& g,
+                              const Tile& tile, float* y) {
+  const int64_t r0 = 4 * tile.ti, c0 = 4 * tile.tj;
+  const int rows = static_cast<int>(std::min<int64_t>(4, g.h - r0)), cols = static_cast<int>(std::min<int64_t>(4, g.w - c0));
+  float* base = y + ((tile.image * g.h + r0) * g.w + c0) * channels;
+  const float* in = m + slot * channels;
+  for (int64_t k = 0; k < channels; k += kLanes) {
+    __m256 s[4][6];  // s[i][b] = (A^T m)[i][b]
+    for (int b = 0; b < 6; ++b) {
+      __m256 col[6], r[4];
+      for (int a = 0; a < 6; ++a) col[a] = _mm256_loadu_ps(in + (6 * a + b) * xi_stride + k);
+      output_rows4(col, r);
+      for (int i = 0; i < 4; ++i) s[i][b] = r[i];
+    }
+    for (int i = 0; i < rows; ++i) {
+      __m256 r[4];
+      output_rows4(s[i], r);
+      for (int j = 0; j < cols; ++j) _mm256_storeu_ps(base + (i * g.w + j) * channels + k, r[j]);
+    }
+  }
+}
+
+// r = A g for four vectors g (A = (A^T)^T, 6 x 4).
+RESLAB_AVX2 inline void gradient_rows4(const __m256* g, __m256* r) {
+  const __m256 s02 = _mm256_add_ps(g[0], g[2]), s13 = _mm256_add_ps(g[1], g[3]);
+  const __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), g[2], g[0]);   // g0 + 4 g2
+  const __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), g[3], g[1]);   // g1 + 4 g3
+  const __m256 two = _mm256_set1_ps(2.0f);
+  r[0] = g[0];
+  r[1] = _mm256_add_ps(s02, s13);
+  r[2] = _mm256_sub_ps(s02, s13);
+  r[3] = _mm256_fmadd_ps(two, q, p);
+  r[4] = _mm256_fnmadd_ps(two, q, p);
+  r[5] = g[3];
+}
+
+RESLAB_AVX2 void gradient_tile4(const float* dy, const Geometry& g, int64_t channels, const Tile& tile, float* dm,
+                                int64_t slot, int64_t xi_stride) {
+  const int64_t r0 = 4 * tile.ti, c0 = 4 * tile.tj;
+  const int rows = static_cast<int>(std::min<int64_t>(4, g.h - r0)), cols = static_cast<int>(std::min<int64_t>(4, g.w - c0));
+  const float* base = dy + ((tile.image * g.h + r0) * g.w + c0) * channels;
+  float* out = dm + slot * channels;
+  for (int64_t k = 0; k < channels; k += kLanes) {
+    __m256 t[6][4];  // t[a][j] = (A G)[a][j]
+    for (int j = 0; j < 4; ++j) {
+      __m256 col[4], r[6];
+      for (int i = 0; i < 4; ++i) {
+        col[i] = i < rows && j < cols ? _mm256_loadu_ps(base + (i * g.w + j) * channels + k) : _mm256_setzero_ps();
+      }
+      gradient_rows4(col, r);
+      for (int a = 0; a < 6; ++a) t[a][j] = r[a];
+    }
+    for (int a = 0; a < 6; ++a) {
+      __m256 r[6];
+      gradient_rows4(t[a], r);
+      for (int b = 0; b < 6; ++b) _mm256_storeu_ps(out + (6 * a + b) * xi_stride + k, r[b]);
+    }
+  }
+}
+
 // M[r][k0..k0 + 8 KV) = sum over c of V[r][c] U[c][k0..] for R rows (tiles) of one position xi.
 template <int R, int KV>
 RESLAB_AVX2 void multiply_rows(const float* v, int64_t c_count, const float* u, int64_t k_count, float* m) {
   __m256 acc[R][KV];
-  _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {
-    _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_setzero_ps();
+  RESLAB_UNROLL for (int i = 0; i < R; ++i) {
+    RESLAB_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   for (int64_t c = 0; c < c_count; ++c) {
     __m256 w[KV];
-    _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) w[j] = _mm256_loadu_ps(u + c * k_count + j * kLanes);
-    _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {
+    RESLAB_UNROLL for (int j = 0; j < KV; ++j) w[j] = _mm256_loadu_ps(u + c * k_count + j * kLanes);
+    RESLAB_UNROLL for (int i = 0; i < R; ++i) {
       const __m256 b = _mm256_broadcast_ss(v + i * c_count + c);
-      _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_fmadd_ps(b, w[j], acc[i][j]);
+      RESLAB_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_fmadd_ps(b, w[j], acc[i][j]);
     }
   }
-  _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {
-    _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) _mm256_storeu_ps(m + i * k_count + j * kLanes, acc[i][j]);
+  RESLAB_UNROLL for (int i = 0; i < R; ++i) {
+    RESLAB_UNROLL for (int j = 0; j < KV; ++j) _mm256_storeu_ps(m + i * k_count + j * kLanes, acc[i][j]);
   }
 }
 
@@ -185,19 +323,19 @@ template <int R, int KV>
 RESLAB_AVX2 void accumulate_rows(const float* v, int64_t c_count, const float* d, int64_t k_count, int64_t tiles,
                                  float* du) {
   __m256 acc[R][KV];
-  _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {
-    _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_loadu_ps(du + i * k_count + j * kLanes);
+  RESLAB_UNROLL for (int i = 0; i < R; ++i) {
+    RESLAB_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_loadu_ps(du + i * k_count + j * kLanes);
   }
   for (int64_t t = 0; t < tiles; ++t) {
     __m256 w[KV];
-    _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) w[j] = _mm256_loadu_ps(d + t * k_count + j * kLanes);
-    _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {
+    RESLAB_UNROLL for (int j = 0; j < KV; ++j) w[j] = _mm256_loadu_ps(d + t * k_count + j * kLanes);
+    RESLAB_UNROLL for (int i = 0; i < R; ++i) {
       const __m256 b = _mm256_broadcast_ss(v + t * c_count + i);
-      _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_fmadd_ps(b, w[j], acc[i][j]);
+      RESLAB_UNROLL for (int j = 0; j < KV; ++j) acc[i][j] = _mm256_fmadd_ps(b, w[j], acc[i][j]);
     }
   }
-  _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {
-    _Pragma("GCC unroll 8") for (int j = 0; j < KV; ++j) _mm256_storeu_ps(du + i * k_count + j * kLanes, acc[i][j]);
+  RESLAB_UNROLL for (int i = 0; i < R; ++i) {
+    RESLAB_UNROLL for (int j = 0; j < KV; ++j) _mm256_storeu_ps(du + i * k_count + j * kLanes, acc[i][j]);
   }
 }
 
@@ -228,20 +366,22 @@ RESLAB_AVX2 void accumulate_rows_n(int rows, const float* v, int64_t c, const fl
 
 // y (NHWC, k_count channels) = the convolution of x (NHWC, c_count channels) with transformed weights
 // u[xi][c][k].
+template <int M>
 RESLAB_AVX2 void convolve(const float* x, const Geometry& g, int64_t c_count, const float* u, int64_t k_count,
                           float* y) {
-  const int64_t block = block_tiles(c_count, k_count);
+  constexpr int64_t kP = kPositions<M>;
+  const int64_t block = block_tiles(kP, c_count, k_count);
   const int64_t blocks = (g.tiles + block - 1) / block;
   at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> v(16 * block * c_count), m(16 * block * k_count), border(16 * c_count);
+    std::vector<float> v(kP * block * c_count), m(kP * block * k_count), zeros(c_count, 0.0f);
+    std::vector<Tile> tiles(block);
     for (int64_t b = first; b < last; ++b) {
       const int64_t t0 = b * block, count = std::min(block, g.tiles - t0);
+      list_tiles(g, t0, count, tiles.data());
       for (int64_t s = 0; s < count; ++s) {
-        int64_t image, ti, tj;
-        g.locate(t0 + s, image, ti, tj);
-        input_tile(x, g, c_count, image, ti, tj, v.data(), s, block * c_count, border.data());
+        input_tile<M>(x, g, c_count, tiles[s], v.data(), s, block * c_count, zeros.data());
       }
-      for (int64_t xi = 0; xi < 16; ++xi) {
+      for (int64_t xi = 0; xi < kP; ++xi) {
         const float* vx = v.data() + xi * block * c_count;
         const float* ux = u + xi * c_count * k_count;
         float* mx = m.data() + xi * block * k_count;
@@ -255,9 +395,11 @@ RESLAB_AVX2 void convolve(const float* x, const Geometry& g, int64_t c_count, co
         }
       }
       for (int64_t s = 0; s < count; ++s) {
-        int64_t image, ti, tj;
-        g.locate(t0 + s, image, ti, tj);
-        output_tile(m.data(), s, block * k_count, k_count, g, image, ti, tj, y);
+        if constexpr (M == 2) {
+          output_tile(m.data(), s, block * k_count, k_count, g, tiles[s], y);
+        } else {
+          output_tile4(m.data(), s, block * k_count, k_count, g, tiles[s], y);
+        }
       }
     }
   });
@@ -265,29 +407,35 @@ RESLAB_AVX2 void convolve(const float* x, const Geometry& g, int64_t c_count, co
 
 // du[xi][c][k] = sum over tiles of V[xi][tile][c] D[xi][tile][k] for input x (c_count channels) and output
 // gradient dy (k_count channels).
+template <int M>
 RESLAB_AVX2 void accumulate_weight_gradient(const float* x, const float* dy, const Geometry& g, int64_t c_count,
                                             int64_t k_count, float* du) {
-  const int64_t block = block_tiles(c_count, k_count);
+  constexpr int64_t kP = kPositions<M>;
+  const int64_t block = block_tiles(kP, c_count, k_count);
   const int64_t blocks = (g.tiles + block - 1) / block;
   // One accumulator per part, parts of equal share, summed in a fixed order: the result does not depend on which
   // thread ran which part.
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), blocks));
-  const int64_t size = 16 * c_count * k_count;
+  const int64_t size = kP * c_count * k_count;
   std::vector<std::vector<float>> partial(static_cast<size_t>(parts));
   at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> v(16 * block * c_count), d(16 * block * k_count), border(16 * c_count);
+    std::vector<float> v(kP * block * c_count), d(kP * block * k_count), zeros(c_count, 0.0f);
+    std::vector<Tile> tiles(block);
     for (int64_t p = first; p < last; ++p) {
       std::vector<float>& acc = partial[static_cast<size_t>(p)];
       acc.assign(static_cast<size_t>(size), 0.0f);
       for (int64_t b = p * blocks / parts; b < (p + 1) * blocks / parts; ++b) {
         const int64_t t0 = b * block, count = std::min(block, g.tiles - t0);
+        list_tiles(g, t0, count, tiles.data());
         for (int64_t s = 0; s < count; ++s) {
-          int64_t image, ti, tj;
-          g.locate(t0 + s, image, ti, tj);
-          input_tile(x, g, c_count, image, ti, tj, v.data(), s, block * c_count, border.data());
-          gradient_tile(dy, g, k_count, image, ti, tj, d.data(), s, block * k_count);
+          input_tile<M>(x, g, c_count, tiles[s], v.data(), s, block * c_count, zeros.data());
+          if constexpr (M == 2) {
+            gradient_tile(dy, g, k_count, tiles[s], d.data(), s, block * k_count);
+          } else {
+            gradient_tile4(dy, g, k_count, tiles[s], d.data(), s, block * k_count);
+          }
         }
-        for (int64_t xi = 0; xi < 16; ++xi) {
+        for (int64_t xi = 0; xi < kP; ++xi) {
           const float* vx = v.data() + xi * block * c_count;
           const float* dx = d.data() + xi * block * k_count;
           float* ax = acc.data() + xi * c_count * k_count;
@@ -318,93 +466,133 @@ bool cpu_has_avx2() {
 bool cpu_has_avx2() { return false; }
 #endif
 
+// G of F(2x2, 3x3) and of F(4x4, 3x3), a row per position along one side.
+constexpr float kG2[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+constexpr float kG4[6][3] = {{1.0f / 4, 0, 0},
+                             {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                             {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                             {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                             {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                             {0, 0, 1}};
+
+template <int M>
+float g_entry(int a, int i) {
+  if constexpr (M == 2) {
+    return kG2[a][i];
+  } else {
+    return kG4[a][i];
+  }
+}
+
 // u[xi][in][out] = G g G^T for every filter g, with in/out the channels of the convolution being computed: the
 // forward one (g = w[k][c], in = c) or the input-gradient one (g = w[k][c] rotated by 180 degrees, in = k).
+template <int M>
 void transform_weight(const float* w, int64_t k_count, int64_t c_count, bool for_input_gradient, float* u) {
+  constexpr int kSide = M + 2;
   const int64_t in_count = for_input_gradient ? k_count : c_count;
   const int64_t out_count = for_input_gradient ? c_count : k_count;
   for (int64_t k = 0; k < k_count; ++k) {
     for (int64_t c = 0; c < c_count; ++c) {
       const float* f = w + (k * c_count + c) * 9;
       float g[3][3];
-      for (int a = 0; a < 3; ++a) {
-        for (int b = 0; b < 3; ++b) g[a][b] = for_input_gradient ? f[(2 - a) * 3 + (2 - b)] : f[a * 3 + b];
+      for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) g[i][j] = for_input_gradient ? f[(2 - i) * 3 + (2 - j)] : f[i * 3 + j];
       }
-      float gg[4][3];  // G g
-      for (int b = 0; b < 3; ++b) {
-        gg[0][b] = g[0][b];
-        gg[1][b] = 0.5f * (g[0][b] + g[1][b] + g[2][b]);
-        gg[2][b] = 0.5f * (g[0][b] - g[1][b] + g[2][b]);
-        gg[3][b] = g[2][b];
+      float gg[kSide][3];  // G g
+      for (int a = 0; a < kSide; ++a) {
+        for (int j = 0; j < 3; ++j) gg[a][j] = g_entry<M>(a, 0) * g[0][j] + g_entry<M>(a, 1) * g[1][j] + g_entry<M>(a, 2) * g[2][j];
       }
       const int64_t in = for_input_gradient ? k : c, out = for_input_gradient ? c : k;
-      for (int a = 0; a < 4; ++a) {
-        const float row[4] = {gg[a][0], 0.5f * (gg[a][0] + gg[a][1] + gg[a][2]),
-                              0.5f * (gg[a][0] - gg[a][1] + gg[a][2]), gg[a][2]};
-        for (int b = 0; b < 4; ++b) u[((4 * a + b) * in_count + in) * out_count + out] = row[b];
+      for (int a = 0; a < kSide; ++a) {
+        for (int b = 0; b < kSide; ++b) {
+          u[((kSide * a + b) * in_count + in) * out_count + out] =
+              gg[a][0] * g_entry<M>(b, 0) + gg[a][1] * g_entry<M>(b, 1) + gg[a][2] * g_entry<M>(b, 2);
+        }
       }
     }
   }
 }
 
 // w[k][c] = G^T du[xi][c][k] G: the weights' gradient from its transformed form.
+template <int M>
 void untransform_weight_gradient(const float* du, int64_t k_count, int64_t c_count, float* w) {
+  constexpr int kSide = M + 2;
   for (int64_t k = 0; k < k_count; ++k) {
     for (int64_t c = 0; c < c_count; ++c) {
-      float x[4][4];
-      for (int a = 0; a < 4; ++a) {
-        for (int b = 0; b < 4; ++b) x[a][b] = du[((4 * a + b) * c_count + c) * k_count + k];
-      }
-      float y[3][4];  // G^T x, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1]
-      for (int b = 0; b < 4; ++b) {
-        y[0][b] = x[0][b] + 0.5f * (x[1][b] + x[2][b]);
-        y[1][b] = 0.5f * (x[1][b] - x[2][b]);
-        y[2][b] = 0.5f * (x[1][b] + x[2][b]) + x[3][b];
+      float y[3][kSide] = {};  // G^T du
+      for (int a = 0; a < kSide; ++a) {
+        for (int b = 0; b < kSide; ++b) {
+          const float x = du[((kSide * a + b) * c_count + c) * k_count + k];
+          for (int i = 0; i < 3; ++i) y[i][b] += g_entry<M>(a, i) * x;
+        }
       }
       float* f = w + (k * c_count + c) * 9;
-      for (int a = 0; a < 3; ++a) {
-        f[a * 3 + 0] = y[a][0] + 0.5f * (y[a][1] + y[a][2]);
-        f[a * 3 + 1] = 0.5f * (y[a][1] - y[a][2]);
-        f[a * 3 + 2] = 0.5f * (y[a][1] + y[a][2]) + y[a][3];
+      for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) {
+          float sum = 0.0f;
+          for (int b = 0; b < kSide; ++b) sum += y[i][b] * g_entry<M>(b, j);
+          f[i * 3 + j] = sum;
+        }
       }
     }
   }
 }
 
-// The convolution of x (N, C, H, W; channels-last) with transformed weights u (16 x C x K floats).
-torch::Tensor convolve_tensor(const torch::Tensor& x, const torch::Tensor& u, int64_t k_count) {
+std::atomic<int> tile_choice{0};
+
+// The output tile's side: 2 unless set_winograd_tile asked for 4. F(4x4, 3x3) trained resnet56 about 9% faster,
+// but its rounding (about 4e-6 of a layer's largest output against 2e-7 for F(2x2, 3x3) and 5e-7 for oneDNN)
+// grew through a resnet20's BatchNorm layers to gradients up to 3% off (F(2x2, 3x3): 1e-5, as oneDNN's);
+// docs/performance.md.
+int tile_side() {
+  const int asked = tile_choice.load();
+  return asked != 0 ? asked : 2;
+}
+
+// The convolution of x (N, C, H, W; channels-last) with `weight` (K, C, 3, 3), or, for the input gradient, of
+// the output gradient (N, K, H, W) with the flipped, transposed weight.
+torch::Tensor convolve_tensor(const torch::Tensor& x, const torch::Tensor& weight, bool for_input_gradient) {
   const torch::Tensor in = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  const torch::Tensor w = weight.contiguous();
+  const int64_t k_count = for_input_gradient ? w.size(1) : w.size(0);
   torch::Tensor out = torch::empty({in.size(0), k_count, in.size(2), in.size(3)},
                                    in.options().memory_format(torch::MemoryFormat::ChannelsLast));
 #if RESLAB_WINOGRAD_X86
-  convolve(in.data_ptr<float>(), geometry(in.size(0), in.size(2), in.size(3)), in.size(1), u.data_ptr<float>(), k_count,
-           out.data_ptr<float>());
+  const int m = tile_side();
+  const Geometry g = geometry(in.size(0), in.size(2), in.size(3), m);
+  torch::Tensor u = torch::empty({(m + 2) * (m + 2) * w.size(0) * w.size(1)}, w.options());
+  if (m == 2) {
+    transform_weight<2>(w.data_ptr<float>(), w.size(0), w.size(1), for_input_gradient, u.data_ptr<float>());
+    convolve<2>(in.data_ptr<float>(), g, in.size(1), u.data_ptr<float>(), k_count, out.data_ptr<float>());
+  } else {
+    transform_weight<4>(w.data_ptr<float>(), w.size(0), w.size(1), for_input_gradient, u.data_ptr<float>());
+    convolve<4>(in.data_ptr<float>(), g, in.size(1), u.data_ptr<float>(), k_count, out.data_ptr<float>());
+  }
 #endif
   return out;
 }
 
-torch::Tensor transformed(const torch::Tensor& weight, bool for_input_gradient) {
-  const torch::Tensor w = weight.contiguous();
-  torch::Tensor u = torch::empty({16 * w.size(0) * w.size(1)}, w.options());
-  transform_weight(w.data_ptr<float>(), w.size(0), w.size(1), for_input_gradient, u.data_ptr<float>());
-  return u;
-}
-
 torch::Tensor input_gradient(const torch::Tensor& grad, const torch::Tensor& weight) {
-  return convolve_tensor(grad, transformed(weight, true), weight.size(1));
+  return convolve_tensor(grad, weight, true);
 }
 
 torch::Tensor weight_gradient(const torch::Tensor& grad, const torch::Tensor& input, const torch::Tensor& weight) {
   const torch::Tensor in = input.contiguous(torch::MemoryFormat::ChannelsLast);
   const torch::Tensor dy = grad.contiguous(torch::MemoryFormat::ChannelsLast);
   const int64_t k_count = weight.size(0), c_count = weight.size(1);
-  torch::Tensor du = torch::empty({16 * c_count * k_count}, weight.options());
   torch::Tensor grad_weight = torch::empty({k_count, c_count, 3, 3}, weight.options());
 #if RESLAB_WINOGRAD_X86
-  accumulate_weight_gradient(in.data_ptr<float>(), dy.data_ptr<float>(), geometry(in.size(0), in.size(2), in.size(3)),
-                             c_count, k_count, du.data_ptr<float>());
+  const int m = tile_side();
+  const Geometry g = geometry(in.size(0), in.size(2), in.size(3), m);
+  torch::Tensor du = torch::empty({(m + 2) * (m + 2) * c_count * k_count}, weight.options());
+  if (m == 2) {
+    accumulate_weight_gradient<2>(in.data_ptr<float>(), dy.data_ptr<float>(), g, c_count, k_count, du.data_ptr<float>());
+    untransform_weight_gradient<2>(du.data_ptr<float>(), k_count, c_count, grad_weight.data_ptr<float>());
+  } else {
+    accumulate_weight_gradient<4>(in.data_ptr<float>(), dy.data_ptr<float>(), g, c_count, k_count, du.data_ptr<float>());
+    untransform_weight_gradient<4>(du.data_ptr<float>(), k_count, c_count, grad_weight.data_ptr<float>());
+  }
 #endif
-  untransform_weight_gradient(du.data_ptr<float>(), k_count, c_count, grad_weight.data_ptr<float>());
   return grad_weight.contiguous(weight.suggest_memory_format());
 }
 
@@ -413,7 +601,7 @@ class WinogradConv : public torch::autograd::Function<WinogradConv> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
                                const torch::Tensor& weight) {
     ctx->save_for_backward({input, weight});
-    return convolve_tensor(input, transformed(weight, false), weight.size(0));
+    return convolve_tensor(input, weight, false);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -468,9 +656,14 @@ torch::Tensor conv_forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x) 
 std::string choose_convolutions() {
   const char* choice = std::getenv("RESLAB_CONV");
   const std::string asked = choice == nullptr ? "" : choice;
-  if (!asked.empty() && asked != "winograd" && asked != "direct") {
+  if (asked.empty() || asked == "winograd") {
+    set_winograd_tile(0);
+  } else if (asked == "winograd2x2" || asked == "winograd4x4") {
+    set_winograd_tile(asked == "winograd2x2" ? 2 : 4);
+  } else if (asked != "direct") {
     throw std::invalid_argument("RESLAB_CONV: unknown value '" + asked +
-                                "' (expected winograd, the default, or direct: LibTorch's own convolutions)");
+                                "' (expected winograd, the default; winograd2x2 or winograd4x4 to fix the tile; or "
+                                "direct: LibTorch's own convolutions)");
   }
   set_winograd(asked != "direct");
   return convolution_policy();
@@ -478,7 +671,9 @@ std::string choose_convolutions() {
 
 std::string convolution_policy() {
   if (!winograd_on.load()) return "direct";
-  return cpu_has_avx2() ? "winograd" : "direct (no AVX2)";
+  if (!cpu_has_avx2()) return "direct (no AVX2)";
+  const int tile = tile_choice.load();
+  return tile == 0 ? "winograd" : tile == 2 ? "winograd2x2" : "winograd4x4";
 }
 
 std::string convolution_policy(const torch::Device& device) {
@@ -486,6 +681,13 @@ std::string convolution_policy(const torch::Device& device) {
 }
 
 void set_winograd(bool enabled) { winograd_on.store(enabled); }
+
+void set_winograd_tile(int side) {
+  if (side != 0 && side != 2 && side != 4) {
+    throw std::invalid_argument("set_winograd_tile: " + std::to_string(side) + " (expected 0: automatic, 2 or 4)");
+  }
+  tile_choice.store(side);
+}
 bool winograd_enabled() { return winograd_on.load(); }
 
 }  // namespace reslab
