@@ -131,6 +131,8 @@ check "bench direct convolutions" 0 '"conv": "direct"' -- env RESLAB_CONV=direct
 check "bad RESLAB_CONV" 2 "RESLAB_CONV: unknown value 'fast' \(expected winograd" -- env RESLAB_CONV=fast \
   "$reslab" bench --model resnet8 --iterations 1 --warmup 0
 check "bench ceiling" 0 '"best_macs_per_s"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 --warmup 0 --json
+check "bench ceiling winograd" 0 '"layout": "winograd"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 \
+  --warmup 0 --json
 check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \
   --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json

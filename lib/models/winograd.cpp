@@ -541,9 +541,9 @@ void untransform_weight_gradient(const float* du, int64_t k_count, int64_t c_cou
 std::atomic<int> tile_choice{0};
 
 // The output tile's side: 2 unless set_winograd_tile asked for 4. F(4x4, 3x3) trained resnet56 about 9% faster,
-// but its rounding (about 4e-6 of a layer's largest output against 2e-7 for F(2x2, 3x3) and 5e-7 for oneDNN)
-// grew through a resnet20's BatchNorm layers to gradients up to 3% off (F(2x2, 3x3): 1e-5, as oneDNN's);
-// docs/performance.md.
+// but rounds more (about 4e-6 of a layer's largest output against 2e-7 for F(2x2, 3x3) and 5e-7 for oneDNN):
+// enough to flip ReLUs whose inputs lie that close to zero, which moved a resnet20's whole gradient by 0.1-0.25%
+// in two of four batches (F(2x2, 3x3) and oneDNN: 2.5e-6 in all four); docs/performance.md.
 int tile_side() {
   const int asked = tile_choice.load();
   return asked != 0 ? asked : 2;

@@ -3,8 +3,8 @@
 // for Convolutional Neural Networks", 2016). F(2x2, 3x3), the default, computes each 2x2 output tile with 16
 // multiply-adds per input and output channel instead of 36, at the price of transforms (additions only) of the
 // input, the weights and the output. F(4x4, 3x3) (RESLAB_CONV=winograd4x4) needs 36 instead of 144 per 4x4 tile
-// and was about 9% faster on a resnet56 step, but rounds twenty times more, which BatchNorm's backward pass grew
-// into gradients up to 3% off; it is not the default. On this project's CPU (AVX2, no AVX-512) oneDNN has no Winograd convolution and its
+// and was about 9% faster on a resnet56 step, but rounds about twenty times more, enough to flip the odd ReLU
+// and move a resnet20's gradient by up to 0.25%; it is not the default. On this project's CPU (AVX2, no AVX-512) oneDNN has no Winograd convolution and its
 // direct one bounded a resnet56 training step (docs/performance.md, "The convolutions' bound"); this one runs the
 // forward pass, the input's gradient (the same kernel on the flipped, transposed weights) and the weights'
 // gradient (an accumulation in the transformed domain) with hand-written AVX2 loops, a block of tiles at a time
