@@ -101,7 +101,8 @@ TEST_F(WinogradTest, TakesOnlyWhatItComputes) {
   EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 12, 8, 8})), torch::randn({16, 12, 3, 3})));
   EXPECT_FALSE(winograd_applies(x, torch::randn({12, 16, 3, 3})));                       // 12 out
   EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 128, 4, 4})), torch::randn({128, 128, 3, 3})));
-  testing::expect_error<c10::Error>([&] { winograd_conv3x3(x.contiguous(), w); }, {"winograd_conv3x3", "[2, 16, 8, 8]"});
+  testing::expect_error<c10::Error>([&] { winograd_conv3x3(x.contiguous(), w); },
+                                    {"winograd_conv3x3", "[2, 16, 8, 8]"});
   testing::expect_error<std::invalid_argument>([] { set_winograd_tile(3); }, {"3", "2 or 4"});
   set_winograd(false);
   EXPECT_FALSE(winograd_applies(x, w));
@@ -161,7 +162,9 @@ TEST_F(WinogradTest, AResNetRunsItsStrideOneConvolutionsThroughIt) {
   const auto [logits, grads] = step(true, torch::kFloat);
   EXPECT_LT(relative_error(logits, exact_logits), 1e-5);
   EXPECT_FALSE(torch::equal(logits, direct_logits));  // a different computation ran
-  const auto distance = [&](const torch::Tensor& g) { return ((g - exact_grads).norm() / exact_grads.norm()).item<double>(); };
+  const auto distance = [&](const torch::Tensor& g) {
+    return ((g - exact_grads).norm() / exact_grads.norm()).item<double>();
+  };
   EXPECT_LT(distance(grads), std::max(10 * distance(direct_grads), 1e-6)) << "direct " << distance(direct_grads);
 }
 

@@ -58,7 +58,8 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
         // The backward pass costs two convolutions' worth: to the inputs and to the weights.
         const double rate = macs * (backward ? 3.0 : 1.0) * static_cast<double>(options.iterations) /
                             seconds_since(start);
-        (winograd ? best_winograd : best) = std::max(winograd ? best_winograd : best, rate);
+        double& top = winograd ? best_winograd : best;
+        top = std::max(top, rate);
         const char* layout = winograd ? "winograd" : channels_last ? "channels-last" : "NCHW";
         const char* pass = backward ? "fwd+bwd" : "forward";
         rows.push_back({{"channels", shape.channels}, {"map", shape.size}, {"batch", options.batch},
@@ -72,9 +73,10 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
     }
   }
   if (options.json) {
+    const nlohmann::json winograd_best = best_winograd > 0 ? nlohmann::json(best_winograd) : nlohmann::json();
     std::cout << nlohmann::json{{"threads", threads},
                                 {"best_macs_per_s", best},
-                                {"best_winograd_macs_per_s", best_winograd > 0 ? nlohmann::json(best_winograd) : nullptr},
+                                {"best_winograd_macs_per_s", winograd_best},
                                 {"convolutions", rows}}
                      .dump(2)
               << "\n";

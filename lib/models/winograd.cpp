@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -241,7 +242,7 @@ RESLAB_AVX2 inline void output_rows4(const __m256* m, __m256* y) {
 RESLAB_AVX2 void output_tile4(const float* m, int64_t slot, int64_t xi_stride, int64_t channels, const Geometry& g,
                               const Tile& tile, float* y) {
   const int64_t r0 = 4 * tile.ti, c0 = 4 * tile.tj;
-  const int rows = static_cast<int>(std::min<int64_t>(4, g.h - r0)), cols = static_cast<int>(std::min<int64_t>(4, g.w - c0));
+  const int64_t rows = std::min<int64_t>(4, g.h - r0), cols = std::min<int64_t>(4, g.w - c0);
   float* base = y + ((tile.image * g.h + r0) * g.w + c0) * channels;
   const float* in = m + slot * channels;
   for (int64_t k = 0; k < channels; k += kLanes) {
@@ -277,7 +278,7 @@ RESLAB_AVX2 inline void gradient_rows4(const __m256* g, __m256* r) {
 RESLAB_AVX2 void gradient_tile4(const float* dy, const Geometry& g, int64_t channels, const Tile& tile, float* dm,
                                 int64_t slot, int64_t xi_stride) {
   const int64_t r0 = 4 * tile.ti, c0 = 4 * tile.tj;
-  const int rows = static_cast<int>(std::min<int64_t>(4, g.h - r0)), cols = static_cast<int>(std::min<int64_t>(4, g.w - c0));
+  const int64_t rows = std::min<int64_t>(4, g.h - r0), cols = std::min<int64_t>(4, g.w - c0);
   const float* base = dy + ((tile.image * g.h + r0) * g.w + c0) * channels;
   float* out = dm + slot * channels;
   for (int64_t k = 0; k < channels; k += kLanes) {
@@ -500,7 +501,9 @@ void transform_weight(const float* w, int64_t k_count, int64_t c_count, bool for
       }
       float gg[kSide][3];  // G g
       for (int a = 0; a < kSide; ++a) {
-        for (int j = 0; j < 3; ++j) gg[a][j] = g_entry<M>(a, 0) * g[0][j] + g_entry<M>(a, 1) * g[1][j] + g_entry<M>(a, 2) * g[2][j];
+        for (int j = 0; j < 3; ++j) {
+          gg[a][j] = g_entry<M>(a, 0) * g[0][j] + g_entry<M>(a, 1) * g[1][j] + g_entry<M>(a, 2) * g[2][j];
+        }
       }
       const int64_t in = for_input_gradient ? k : c, out = for_input_gradient ? c : k;
       for (int a = 0; a < kSide; ++a) {
@@ -558,16 +561,14 @@ torch::Tensor convolve_tensor(const torch::Tensor& x, const torch::Tensor& weigh
   torch::Tensor out = torch::empty({in.size(0), k_count, in.size(2), in.size(3)},
                                    in.options().memory_format(torch::MemoryFormat::ChannelsLast));
 #if RESLAB_WINOGRAD_X86
-  const int m = tile_side();
-  const Geometry g = geometry(in.size(0), in.size(2), in.size(3), m);
-  torch::Tensor u = torch::empty({(m + 2) * (m + 2) * w.size(0) * w.size(1)}, w.options());
-  if (m == 2) {
-    transform_weight<2>(w.data_ptr<float>(), w.size(0), w.size(1), for_input_gradient, u.data_ptr<float>());
-    convolve<2>(in.data_ptr<float>(), g, in.size(1), u.data_ptr<float>(), k_count, out.data_ptr<float>());
-  } else {
-    transform_weight<4>(w.data_ptr<float>(), w.size(0), w.size(1), for_input_gradient, u.data_ptr<float>());
-    convolve<4>(in.data_ptr<float>(), g, in.size(1), u.data_ptr<float>(), k_count, out.data_ptr<float>());
-  }
+  const auto run = [&](auto tile) {
+    constexpr int kM = decltype(tile)::value;
+    torch::Tensor u = torch::empty({kPositions<kM> * w.size(0) * w.size(1)}, w.options());
+    transform_weight<kM>(w.data_ptr<float>(), w.size(0), w.size(1), for_input_gradient, u.data_ptr<float>());
+    convolve<kM>(in.data_ptr<float>(), geometry(in.size(0), in.size(2), in.size(3), kM), in.size(1),
+                 u.data_ptr<float>(), k_count, out.data_ptr<float>());
+  };
+  tile_side() == 2 ? run(std::integral_constant<int, 2>()) : run(std::integral_constant<int, 4>());
 #endif
   return out;
 }
@@ -582,16 +583,15 @@ torch::Tensor weight_gradient(const torch::Tensor& grad, const torch::Tensor& in
   const int64_t k_count = weight.size(0), c_count = weight.size(1);
   torch::Tensor grad_weight = torch::empty({k_count, c_count, 3, 3}, weight.options());
 #if RESLAB_WINOGRAD_X86
-  const int m = tile_side();
-  const Geometry g = geometry(in.size(0), in.size(2), in.size(3), m);
-  torch::Tensor du = torch::empty({(m + 2) * (m + 2) * c_count * k_count}, weight.options());
-  if (m == 2) {
-    accumulate_weight_gradient<2>(in.data_ptr<float>(), dy.data_ptr<float>(), g, c_count, k_count, du.data_ptr<float>());
-    untransform_weight_gradient<2>(du.data_ptr<float>(), k_count, c_count, grad_weight.data_ptr<float>());
-  } else {
-    accumulate_weight_gradient<4>(in.data_ptr<float>(), dy.data_ptr<float>(), g, c_count, k_count, du.data_ptr<float>());
-    untransform_weight_gradient<4>(du.data_ptr<float>(), k_count, c_count, grad_weight.data_ptr<float>());
-  }
+  const auto run = [&](auto tile) {
+    constexpr int kM = decltype(tile)::value;
+    torch::Tensor du = torch::empty({kPositions<kM> * c_count * k_count}, weight.options());
+    accumulate_weight_gradient<kM>(in.data_ptr<float>(), dy.data_ptr<float>(),
+                                   geometry(in.size(0), in.size(2), in.size(3), kM), c_count, k_count,
+                                   du.data_ptr<float>());
+    untransform_weight_gradient<kM>(du.data_ptr<float>(), k_count, c_count, grad_weight.data_ptr<float>());
+  };
+  tile_side() == 2 ? run(std::integral_constant<int, 2>()) : run(std::integral_constant<int, 4>());
 #endif
   return grad_weight.contiguous(weight.suggest_memory_format());
 }

@@ -4,11 +4,13 @@
 // multiply-adds per input and output channel instead of 36, at the price of transforms (additions only) of the
 // input, the weights and the output. F(4x4, 3x3) (RESLAB_CONV=winograd4x4) needs 36 instead of 144 per 4x4 tile
 // and was about 9% faster on a resnet56 step, but rounds about twenty times more, enough to flip the odd ReLU
-// and move a resnet20's gradient by up to 0.25%; it is not the default. On this project's CPU (AVX2, no AVX-512) oneDNN has no Winograd convolution and its
-// direct one bounded a resnet56 training step (docs/performance.md, "The convolutions' bound"); this one runs the
-// forward pass, the input's gradient (the same kernel on the flipped, transposed weights) and the weights'
-// gradient (an accumulation in the transformed domain) with hand-written AVX2 loops, a block of tiles at a time
-// so that the transformed data stays in the cache.
+// and move a resnet20's gradient by up to 0.25%; it is not the default.
+//
+// On this project's CPU (AVX2, no AVX-512) oneDNN has no Winograd convolution and its direct one bounded a
+// resnet56 training step (docs/performance.md, "The convolutions' bound"). This one runs the forward pass, the
+// input's gradient (the same kernel on the flipped, transposed weights) and the weights' gradient (an
+// accumulation in the transformed domain) with hand-written AVX2 loops, a block of tiles at a time so that the
+// transformed data stays in the cache.
 //
 // It takes CPU float32 4-D tensors in channels-last layout with 8 to 64 channels in and out (multiples of 8; wider
 // layers' transformed weights would not stay in the cache), no bias, no groups, on a CPU with AVX2 and FMA;
