@@ -284,6 +284,29 @@ TEST_F(ModelsTest, AZeroBranchScaleMakesEveryBlockTheIdentityAtTheStart) {
   EXPECT_EQ(fix->convs()[1]->weight.abs().sum().item<double>(), 0.0);
 }
 
+TEST_F(ModelsTest, FixupDownsamplesTheBiasedInputAsItsReferenceDoes) {
+  // Fixup's reference (hongyi-zhang/Fixup, cifar): where the shape changes, the option A shortcut subsamples
+  // x + bias1a and pads zero channels; where it does not, the shortcut is x itself.
+  const auto x = torch::rand({2, 16, 8, 8});
+  for (int64_t stride : {1, 2}) {
+    ResidualBlock block(ResidualBlockOptions(16, stride == 1 ? 16 : 32).stride(stride).norm(Norm::kNone).fixup(true));
+    block->init_fixup(/*residual_blocks=*/9);  // the last conv is zero: the branch adds bias2b (0) alone
+    {
+      torch::NoGradGuard no_grad;
+      block->named_parameters()["bias1a"].fill_(0.25);
+    }
+    SCOPED_TRACE("stride " + std::to_string(stride));
+    const auto y = block->forward(x);
+    if (stride == 1) {
+      EXPECT_TRUE(torch::allclose(y, x));
+    } else {
+      const auto kept = x.slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2) + 0.25;
+      EXPECT_TRUE(torch::allclose(y.slice(1, 0, 16), kept));
+      EXPECT_EQ(y.slice(1, 16, 32).abs().sum().item<double>(), 0.0);
+    }
+  }
+}
+
 TEST_F(ModelsTest, APlainTwinHasNoShortcutPath) {
   // Silence the branch (its last BN scale and shift 0): the residual block passes its input on, the plain block
   // outputs zeros whatever its input, since its only path goes through the branch.

@@ -97,11 +97,12 @@ torch::Tensor ResidualBlockImpl::shortcut(const torch::Tensor& x, const torch::T
     if (options.preact()) return projection_->forward(preactivated);
     return projection_->forward(options.fixup() ? x + fixup_bias_in_[0] : x);
   }
-  torch::Tensor y = x;
+  const int64_t extra = options.out_planes() - options.in_planes();
+  // Fixup's reference downsamples the biased input (x + bias1a) where the shape changes, the identity elsewhere.
+  torch::Tensor y = options.fixup() && (options.stride() != 1 || extra > 0) ? x + fixup_bias_in_[0] : x;
   if (options.stride() != 1) {
     y = y.slice(/*dim=*/2, 0, c10::nullopt, options.stride()).slice(/*dim=*/3, 0, c10::nullopt, options.stride());
   }
-  const int64_t extra = options.out_planes() - options.in_planes();
   if (extra > 0) {
     // Option A: the new channels of the identity are zeros (parameter-free).
     y = torch::constant_pad_nd(y, {0, 0, 0, 0, 0, extra}, 0.0);
