@@ -62,7 +62,12 @@ TEST(Registry, NamesEveryFamilyAndVariant) {
   const auto tagged = parse_model_name("resnet56-noaffine-zerogamma").options;
   EXPECT_EQ(tagged.norm(), Norm::kBatchNormNoAffine);
   EXPECT_TRUE(tagged.zero_init_last());
+  // SkipInit as De & Smith 2020 define it: no normalisation, a scalar at 0 on each branch; -bnskipinit keeps BN.
   EXPECT_EQ(parse_model_name("resnet56-skipinit").options.branch_scale(), BranchScale::kZero);
+  EXPECT_EQ(parse_model_name("resnet56-skipinit").options.norm(), Norm::kNone);
+  EXPECT_EQ(parse_model_name("resnet56-bnskipinit").options.branch_scale(), BranchScale::kZero);
+  EXPECT_EQ(parse_model_name("resnet56-bnskipinit").options.norm(), Norm::kBatchNorm);
+  EXPECT_EQ(parse_model_name("resnet56-noaffine-bnskipinit").options.norm(), Norm::kBatchNormNoAffine);
   EXPECT_EQ(parse_model_name("resnet56-scalar").options.branch_scale(), BranchScale::kOne);
   EXPECT_TRUE(parse_model_name("resnet56-fixup").options.fixup());
   EXPECT_EQ(parse_model_name("resnet56-fixup").options.norm(), Norm::kNone);
@@ -95,6 +100,10 @@ TEST(Registry, RejectsVariantsThatCannotExist) {
   testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet21-k1"); }, {"21", "3n+2"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet21-bottleneck"); }, {"9n+2"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("plain20-skipinit"); }, {"plain20", "residual"});
+  testing::expect_error<std::invalid_argument>([] { parse_model_name("plain20-bnskipinit"); }, {"residual"});
+  testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet20-noaffine-skipinit"); },
+                                               {"resnet20-noaffine-skipinit", "-noaffine and -skipinit", "use one"});
+  testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet20-fixup-nonorm"); }, {"-fixup and -nonorm"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet18-k1"); }, {"Table 1"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("preact100"); }, {"preact100", "6n+2"});
 }

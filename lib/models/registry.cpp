@@ -10,8 +10,8 @@ namespace {
 
 ResNetOptions with_tags(ResNetOptions o, const ModelTags& t, bool residual) {
   if (!residual && (t.zero_init_last || t.scale != BranchScale::kNone || t.fixup)) {
-    throw std::invalid_argument("-zerogamma, -skipinit, -scalar and -fixup act on a residual branch; a plain net "
-                                "would lose its signal");
+    throw std::invalid_argument("-zerogamma, -skipinit, -bnskipinit, -scalar and -fixup act on a residual branch; a "
+                                "plain net would lose its signal");
   }
   return o.residual(residual)
       .norm(t.norm)
@@ -65,6 +65,15 @@ ModelFamily cifar_family(const std::string& prefix, bool residual, bool preact) 
 
 ModelTags parse_tags(const std::string& text, const std::string& name) {
   ModelTags t;
+  std::string norm_tag;  // the tag that chose the normalisation: two would contradict each other
+  auto set_norm = [&](const std::string& tag, Norm norm) {
+    if (!norm_tag.empty()) {
+      throw std::invalid_argument("model '" + name + "': -" + norm_tag + " and -" + tag +
+                                  " each choose the normalisation; use one");
+    }
+    norm_tag = tag;
+    t.norm = norm;
+  };
   size_t pos = 0;
   while (pos < text.size()) {
     const size_t next = text.find('-', pos + 1);
@@ -74,15 +83,19 @@ ModelTags parse_tags(const std::string& text, const std::string& name) {
     } else if (tag == "k1" || tag == "k2" || tag == "k3") {
       t.branch_layers = tag[1] - '0';
     } else if (tag == "noaffine") {
-      t.norm = Norm::kBatchNormNoAffine;
+      set_norm(tag, Norm::kBatchNormNoAffine);
     } else if (tag == "nonorm") {
-      t.norm = Norm::kNone;
+      set_norm(tag, Norm::kNone);
     } else if (tag == "fixup") {
-      t.norm = Norm::kNone;
+      set_norm(tag, Norm::kNone);
       t.fixup = true;
     } else if (tag == "zerogamma") {
       t.zero_init_last = true;
     } else if (tag == "skipinit") {
+      // De & Smith 2020: normalisation removed, a learnable scalar at 0 at the end of each branch.
+      set_norm(tag, Norm::kNone);
+      t.scale = BranchScale::kZero;
+    } else if (tag == "bnskipinit") {
       t.scale = BranchScale::kZero;
     } else if (tag == "scalar") {
       t.scale = BranchScale::kOne;
@@ -117,7 +130,8 @@ const std::vector<std::pair<std::string, std::string>>& model_tags() {
       {"-k3", "three 3x3 layers per block (9n+2): resnet20-k3"},
       {"-noaffine", "BN without learned gamma and beta (Caffe's BatchNorm without its Scale layer)"},
       {"-zerogamma", "the last BN gamma of each branch starts at 0 (Goyal et al. 2017)"},
-      {"-skipinit", "a learnable scalar on each branch, starting at 0 (SkipInit, De & Smith 2020; ReZero)"},
+      {"-skipinit", "no normalisation, a learnable scalar on each branch starting at 0 (SkipInit, De & Smith 2020)"},
+      {"-bnskipinit", "BN kept, and a learnable scalar on each branch starting at 0 (ReZero's CIFAR ResNets keep BN)"},
       {"-scalar", "a learnable scalar on each branch, starting at 1"},
       {"-nonorm", "no normalisation, He initialisation"},
       {"-fixup", "no normalisation, Fixup initialisation and scalar biases (Zhang et al. 2019)"},
