@@ -95,6 +95,10 @@ void setup_run(CLI::App& app, std::function<int()>& action) {
          "--depths", [opts](const std::vector<int64_t>& d) { opts->overrides.depths = d; },
          "Depths to run, e.g. 20,56 (plain and residual as the file says)")
       ->delimiter(',');
+  cmd->add_option_function<std::vector<int64_t>>(
+         "--seeds", [opts](const std::vector<int64_t>& s) { opts->overrides.seeds = s; },
+         "Run every grid point at each of these seeds, e.g. 1,2,3 (replaces the file's grid.seed)")
+      ->delimiter(',');
   auto* overwrite = cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in the output folder");
   cmd->add_flag("--resume", opts->resume, "Continue interrupted runs from their checkpoints; skip completed ones")
       ->excludes(overwrite);

@@ -147,6 +147,63 @@ TEST(Config, CommandLineOverridesReplaceFileValues) {
   testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"33", "6n+2"});
 }
 
+TEST(Config, SeedsFromTheCommandLineRunEveryPointAtEachSeed) {
+  auto ex = parse_experiment(minimal(), "t.json");
+  Overrides o;
+  o.seeds = std::vector<int64_t>{1, 2, 3};
+  apply_overrides(ex, o);
+  const auto runs = expand_grid(ex);
+  ASSERT_EQ(runs.size(), 12u);
+  EXPECT_EQ(runs[0].name, "plain20-s1");
+  EXPECT_EQ(runs[2].seed, 3u);
+  EXPECT_EQ(runs[3].name, "resnet20-s1");
+  EXPECT_EQ(runs[0].split_seed, runs[2].split_seed);  // one split for the whole experiment
+  o.seed = 4;
+  testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"--seed or --seeds"});
+  o.seed.reset();
+  o.seeds = std::vector<int64_t>{1, -2};
+  testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"--seeds", "-2", "non-negative"});
+  o.seeds = std::vector<int64_t>{1, 1};
+  testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"twice"});
+}
+
+TEST(Config, ParameterGroupsAreReadCheckedAndWrittenWhereTheyApply) {
+  // Fixup's default: its scalars and the classifier's bias at a tenth of the rate, in the resolved config.
+  auto doc = minimal();
+  doc.erase("grid");
+  doc["grid"] = {{"model", {"resnet20", "resnet20-fixup"}}};
+  auto runs = expand_grid(parse_experiment(doc, "t.json"));
+  EXPECT_FALSE(to_json(runs[0])["optim"].contains("param_groups"));  // the paper's nets read as before
+  const auto fixup = to_json(runs[1])["optim"]["param_groups"];
+  ASSERT_EQ(fixup.size(), 1u);
+  EXPECT_EQ(fixup[0]["kinds"], nlohmann::json({"scalar_bias", "multiplier", "bias"}));
+  EXPECT_DOUBLE_EQ(fixup[0]["lr_mult"].get<double>(), 0.1);
+  EXPECT_EQ(fixup[0]["weight_decay"], true);
+  // The file's own groups replace the default, and survive the round trip through config.json.
+  doc["optim"]["param_groups"] = nlohmann::json::parse(R"([{"kinds": ["norm"], "weight_decay": false}])");
+  runs = expand_grid(parse_experiment(doc, "t.json"));
+  const auto written = to_json(runs[1]);
+  EXPECT_EQ(written["optim"]["param_groups"],
+            nlohmann::json::parse(R"([{"kinds": ["norm"], "lr_mult": 1.0, "weight_decay": false}])"));
+  nlohmann::json again = written;
+  again["name"] = again["experiment"];
+  again.erase("experiment");
+  EXPECT_EQ(to_json(expand_grid(parse_experiment(again, "config.json"))[0])["optim"], written["optim"]);
+  // An empty list turns Fixup's default off, and stays off.
+  doc["optim"]["param_groups"] = nlohmann::json::array();
+  EXPECT_EQ(to_json(expand_grid(parse_experiment(doc, "t.json"))[1])["optim"]["param_groups"], nlohmann::json::array());
+  for (const auto& [bad, expected] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {R"([{"kinds": ["gamma"]}])", {"'optim.param_groups[0].kinds'", "scalar_bias"}},
+           {R"([{"lr_mult": 0.1}])", {"'optim.param_groups[0].kinds'"}},
+           {R"([{"kinds": ["bias"], "lr_mult": -1}])", {"'optim.param_groups[0].lr_mult'", "0 to 1000"}},
+           {R"([{"kinds": ["bias"], "rate": 1}])", {"'optim.param_groups[0].rate'", "not a known key"}},
+           {R"([{"kinds": ["bias"]}, {"kinds": ["bias"]}])", {"'optim.param_groups'", "'bias' is in two groups"}},
+           {R"({"kinds": ["bias"]})", {"'optim.param_groups'", "a list of objects"}}}) {
+    doc["optim"]["param_groups"] = nlohmann::json::parse(bad);
+    testing::expect_error<ConfigError>([&] { parse_experiment(doc, "t.json"); }, expected);
+  }
+}
+
 TEST(Config, DeviceIsReadCheckedAndWrittenOnlyWhenNotTheCpu) {
   auto doc = minimal();
   auto run = expand_grid(parse_experiment(doc, "exp.json"))[0];

@@ -169,9 +169,12 @@ TEST(Results, ModelTagsKeepVariantsOfOneDepthApart) {
                           {"residual", residual}, {"status", "completed"},
                           {"final", {{"train_error", train}, {"test_error", train + 1}}}};
   };
-  const auto results = make_results("t", "", {summary("plain20", false, 30), summary("resnet20", true, 20),
-                                              summary("plain20-k1", false, 40), summary("resnet20-k1", true, 25),
-                                              summary("resnet20-skipinit", true, 22)});
+  std::vector<RunResult> runs;
+  for (const auto& s : {summary("plain20", false, 30), summary("resnet20", true, 20), summary("plain20-k1", false, 40),
+                        summary("resnet20-k1", true, 25), summary("resnet20-skipinit", true, 22)}) {
+    runs.push_back({s, {{"model", {{"name", s["model"]}}}}});
+  }
+  const auto results = make_results("t", "", runs);
   const auto& rows = results["degradation"];
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_FALSE(rows[0].contains("variant"));

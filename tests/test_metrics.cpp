@@ -1,5 +1,6 @@
 // Result files: JSON lines, atomic JSON files, the results table.
 #include "experiment/results.h"
+#include "experiment/stats.h"
 #include "test_util.h"
 #include "train/metrics.h"
 
@@ -58,44 +59,196 @@ nlohmann::json summary(int64_t depth, bool residual, double train, double test) 
           {"final", {{"train_error", train}, {"test_error", test}, {"val_error", nullptr}}}};
 }
 
+/// A summary at `seed` with its config: the model's name, the seed and `extra` (other resolved settings).
+RunResult seeded(nlohmann::json s, uint64_t seed, nlohmann::json extra = nlohmann::json::object()) {
+  s["seed"] = seed;
+  s["run"] = s["model"].get<std::string>() + "-s" + std::to_string(seed);
+  extra["model"]["name"] = s["model"];
+  extra["seed"] = seed;
+  extra["threads"] = seed;  // where and how fast a run computed does not make it another configuration
+  return {s, extra};
+}
+
+std::vector<RunResult> unseeded(const std::vector<nlohmann::json>& summaries) {
+  std::vector<RunResult> out;
+  for (const auto& s : summaries) out.push_back({s, {{"model", {{"name", s["model"]}}}}});
+  return out;
+}
+
+void expect_number(const nlohmann::json& v, double expected, double tolerance = 1e-6) {
+  ASSERT_TRUE(v.is_number()) << v.dump();
+  EXPECT_NEAR(v.get<double>(), expected, tolerance);
+}
+
+TEST(Stats, StudentQuantilesMatchTheTables) {
+  expect_number(student_t_975(1), 12.7062047);
+  expect_number(student_t_975(2), 4.3026527);
+  expect_number(student_t_975(4), 2.7764451);
+  expect_number(student_t_975(30), 2.0422725);
+  EXPECT_NEAR(student_t_975(100000), 1.959964, 1e-4);
+  testing::expect_error<std::invalid_argument>([] { student_t_975(0); }, {"degrees of freedom 0"});
+  // mean 2, deviations -1, 0, 1: sd 1; paired interval 2 +- 4.3026527 / sqrt(3).
+  const auto d = paired_difference({1, 2, 3});
+  expect_number(d["mean"], 2.0);
+  expect_number(d["sd"], 1.0);
+  EXPECT_EQ(d["n"], 3);
+  expect_number(d["ci95"][0], 2.0 - 2.4841377);
+  expect_number(d["ci95"][1], 2.0 + 2.4841377);
+  const auto one = paired_difference({4});
+  expect_number(one["mean"], 4.0);
+  EXPECT_TRUE(one["sd"].is_null());
+  EXPECT_TRUE(one["ci95"].is_null());
+  EXPECT_TRUE(paired_difference({})["mean"].is_null());
+}
+
 TEST(Results, DegradationTableByDepthAveragesRepeats) {
-  auto results = make_results("exp", "", {summary(20, false, 10, 12), summary(20, true, 8, 11),
-                                          summary(56, false, 20, 22), summary(56, true, 6, 9),
-                                          summary(56, true, 8, 10)});
+  auto results = make_results("exp", "", unseeded({summary(20, false, 10, 12), summary(20, true, 8, 11),
+                                                   summary(56, false, 20, 22), summary(56, true, 6, 9),
+                                                   summary(56, true, 8, 10)}));
   ASSERT_TRUE(results.contains("degradation"));
   const auto& table = results["degradation"];
   ASSERT_EQ(table.size(), 2u);
   EXPECT_EQ(table[1]["depth"], 56);
   EXPECT_DOUBLE_EQ(table[1]["residual"]["train_error"].get<double>(), 7.0);
+  expect_number(table[1]["residual"]["train_error_sd"], std::sqrt(2.0));
   EXPECT_EQ(table[1]["residual"]["runs"], 2);
   EXPECT_DOUBLE_EQ(table[1]["plain"]["test_error"].get<double>(), 22.0);
+  EXPECT_TRUE(table[1]["plain"]["test_error_sd"].is_null());
+  // Without seeds nothing pairs.
+  EXPECT_EQ(table[1]["paired"]["train_error"]["n"], 0);
   EXPECT_EQ(results["runs"].size(), 5u);
   EXPECT_TRUE(results["versions"].contains("libtorch"));
   std::ostringstream out;
   print_degradation_table(results, out);
-  EXPECT_NE(out.str().find("     56 |         20.00   22.00 |           7.00    9.50"), std::string::npos)
+  EXPECT_NE(out.str().find("     56 |          20.00 (1)          22.00 (1) |    7.00 ± 1.41 (2)    9.50 ± 0.71 (2) |"),
+            std::string::npos)
       << out.str();
 }
 
-TEST(Results, VariantsOfAGridAreSeparateRowsAndSeedsAverage) {
-  auto a = summary(20, false, 10, 12), b = summary(20, true, 8, 11);
-  auto ab = summary(20, false, 30, 32), bb = summary(20, true, 4, 5), bb2 = summary(20, true, 6, 7);
-  a["run"] = "plain20-A", a["model"] = "plain20";
-  b["run"] = "resnet20-A", b["model"] = "resnet20";
-  ab["run"] = "plain20-B-s1", ab["model"] = "plain20";
-  bb["run"] = "resnet20-B-s1", bb["model"] = "resnet20";
-  bb2["run"] = "resnet20-B-s2", bb2["model"] = "resnet20";
-  auto results = make_results("exp", "", {a, b, ab, bb, bb2});
-  const auto& table = results["degradation"];
-  ASSERT_EQ(table.size(), 2u);
-  EXPECT_EQ(table[0]["variant"], "-A");
-  EXPECT_EQ(table[1]["variant"], "-B");
-  EXPECT_DOUBLE_EQ(table[1]["residual"]["train_error"].get<double>(), 5.0);
-  EXPECT_DOUBLE_EQ(table[0]["plain"]["train_error"].get<double>(), 10.0);
+TEST(Results, SeedsGiveMeansSdsAndPairedIntervals) {
+  // Worked by hand: plain train 30, 32, 37 (mean 33, sd sqrt(13)); residual 20, 21, 25 (mean 22, sd sqrt(7));
+  // residual - plain per seed -10, -11, -12: mean -11, sd 1, 95% interval -11 +- 4.3026527 / sqrt(3).
+  // Test errors: plain 31, 33, 35; residual 20, 24, 22; differences -11, -9, -13: sd 2.
+  std::vector<RunResult> runs;
+  const double plain_train[] = {30, 32, 37}, res_train[] = {20, 21, 25};
+  const double plain_test[] = {31, 33, 35}, res_test[] = {20, 24, 22};
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    runs.push_back(seeded(summary(20, false, plain_train[seed - 1], plain_test[seed - 1]), seed));
+    runs.push_back(seeded(summary(20, true, res_train[seed - 1], res_test[seed - 1]), seed));
+  }
+  const auto results = make_results("exp", "", runs);
+  ASSERT_EQ(results["degradation"].size(), 1u);
+  const auto& row = results["degradation"][0];
+  EXPECT_FALSE(row.contains("variant"));
+  expect_number(row["plain"]["train_error"], 33.0);
+  expect_number(row["plain"]["train_error_sd"], std::sqrt(13.0));
+  expect_number(row["residual"]["train_error_sd"], std::sqrt(7.0));
+  expect_number(row["plain"]["test_error_sd"], 2.0);
+  EXPECT_EQ(row["residual"]["seeds"], nlohmann::json({1, 2, 3}));
+  ASSERT_EQ(row["residual"]["per_seed"].size(), 3u);
+  EXPECT_EQ(row["residual"]["per_seed"][2]["seed"], 3);
+  EXPECT_EQ(row["residual"]["per_seed"][2]["train_error"], 25.0);
+  const auto& train = row["paired"]["train_error"];
+  expect_number(train["mean"], -11.0);
+  expect_number(train["sd"], 1.0);
+  EXPECT_EQ(train["n"], 3);
+  expect_number(train["ci95"][0], -11.0 - 2.4841377);
+  expect_number(train["ci95"][1], -11.0 + 2.4841377);
+  const auto& test = row["paired"]["test_error"];
+  expect_number(test["mean"], -11.0);
+  expect_number(test["ci95"][1], -11.0 + 2 * 2.4841377);
+  std::ostringstream out;
+  print_degradation_table(results, out);
+  EXPECT_NE(out.str().find("33.00 ± 3.61 (3)"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("-11.00 [-13.48, -8.52]"), std::string::npos) << out.str();
+}
+
+TEST(Results, AMissingSeedPairsOnlyTheSeedsBothSidesHave) {
+  // Plain at seeds 1 and 2, residual at 1, 2 and 3: the pairs are seeds 1 and 2 (differences -10, -11).
+  const auto results = make_results(
+      "exp", "",
+      {seeded(summary(20, false, 30, 30), 1), seeded(summary(20, false, 32, 30), 2), seeded(summary(20, true, 20, 20), 1),
+       seeded(summary(20, true, 21, 20), 2), seeded(summary(20, true, 99, 20), 3)});
+  const auto& row = results["degradation"][0];
+  EXPECT_EQ(row["plain"]["runs"], 2);
+  EXPECT_EQ(row["residual"]["runs"], 3);
+  const auto& train = row["paired"]["train_error"];
+  EXPECT_EQ(train["n"], 2);
+  expect_number(train["mean"], -10.5);
+  // sd 0.7071; t(0.975, 1) = 12.7062047: half-width 12.7062047 x 0.70711 / sqrt(2) = 6.3531024.
+  expect_number(train["ci95"][0], -10.5 - 6.3531024);
+  expect_number(train["ci95"][1], -10.5 + 6.3531024);
+}
+
+TEST(Results, OneSeedChangesNothingButTheCount) {
+  const auto results = make_results("exp", "", {seeded(summary(20, false, 23.4, 19.45), 1),
+                                                seeded(summary(20, true, 19.73, 16.35), 1)});
+  const auto& row = results["degradation"][0];
+  EXPECT_TRUE(row["residual"]["train_error_sd"].is_null());
+  expect_number(row["paired"]["train_error"]["mean"], 19.73 - 23.4);
+  EXPECT_TRUE(row["paired"]["train_error"]["ci95"].is_null());
+  std::ostringstream out;
+  print_degradation_table(results, out);
+  EXPECT_NE(out.str().find("23.40 (1)          19.45 (1) |          19.73 (1)          16.35 (1) |"),
+            std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("-3.67"), std::string::npos) << out.str();
+}
+
+TEST(Results, VariantsArePairedWithTheirBaselineAtEachSeed) {
+  // resnet20-k1 against resnet20 at seeds 1 and 2: training error 25, 27 against 20, 21; differences 5 and 6.
+  auto k1 = [](double train, uint64_t seed) {
+    auto s = summary(20, true, train, train);
+    s["model"] = "resnet20-k1";
+    return seeded(s, seed);
+  };
+  auto skip = summary(56, true, 18, 16);
+  skip["model"] = "resnet56-skipinit";  // no resnet56 ran: no baseline to pair with
+  const auto results = make_results("exp", "", {seeded(summary(20, false, 30, 30), 1), seeded(summary(20, true, 20, 20), 1),
+                                                seeded(summary(20, false, 31, 30), 2), seeded(summary(20, true, 21, 20), 2),
+                                                k1(25, 1), k1(27, 2), seeded(skip, 1)});
+  const auto& rows = results["degradation"];
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_FALSE(rows[0].contains("vs_baseline"));  // the baseline itself
+  EXPECT_EQ(rows[1]["variant"], "-k1");
+  EXPECT_FALSE(rows[1].contains("plain"));
+  EXPECT_FALSE(rows[1].contains("paired"));
+  const auto& vs = rows[1]["vs_baseline"];
+  EXPECT_EQ(vs["model"], "resnet20");
+  EXPECT_FALSE(vs.contains("plain"));
+  expect_number(vs["residual"]["train_error"]["mean"], 5.5);
+  expect_number(vs["residual"]["train_error"]["ci95"][0], 5.5 - 6.3531024);
+  EXPECT_EQ(rows[2]["variant"], "-skipinit");
+  EXPECT_FALSE(rows[2].contains("vs_baseline"));
+  std::ostringstream out;
+  print_degradation_table(results, out);
+  EXPECT_NE(out.str().find("-k1 (residual vs resnet20: +5.50 [-0.85, 11.85])"), std::string::npos) << out.str();
+}
+
+TEST(Results, RowsAreConfigurationsNotNames) {
+  // Two shortcut options at two seeds each: two rows, labelled by the axis that differs, whatever the names say.
+  std::vector<RunResult> runs;
+  for (const char* shortcut : {"A", "B"}) {
+    for (uint64_t seed : {1, 2}) {
+      for (bool residual : {false, true}) {
+        auto r = seeded(summary(20, residual, residual ? 10.0 + seed : 20.0 + seed, 5), seed,
+                        {{"model", {{"shortcut", shortcut}}}, {"optim", {{"lr", 0.1}}}});
+        r.summary["run"] = "whatever";
+        runs.push_back(r);
+      }
+    }
+  }
+  const auto results = make_results("exp", "", runs);
+  const auto& rows = results["degradation"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["variant"], "-A");
+  EXPECT_EQ(rows[1]["variant"], "-B");
+  EXPECT_EQ(rows[1]["residual"]["seeds"], nlohmann::json({1, 2}));
+  expect_number(rows[1]["paired"]["train_error"]["mean"], -10.0);
 }
 
 TEST(Results, NoTableWithoutBothKinds) {
-  auto results = make_results("exp", "", {summary(20, true, 8, 11), summary(56, true, 6, 9)});
+  auto results = make_results("exp", "", unseeded({summary(20, true, 8, 11), summary(56, true, 6, 9)}));
   EXPECT_FALSE(results.contains("degradation"));
 }
 

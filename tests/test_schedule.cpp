@@ -1,4 +1,9 @@
 // Learning-rate rules at their boundaries, and the SGD setup.
+#include <map>
+#include <set>
+
+#include "models/registry.h"
+#include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "test_util.h"
@@ -79,6 +84,65 @@ TEST(Sgd, PaperDefaultsAndLearningRateUpdates) {
   w.sum().backward();
   opt->step();
   EXPECT_NEAR(w[0].item<double>(), 1.0 - 0.5 * (1.0 + 1e-4), 1e-6);
+}
+
+TEST(Sgd, ParametersAreClassifiedByKind) {
+  const ModelSpec spec{{1, 16, 16}, 10, Shortcut::A};
+  auto fixup = build_model("resnet8-fixup", spec);
+  const auto kinds = classify_parameters(*fixup);
+  std::map<std::string, std::string> by_name;
+  size_t i = 0;
+  for (const auto& p : fixup->named_parameters()) by_name[p.key()] = kinds.at(i++);
+  EXPECT_EQ(by_name.at("conv1.weight"), "weight");
+  EXPECT_EQ(by_name.at("bias1"), "scalar_bias");
+  EXPECT_EQ(by_name.at("stage1.0.bias1a"), "scalar_bias");
+  EXPECT_EQ(by_name.at("stage1.0.scale"), "multiplier");
+  EXPECT_EQ(by_name.at("fc.weight"), "weight");
+  EXPECT_EQ(by_name.at("fc.bias"), "bias");
+  auto bn = build_model("resnet8", spec);
+  std::set<std::string> bn_kinds;
+  for (const auto& k : classify_parameters(*bn)) bn_kinds.insert(k);
+  EXPECT_EQ(bn_kinds, (std::set<std::string>{"weight", "bias", "norm"}));
+  testing::expect_error<std::invalid_argument>([] { check_rules({ParamGroupRule{{"gamma"}, 0.1, true}}); },
+                                               {"unknown parameter kind 'gamma'", "scalar_bias"});
+  testing::expect_error<std::invalid_argument>(
+      [] { check_rules({ParamGroupRule{{"bias"}, 0.1, true}, ParamGroupRule{{"bias"}, 1, false}}); },
+      {"'bias' is in two groups"});
+}
+
+TEST(Sgd, GroupsTrainAtTheirOwnRateThroughEverySchedule) {
+  // A linear layer: its weight in the base group, its bias at lr x 0.1 without weight decay.
+  torch::nn::Linear layer(2, 1);
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight.fill_(1.0);
+    layer->bias.fill_(1.0);
+  }
+  SgdConfig config;
+  config.lr = 0.5;
+  config.momentum = 0;
+  config.groups = {ParamGroupRule{{"bias"}, 0.1, /*weight_decay=*/false}};
+  auto opt = make_sgd(*layer, config);
+  ASSERT_EQ(opt->param_groups().size(), 2u);
+  EXPECT_EQ(learning_rate_multipliers(*opt), (std::vector<double>{1.0, 0.1}));
+  auto lr = [&](size_t g) {
+    return static_cast<const torch::optim::SGDOptions&>(opt->param_groups()[g].options()).lr();
+  };
+  EXPECT_DOUBLE_EQ(lr(0), 0.5);
+  EXPECT_DOUBLE_EQ(lr(1), 0.05);
+  // A schedule sets the base rate; each group follows at its multiple.
+  set_learning_rate(*opt, 0.2);
+  EXPECT_DOUBLE_EQ(lr(0), 0.2);
+  EXPECT_NEAR(lr(1), 0.02, 1e-15);
+  // One step, gradients 1 (weight: x = 1) and 1 (bias): w -= 0.2 (1 + 1e-4 w); b -= 0.02 x 1, no decay.
+  layer->forward(torch::ones({1, 2})).sum().backward();
+  opt->step();
+  EXPECT_NEAR(layer->weight[0][0].item<double>(), 1.0 - 0.2 * (1.0 + 1e-4), 1e-7);
+  EXPECT_NEAR(layer->bias[0].item<double>(), 1.0 - 0.02, 1e-7);
+  // No rule: one group, the paper's (weight decay on everything).
+  auto plain = make_sgd(*layer, SgdConfig{});
+  EXPECT_EQ(plain->param_groups().size(), 1u);
+  testing::expect_error<std::invalid_argument>([&] { make_sgd(layer->parameters(), config); }, {"need the module"});
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -51,7 +52,12 @@ void on_root(Distributed* dist, const std::string& what, const std::function<voi
 }
 
 void print_final(const nlohmann::json& s) {
-  auto show = [](const nlohmann::json& v) { return v.is_number() ? std::to_string(v.get<double>()) : "-"; };
+  auto show = [](const nlohmann::json& v) {
+    if (!v.is_number()) return std::string("-");
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", v.get<double>());  // as the table prints errors
+    return std::string(text);
+  };
   std::cout << s["run"].get<std::string>() << ": " << s["status"].get<std::string>() << " after "
             << s["iterations"] << " iterations; train error " << show(s["final"]["train_error"]) << "%, test error "
             << show(s["final"]["test_error"]) << "%\n";
@@ -196,7 +202,7 @@ int run_collect(const CollectOptions& options) {
       !config.value("name", nlohmann::json()).is_string()) {
     throw std::runtime_error(config_path + ": not an experiment's config.json (expected 'name' and 'runs')");
   }
-  std::vector<nlohmann::json> summaries;
+  std::vector<RunResult> finished;
   std::vector<std::string> missing;
   for (const auto& run : config["runs"]) {
     const std::string name = run.value("name", "");
@@ -205,18 +211,18 @@ int run_collect(const CollectOptions& options) {
       missing.push_back(name);
       continue;
     }
-    summaries.push_back(read_json_file(path));
+    finished.push_back({read_json_file(path), run});
   }
-  if (summaries.empty()) {
+  if (finished.empty()) {
     throw std::runtime_error(options.dir + ": none of the experiment's " + std::to_string(config["runs"].size()) +
                              " runs has a summary.json yet");
   }
-  const auto results = make_results(config["name"], config.value("description", ""), summaries);
+  const auto results = make_results(config["name"], config.value("description", ""), finished);
   write_json_file(options.dir + "/results.json", results);
-  for (const auto& s : summaries) print_final(s);
+  for (const auto& r : finished) print_final(r.summary);
   std::cout << "\n";
   print_degradation_table(results, std::cout);
-  std::cout << "\nResults: " << options.dir << "/results.json (" << summaries.size() << " of "
+  std::cout << "\nResults: " << options.dir << "/results.json (" << finished.size() << " of "
             << config["runs"].size() << " runs)\n";
   if (!missing.empty()) {
     std::cout << "Not finished (no summary.json):";

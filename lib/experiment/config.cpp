@@ -1,5 +1,6 @@
 #include "experiment/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <sstream>
@@ -35,6 +36,28 @@ void read_schedule(JsonSection s, RunConfig& run) {
     w->finish({"lr", "until_error", "iterations", "min_depth"});
   }
   s.finish({"milestones", "unit", "gamma", "cosine", "warmup"});
+}
+
+ParamGroupRule read_param_group(JsonSection& g) {
+  ParamGroupRule rule;
+  auto kinds = g.strings("kinds");
+  if (!kinds) g.fail("kinds", "the parameter kinds of the group, e.g. [\"scalar_bias\", \"multiplier\"]");
+  rule.kinds = *kinds;
+  for (const auto& k : rule.kinds) {
+    const auto& known = parameter_kinds();
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      std::string list;
+      for (const auto& name : known) list += (list.empty() ? "" : ", ") + name;
+      g.fail("kinds", "parameter kinds among " + list);
+    }
+  }
+  if (auto v = g.number("lr_mult")) {
+    if (!(*v >= 0 && *v <= 1000)) g.fail("lr_mult", "a learning-rate multiplier from 0 to 1000");
+    rule.lr_mult = *v;
+  }
+  if (auto v = g.boolean("weight_decay")) rule.weight_decay = *v;
+  g.finish({"kinds", "lr_mult", "weight_decay"});
+  return rule;
 }
 
 void read_probe_settings(JsonSection s, ProbeSettings& p) {
@@ -196,7 +219,17 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = o->number("weight_decay")) run.weight_decay = *v;
     if (auto v = o->boolean("nesterov")) run.nesterov = *v;
     if (auto s = o->section("schedule")) read_schedule(*s, run);
-    o->finish({"batch", "epochs", "iterations", "lr", "momentum", "weight_decay", "nesterov", "schedule"});
+    if (auto groups = o->sections("param_groups", /*allow_empty=*/true)) {
+      run.param_groups.emplace();
+      for (auto& g : *groups) run.param_groups->push_back(read_param_group(g));
+      try {
+        check_rules(*run.param_groups);
+      } catch (const std::invalid_argument& e) {
+        o->fail("param_groups", std::string("groups of distinct parameter kinds (") + e.what() + ")");
+      }
+    }
+    o->finish({"batch", "epochs", "iterations", "lr", "momentum", "weight_decay", "nesterov", "schedule",
+               "param_groups"});
   }
   if (auto t = top.section("train")) {
     if (auto v = t->integer("log_every")) run.log_every = *v;
@@ -305,9 +338,30 @@ void apply_overrides(ExperimentConfig& ex, const Overrides& o) {
     ex.models.clear();
   }
   if (o.seed) ex.seeds.clear();
+  if (o.seeds) {
+    if (o.seed) throw ConfigError("command line: either --seed or --seeds, not both");
+    if (o.seeds->empty()) throw ConfigError("command line: --seeds: expected a list of seeds, e.g. 1,2,3");
+    for (int64_t s : *o.seeds) {
+      if (s < 0) throw ConfigError("command line: --seeds: " + std::to_string(s) + "; expected non-negative integers");
+    }
+    ex.seeds.assign(o.seeds->begin(), o.seeds->end());
+  }
   if (o.lr) ex.lrs.clear();
   if (o.batch) ex.batches.clear();
   expand_grid(ex);
+}
+
+std::vector<ParamGroupRule> default_param_groups(const std::string& model) {
+  try {
+    if (parse_model_name(model).tags.fixup) return {ParamGroupRule{{"scalar_bias", "multiplier", "bias"}, 0.1, true}};
+  } catch (const std::invalid_argument&) {
+    // validate_run names the model
+  }
+  return {};
+}
+
+std::vector<ParamGroupRule> resolved_param_groups(const RunConfig& run) {
+  return run.param_groups ? *run.param_groups : default_param_groups(run.model);
 }
 
 void validate_run(const RunConfig& run, const std::string& source) {
@@ -452,6 +506,12 @@ nlohmann::json to_json(const RunConfig& r) {
   nlohmann::json optim = {{"batch", r.batch},           {"lr", r.lr},
                           {"momentum", r.momentum},     {"weight_decay", r.weight_decay},
                           {"nesterov", r.nesterov},     {"schedule", schedule}};
+  // Written where they apply, so that a run without groups reads (and checkpoints) as before.
+  const auto groups = resolved_param_groups(r);
+  if (!groups.empty() || r.param_groups) {
+    optim["param_groups"] = nlohmann::json::array();
+    for (const auto& g : groups) optim["param_groups"].push_back(to_json(g));
+  }
   if (r.epochs) optim["epochs"] = *r.epochs;
   if (r.iterations) optim["iterations"] = *r.iterations;
   nlohmann::json out = {{"experiment", r.experiment},

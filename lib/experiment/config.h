@@ -10,6 +10,7 @@
 
 #include "data/image_folder.h"
 #include "experiment/json_reader.h"
+#include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "probes/settings.h"
 
@@ -35,6 +36,9 @@ struct RunConfig {
   std::optional<int64_t> iterations;
   double lr = 0.1, momentum = 0.9, weight_decay = 1e-4;
   bool nesterov = false;
+  /// Learning-rate multipliers and weight decay by parameter kind (optim.param_groups); unset: the model's
+  /// default (Fixup's reference: scalar biases, multipliers and the classifier's bias at lr / 10; none else).
+  std::optional<std::vector<ParamGroupRule>> param_groups;
   ScheduleConfig schedule;
   /// Warm-up applies only to runs at least this deep (the paper warms up ResNet-110 only); 0: all runs.
   int64_t warmup_min_depth = 0;
@@ -104,6 +108,8 @@ struct Overrides {
   std::optional<int64_t> iterations;
   std::optional<int64_t> train_size, test_size, batch, threads, log_every, retry_diverged;
   std::optional<uint64_t> seed;
+  /// Seeds for every grid point (reslab run --seeds); excludes `seed`.
+  std::optional<std::vector<int64_t>> seeds;
   std::optional<double> lr;
   std::optional<std::string> data_dir;
   std::optional<std::string> device;
@@ -119,6 +125,12 @@ constexpr size_t kMaxGridPoints = 10000;
 
 /// Every grid point as a resolved run, validated (model names, values, ranges); throws ConfigError.
 std::vector<RunConfig> expand_grid(const ExperimentConfig& experiment);
+
+/// The parameter groups `model` trains with unless a run names its own: Fixup's reference trains its scalar
+/// biases and multipliers (and, by name, the classifier's bias) at a tenth of the learning rate; none else.
+std::vector<ParamGroupRule> default_param_groups(const std::string& model);
+/// The run's groups: its own, else the model's default.
+std::vector<ParamGroupRule> resolved_param_groups(const RunConfig& run);
 
 /// Throws ConfigError (naming `source`) for any value out of range in a resolved run.
 void validate_run(const RunConfig& run, const std::string& source);

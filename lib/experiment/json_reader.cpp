@@ -95,6 +95,17 @@ std::optional<JsonSection> JsonSection::section(const std::string& key) {
   return JsonSection(*v, file_, where_.empty() ? key : where_ + "." + key);
 }
 
+std::optional<std::vector<JsonSection>> JsonSection::sections(const std::string& key, bool allow_empty) {
+  const auto* v = get(key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_array()) fail(key, "a list of objects");
+  if (v->empty() && !allow_empty) fail(key, "a non-empty list of objects");
+  std::vector<JsonSection> out;
+  const std::string path = where_.empty() ? key : where_ + "." + key;
+  for (size_t i = 0; i < v->size(); ++i) out.emplace_back((*v)[i], file_, path + "[" + std::to_string(i) + "]");
+  return out;
+}
+
 void JsonSection::finish(const std::set<std::string>& allowed) const {
   for (auto it = value_.begin(); it != value_.end(); ++it) {
     if (allowed.count(it.key()) != 0) continue;

@@ -35,6 +35,8 @@ class JsonSection {
   std::optional<std::vector<std::string>> strings(const std::string& key, bool allow_empty = false);
   /// The nested object at `key`, if present (an error if it is not an object).
   std::optional<JsonSection> section(const std::string& key);
+  /// The list of objects at `key`, if present, each named "key[i]" in errors; empty unless `allow_empty`.
+  std::optional<std::vector<JsonSection>> sections(const std::string& key, bool allow_empty = false);
 
   /// Throws ConfigError for every key that no read asked for, listing the expected keys.
   void finish(const std::set<std::string>& allowed) const;

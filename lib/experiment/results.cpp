@@ -4,9 +4,12 @@
 
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <ostream>
+#include <set>
+#include <sstream>
 
-#include "models/registry.h"
+#include "experiment/stats.h"
 
 #ifndef RESLAB_VERSION
 #define RESLAB_VERSION "unknown"
@@ -17,64 +20,190 @@ namespace reslab {
 nlohmann::json version_info() { return {{"reslab", RESLAB_VERSION}, {"libtorch", TORCH_VERSION}}; }
 
 namespace {
-struct Mean {
-  double sum = 0.0;
-  int64_t n = 0;
-  void add(const nlohmann::json& v) {
-    if (v.is_number()) {
-      sum += v.get<double>();
-      ++n;
-    }
+
+/// The model's name with a plain family named as its residual twin: plain56-k1 and resnet56-k1 share a row.
+std::string twin_name(const std::string& model) {
+  const auto at = model.find("plain");
+  return at == std::string::npos ? model : model.substr(0, at) + "resnet" + model.substr(at + 5);
+}
+
+/// What a name adds after its depth: "-k1-noaffine" for resnet56-k1-noaffine, "" for resnet56.
+std::string tags_of(const std::string& model) {
+  const size_t digits = model.find_first_of("0123456789");
+  const size_t dash = digits == std::string::npos ? std::string::npos : model.find('-', digits);
+  return dash == std::string::npos ? "" : model.substr(dash);
+}
+
+/// The part of a run's configuration that makes it a row: everything but the seed, the names and where it ran.
+nlohmann::json row_config(const RunResult& run) {
+  nlohmann::json c = run.config.is_object() ? run.config : nlohmann::json::object();
+  for (const char* key : {"experiment", "name", "seed", "threads", "device"}) c.erase(key);
+  const std::string model = run.summary.value("model", c.value("model", nlohmann::json::object()).value("name", ""));
+  c["model"]["name"] = twin_name(model);
+  return c;
+}
+
+struct Entry {
+  std::optional<uint64_t> seed;
+  std::string run;
+  nlohmann::json train, test;
+  std::string status;
+};
+
+struct Row {
+  int64_t depth = 0;
+  std::string model;  ///< the residual twin's name
+  nlohmann::json config;
+  std::map<bool, std::vector<Entry>> sides;  ///< false: plain, true: residual
+};
+
+std::vector<double> numbers(const std::vector<Entry>& entries, nlohmann::json Entry::*field) {
+  std::vector<double> out;
+  for (const auto& e : entries) {
+    if ((e.*field).is_number()) out.push_back((e.*field).get<double>());
   }
-  nlohmann::json value() const { return n > 0 ? nlohmann::json(sum / n) : nlohmann::json(nullptr); }
-};
-struct Cell {
-  Mean train, test;
-  int64_t runs = 0;
-  std::vector<std::string> statuses;
-};
+  return out;
+}
+
+nlohmann::json side_json(const std::vector<Entry>& entries) {
+  const auto train = describe(numbers(entries, &Entry::train));
+  const auto test = describe(numbers(entries, &Entry::test));
+  nlohmann::json seeds = nlohmann::json::array(), per_seed = nlohmann::json::array(),
+                 statuses = nlohmann::json::array();
+  for (const auto& e : entries) {
+    const auto seed = e.seed ? nlohmann::json(*e.seed) : nlohmann::json(nullptr);
+    seeds.push_back(seed);
+    per_seed.push_back(
+        {{"seed", seed}, {"run", e.run}, {"train_error", e.train}, {"test_error", e.test}, {"status", e.status}});
+    statuses.push_back(e.status);
+  }
+  return {{"train_error", train["mean"]}, {"train_error_sd", train["sd"]}, {"test_error", test["mean"]},
+          {"test_error_sd", test["sd"]},  {"seeds", seeds},                {"per_seed", per_seed},
+          {"runs", entries.size()},       {"status", statuses}};
+}
+
+/// a - b per seed, over the seeds both have a number for (a seed's first run on each side).
+nlohmann::json paired(const std::vector<Entry>& a, const std::vector<Entry>& b, nlohmann::json Entry::*field) {
+  std::map<uint64_t, double> by_seed;
+  for (const auto& e : b) {
+    if (e.seed && (e.*field).is_number()) by_seed.emplace(*e.seed, (e.*field).get<double>());
+  }
+  std::vector<double> differences;
+  std::set<uint64_t> used;
+  for (const auto& e : a) {
+    if (!e.seed || !(e.*field).is_number() || !used.insert(*e.seed).second) continue;
+    const auto it = by_seed.find(*e.seed);
+    if (it != by_seed.end()) differences.push_back((e.*field).get<double>() - it->second);
+  }
+  return paired_difference(differences);
+}
+
+nlohmann::json paired_errors(const std::vector<Entry>& a, const std::vector<Entry>& b) {
+  return {{"train_error", paired(a, b, &Entry::train)}, {"test_error", paired(a, b, &Entry::test)}};
+}
+
+std::string format_value(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) {
+    std::ostringstream text;
+    text << v.get<double>();  // as run names write a grid's values
+    return text.str();
+  }
+  return v.dump();
+}
+
+/// What tells rows apart besides the model: the configuration keys whose values differ between rows, written as
+/// the run names write the grid's axes ("-B", "-lr0.05", "-b32"; any other key as "-key=value").
+std::map<std::string, std::string> row_labels(const std::map<std::string, Row>& rows) {
+  std::map<std::string, std::set<std::string>> values;
+  std::map<std::string, nlohmann::json> flat;
+  for (const auto& [key, row] : rows) {
+    auto c = row.config;
+    c["model"].erase("name");  // the model's tags label it; its other settings (the shortcut) may vary
+    flat[key] = c.flatten();
+  }
+  std::set<std::string> paths;
+  for (const auto& [key, f] : flat) {
+    for (const auto& [path, _] : f.items()) paths.insert(path);
+  }
+  std::vector<std::string> varying;
+  for (const auto& path : paths) {
+    std::set<std::string> seen;
+    for (const auto& [key, f] : flat) seen.insert(f.contains(path) ? f[path].dump() : "(absent)");
+    if (seen.size() > 1) varying.push_back(path);
+  }
+  const std::map<std::string, std::string> axis_prefix = {
+      {"/model/shortcut", ""}, {"/optim/lr", "lr"}, {"/optim/batch", "b"}};
+  std::map<std::string, std::string> labels;
+  for (const auto& [key, row] : rows) {
+    std::string label = tags_of(row.model);
+    for (const auto& path : varying) {
+      const auto& f = flat[key];
+      const std::string value = f.contains(path) ? format_value(f[path]) : "none";
+      const auto axis = axis_prefix.find(path);
+      label += "-" + (axis != axis_prefix.end() ? axis->second : path.substr(path.rfind('/') + 1) + "=") + value;
+    }
+    labels[key] = label;
+  }
+  return labels;
+}
+
 }  // namespace
 
 nlohmann::json make_results(const std::string& experiment, const std::string& description,
-                            const std::vector<nlohmann::json>& summaries) {
-  // Rows by (variant, depth); the variant is what the run's name adds to the model's besides the seed, e.g. "-B"
-  // for a shortcut axis, so that only repeats of one configuration are averaged.
-  std::map<std::pair<std::string, int64_t>, std::map<bool, Cell>> by_depth;
-  for (const auto& s : summaries) {
-    if (!s.contains("depth") || !s.contains("residual")) continue;
-    const std::string model = s.value("model", "");
-    std::string variant = s.value("run", model);
-    variant = variant.compare(0, model.size(), model) == 0 ? variant.substr(model.size()) : variant;
-    const auto seed_suffix = variant.rfind("-s");
-    if (seed_suffix != std::string::npos && seed_suffix + 2 < variant.size() &&
-        variant.find_first_not_of("0123456789", seed_suffix + 2) == std::string::npos) {
-      variant.erase(seed_suffix);
-    }
-    // The model's own tags (resnet20-k1 -> "-k1") keep variants of one depth apart, plain beside residual.
-    const size_t digits = model.find_first_of("0123456789");
-    const size_t tags = digits == std::string::npos ? std::string::npos : model.find('-', digits);
-    if (tags != std::string::npos) variant = model.substr(tags) + variant;
-    Cell& cell = by_depth[{variant, s["depth"].get<int64_t>()}][s["residual"].get<bool>()];
-    cell.train.add(s["final"]["train_error"]);
-    cell.test.add(s["final"]["test_error"]);
-    cell.statuses.push_back(s.value("status", "unknown"));
-    ++cell.runs;
+                            const std::vector<RunResult>& runs) {
+  std::map<std::string, Row> rows;  // by the row's configuration
+  nlohmann::json summaries = nlohmann::json::array();
+  for (const auto& run : runs) {
+    const auto& s = run.summary;
+    summaries.push_back(s);
+    if (!s.is_object() || !s.contains("depth") || !s.contains("residual")) continue;
+    const auto config = row_config(run);
+    Row& row = rows[config.dump()];
+    row.depth = s["depth"].get<int64_t>();
+    row.model = config["model"]["name"].get<std::string>();
+    row.config = config;
+    Entry e;
+    const auto seed = s.contains("seed") ? s["seed"] : run.config.value("seed", nlohmann::json());
+    if (seed.is_number_unsigned()) e.seed = seed.get<uint64_t>();
+    e.run = s.value("run", s.value("model", ""));
+    const auto final = s.value("final", nlohmann::json::object());
+    e.train = final.value("train_error", nlohmann::json());
+    e.test = final.value("test_error", nlohmann::json());
+    e.status = s.value("status", "unknown");
+    row.sides[s["residual"].get<bool>()].push_back(e);
   }
-  // A table when at least one row compares plain with residual; then a variant with one side only (e.g.
-  // -skipinit, residual only) gets its row too.
+  const auto labels = row_labels(rows);
+  // Ordered as before: by variant, then depth.
+  std::map<std::pair<std::string, int64_t>, std::string> order;
+  for (const auto& [key, row] : rows) order[{labels.at(key), row.depth}] = key;
   nlohmann::json table = nlohmann::json::array();
   bool compares = false;
-  for (const auto& [key, cells] : by_depth) {
-    compares = compares || cells.size() == 2;
-    nlohmann::json row = {{"depth", key.second}};
-    if (!key.first.empty()) row["variant"] = key.first;
-    for (const auto& [residual, cell] : cells) {
-      row[residual ? "residual" : "plain"] = {{"train_error", cell.train.value()},
-                                              {"test_error", cell.test.value()},
-                                              {"runs", cell.runs},
-                                              {"status", cell.statuses}};
+  for (const auto& [place, key] : order) {
+    const Row& row = rows.at(key);
+    compares = compares || row.sides.size() == 2;
+    nlohmann::json out = {{"depth", row.depth}, {"model", row.model}};
+    if (!place.first.empty()) out["variant"] = place.first;
+    for (const auto& [residual, entries] : row.sides) out[residual ? "residual" : "plain"] = side_json(entries);
+    if (row.sides.size() == 2) out["paired"] = paired_errors(row.sides.at(true), row.sides.at(false));
+    const std::string tags = tags_of(row.model);
+    if (!tags.empty()) {
+      auto baseline_config = row.config;
+      const std::string baseline = row.model.substr(0, row.model.size() - tags.size());
+      baseline_config["model"]["name"] = baseline;
+      const auto found = rows.find(baseline_config.dump());
+      if (found != rows.end()) {
+        nlohmann::json vs = {{"model", baseline}};
+        for (const auto& [residual, entries] : row.sides) {
+          const auto other = found->second.sides.find(residual);
+          if (other != found->second.sides.end()) {
+            vs[residual ? "residual" : "plain"] = paired_errors(entries, other->second);
+          }
+        }
+        out["vs_baseline"] = vs;
+      }
     }
-    table.push_back(row);
+    table.push_back(out);
   }
   nlohmann::json results = {{"experiment", experiment},
                             {"description", description},
@@ -84,30 +213,69 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
   return results;
 }
 
+std::string format_mean_sd(const nlohmann::json& mean, const nlohmann::json& sd, int64_t n) {
+  if (!mean.is_number()) return "-";
+  char text[64];
+  if (sd.is_number()) {
+    std::snprintf(text, sizeof text, "%.2f ± %.2f (%lld)", mean.get<double>(), sd.get<double>(),
+                  static_cast<long long>(n));
+  } else {
+    std::snprintf(text, sizeof text, "%.2f (%lld)", mean.get<double>(), static_cast<long long>(n));
+  }
+  return text;
+}
+
+std::string format_difference(const nlohmann::json& d) {
+  if (!d.is_object() || !d.value("mean", nlohmann::json()).is_number()) return "";
+  char text[80];
+  const auto& ci = d["ci95"];
+  if (ci.is_array() && ci.size() == 2) {
+    std::snprintf(text, sizeof text, "%+.2f [%.2f, %.2f]", d["mean"].get<double>(), ci[0].get<double>(),
+                  ci[1].get<double>());
+  } else {
+    std::snprintf(text, sizeof text, "%+.2f", d["mean"].get<double>());
+  }
+  return text;
+}
+
 void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
   if (!results.contains("degradation")) return;
-  auto cell = [](const nlohmann::json& v) {
-    char text[16];
-    if (v.is_number()) {
-      std::snprintf(text, sizeof text, "%7.2f", v.get<double>());
-    } else {
-      std::snprintf(text, sizeof text, "%7s", "-");
-    }
-    return std::string(text);
+  // "±" is two bytes and one column: pad by what the terminal shows.
+  auto pad = [](const std::string& s, size_t width) {
+    size_t shown = 0;
+    for (unsigned char c : s) shown += (c & 0xC0) != 0x80;
+    return std::string(shown < width ? width - shown : 0, ' ') + s;
   };
-  out << "Final error (%), training error over the last epoch, test error on the test set:\n";
-  out << "  depth |   plain train    test | residual train    test\n";
-  out << "  ------+-----------------------+-----------------------\n";
+  auto cell = [&pad](const nlohmann::json& row, const char* side, const char* key) {
+    if (!row.contains(side)) return pad("-", 18);
+    const auto& s = row[side];
+    int64_t n = 0;  // the runs with a number: a diverged run has no test error
+    for (const auto& e : s.value("per_seed", nlohmann::json::array())) n += e.value(key, nlohmann::json()).is_number();
+    return pad(format_mean_sd(s[key], s[std::string(key) + "_sd"], n), 18);
+  };
+  out << "Final error (%), mean ± sd (runs); training error over the last epoch, test error on the test set:\n";
+  out << "  depth |        plain train               test |     residual train               test |"
+         " residual - plain, train [95% CI]\n";
+  out << "  ------+-------------------------------------+-------------------------------------+"
+         "---------------------------------\n";
   for (const auto& row : results["degradation"]) {
     char depth[16];
     std::snprintf(depth, sizeof depth, "%7lld", static_cast<long long>(row["depth"].get<int64_t>()));
-    // A variant may have only residual nets (e.g. -skipinit): the missing side prints as "-".
-    auto error = [&row](const char* side, const char* key) {
-      return row.value(side, nlohmann::json::object()).value(key, nlohmann::json());
-    };
-    out << depth << " |       " << cell(error("plain", "train_error")) << " " << cell(error("plain", "test_error"))
-        << " |        " << cell(error("residual", "train_error")) << " " << cell(error("residual", "test_error"))
-        << (row.contains("variant") ? "   " + row["variant"].get<std::string>() : "") << "\n";
+    std::string paired;
+    if (row.contains("paired")) paired = format_difference(row["paired"]["train_error"]);
+    out << depth << " | " << cell(row, "plain", "train_error") << " " << cell(row, "plain", "test_error") << " | "
+        << cell(row, "residual", "train_error") << " " << cell(row, "residual", "test_error") << " | "
+        << pad(paired, 24);
+    if (row.contains("variant")) out << "   " << row["variant"].get<std::string>();
+    if (row.contains("vs_baseline")) {
+      const auto& vs = row["vs_baseline"];
+      for (const char* side : {"residual", "plain"}) {
+        if (!vs.contains(side)) continue;
+        const auto text = format_difference(vs[side]["train_error"]);
+        if (!text.empty()) out << " (" << side << " vs " << vs["model"].get<std::string>() << ": " << text << ")";
+      }
+    }
+    out << "\n";
   }
 }
 

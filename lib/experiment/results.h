@@ -1,5 +1,7 @@
 #pragma once
-// Summaries of runs and the tables an experiment's results.json holds.
+// Summaries of runs and the tables an experiment's results.json holds: per configuration, the mean and spread
+// of the final errors over seeds, and paired differences (residual - plain, variant - baseline) with their
+// 95% intervals.
 
 #include <nlohmann/json.hpp>
 
@@ -12,12 +14,28 @@ namespace reslab {
 /// The versions recorded in every summary: reslab's and LibTorch's.
 nlohmann::json version_info();
 
-/// results.json: the experiment's name, every run's summary and, where both plain and residual nets of a depth
-/// ran, the degradation table (final training and test error by depth, averaged over runs of the same model).
-nlohmann::json make_results(const std::string& experiment, const std::string& description,
-                            const std::vector<nlohmann::json>& summaries);
+/// A run as results.json sees it: its summary.json and its resolved configuration (its config.json).
+struct RunResult {
+  nlohmann::json summary;
+  nlohmann::json config;
+};
 
-/// Prints the degradation table of `results` (or nothing when it has none).
+/// results.json: the experiment's name, every run's summary and, where both plain and residual nets of a
+/// configuration ran, the degradation table. Runs are grouped by their resolved configuration minus the seed (and
+/// the plain/residual family of the model), so each row holds the repeats of one configuration over seeds: per
+/// side the mean, sd and per-seed final errors; per row the paired difference residual - plain over the seeds
+/// both sides have; per row of a tagged model (-k1, -noaffine, ...) the paired difference against the untagged
+/// model of the same depth and configuration (`vs_baseline`).
+nlohmann::json make_results(const std::string& experiment, const std::string& description,
+                            const std::vector<RunResult>& runs);
+
+/// Prints the degradation table of `results` (or nothing when it has none): mean +- sd (n) per side, the paired
+/// residual - plain training-error difference with its interval, and a variant's difference from its baseline.
 void print_degradation_table(const nlohmann::json& results, std::ostream& out);
+
+/// "23.33 ± 0.52 (3)"; one value: "23.33 (1)"; none: "-".
+std::string format_mean_sd(const nlohmann::json& mean, const nlohmann::json& sd, int64_t n);
+/// "+3.90 [1.20, 6.60]" from a paired difference (stats.h); "+3.90" below two pairs; "" with none.
+std::string format_difference(const nlohmann::json& difference);
 
 }  // namespace reslab

@@ -114,7 +114,7 @@ std::pair<std::string, nlohmann::json> newest_usable_checkpoint(
     try {
       // Tried on scratch copies: a checkpoint that fails leaves the run's own model untouched.
       auto scratch = fresh();
-      auto scratch_opt = make_sgd(scratch->parameters(), sgd);
+      auto scratch_opt = make_sgd(*scratch, sgd);
       auto meta = load_checkpoint(path, *scratch, *scratch_opt);
       if (!meta.contains("trainer") || !meta.value("metrics_offset", nlohmann::json()).is_number_integer()) {
         throw CheckpointError(path + ": incomplete checkpoint (no trainer state or metrics offset)");
@@ -231,7 +231,7 @@ std::pair<std::string, nlohmann::json> choose_checkpoint(
     chosen.first = checkpoint_path(run_dir, iter);
     try {
       auto scratch = fresh();
-      auto scratch_opt = make_sgd(scratch->parameters(), sgd);
+      auto scratch_opt = make_sgd(*scratch, sgd);
       chosen.second = load_checkpoint(chosen.first, *scratch, *scratch_opt);
     } catch (const std::exception& e) {
       error = e.what();
@@ -320,8 +320,9 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
                                        : std::max<int64_t>(1, std::llround(*run.epochs * static_cast<double>(per_epoch)));
   ScheduleConfig schedule = run.schedule;
   if (parsed.depth < run.warmup_min_depth) schedule.warmup_lr.reset();
-  const SgdConfig sgd{run.lr, run.momentum, run.weight_decay, run.nesterov};
-  auto optimizer = make_sgd(model->parameters(), sgd);
+  SgdConfig sgd{run.lr, run.momentum, run.weight_decay, run.nesterov};
+  sgd.groups = resolved_param_groups(run);
+  auto optimizer = make_sgd(*model, sgd);
   check_memory(run, *model, device, local_batch, dist != nullptr ? dist->env().local_world_size : 1);
 
   // What a checkpoint must match to be continued: the run's settings, but for the thread count.
@@ -523,17 +524,17 @@ nlohmann::json run_experiment(const ExperimentConfig& experiment, const std::str
     write_json_file(out_dir + "/config.json", to_json(experiment));
   }
   DataCache data;
-  std::vector<nlohmann::json> summaries;
+  std::vector<RunResult> done;
   nlohmann::json results;
   for (size_t i = 0; i < runs.size(); ++i) {
     if (options.progress != nullptr && root) {
       *options.progress << "[" << (i + 1) << "/" << runs.size() << "] " << runs[i].name << " on " << runs[i].dataset
                         << "\n";
     }
-    summaries.push_back(train_run(runs[i], out_dir + "/" + runs[i].name, data, options));
-    results = make_results(experiment.name, experiment.description, summaries);
+    done.push_back({train_run(runs[i], out_dir + "/" + runs[i].name, data, options), to_json(runs[i])});
+    results = make_results(experiment.name, experiment.description, done);
     if (root) write_json_file(out_dir + "/results.json", results);
-    if (summaries.back()["status"] == "interrupted") break;  // the remaining runs are not started
+    if (done.back().summary["status"] == "interrupted") break;  // the remaining runs are not started
   }
   return results;
 }

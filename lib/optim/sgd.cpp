@@ -2,6 +2,9 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 namespace reslab {
 
 namespace {
@@ -15,13 +18,19 @@ auto key(const torch::Tensor& p) {
 #endif
 }
 
-/// torch::optim::SGD whose step runs on whole lists of tensors (PyTorch's foreach SGD). The momentum buffers
-/// live where LibTorch's SGD keeps them, so checkpoints are the same files either way.
-class ForeachSGD : public torch::optim::SGD {
+/// torch::optim::SGD with a learning-rate multiplier per parameter group, whose step (with `foreach`) runs on
+/// whole lists of tensors (PyTorch's foreach SGD). The momentum buffers live where LibTorch's SGD keeps them, so
+/// checkpoints are the same files either way.
+class GroupedSGD : public torch::optim::SGD {
  public:
-  using torch::optim::SGD::SGD;
+  GroupedSGD(std::vector<torch::optim::OptimizerParamGroup> groups, const torch::optim::SGDOptions& defaults,
+             std::vector<double> lr_mult, bool foreach)
+      : torch::optim::SGD(std::move(groups), defaults), lr_mult_(std::move(lr_mult)), foreach_(foreach) {}
+
+  const std::vector<double>& lr_mult() const { return lr_mult_; }
 
   torch::Tensor step(LossClosure closure = nullptr) override {
+    if (!foreach_) return torch::optim::SGD::step(std::move(closure));
     torch::NoGradGuard no_grad;
     torch::Tensor loss;
     if (closure != nullptr) {
@@ -74,21 +83,70 @@ class ForeachSGD : public torch::optim::SGD {
     }
     return loss;
   }
+
+ private:
+  std::vector<double> lr_mult_;
+  bool foreach_;
 };
+
+torch::optim::SGDOptions group_options(const SgdConfig& config, double lr_mult, bool weight_decay) {
+  return torch::optim::SGDOptions(config.lr * lr_mult)
+      .momentum(config.momentum)
+      .weight_decay(weight_decay ? config.weight_decay : 0.0)
+      .nesterov(config.nesterov);
+}
 
 }  // namespace
 
 std::unique_ptr<torch::optim::SGD> make_sgd(const std::vector<torch::Tensor>& parameters, const SgdConfig& config) {
-  const auto options = torch::optim::SGDOptions(config.lr)
-                           .momentum(config.momentum)
-                           .weight_decay(config.weight_decay)
-                           .nesterov(config.nesterov);
-  if (config.foreach) return std::make_unique<ForeachSGD>(parameters, options);
-  return std::make_unique<torch::optim::SGD>(parameters, options);
+  if (!config.groups.empty()) {
+    throw std::invalid_argument("make_sgd: parameter groups need the module (make_sgd(module, config))");
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(parameters, std::make_unique<torch::optim::SGDOptions>(group_options(config, 1.0, true)));
+  return std::make_unique<GroupedSGD>(std::move(groups), group_options(config, 1.0, true), std::vector<double>{1.0},
+                                      config.foreach);
+}
+
+std::unique_ptr<torch::optim::SGD> make_sgd(const torch::nn::Module& module, const SgdConfig& config) {
+  check_rules(config.groups);
+  const auto parameters = module.parameters();
+  if (config.groups.empty()) return make_sgd(parameters, config);
+  const auto kinds = classify_parameters(module);
+  // Parameters by group: 0 the base group, r + 1 rule r's.
+  std::vector<std::vector<torch::Tensor>> members(config.groups.size() + 1);
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    size_t group = 0;
+    for (size_t r = 0; r < config.groups.size() && group == 0; ++r) {
+      const auto& named = config.groups[r].kinds;
+      if (std::find(named.begin(), named.end(), kinds[i]) != named.end()) group = r + 1;
+    }
+    members[group].push_back(parameters[i]);
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  std::vector<double> lr_mult;
+  for (size_t g = 0; g < members.size(); ++g) {
+    if (members[g].empty()) continue;
+    const double mult = g == 0 ? 1.0 : config.groups[g - 1].lr_mult;
+    const bool decay = g == 0 || config.groups[g - 1].weight_decay;
+    groups.emplace_back(members[g], std::make_unique<torch::optim::SGDOptions>(group_options(config, mult, decay)));
+    lr_mult.push_back(mult);
+  }
+  return std::make_unique<GroupedSGD>(std::move(groups), group_options(config, 1.0, true), std::move(lr_mult),
+                                      config.foreach);
+}
+
+std::vector<double> learning_rate_multipliers(const torch::optim::SGD& optimizer) {
+  if (const auto* grouped = dynamic_cast<const GroupedSGD*>(&optimizer)) return grouped->lr_mult();
+  return std::vector<double>(optimizer.param_groups().size(), 1.0);
 }
 
 void set_learning_rate(torch::optim::SGD& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+  const auto mult = learning_rate_multipliers(optimizer);
+  auto& groups = optimizer.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    static_cast<torch::optim::SGDOptions&>(groups[g].options()).lr(lr * mult[g]);
+  }
 }
 
 }  // namespace reslab

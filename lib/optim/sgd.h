@@ -5,6 +5,8 @@
 
 #include <memory>
 
+#include "optim/param_groups.h"
+
 namespace reslab {
 
 struct SgdConfig {
@@ -15,12 +17,24 @@ struct SgdConfig {
   /// Update every parameter of a group with a few multi-tensor (_foreach) operations instead of LibTorch's
   /// per-parameter loop: the same arithmetic, bit for bit, in far fewer kernel launches on a GPU.
   bool foreach = true;
+  /// Parameter groups by kind (see param_groups.h); parameters no rule names train at lr, with weight decay.
+  std::vector<ParamGroupRule> groups = {};
 };
 
-/// SGD over `parameters` (weight decay applies to all of them, as in the paper's Caffe setup).
+/// SGD over `parameters` in one group (weight decay applies to all of them, as in the paper's Caffe setup);
+/// config.groups must be empty (they need the module to tell the parameters' kinds).
 std::unique_ptr<torch::optim::SGD> make_sgd(const std::vector<torch::Tensor>& parameters, const SgdConfig& config);
 
-/// Sets the learning rate of every parameter group.
+/// SGD over `module`'s parameters: first the group of every parameter no rule of config.groups names (lr x 1,
+/// weight decay on), then one group per rule that names any parameter (lr x lr_mult, weight decay as the rule
+/// says). Without rules, the same as make_sgd(module.parameters(), config).
+std::unique_ptr<torch::optim::SGD> make_sgd(const torch::nn::Module& module, const SgdConfig& config);
+
+/// Sets the learning rate of every parameter group: `lr` times the group's multiplier (1 for an optimizer that
+/// make_sgd did not build).
 void set_learning_rate(torch::optim::SGD& optimizer, double lr);
+
+/// The learning-rate multiplier of each parameter group, in order.
+std::vector<double> learning_rate_multipliers(const torch::optim::SGD& optimizer);
 
 }  // namespace reslab
