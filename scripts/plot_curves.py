@@ -3,8 +3,9 @@
 
 Usage: plot_curves.py RESULTS_DIR [OUTPUT.png]
 
-Reads RESULTS_DIR/results.json and each run's RESULTS_DIR/<run>/metrics.jsonl. Plain nets are drawn on the
-left, residual nets on the right, one colour per depth: training error thin and dashed, test error bold.
+Reads RESULTS_DIR/results.json and each run's RESULTS_DIR/<run>/metrics.jsonl and config.json. Plain nets are
+drawn on the left, residual nets on the right, one colour per depth: training error thin and dashed, test error
+bold. Runs of one configuration at several seeds are drawn as their mean, with a band from the min to the max.
 """
 import json
 import os
@@ -49,13 +50,45 @@ def main(argv):
         print(f"error: {results_path}: no runs to plot", file=sys.stderr)
         return 2
     def variant(run):
-        # what the name adds after the depth: "-k1" for resnet20-k1, "-B-s2" for a shortcut and seed grid
+        # what the name adds after the depth, seed aside: "-k1" for resnet20-k1, "-B" for a shortcut grid
         name = run.get("run", run["model"])
         digits = next((i for i, ch in enumerate(name) if ch.isdigit()), len(name))
         while digits < len(name) and name[digits].isdigit():
             digits += 1
-        return name[digits:]
+        rest = name[digits:]
+        seed = f"-s{run.get('seed')}"
+        return rest[: -len(seed)] if run.get("seed") is not None and rest.endswith(seed) else rest
 
+    def configuration(run):
+        # the run's resolved configuration minus its seed, names and where it ran: the repeats of one
+        # configuration over seeds share it (the model's plain/residual family is the panel)
+        path = os.path.join(results_dir, run.get("run", run["model"]), "config.json")
+        try:
+            with open(path) as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            return json.dumps([run["model"], variant(run)])
+        for key in ("experiment", "name", "seed", "threads", "device"):
+            config.pop(key, None)
+        return json.dumps(config, sort_keys=True)
+
+    def records_of(run):
+        path = os.path.join(results_dir, run.get("run", run["model"]), "metrics.jsonl")
+        if not os.path.exists(path):
+            print(f"warning: {path}: missing, run skipped", file=sys.stderr)
+            return None
+        return read_metrics(path)
+
+    def band(curves):
+        # mean over seeds at the iterations every seed recorded, with the min and max
+        common = set.intersection(*(set(x for x, _ in c) for c in curves))
+        xs = sorted(common)
+        values = [[dict(c)[x] for c in curves] for x in xs]
+        return xs, [sum(v) / len(v) for v in values], [min(v) for v in values], [max(v) for v in values]
+
+    groups = {}
+    for run in runs:
+        groups.setdefault((bool(run["residual"]), configuration(run)), []).append(run)
     keys = sorted({(r["depth"], variant(r)) for r in runs})
     cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
     colour = {k: cmap(i % cmap.N) for i, k in enumerate(keys)}
@@ -66,30 +99,52 @@ def main(argv):
     panels = {False: axes[0], True: axes[1]}
     top = 0.0
     diverged = {False: 0, True: 0}  # annotations so far per panel, stacked up from the bottom
-    for run in sorted(runs, key=lambda r: (r["residual"], r["depth"], r.get("run", ""))):
-        path = os.path.join(results_dir, run.get("run", run["model"]), "metrics.jsonl")
-        if not os.path.exists(path):
-            print(f"warning: {path}: missing, run skipped", file=sys.stderr)
-            continue
-        records = read_metrics(path)
-        ax = panels[bool(run["residual"])]
-        c = colour[(run["depth"], variant(run))]
-        label = f"{'ResNet' if run['residual'] else 'plain'}-{run['depth']}{variant(run)}"
-        train = [(r["iter"] / scale, r["error"]) for r in records if r.get("kind") == "train"]
-        test = [(r["iter"] / scale, r["error"]) for r in records if r.get("kind") == "eval" and r.get("split") == "test"]
-        if train:
-            ax.plot(*zip(*train), linestyle="--", linewidth=0.8, color=c, alpha=0.9)
-            top = max(top, max(e for _, e in train[len(train) // 4:] or train))
-        if test:
-            ax.plot(*zip(*test), linestyle="-", linewidth=2.2, color=c, marker="o", markersize=3, label=label)
-            top = max(top, max(e for _, e in test))
-        elif train:
+    several = False
+    order = sorted(groups.items(), key=lambda g: (g[0][0], g[1][0]["depth"], variant(g[1][0])))
+    for (residual, _), members in order:
+        first = members[0]
+        ax = panels[residual]
+        c = colour[(first["depth"], variant(first))]
+        label = f"{'ResNet' if residual else 'plain'}-{first['depth']}{variant(first)}"
+        trains, tests = [], []
+        for run in members:
+            records = records_of(run)
+            if records is None:
+                continue
+            train = [(r["iter"] / scale, r["error"]) for r in records if r.get("kind") == "train"]
+            test = [(r["iter"] / scale, r["error"]) for r in records
+                    if r.get("kind") == "eval" and r.get("split") == "test"]
+            if train:
+                trains.append(train)
+            if test:
+                tests.append(test)
+        n = len(trains)
+        if n > 1:
+            label += f" (mean of {n} seeds)"
+            several = True
+        if trains:
+            xs, mean, lo, hi = band(trains)
+            if xs:
+                ax.plot(xs, mean, linestyle="--", linewidth=0.8, color=c, alpha=0.9)
+                if n > 1:
+                    ax.fill_between(xs, lo, hi, color=c, alpha=0.12, linewidth=0)
+                tail = mean[len(mean) // 4:] or mean
+                top = max(top, max(tail))
+        if tests:
+            xs, mean, lo, hi = band(tests)
+            if xs:
+                ax.plot(xs, mean, linestyle="-", linewidth=2.2, color=c, marker="o", markersize=3, label=label)
+                if len(tests) > 1:
+                    ax.fill_between(xs, lo, hi, color=c, alpha=0.2, linewidth=0)
+                top = max(top, max(hi))
+        elif trains:
             ax.plot([], [], color=c, linewidth=2.2, label=label)
-        if run.get("status") == "diverged":
-            k = diverged[bool(run["residual"])]
-            diverged[bool(run["residual"])] += 1
-            ax.annotate(f"{label} diverged at iteration {run.get('diverged_at', '?')}", xy=(0.02, 0.04 + 0.06 * k),
-                        xycoords="axes fraction", color=c, fontsize=9)
+        for run in members:
+            if run.get("status") == "diverged":
+                k = diverged[residual]
+                diverged[residual] += 1
+                ax.annotate(f"{run.get('run', label)} diverged at iteration {run.get('diverged_at', '?')}",
+                            xy=(0.02, 0.04 + 0.06 * k), xycoords="axes fraction", color=c, fontsize=9)
 
     dataset = runs[0].get("dataset", "")
     for residual, ax in panels.items():
@@ -103,7 +158,8 @@ def main(argv):
             ax.legend(loc="upper right", fontsize=9)
     axes[0].set_ylabel("error (%)")
     axes[0].set_ylim(0, min(100, top * 1.15 + 1))
-    fig.suptitle(f"{results.get('experiment', '')}: dashed = training error, bold = test error", fontsize=10)
+    bands = "; bands: min to max over seeds" if several else ""
+    fig.suptitle(f"{results.get('experiment', '')}: dashed = training error, bold = test error{bands}", fontsize=10)
     fig.tight_layout()
     tmp = output + ".tmp.png"
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
