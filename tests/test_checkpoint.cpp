@@ -1,4 +1,5 @@
 // Checkpoints and resume: a run that crashes anywhere and resumes ends with exactly the metrics it would have had.
+#include <filesystem>
 #include <fstream>
 
 #include "experiment/runner.h"
@@ -57,6 +58,35 @@ class CheckpointTest : public testing::SeededTest {
  protected:
   DataCache data_;
 };
+
+TEST_F(CheckpointTest, AFixupRunResumesWithItsParameterGroups) {
+  // Fixup's groups (its scalars and the classifier's bias at lr / 10) live in the checkpoint: a run that crashes
+  // and resumes ends with the uninterrupted run's records; one whose groups differ is not continued from it.
+  RunConfig run = tiny_run();
+  run.model = run.name = "resnet8-fixup";
+  run.epochs = 2;
+  TempDir dir;
+  const std::string reference = dir.file("reference"), out = dir.file("crashed");
+  train_run(run, reference, data_, RunOptions{});
+  RunOptions crashing;
+  crashing.callbacks = {std::make_shared<CrashAt>(20)};
+  EXPECT_THROW(train_run(run, out, data_, crashing), SimulatedCrash);
+  RunConfig other = run;
+  other.param_groups = std::vector<ParamGroupRule>{};  // one group: another optimizer
+  std::ostringstream log;
+  RunOptions resume;
+  resume.resume = true;
+  resume.progress = &log;
+  const std::string copy = dir.file("copy");
+  std::filesystem::copy(out, copy);
+  train_run(other, copy, data_, resume);
+  EXPECT_NE(log.str().find("different number of parameter groups"), std::string::npos) << log.str();
+  EXPECT_EQ(log.str().find("resuming"), std::string::npos) << log.str();
+  log.str("");
+  train_run(run, out, data_, resume);
+  EXPECT_NE(log.str().find("resuming resnet8-fixup at iteration 16"), std::string::npos) << log.str();
+  EXPECT_EQ(records_without_timing(out + "/metrics.jsonl"), records_without_timing(reference + "/metrics.jsonl"));
+}
 
 TEST(ModelFile, RoundTripsAndRejectsDamage) {
   torch::manual_seed(0);
