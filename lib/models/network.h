@@ -52,6 +52,15 @@ class ForwardTap {
   /// The response of a conv layer after its BN, before the ReLU and the addition (the paper's Figure 7).
   virtual void layer_response(int64_t /*layer*/, const torch::Tensor& /*response*/) {}
   virtual BranchRoute route(int64_t /*block*/) { return BranchRoute::kNormal; }
+  /// The input h of block `block`; what it returns is used instead (e.g. with its gradient retained).
+  virtual torch::Tensor block_input(int64_t /*block*/, torch::Tensor input) { return input; }
+  /// The two terms a residual block adds: its branch's output F(h) (after any branch scale) and its shortcut's
+  /// output s(h); `identity` is true where the shortcut is the identity (s(h) is h itself), false where it
+  /// subsamples, zero-pads or projects. Not called for plain blocks.
+  virtual void block_branch(int64_t /*block*/, const torch::Tensor& /*branch*/, const torch::Tensor& /*shortcut*/,
+                            bool /*identity*/) {}
+  /// The output of block `block` (after the addition and, post-activation, the ReLU).
+  virtual void block_output(int64_t /*block*/, const torch::Tensor& /*output*/) {}
 };
 
 /// One weighted layer on the network's main path, for probes.
@@ -94,6 +103,11 @@ class NetworkBase : public torch::nn::Module {
   /// Whether BranchRoute::kRemoved applies to block `b`: always in a residual net; in a plain net only where
   /// the block's input and output shapes match.
   virtual bool block_removable(int64_t b) const = 0;
+  /// The network's head on a feature map shaped like the last block's output: what follows the blocks in
+  /// forward() (pre-activation: the final BN-ReLU; then global average pooling and the classifier). Returns logits.
+  virtual torch::Tensor head(const torch::Tensor& features) = 0;
+  /// The blocks whose output head() can read (the same channels and map size as the last block's), in order.
+  virtual std::vector<int64_t> readable_blocks() const = 0;
 };
 
 /// Installs a tap for its lifetime.

@@ -124,9 +124,10 @@ torch::Tensor ResidualBlockImpl::removed(const torch::Tensor& x) {
   return torch::relu(shortcut(x, torch::Tensor()));
 }
 
-torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& input) {
+torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& given) {
   const BranchRoute route = tap_ != nullptr ? tap_->route(block_) : BranchRoute::kNormal;
-  if (route == BranchRoute::kRemoved) return removed(input);
+  const torch::Tensor input = tap_ != nullptr ? tap_->block_input(block_, given) : given;
+  if (route == BranchRoute::kRemoved) return tapped_output(removed(input));
   const bool preact = options.preact();
   torch::Tensor x = input, h = input, pre;
   for (size_t i = 0; i < convs_.size(); ++i) {
@@ -148,12 +149,18 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& input) {
     if (tap_ != nullptr) tap_->layer_response(layer, h);
     if (!preact && !last) h = torch::relu(h);
   }
-  if (!options.residual()) return preact ? h : torch::relu(h);
+  if (!options.residual()) return tapped_output(preact ? h : torch::relu(h));
   auto identity = shortcut(x, pre);
+  if (tap_ != nullptr) tap_->block_branch(block_, h, identity, !has_projection() && keeps_shape());
   if (route == BranchRoute::kBranchGradient) identity = identity.detach();
   if (route == BranchRoute::kShortcutGradient) h = h.detach();
   const auto out = h + identity;
-  return preact ? out : torch::relu(out);
+  return tapped_output(preact ? out : torch::relu(out));
+}
+
+torch::Tensor ResidualBlockImpl::tapped_output(torch::Tensor out) {
+  if (tap_ != nullptr) tap_->block_output(block_, out);
+  return out;
 }
 
 std::pair<int64_t, int64_t> ResidualBlockImpl::convolutions(int64_t in_h, int64_t in_w,

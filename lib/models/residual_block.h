@@ -91,6 +91,8 @@ class ResidualBlockImpl : public torch::nn::Module {
  private:
   torch::Tensor shortcut(const torch::Tensor& x, const torch::Tensor& preactivated);
   torch::Tensor removed(const torch::Tensor& x);
+  /// `out`, shown to the tap (if any) as the block's output.
+  torch::Tensor tapped_output(torch::Tensor out);
   torch::Tensor normalise(size_t i, torch::Tensor h);
   int64_t stride_of(size_t i) const;
 

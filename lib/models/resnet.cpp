@@ -129,11 +129,30 @@ torch::Tensor ResNetImpl::forward(torch::Tensor x) {
   if (!options.preact()) x = torch::relu(x);
   if (options.stem() == Stem::kImageNet) x = torch::max_pool2d(x, /*kernel_size=*/3, /*stride=*/2, /*padding=*/1);
   for (auto& block : blocks_) x = block->forward(x);
+  return classify(x, /*tapped=*/true);
+}
+
+torch::Tensor ResNetImpl::classify(torch::Tensor x, bool tapped) {
   if (options.preact()) x = torch::relu(final_bn_.is_empty() ? x : final_bn_->forward(x));
   x = x.mean({2, 3});  // global average pooling
   if (fc_bias_.defined()) x = x + fc_bias_;
-  if (tap_ != nullptr) x = tap_->layer_input(depth() - 1, x);
+  if (tapped && tap_ != nullptr) x = tap_->layer_input(depth() - 1, x);
   return fc_->forward(x);
+}
+
+torch::Tensor ResNetImpl::head(const torch::Tensor& features) {
+  const auto& last = blocks_.back()->options;
+  TORCH_CHECK(features.dim() == 4 && features.size(1) == last.out_planes(), "ResNet::head: expected features of ",
+              last.out_planes(), " channels (N x C x H x W), got ", features.sizes());
+  return classify(features, /*tapped=*/false);
+}
+
+std::vector<int64_t> ResNetImpl::readable_blocks() const {
+  // Walking back from the last block: a block's output keeps the final shape while every later block keeps its
+  // input's shape.
+  std::vector<int64_t> out{num_blocks() - 1};
+  for (int64_t b = num_blocks() - 1; b > 0 && blocks_[b]->keeps_shape(); --b) out.insert(out.begin(), b - 1);
+  return out;
 }
 
 void ResNetImpl::set_tap(ForwardTap* tap) {

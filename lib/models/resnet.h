@@ -76,11 +76,15 @@ class ResNetImpl : public NetworkBase {
   std::vector<LayerInfo> layers() const override;
   int64_t num_blocks() const override { return static_cast<int64_t>(blocks_.size()); }
   bool block_removable(int64_t b) const override;
+  torch::Tensor head(const torch::Tensor& features) override;
+  std::vector<int64_t> readable_blocks() const override;
 
   ResNetOptions options;
 
  private:
   void initialise();
+  /// What follows the blocks; `tapped`: show the classifier's input to the tap, as forward() does.
+  torch::Tensor classify(torch::Tensor x, bool tapped);
 
   torch::nn::Conv2d conv1_{nullptr};
   SyncableBatchNorm2d bn1_{nullptr}, final_bn_{nullptr};
