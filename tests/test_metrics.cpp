@@ -247,6 +247,19 @@ TEST(Results, RowsAreConfigurationsNotNames) {
   expect_number(rows[1]["paired"]["train_error"]["mean"], -10.0);
 }
 
+TEST(Results, ModelsOfOneDepthThatNothingElseTellsApartKeepTheirOwnRows) {
+  auto preact = summary(20, true, 9, 9);
+  preact["model"] = "preact20";
+  const auto results =
+      make_results("exp", "", unseeded({summary(20, false, 12, 12), summary(20, true, 10, 10), preact}));
+  const auto& rows = results["degradation"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["variant"], "preact20");
+  EXPECT_EQ(rows[0]["residual"]["train_error"], 9.0);
+  EXPECT_EQ(rows[1]["variant"], "resnet20");
+  EXPECT_EQ(rows[1]["plain"]["train_error"], 12.0);
+}
+
 TEST(Results, NoTableWithoutBothKinds) {
   auto results = make_results("exp", "", unseeded({summary(20, true, 8, 11), summary(56, true, 6, 9)}));
   EXPECT_FALSE(results.contains("degradation"));

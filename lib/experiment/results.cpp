@@ -8,6 +8,7 @@
 #include <ostream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "experiment/stats.h"
 
@@ -173,17 +174,23 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     e.status = s.value("status", "unknown");
     row.sides[s["residual"].get<bool>()].push_back(e);
   }
-  const auto labels = row_labels(rows);
+  auto labels = row_labels(rows);
+  // Models of one depth that tags and axes do not tell apart (resnet110 beside preact110) are labelled by name.
+  std::map<std::pair<std::string, int64_t>, int> uses;
+  for (const auto& [key, row] : rows) ++uses[{labels.at(key), row.depth}];
+  for (const auto& [key, row] : rows) {
+    if (uses[{labels.at(key), row.depth}] > 1) labels[key] = row.model + labels[key];
+  }
   // Ordered as before: by variant, then depth.
-  std::map<std::pair<std::string, int64_t>, std::string> order;
-  for (const auto& [key, row] : rows) order[{labels.at(key), row.depth}] = key;
+  std::map<std::tuple<std::string, int64_t, std::string>, std::string> order;
+  for (const auto& [key, row] : rows) order[{labels.at(key), row.depth, key}] = key;
   nlohmann::json table = nlohmann::json::array();
   bool compares = false;
   for (const auto& [place, key] : order) {
     const Row& row = rows.at(key);
     compares = compares || row.sides.size() == 2;
     nlohmann::json out = {{"depth", row.depth}, {"model", row.model}};
-    if (!place.first.empty()) out["variant"] = place.first;
+    if (!labels.at(key).empty()) out["variant"] = labels.at(key);
     for (const auto& [residual, entries] : row.sides) out[residual ? "residual" : "plain"] = side_json(entries);
     if (row.sides.size() == 2) out["paired"] = paired_errors(row.sides.at(true), row.sides.at(false));
     const std::string tags = tags_of(row.model);
@@ -256,8 +263,7 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
   out << "Final error (%), mean ± sd (runs); training error over the last epoch, test error on the test set:\n";
   out << "  depth |        plain train               test |     residual train               test |"
          " residual - plain, train [95% CI]\n";
-  out << "  ------+-------------------------------------+-------------------------------------+"
-         "---------------------------------\n";
+  out << "  ------+" << std::string(39, '-') << "+" << std::string(39, '-') << "+" << std::string(33, '-') << "\n";
   for (const auto& row : results["degradation"]) {
     char depth[16];
     std::snprintf(depth, sizeof depth, "%7lld", static_cast<long long>(row["depth"].get<int64_t>()));
