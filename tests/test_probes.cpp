@@ -1,13 +1,17 @@
 // Probes on tiny nets whose answers are known by construction.
 #include <cmath>
 #include <numeric>
+#include <sstream>
 
 #include "data/loader.h"
 #include "experiment/runner.h"
 #include "models/resnet.h"
 #include "probes/gradients.h"
 #include "probes/lesions.h"
+#include "probes/over_seeds.h"
 #include "probes/probe_callback.h"
+#include "probes/refinement.h"
+#include "probes/statistics.h"
 #include "probes/responses.h"
 #include "test_util.h"
 #include "models/registry.h"
@@ -161,6 +165,11 @@ TEST_F(ProbesTest, PerExampleGradientsAreEachExamplesOwn) {
   // The probe's mean norm is that gradient's norm.
   const auto snr = gradient_snr(*net, batch);
   EXPECT_NEAR(snr["layers"][0]["mean_norm"].get<double>(), full[0].norm().item<double>(), 1e-5);
+  std::vector<double> ratios;
+  for (const auto& row : snr["layers"]) {
+    if (!row["snr"].is_null()) ratios.push_back(row["snr"].get<double>());
+  }
+  EXPECT_DOUBLE_EQ(snr["snr_median"].get<double>(), median_of(ratios));
 }
 
 TEST_F(ProbesTest, GradientNormsMatchBackwardAndLeaveTheNetAlone) {
@@ -231,6 +240,9 @@ TEST_F(ProbesTest, LesionStudyCoversEveryBlockAndPlainNetsOnlyWhereShapesAllow) 
   EXPECT_EQ(r["removable"], 6);
   ASSERT_EQ(r["random"].size(), 2u);  // k = 100 exceeds the blocks and is skipped
   EXPECT_EQ(r["random"][1]["errors"].size(), 3u);
+  std::vector<double> single;
+  for (const auto& row : r["single"]) single.push_back(row["error"].get<double>());
+  EXPECT_DOUBLE_EQ(r["single_median_error"].get<double>(), median_of(single));
   const auto p = lesion_study(*plain, *tiny.loader, s);
   // Stride-2 blocks (the first of stages 2 and 3) change the shape: a plain net cannot lose them.
   EXPECT_EQ(p["removable"], 4);
@@ -350,6 +362,160 @@ TEST_F(ProbesTest, CalibrationSetsBatchNormStatisticsFromData) {
   const auto b = conv->forward(tiny.loader->batch(1).inputs).mean({0, 2, 3});
   EXPECT_TRUE(torch::allclose(bn->running_mean, (a + b) / 2, 1e-4, 1e-6));
   EXPECT_TRUE(bn->options.momentum().has_value());  // restored
+}
+
+/// Per example, the cosine of rows of `a` and `b`, averaged.
+double mean_row_cosine(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto x = a.reshape({a.size(0), -1}).to(torch::kFloat64), y = b.reshape({b.size(0), -1}).to(torch::kFloat64);
+  return ((x * y).sum(1) / (x.norm(2, 1) * y.norm(2, 1))).mean().item<double>();
+}
+
+TEST_F(ProbesTest, RefinementOfAZeroBranchHasSizeZeroAndNoDirection) {
+  auto net = narrow_net(14, /*residual=*/true);
+  TinyData tiny(12, 4, /*batch=*/6);
+  {
+    torch::NoGradGuard no_grad;
+    net->blocks()[1]->named_parameters()["bn2.weight"].zero_();
+    net->blocks()[1]->named_parameters()["bn2.bias"].zero_();
+  }
+  ProbeSettings s;
+  s.batch = 4;  // chunks of 4, 2 of each loader batch of 6
+  const auto r = refinement_study(*net, *tiny.loader, s);
+  ASSERT_TRUE(r["applies"].get<bool>());
+  EXPECT_EQ(r["examples"], 12);
+  const auto& zero = r["per_block"][1];
+  EXPECT_EQ(zero["relative_size"].get<double>(), 0.0);
+  EXPECT_TRUE(zero["cosine"].is_null());
+  EXPECT_TRUE(zero["cosine_pooled"].is_null());
+  EXPECT_EQ(zero["undefined_examples"], 12);
+  // The other blocks have a direction, and the headline is over them only.
+  std::vector<double> others;
+  for (int64_t b : {0, 2, 3, 4, 5}) {
+    EXPECT_EQ(r["per_block"][b]["undefined_examples"], 0) << b;
+    others.push_back(r["per_block"][b]["cosine"].get<double>());
+  }
+  EXPECT_NEAR(r["cosine_median"].get<double>(), median_of(others), 1e-12);
+  EXPECT_NEAR(r["relative_size_first_half"].get<double>(),
+              (r["per_block"][0]["relative_size"].get<double>() + r["per_block"][2]["relative_size"].get<double>()) /
+                  3.0,
+              1e-12);
+  // Option A: the stride-2 blocks' shortcuts subsample, the others are the identity; option C projects everywhere.
+  for (int64_t b = 0; b < 6; ++b) {
+    EXPECT_EQ(r["per_block"][b]["against"], b == 2 || b == 4 ? "shortcut_output" : "input") << b;
+  }
+  ResNet projected(ResNetOptions(8).spec(ModelSpec{{4, 8, 8}, 3, Shortcut::C}).widths({4, 8, 8}));
+  for (const auto& row : refinement_study(*projected, *tiny.loader, s)["per_block"]) {
+    EXPECT_EQ(row["against"], "shortcut_output");
+  }
+  const auto plain = refinement_study(*narrow_net(8, /*residual=*/false), *tiny.loader, s);
+  EXPECT_FALSE(plain["applies"].get<bool>());
+  EXPECT_FALSE(plain["reason"].get<std::string>().empty());
+}
+
+TEST_F(ProbesTest, RefinementOfAnIdentityBranchMatchesAutograd) {
+  // Identity convs and BNs on non-negative images: every branch copies its input (F(h) = h, up to BN's epsilon;
+  // at the stride-2 blocks, F(h) = s(h), the subsampled input), and every ReLU is open where its input is positive.
+  auto net = narrow_net(14, /*residual=*/true);
+  make_identity(*net);
+  TinyData tiny(8, 4, /*batch=*/8);
+  ProbeSettings s;
+  s.batch = 8;
+  const auto r = refinement_study(*net, *tiny.loader, s);
+  // The same gradients, by hand: the stem, then each block, with each block's input kept.
+  const Batch batch = tiny.loader->batch(0);
+  auto modules = net->named_modules();
+  auto h = torch::relu(modules["bn1"]->as<torch::nn::BatchNorm2dImpl>()->forward(
+      modules["conv1"]->as<torch::nn::Conv2dImpl>()->forward(batch.inputs)));
+  std::vector<torch::Tensor> hs;
+  for (auto block : net->blocks()) {
+    hs.push_back(h);
+    h = block->forward(h);
+  }
+  hs.push_back(h);
+  const auto logits = modules["fc"]->as<torch::nn::LinearImpl>()->forward(h.mean({2, 3}));
+  const auto loss = torch::nn::functional::cross_entropy(
+      logits, batch.targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  const auto g = torch::autograd::grad({loss}, hs);
+  for (size_t b = 0; b < 6; ++b) {
+    const auto& row = r["per_block"][b];
+    EXPECT_NEAR(row["relative_size"].get<double>(), 1.0, 1e-4) << b;
+    double expected = 0.0;
+    if (b == 2 || b == 4) {
+      // dL/ds = dL/dy where the block's output y = relu(F + s) is positive.
+      const auto sub = hs[b].slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2);
+      expected = mean_row_cosine(sub, g[b + 1] * hs[b + 1].gt(0));
+    } else {
+      expected = mean_row_cosine(hs[b], g[b]);
+    }
+    EXPECT_NEAR(row["cosine"].get<double>(), expected, 1e-5) << b;
+  }
+}
+
+TEST_F(ProbesTest, RefinementReadoutOfTheLastBlockIsTheNetsOwnOutput) {
+  TinyData tiny(20, 4, /*batch=*/10);
+  ProbeSettings s;
+  s.batch = 10;
+  for (bool preact : {false, true}) {
+    ResNet net(ResNetOptions(14).spec(ModelSpec{{4, 8, 8}, 3, Shortcut::A}).widths({4, 8, 16}).preact(preact));
+    calibrate_batchnorm(*net, *tiny.loader, 2);
+    EXPECT_EQ(net->readable_blocks(), (std::vector<int64_t>{4, 5}));
+    const auto r = refinement_study(*net, *tiny.loader, s);
+    const auto full = evaluate(*net, *tiny.loader);
+    ASSERT_EQ(r["readout"].size(), 2u);
+    EXPECT_EQ(r["readout"][1]["block"], 5);
+    EXPECT_NEAR(r["readout"][1]["loss"].get<double>(), full.loss, 1e-6 * full.loss) << preact;
+    EXPECT_DOUBLE_EQ(r["readout"][1]["error"].get<double>(), full.error) << preact;
+    EXPECT_EQ(r["readout_steps"], 1);
+    // The taps change nothing in the forward pass.
+    torch::NoGradGuard no_grad;
+    const auto inputs = tiny.loader->batch(0).inputs;
+    const auto plain_pass = net->forward(inputs);
+    RefinementTap tap;
+    TapGuard installed(*net, tap);
+    EXPECT_TRUE(torch::equal(plain_pass, net->forward(inputs)));
+    EXPECT_TRUE(torch::equal(plain_pass, net->head(tap.blocks().back().output)));
+  }
+}
+
+TEST_F(ProbesTest, HeadlineFiguresOverSeedsByHand) {
+  auto subject = [](const std::string& label, const std::string& model, bool residual, int seed, double lr,
+                    double cosine) {
+    return nlohmann::json{{"label", label}, {"source", "trained"}, {"model", model},    {"depth", 56},
+                          {"residual", residual}, {"seed", seed}, {"config", {{"lr", lr}}}, {"cosine", {cosine, 0.0}}};
+  };
+  nlohmann::json subjects = {subject("resnet56-s1", "resnet56", true, 1, 0.1, 0.5),
+                             subject("plain56-s1", "plain56", false, 1, 0.1, 0.1),
+                             subject("resnet56-s2", "resnet56", true, 2, 0.1, 0.7),
+                             subject("resnet56-lr0.01-s1", "resnet56", true, 1, 0.01, 0.3),
+                             subject("resnet56-s3", "resnet56", true, 3, 0.1, 0.9)};
+  subjects.push_back({{"label", "no figure"}, {"model", "resnet56"}, {"depth", 56}, {"residual", true}});
+  const auto over = over_seeds("shattered", subjects);
+  ASSERT_EQ(over.size(), 3u);  // resnet56 at lr 0.1, plain56, resnet56 at lr 0.01; the subject without a figure
+  EXPECT_EQ(over[0]["seeds"], nlohmann::json({1, 2, 3}));
+  EXPECT_EQ(over[0]["labels"][2], "resnet56-s3");
+  const auto& f = over[0]["cosine_lag1"];
+  // Mean (0.5 + 0.7 + 0.9) / 3 = 0.7; sample sd sqrt((0.04 + 0 + 0.04) / 2) = 0.2.
+  EXPECT_NEAR(f["mean"].get<double>(), 0.7, 1e-12);
+  EXPECT_NEAR(f["sd"].get<double>(), 0.2, 1e-12);
+  EXPECT_EQ(f["n"], 3);
+  EXPECT_EQ(over[1]["model"], "plain56");
+  EXPECT_TRUE(over[1]["cosine_lag1"]["sd"].is_null());  // one seed
+  EXPECT_NEAR(over[2]["cosine_lag1"]["mean"].get<double>(), 0.3, 1e-12);
+  std::ostringstream text;
+  print_over_seeds("shattered", over, text);
+  EXPECT_NE(text.str().find("resnet56 (trained; resnet56-s1, resnet56-s2, resnet56-s3): cosine of input gradients "
+                            "at lag 1 0.7 ± 0.2 (3)"),
+            std::string::npos)
+      << text.str();
+  std::ostringstream single;
+  print_over_seeds("shattered", over_seeds("shattered", {subjects[0], subjects[1]}), single);
+  EXPECT_EQ(single.str(), "");  // no configuration ran at two seeds
+  EXPECT_TRUE(over_seeds("responses", subjects).empty());  // no headline figure
+  // Every headline figure's pointer reads its probe's output; a plain net's paths have none.
+  EXPECT_TRUE(over_seeds("paths", {{{"model", "plain56"}, {"applicable", false}}}).empty());
+  EXPECT_EQ(over_seeds("refinement", {{{"cosine_median", -0.25}}})[0]["cosine_median"]["mean"], -0.25);
+  EXPECT_DOUBLE_EQ(median_of({4.0, 1.0, 3.0, 2.0}), 2.5);
+  EXPECT_DOUBLE_EQ(median_of({5.0, 1.0, 3.0}), 3.0);
 }
 
 TEST_F(ProbeTrainingTest, RecordsWithoutChangingTraining) {

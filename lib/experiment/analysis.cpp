@@ -8,6 +8,8 @@
 #include "models/registry.h"
 #include "probes/gradients.h"
 #include "probes/lesions.h"
+#include "probes/over_seeds.h"
+#include "probes/refinement.h"
 #include "probes/responses.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
@@ -58,6 +60,14 @@ std::vector<nlohmann::json> training_records(const std::string& run_dir, const s
   return out;
 }
 
+/// What a subject shares with the same model at other seeds: its run's configuration minus the seed, the names
+/// and where it ran (as results.json groups runs).
+nlohmann::json config_without_seed(const RunConfig& run) {
+  nlohmann::json c = to_json(run);
+  for (const char* key : {"experiment", "name", "seed", "threads", "device"}) c.erase(key);
+  return c;
+}
+
 }  // namespace
 
 nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subject, const ProbeSettings& settings,
@@ -105,6 +115,8 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
     result = lesion_study(*net, test_loader, settings);
   } else if (probe == "paths") {
     result = path_gradients(*net, train_loader.batch(0), settings);
+  } else if (probe == "refinement") {
+    result = refinement_study(*net, test_loader, settings);
   }
   if (!subject.run_dir.empty() && probe_runs_during_training(probe)) {
     result["during_training"] = training_records(subject.run_dir, probe);
@@ -114,6 +126,8 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
   result["model"] = run.model;
   result["depth"] = net->depth();
   result["residual"] = net->residual();
+  result["seed"] = run.seed;
+  result["config"] = config_without_seed(run);
   result["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
@@ -133,6 +147,10 @@ nlohmann::json analyze(const std::string& probe, const std::vector<ProbeSubject>
     all.push_back(std::move(result));
   }
   nlohmann::json doc = {{"probe", probe}, {"settings", to_json(settings)}, {"subjects", all}};
+  if (!probe_info(probe).figure.empty()) {
+    doc["over_seeds"] = over_seeds(probe, all);
+    if (log != nullptr) print_over_seeds(probe, doc["over_seeds"], *log);
+  }
   const auto parent = fs::path(out_file).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
   write_json_file(out_file, doc);

@@ -28,12 +28,15 @@ ProbeSubject trained_subject(const std::string& run_dir);
 ProbeSubject init_subject(const std::string& model, const RunConfig& data_run);
 
 /// Runs `probe` on one subject and returns its result, with the subject's label, source, model, depth,
-/// residual flag and the seconds it took. A fresh net's BN statistics are first set from training batches.
+/// residual flag, seed, "config" (its run's configuration minus the seed, the names and where it ran) and the
+/// seconds it took. A fresh net's BN statistics are first set from training batches.
 nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subject, const ProbeSettings& settings,
                              DataCache& data);
 
 /// Runs `probe` on every subject, writes each trained run's result to RUN_DIR/probes/PROBE.json and all of them
-/// to `out_file` ({"probe", "settings", "subjects": [...]}); returns that document.
+/// to `out_file` ({"probe", "settings", "subjects": [...]}, and for a probe with a headline figure
+/// "over_seeds": [...], see over_seeds.h, which `log` also gets when some configuration ran at several seeds);
+/// returns that document.
 /// `data` keeps the decoded datasets between calls (several probes on the same runs read them once).
 nlohmann::json analyze(const std::string& probe, const std::vector<ProbeSubject>& subjects,
                        const ProbeSettings& settings, const std::string& out_file, DataCache& data, std::ostream* log);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "data/random.h"
+#include "probes/statistics.h"
 
 namespace reslab {
 
@@ -185,8 +186,13 @@ nlohmann::json gradient_snr(NetworkBase& net, const Batch& batch) {
                     {"snr", number_or_null(moments[l].snr())},
                     {"snr_plugin", number_or_null(moments[l].snr_plugin())}});
   }
+  std::vector<double> snrs;
+  for (const auto& r : rows) {
+    if (!r["snr"].is_null()) snrs.push_back(r["snr"].get<double>());
+  }
   return {{"examples", batch.targets.size(0)},
           {"noise_floor", moments.empty() ? 0.0 : moments[0].noise_floor()},
+          {"snr_median", finite_or_null(median_of(snrs))},
           {"layers", rows}};
 }
 

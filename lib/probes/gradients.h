@@ -87,7 +87,8 @@ void for_each_example_gradient(NetworkBase& net, const Batch& batch, bool train_
 
 /// Per weighted layer, across the examples of `batch`: the norm of the mean per-example gradient, the
 /// root-mean-square of the deviations from it, the debiased ratio "snr", the plug-in ratio "snr_plugin" and its
-/// value for pure noise "noise_floor" (train mode; the net is restored afterwards).
+/// value for pure noise "noise_floor" (train mode; the net is restored afterwards); "snr_median" is the median of
+/// the debiased ratio over the layers where it is finite.
 nlohmann::json gradient_snr(NetworkBase& net, const Batch& batch);
 
 /// Balduzzi's measure: along `settings.lines` straight lines between pairs of test images, `settings.points`

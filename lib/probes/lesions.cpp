@@ -5,6 +5,7 @@
 
 #include "data/random.h"
 #include "probes/gradients.h"
+#include "probes/statistics.h"
 #include "train/trainer.h"
 
 namespace reslab {
@@ -69,11 +70,15 @@ nlohmann::json lesion_study(NetworkBase& net, const BatchSource& test, const Pro
   const int64_t n = net.num_blocks();
   std::vector<int64_t> removable;
   nlohmann::json single = nlohmann::json::array();
+  std::vector<double> single_errors;
   for (int64_t b = 0; b < n; ++b) {
     const bool ok = net.block_removable(b);
-    if (ok) removable.push_back(b);
+    if (ok) {
+      removable.push_back(b);
+      single_errors.push_back(error_without(net, test, {b}));
+    }
     single.push_back({{"block", b}, {"removable", ok},
-                      {"error", ok ? nlohmann::json(error_without(net, test, {b})) : nlohmann::json(nullptr)}});
+                      {"error", ok ? nlohmann::json(single_errors.back()) : nlohmann::json(nullptr)}});
   }
   Rng rng(mix_seed(s.seed ^ 0x1e510a5ULL));
   nlohmann::json random = nlohmann::json::array();
@@ -89,6 +94,7 @@ nlohmann::json lesion_study(NetworkBase& net, const BatchSource& test, const Pro
           {"examples", test.size()},
           {"baseline_error", error_without(net, test, {})},
           {"single", single},
+          {"single_median_error", finite_or_null(median_of(single_errors))},
           {"random", random}};
 }
 

@@ -28,7 +28,7 @@ double error_without(NetworkBase& net, const BatchSource& test, const std::set<i
 
 /// The baseline test error, the error with each removable block deleted in turn, and for each k of
 /// settings.lesion_k (up to the number of removable blocks) the errors of settings.samples random sets of k
-/// removable blocks deleted together.
+/// removable blocks deleted together; "single_median_error" is the median of the single-block errors.
 nlohmann::json lesion_study(NetworkBase& net, const BatchSource& test, const ProbeSettings& settings);
 
 /// P(path length = k) for k = 0..n in a net of n residual blocks: every path takes each block's branch or its

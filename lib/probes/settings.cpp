@@ -5,21 +5,43 @@
 
 namespace reslab {
 
+const std::vector<ProbeInfo>& probe_table() {
+  static const std::vector<ProbeInfo> table = {
+      {"responses", false, "", "", ""},
+      {"grad_norms", true, "", "", ""},
+      {"grad_snr", true, "snr_median", "/snr_median", "per-example gradient SNR, median over layers"},
+      {"shattered", false, "cosine_lag1", "/cosine/0", "cosine of input gradients at lag 1"},
+      {"lesions", false, "single_median_error", "/single_median_error", "median error with one block deleted (%)"},
+      {"paths", false, "gradient_mean_length", "/gradient_mean_length", "gradient-weighted mean path length"},
+      {"refinement", false, "cosine_median", "/cosine_median", "median over blocks of cos(branch, gradient)"},
+  };
+  return table;
+}
+
 const std::vector<std::string>& probe_names() {
-  static const std::vector<std::string> names = {"responses", "grad_norms", "grad_snr",
-                                                 "shattered", "lesions",    "paths"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& p : probe_table()) out.push_back(p.name);
+    return out;
+  }();
   return names;
 }
 
-void check_probe_name(const std::string& name) {
-  const auto& names = probe_names();
-  if (std::find(names.begin(), names.end(), name) != names.end()) return;
+const ProbeInfo& probe_info(const std::string& name) {
+  const auto& table = probe_table();
+  const auto it = std::find_if(table.begin(), table.end(), [&](const ProbeInfo& p) { return p.name == name; });
+  if (it != table.end()) return *it;
   std::string list;
-  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  for (const auto& p : table) list += (list.empty() ? "" : ", ") + p.name;
   throw std::invalid_argument("unknown probe '" + name + "'; expected one of " + list);
 }
 
-bool probe_runs_during_training(const std::string& name) { return name == "grad_norms" || name == "grad_snr"; }
+void check_probe_name(const std::string& name) { probe_info(name); }
+
+bool probe_runs_during_training(const std::string& name) {
+  const auto& names = probe_names();
+  return std::find(names.begin(), names.end(), name) != names.end() && probe_info(name).during_training;
+}
 
 nlohmann::json to_json(const ProbeSettings& s) {
   return {{"batch", s.batch},   {"lesion_k", s.lesion_k}, {"samples", s.samples},

@@ -9,16 +9,33 @@
 
 namespace reslab {
 
-/// The probes by name, in the order `reslab analyze all` runs them.
+/// One probe of the table that the CLI, the experiment files and the summaries over seeds read.
+struct ProbeInfo {
+  std::string name;
+  bool during_training = false;  ///< can run during training, at chosen iterations
+  /// The probe's headline figure, summarised over seeds: its key in "over_seeds" entries (empty: none), a JSON
+  /// pointer to it in a subject's result, and what it is, in words.
+  std::string figure;
+  std::string pointer;
+  std::string description;
+};
+
+/// The probes, in the order `reslab analyze all` runs them.
+const std::vector<ProbeInfo>& probe_table();
+/// The probes by name, in the table's order.
 const std::vector<std::string>& probe_names();
 /// Throws std::invalid_argument naming `name` and the valid probes unless it is one.
 void check_probe_name(const std::string& name);
+/// The table's row for `name`; throws as check_probe_name does.
+const ProbeInfo& probe_info(const std::string& name);
 /// Probes that can run during training, at chosen iterations ("grad_norms", "grad_snr").
 bool probe_runs_during_training(const std::string& name);
 
 /// Settings of the probes; every field has a default a researcher can start from.
 struct ProbeSettings {
-  int64_t batch = 64;  ///< training examples for the gradient probes and the path-length probe
+  /// Training examples for the gradient probes and the path-length probe; test examples per forward pass of the
+  /// refinement probe.
+  int64_t batch = 64;
   /// Lesions: numbers of random blocks deleted together (values above the removable blocks are skipped), and
   /// draws for each number; path lengths: draws for each length.
   std::vector<int64_t> lesion_k = {1, 2, 3, 4, 6, 8, 12, 16, 24};
