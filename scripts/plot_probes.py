@@ -4,7 +4,8 @@
 Usage: plot_probes.py PROBE.json [OUTPUT.png]
 
 Plain nets are dashed, residual nets solid, one colour per depth. Trained runs and fresh nets ("_init" files)
-are drawn the same way; the title says which.
+are drawn the same way; the title says which. Subjects that are one model and configuration at several seeds
+(the same source, model, depth, residual flag and config) are drawn as their mean with a band from min to max.
 """
 import json
 import math
@@ -28,11 +29,45 @@ def style(subjects):
     return of
 
 
-def by_layer(ax, subjects, key, st, ylabel, log=True, rows="layers", hidden_only=False):
+def seed_groups(subjects):
+    """Lists of subjects that differ only in their seed, in the order of each list's first subject."""
+    groups = {}
     for s in subjects:
+        key = json.dumps([s.get(k) for k in ("source", "model", "depth", "residual", "config")], sort_keys=True)
+        groups.setdefault(key, []).append(s)
+    return list(groups.values())
+
+
+def several_seeds(subjects):
+    return any(len(g) > 1 for g in seed_groups(subjects))
+
+
+def lines(ax, subjects, xy, st, **kw):
+    """One line per subject from xy(subject) -> (xs, ys); a group of seeds as its mean over the xs they all have,
+    with a band from min to max."""
+    for group in seed_groups(subjects):
+        curves = [c for c in (xy(s) for s in group) if len(c[0])]
+        if not curves:
+            continue
+        look = st(group[0])
+        if len(curves) == 1:
+            ax.plot(curves[0][0], curves[0][1], **look, **kw)
+            continue
+        tables = [dict(zip(xs, ys)) for xs, ys in curves]
+        common = sorted(set.intersection(*(set(t) for t in tables)))
+        at = [[t[x] for t in tables] for x in common]
+        look["label"] += " (%d seeds)" % len(curves)
+        ax.plot(common, [sum(v) / len(v) for v in at], **look, **kw)
+        ax.fill_between(common, [min(v) for v in at], [max(v) for v in at], color=look["color"], alpha=0.2,
+                        linewidth=0)
+
+
+def by_layer(ax, subjects, key, st, ylabel, log=True, rows="layers", hidden_only=False):
+    def xy(s):
         rs = s[rows][1:-1] if hidden_only else s[rows]
         ys = [r[key] for r in rs if r.get(key) is not None]
-        ax.plot(range(1 if hidden_only else 0, len(ys) + (1 if hidden_only else 0)), ys, **st(s))
+        return list(range(1 if hidden_only else 0, len(ys) + (1 if hidden_only else 0))), ys
+    lines(ax, subjects, xy, st)
     ax.set_xlabel("layer index (forward order)")
     ax.set_ylabel(ylabel)
     if log:
@@ -41,15 +76,12 @@ def by_layer(ax, subjects, key, st, ylabel, log=True, rows="layers", hidden_only
 
 
 def during_training(ax, subjects, key, st, ylabel, reducer, log=True):
-    drawn = False
-    for s in subjects:
+    def xy(s):
         recs = s.get("during_training") or []
-        if not recs:
-            continue
-        xs = [r["iter"] for r in recs]
-        ys = [reducer([row[key] for row in r["layers"] if row.get(key) is not None]) for r in recs]
-        ax.plot(xs, ys, marker="o", **st(s))
-        drawn = True
+        return ([r["iter"] for r in recs],
+                [reducer([row[key] for row in r["layers"] if row.get(key) is not None]) for r in recs])
+    drawn = any(s.get("during_training") for s in subjects)
+    lines(ax, subjects, xy, st, marker="o")
     ax.set_xlabel("iterations done")
     ax.set_ylabel(ylabel)
     if log:
@@ -90,6 +122,35 @@ def with_debiased_snr(subjects):
             rec["layers"] = debiased_snr(rec["layers"], rec["examples"])
 
 
+def plot_refinement(subjects, st):
+    res = [s for s in subjects if s.get("applies")]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+
+    def per_block(key):
+        return lambda s: ([r["block"] for r in s["per_block"] if r[key] is not None],
+                          [r[key] for r in s["per_block"] if r[key] is not None])
+    lines(axes[0], res, per_block("cosine"), st, marker=".")
+    axes[0].axhline(0.0, color="grey", linewidth=0.8)
+    axes[0].set_title("cos(F_i(h_i), dL/dh_i) (dL/ds_i where the shape changes)")
+    axes[0].set_ylabel("cosine, mean over test examples")
+    lines(axes[1], res, per_block("relative_size"), st, marker=".")
+    axes[1].set_title("||F_i(h_i)|| / ||h_i|| (/ ||s_i(h_i)|| where the shape changes)")
+    axes[1].set_ylabel("relative size (log scale)")
+    axes[1].set_yscale("log")
+    lines(axes[2], res, lambda s: ([r["block"] for r in s["readout"]], [r["loss"] for r in s["readout"]]), st,
+          marker="o")
+    axes[2].set_title("Head applied to each block of the last stage")
+    axes[2].set_ylabel("test loss")
+    for ax in axes:
+        ax.set_xlabel("block")
+        ax.grid(alpha=0.3)
+    skipped = [st(s)["label"] for s in subjects if not s.get("applies")]
+    if skipped:
+        axes[0].text(0.01, 0.01, "does not apply to: " + ", ".join(sorted(set(skipped))), fontsize=7,
+                     transform=axes[0].transAxes)
+    return fig
+
+
 def plot(doc, out):
     probe, subjects = doc["probe"], doc["subjects"]
     st = style(subjects)
@@ -99,8 +160,7 @@ def plot(doc, out):
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
         by_layer(axes[0], subjects, "std", st, "std of the response (log scale)")
         axes[0].set_title("Layer responses (after BN, before addition/ReLU), layer order")
-        for s in subjects:
-            axes[1].plot(range(len(s["std_sorted"])), s["std_sorted"], **st(s))
+        lines(axes[1], subjects, lambda s: (list(range(len(s["std_sorted"]))), s["std_sorted"]), st)
         axes[1].set_xlabel("layer index (sorted by magnitude)")
         axes[1].set_ylabel("std (log scale)")
         axes[1].set_yscale("log")
@@ -137,48 +197,58 @@ def plot(doc, out):
                 axes[1][1].set_title("During training: median norm of the mean gradient")
     elif probe == "shattered":
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for s in subjects:
-            axes[0].plot(s["lags"], s["cosine"], **st(s))
+        lines(axes[0], subjects, lambda s: (s["lags"], s["cosine"]), st)
         axes[0].set_xlabel("lag (points along the line; step %.3g in input space)" % subjects[0]["step"])
         axes[0].set_ylabel("mean cosine of input gradients")
         axes[0].set_title("Gradient correlation along lines between test images")
         axes[0].grid(alpha=0.3)
         for residual, name in ((False, "plain"), (True, "residual")):
-            pts = sorted((s["depth"], s["cosine"][0]) for s in subjects if s["residual"] == residual)
-            if pts:
-                axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                             linestyle="-" if residual else "--", label=name)
+            by_depth = {}
+            for s in subjects:
+                if s["residual"] == residual:
+                    by_depth.setdefault(s["depth"], []).append(s["cosine"][0])
+            depths = sorted(by_depth)
+            if depths:
+                line, = axes[1].plot(depths, [sum(by_depth[d]) / len(by_depth[d]) for d in depths], marker="o",
+                                     linestyle="-" if residual else "--", label=name)
+                if any(len(v) > 1 for v in by_depth.values()):
+                    axes[1].fill_between(depths, [min(by_depth[d]) for d in depths],
+                                         [max(by_depth[d]) for d in depths], color=line.get_color(), alpha=0.2)
         axes[1].set_xlabel("depth")
         axes[1].set_ylabel("cosine at lag 1")
         axes[1].set_title("Shattering with depth (Balduzzi et al. 2017)")
         axes[1].grid(alpha=0.3)
     elif probe == "lesions":
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        for s in subjects:
-            xs = [r["block"] for r in s["single"] if r["error"] is not None]
-            ys = [r["error"] for r in s["single"] if r["error"] is not None]
-            line, = axes[0].plot(xs, ys, marker=".", **st(s))
-            axes[0].axhline(s["baseline_error"], color=line.get_color(), linewidth=0.8, linestyle=":")
-            ks = [0] + [r["k"] for r in s["random"]]
-            means = [s["baseline_error"]] + [r["mean"] for r in s["random"]]
-            sds = [0] + [r["std"] for r in s["random"]]
-            axes[1].errorbar(ks, means, yerr=sds, capsize=3, **st(s))
+        lines(axes[0], subjects, lambda s: ([r["block"] for r in s["single"] if r["error"] is not None],
+                                            [r["error"] for r in s["single"] if r["error"] is not None]),
+              st, marker=".")
+        for group in seed_groups(subjects):
+            axes[0].axhline(sum(s["baseline_error"] for s in group) / len(group), color=st(group[0])["color"],
+                            linewidth=0.8, linestyle=":")
+            if len(group) == 1:
+                s = group[0]
+                axes[1].errorbar([0] + [r["k"] for r in s["random"]],
+                                 [s["baseline_error"]] + [r["mean"] for r in s["random"]],
+                                 yerr=[0] + [r["std"] for r in s["random"]], capsize=3, **st(s))
+        lines(axes[1], [s for g in seed_groups(subjects) if len(g) > 1 for s in g],
+              lambda s: ([0] + [r["k"] for r in s["random"]], [s["baseline_error"]] + [r["mean"] for r in s["random"]]),
+              st)
         axes[0].set_xlabel("block deleted")
         axes[0].set_ylabel("test error (%)")
         axes[0].set_title("Deleting one block (dotted: nothing deleted)")
         axes[1].set_xlabel("blocks deleted at random")
-        axes[1].set_ylabel("test error (%), mean and std")
+        axes[1].set_ylabel("test error (%), mean of the draws (bars: their std)")
         axes[1].set_title("Deleting several blocks (Veit et al. 2016)")
         for ax in axes:
             ax.grid(alpha=0.3)
     elif probe == "paths":
         res = [s for s in subjects if s.get("applicable")]
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-        for s in res:
-            axes[0].plot(range(len(s["distribution"])), s["distribution"], **st(s))
-            ls = s["lengths"]
-            axes[1].plot([r["length"] for r in ls], [r["grad_norm"] for r in ls], marker=".", **st(s))
-            axes[2].plot(range(len(s["gradient_share"])), s["gradient_share"], **st(s))
+        lines(axes[0], res, lambda s: (list(range(len(s["distribution"]))), s["distribution"]), st)
+        lines(axes[1], res, lambda s: ([r["length"] for r in s["lengths"]], [r["grad_norm"] for r in s["lengths"]]),
+              st, marker=".")
+        lines(axes[2], res, lambda s: (list(range(len(s["gradient_share"]))), s["gradient_share"]), st)
         for s in subjects:
             if not s.get("applicable"):
                 axes[1].scatter([s["depth"] // 2 - 1], [s["input_grad_norm"]], marker="x", s=60,
@@ -193,6 +263,8 @@ def plot(doc, out):
         for ax in axes:
             ax.set_xlabel("path length (residual branches taken)")
             ax.grid(alpha=0.3)
+    elif probe == "refinement":
+        fig = plot_refinement(subjects, st)
     else:
         raise SystemExit("plot_probes.py: unknown probe '%s'" % probe)
     handles, labels = [], []
@@ -202,7 +274,8 @@ def plot(doc, out):
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(8, max(1, len(labels))), fontsize=8)
-    fig.suptitle("%s, %s" % (probe, when))
+    bands = "; lines over seeds: mean, band min to max" if several_seeds(subjects) else ""
+    fig.suptitle("%s, %s%s" % (probe, when, bands))
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     fig.savefig(out, dpi=110)
 
