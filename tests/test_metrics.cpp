@@ -260,9 +260,22 @@ TEST(Results, ModelsOfOneDepthThatNothingElseTellsApartKeepTheirOwnRows) {
   EXPECT_EQ(rows[1]["plain"]["train_error"], 12.0);
 }
 
-TEST(Results, NoTableWithoutBothKinds) {
-  auto results = make_results("exp", "", unseeded({summary(20, true, 8, 11), summary(56, true, 6, 9)}));
-  EXPECT_FALSE(results.contains("degradation"));
+TEST(Results, AResidualOnlyExperimentGetsItsTableToo) {
+  // Table 6 has no plain nets: its rows still carry the means and spreads, with no plain side and no pairing.
+  const auto results = make_results("exp", "", {seeded(summary(20, true, 8, 11), 1), seeded(summary(20, true, 10, 13), 2),
+                                                seeded(summary(56, true, 6, 9), 1)});
+  const auto& rows = results["degradation"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_FALSE(rows[0].contains("plain"));
+  EXPECT_FALSE(rows[0].contains("paired"));
+  expect_number(rows[0]["residual"]["test_error"], 12.0);
+  expect_number(rows[0]["residual"]["test_error_sd"], std::sqrt(2.0));
+  std::ostringstream out;
+  print_degradation_table(results, out);
+  EXPECT_NE(out.str().find("     20 |                  -                  - |    9.00 ± 1.41 (2)   12.00 ± 1.41 (2) |\n"),
+            std::string::npos)
+      << out.str();
+  EXPECT_FALSE(make_results("exp", "", unseeded({})).contains("degradation"));
 }
 
 }  // namespace

@@ -185,10 +185,8 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
   std::map<std::tuple<std::string, int64_t, std::string>, std::string> order;
   for (const auto& [key, row] : rows) order[{labels.at(key), row.depth, key}] = key;
   nlohmann::json table = nlohmann::json::array();
-  bool compares = false;
   for (const auto& [place, key] : order) {
     const Row& row = rows.at(key);
-    compares = compares || row.sides.size() == 2;
     nlohmann::json out = {{"depth", row.depth}, {"model", row.model}};
     if (!labels.at(key).empty()) out["variant"] = labels.at(key);
     for (const auto& [residual, entries] : row.sides) out[residual ? "residual" : "plain"] = side_json(entries);
@@ -216,7 +214,7 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
                             {"description", description},
                             {"versions", version_info()},
                             {"runs", summaries}};
-  if (compares) results["degradation"] = table;
+  if (!table.empty()) results["degradation"] = table;
   return results;
 }
 
@@ -269,19 +267,22 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
     std::snprintf(depth, sizeof depth, "%7lld", static_cast<long long>(row["depth"].get<int64_t>()));
     std::string paired;
     if (row.contains("paired")) paired = format_difference(row["paired"]["train_error"]);
-    out << depth << " | " << cell(row, "plain", "train_error") << " " << cell(row, "plain", "test_error") << " | "
-        << cell(row, "residual", "train_error") << " " << cell(row, "residual", "test_error") << " | "
-        << pad(paired, 24);
-    if (row.contains("variant")) out << "   " << row["variant"].get<std::string>();
+    std::ostringstream line;
+    line << depth << " | " << cell(row, "plain", "train_error") << " " << cell(row, "plain", "test_error") << " | "
+         << cell(row, "residual", "train_error") << " " << cell(row, "residual", "test_error") << " | "
+         << pad(paired, 24);
+    if (row.contains("variant")) line << "   " << row["variant"].get<std::string>();
     if (row.contains("vs_baseline")) {
       const auto& vs = row["vs_baseline"];
       for (const char* side : {"residual", "plain"}) {
         if (!vs.contains(side)) continue;
         const auto text = format_difference(vs[side]["train_error"]);
-        if (!text.empty()) out << " (" << side << " vs " << vs["model"].get<std::string>() << ": " << text << ")";
+        if (!text.empty()) line << " (" << side << " vs " << vs["model"].get<std::string>() << ": " << text << ")";
       }
     }
-    out << "\n";
+    std::string text = line.str();
+    text.erase(text.find_last_not_of(' ') + 1);
+    out << text << "\n";
   }
 }
 

@@ -20,8 +20,8 @@ struct RunResult {
   nlohmann::json config;
 };
 
-/// results.json: the experiment's name, every run's summary and, where both plain and residual nets of a
-/// configuration ran, the degradation table. Runs are grouped by their resolved configuration minus the seed (and
+/// results.json: the experiment's name, every run's summary and the table by configuration ("degradation":
+/// plain beside residual where both ran; a residual-only experiment such as Table 6 gets its rows too). Runs are grouped by their resolved configuration minus the seed (and
 /// the plain/residual family of the model), so each row holds the repeats of one configuration over seeds: per
 /// side the mean, sd and per-seed final errors; per row the paired difference residual - plain over the seeds
 /// both sides have; per row of a tagged model (-k1, -noaffine, ...) the paired difference against the untagged
