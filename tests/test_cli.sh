@@ -94,6 +94,34 @@ check "analyze lesions" 0 "Probe results: .*small/lesions.json" -- "$reslab" ana
   "$work/small/resnet8" --samples 2 --lesion-k 1,2 --threads 2
 [[ -f "$work/small/resnet8/probes/lesions.json" && -f "$work/small/lesions.png" ]] && passes=$((passes + 1)) ||
   { failures=$((failures + 1)); echo "FAIL: analyze lesions wrote no per-run JSON or plot"; }
+check "analyze refinement" 0 "Probe results: .*small/refinement.json" -- "$reslab" analyze refinement \
+  "$work/small/plain8" "$work/small/resnet8" --threads 2
+[[ -f "$work/small/resnet8/probes/refinement.json" && -f "$work/small/refinement.png" ]] && passes=$((passes + 1)) ||
+  { failures=$((failures + 1)); echo "FAIL: analyze refinement wrote no per-run JSON or plot"; }
+check "refinement json" 0 "ok" -- /usr/bin/python3 -c "
+import json
+subjects = {s['label']: s for s in json.load(open('$work/small/refinement.json'))['subjects']}
+assert subjects['plain8']['applies'] is False and subjects['plain8']['reason'], subjects['plain8']
+r = subjects['resnet8']
+assert r['applies'] and r['examples'] == 256, r
+assert [b['against'] for b in r['per_block']] == ['input', 'shortcut_output', 'shortcut_output'], r['per_block']
+assert [b['block'] for b in r['readout']] == [2] and r['readout_steps'] == 0, r['readout']
+for key in ('cosine_median', 'cosine_mean', 'negative_fraction', 'relative_size_second_half', 'readout_decreases'):
+    assert key in r, key
+print('ok')"
+# Two seeds of one model: each probe's headline figure over the seeds, printed and in the JSON.
+cat >"$work/probe_seeds.json" <<'JSON'
+{"name": "probe_seeds", "grid": {"depth": [8], "seed": [1, 2]},
+ "data": {"train_size": 256, "test_size": 128}, "optim": {"batch": 64, "epochs": 1}}
+JSON
+check "run probe seeds" 0 "resnet8-s2: completed" -- "$reslab" run "$work/probe_seeds.json" \
+  --out "$work/probe_seeds" --threads 2 --no-plot
+over="over seeds, resnet8 \(trained; resnet8-s1, resnet8-s2\): cosine of input gradients at lag 1 [-0-9.e]+ ± .* \(2\)"
+check "analyze over seeds" 0 "$over" -- "$reslab" analyze shattered "$work/probe_seeds/resnet8-s1" \
+  "$work/probe_seeds/resnet8-s2" --points 8 --max-lag 3 --lines 1 --threads 2 --no-plot
+check "over seeds json" 0 '"seeds": \[1, 2\]' -- /usr/bin/python3 -c "
+import json
+print(json.dumps(json.load(open('$work/probe_seeds/shattered.json'))['over_seeds'][0]))"
 check "analyze at init" 0 "shattered_init.json" -- "$reslab" analyze shattered --at-init plain8,resnet8 \
   --out "$work/an" --points 8 --max-lag 3 --lines 1 --test-size 64 --threads 2
 check "analyze json" 0 '"probe": "shattered"' -- /usr/bin/python3 -m json.tool "$work/an/shattered_init.json"
