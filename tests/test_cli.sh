@@ -59,6 +59,23 @@ check "run small" 0 "depth \|" -- "$reslab" run "$work/small.json" --out "$work/
   { failures=$((failures + 1)); echo "FAIL: run small wrote no results"; }
 check "plot written" 0 "PNG" -- head -c 4 "$work/small/curves.png"
 check "no overwrite" nonzero "already holds results" -- "$reslab" run "$work/small.json" --out "$work/small"
+# Seeds as an axis: every point at each seed, the table as mean ± sd (n) with the paired difference, the runs
+# of one configuration grouped in results.json, collect giving the same rows, and one band per configuration.
+check "run seeds" 0 "± .*\(2\) .*\[" -- "$reslab" run "$work/small.json" --out "$work/seeds" --seeds 1,2 --threads 2
+check "seeds completion line" 0 "resnet8-s2: completed after 8 iterations; train error [0-9]+\.[0-9]{2}%, test error [0-9]+\.[0-9]{2}%$" -- \
+  "$reslab" collect "$work/seeds" --no-plot
+check "seeds results" 0 "^4 runs, 1 row, seeds \[1, 2\], n 2, interval of 2$" -- /usr/bin/python3 -c "
+import json
+r = json.load(open('$work/seeds/results.json'))
+row, = r['degradation']
+p = row['paired']['train_error']
+print(f\"{len(r['runs'])} runs, {len(r['degradation'])} row, seeds {row['residual']['seeds']}, n {p['n']},\",
+      f\"interval of {len(p['ci95'])}\")"
+check "seeds plot" 0 "PNG" -- head -c 4 "$work/seeds/curves.png"
+check "seed and seeds" nonzero "either --seed or --seeds" -- "$reslab" run "$work/small.json" --seed 3 --seeds 1,2 \
+  --list
+check "seeds negative" nonzero "--seeds: -1; expected non-negative" -- "$reslab" run "$work/small.json" --seeds 1,-1 \
+  --list
 # The same experiment one grid point at a time (as a Slurm array runs it), then collect: the same results.
 check "run list" 0 "^0 plain8 plain8 fashion-mnist\|1 resnet8 resnet8 fashion-mnist\|$" -- \
   bash -c "'$reslab' run '$work/small.json' --list | tr '\t\n' ' |'"
