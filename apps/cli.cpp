@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "app/commands.h"
+#include "probes/settings.h"
 
 namespace reslab {
 
@@ -195,9 +196,10 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
 void setup_analyze(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<AnalyzeOptions>();
   auto* cmd = app.add_subcommand("analyze", "Probes: layer responses, gradient norms and signal-to-noise, shattered "
-                                            "gradients, lesions, path lengths");
-  cmd->add_option("probe", opts->probe,
-                  "responses, grad_norms, grad_snr, shattered, lesions, paths, or all")->required();
+                                            "gradients, lesions, path lengths, iterative refinement");
+  std::string probes;
+  for (const auto& name : probe_names()) probes += name + ", ";
+  cmd->add_option("probe", opts->probe, probes + "or all")->required();
   cmd->add_option("run_dirs", opts->run_dirs, "Run folders (holding config.json and model.pt)");
   cmd->add_option("--at-init", opts->at_init, "Models to probe freshly initialised, e.g. plain20,resnet20")
       ->delimiter(',');

@@ -1,10 +1,10 @@
 #include "experiment/stats.h"
 
 #include <cmath>
-#include <limits>
-#include <numeric>
 #include <stdexcept>
 #include <string>
+
+#include "probes/statistics.h"
 
 namespace reslab {
 
@@ -45,8 +45,6 @@ double incomplete_beta(double a, double b, double x) {
 /// P(T <= t) for t >= 0 under Student's t with `df` degrees of freedom.
 double student_t_cdf(double t, double df) { return 1.0 - 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t)); }
 
-nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
 }  // namespace
 
 double student_t_975(int64_t df) {
@@ -61,22 +59,9 @@ double student_t_975(int64_t df) {
   return 0.5 * (lo + hi);
 }
 
-double mean_of(const std::vector<double>& values) {
-  if (values.empty()) return std::numeric_limits<double>::quiet_NaN();
-  return std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size());
-}
-
-double sd_of(const std::vector<double>& values) {
-  if (values.size() < 2) return std::numeric_limits<double>::quiet_NaN();
-  const double m = mean_of(values);
-  double squares = 0.0;
-  for (double v : values) squares += (v - m) * (v - m);
-  return std::sqrt(squares / static_cast<double>(values.size() - 1));
-}
-
 nlohmann::json describe(const std::vector<double>& values) {
-  return {{"mean", number_or_null(mean_of(values))},
-          {"sd", number_or_null(sd_of(values))},
+  return {{"mean", finite_or_null(average_of(values))},
+          {"sd", finite_or_null(sample_sd(values))},
           {"n", values.size()}};
 }
 
@@ -85,8 +70,8 @@ nlohmann::json paired_difference(const std::vector<double>& differences) {
   out["ci95"] = nullptr;
   if (differences.size() >= 2) {
     const auto n = static_cast<int64_t>(differences.size());
-    const double half = student_t_975(n - 1) * sd_of(differences) / std::sqrt(static_cast<double>(n));
-    const double m = mean_of(differences);
+    const double half = student_t_975(n - 1) * sample_sd(differences) / std::sqrt(static_cast<double>(n));
+    const double m = average_of(differences);
     out["ci95"] = {m - half, m + half};
   }
   return out;

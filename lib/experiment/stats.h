@@ -13,12 +13,8 @@ namespace reslab {
 /// grows); throws std::invalid_argument for df < 1.
 double student_t_975(int64_t df);
 
-/// The mean of `values` (NaN when empty).
-double mean_of(const std::vector<double>& values);
-/// The sample standard deviation (n - 1 in the denominator); NaN for fewer than two values.
-double sd_of(const std::vector<double>& values);
-
-/// {"mean", "sd", "n"} of `values`: null mean when empty, null sd below two values.
+/// {"mean", "sd", "n"} of `values` (the sample sd, probes/statistics.h): null mean when empty, null sd below two
+/// values.
 nlohmann::json describe(const std::vector<double>& values);
 
 /// A paired difference: `differences` are one per seed (a - b at the same seed). {"mean", "sd", "n", "ci95": [lo,
