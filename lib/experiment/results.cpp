@@ -39,7 +39,12 @@ std::string tags_of(const std::string& model) {
 nlohmann::json row_config(const RunResult& run) {
   nlohmann::json c = run.config.is_object() ? run.config : nlohmann::json::object();
   for (const char* key : {"experiment", "name", "seed", "threads", "device"}) c.erase(key);
-  const std::string model = run.summary.value("model", c.value("model", nlohmann::json::object()).value("name", ""));
+  if (!c.value("model", nlohmann::json()).is_object()) c["model"] = nlohmann::json::object();
+  const auto& named = c["model"].value("name", nlohmann::json());
+  const auto& from_summary = run.summary.value("model", nlohmann::json());
+  const std::string model = from_summary.is_string() ? from_summary.get<std::string>()
+                            : named.is_string()      ? named.get<std::string>()
+                                                     : "";
   c["model"]["name"] = twin_name(model);
   return c;
 }
