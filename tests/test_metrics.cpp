@@ -181,8 +181,9 @@ TEST(Results, AMissingSeedPairsOnlyTheSeedsBothSidesHave) {
 }
 
 TEST(Results, OneSeedChangesNothingButTheCount) {
-  const auto results = make_results("exp", "", {seeded(summary(20, false, 23.4, 19.45), 1),
-                                                seeded(summary(20, true, 19.73, 16.35), 1)});
+  auto plain = seeded(summary(20, false, 23.4, 19.45), 1);
+  plain.summary["seed"] = 1;  // a signed JSON integer pairs as well as an unsigned one
+  const auto results = make_results("exp", "", {plain, seeded(summary(20, true, 19.73, 16.35), 1)});
   const auto& row = results["degradation"][0];
   EXPECT_TRUE(row["residual"]["train_error_sd"].is_null());
   expect_number(row["paired"]["train_error"]["mean"], 19.73 - 23.4);

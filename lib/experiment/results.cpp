@@ -171,7 +171,9 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     row.config = config;
     Entry e;
     const auto seed = s.contains("seed") ? s["seed"] : run.config.value("seed", nlohmann::json());
-    if (seed.is_number_unsigned()) e.seed = seed.get<uint64_t>();
+    if (seed.is_number_unsigned() || (seed.is_number_integer() && seed.get<int64_t>() >= 0)) {
+      e.seed = seed.get<uint64_t>();
+    }
     e.run = s.value("run", s.value("model", ""));
     const auto final = s.value("final", nlohmann::json::object());
     e.train = final.value("train_error", nlohmann::json());
