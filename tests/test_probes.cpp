@@ -404,7 +404,8 @@ TEST_F(ProbesTest, RefinementOfAZeroBranchHasSizeZeroAndNoDirection) {
     EXPECT_EQ(r["per_block"][b]["against"], b == 2 || b == 4 ? "shortcut_output" : "input") << b;
   }
   ResNet projected(ResNetOptions(8).spec(ModelSpec{{4, 8, 8}, 3, Shortcut::C}).widths({4, 8, 8}));
-  for (const auto& row : refinement_study(*projected, *tiny.loader, s)["per_block"]) {
+  const auto everywhere = refinement_study(*projected, *tiny.loader, s);  // kept: the loop reads into it
+  for (const auto& row : everywhere["per_block"]) {
     EXPECT_EQ(row["against"], "shortcut_output");
   }
   const auto plain = refinement_study(*narrow_net(8, /*residual=*/false), *tiny.loader, s);
