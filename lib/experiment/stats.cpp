@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "probes/over_seeds.h"
 #include "probes/statistics.h"
 
 namespace reslab {
@@ -60,9 +61,9 @@ double student_t_975(int64_t df) {
 }
 
 nlohmann::json describe(const std::vector<double>& values) {
-  return {{"mean", finite_or_null(average_of(values))},
-          {"sd", finite_or_null(sample_sd(values))},
-          {"n", values.size()}};
+  nlohmann::json out = summarise_values(values);  // the probes' summary over seeds, less the values themselves
+  out.erase("values");
+  return out;
 }
 
 nlohmann::json paired_difference(const std::vector<double>& differences) {
