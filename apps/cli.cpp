@@ -9,6 +9,14 @@ namespace reslab {
 
 namespace {
 
+/// A path or word given on the command line must say something: `--out ""` is an error naming the flag, not the
+/// default folder nor the current one.
+const CLI::Validator kNonEmpty(
+    [](std::string& value) {
+      return value.empty() ? std::string("expected a value, got an empty string") : std::string();
+    },
+    "", "NONEMPTY");
+
 /// Binds a value whose presence on the command line matters: it lands in `target` only when given.
 template <typename T>
 CLI::Option* optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
@@ -25,7 +33,7 @@ void bind_overrides(CLI::App* cmd, Overrides& o) {
   optional_flag(cmd, "--seed", o.seed, "Random seed (model init, data order, augmentation)");
   optional_flag(cmd, "--threads", o.threads, "LibTorch intra-op threads (default: every core)");
   optional_flag(cmd, "--log-every", o.log_every, "Iterations between training records");
-  optional_flag(cmd, "--data", o.data_dir, "Folder the dataset is read from");
+  optional_flag(cmd, "--data", o.data_dir, "Folder the dataset is read from")->check(kNonEmpty);
   optional_flag(cmd, "--retry-diverged", o.retry_diverged,
                 "After a non-finite loss, go back to the last checkpoint up to N times with the lr scaled by 0.1");
   optional_flag(cmd, "--device", o.device, "cpu, cuda or cuda:N (cuda needs reslab built against a CUDA LibTorch)");
@@ -54,7 +62,9 @@ void setup_train(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--model", opts->run.model, "Model name, e.g. resnet20, plain56")->required();
   cmd->add_option("--dataset", opts->run.dataset, "fashion-mnist, mnist, cifar10, cifar100 or image-folder")
       ->capture_default_str();
-  cmd->add_option("--out", opts->out, "Folder for config.json, metrics.jsonl, summary.json")->required();
+  cmd->add_option("--out", opts->out, "Folder for config.json, metrics.jsonl, summary.json")
+      ->required()
+      ->check(kNonEmpty);
   auto& folder = opts->run.folder;
   cmd->add_option("--crop", folder.crop, "image-folder: side of the square crop the network sees")->capture_default_str();
   cmd->add_option_function<std::vector<int64_t>>(
@@ -90,8 +100,9 @@ void setup_run(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<RunExperimentOptions>();
   auto* cmd = app.add_subcommand("run", "Run every point of an experiment's grid");
   cmd->add_option("experiment", opts->experiment, "Experiment file, e.g. experiments/fashion_degradation.json")
-      ->required();
-  cmd->add_option("--out", opts->out, "Results folder (default runs/<experiment name>)");
+      ->required()
+      ->check(kNonEmpty);
+  cmd->add_option("--out", opts->out, "Results folder (default runs/<experiment name>)")->check(kNonEmpty);
   cmd->add_option_function<std::vector<int64_t>>(
          "--depths", [opts](const std::vector<int64_t>& d) { opts->overrides.depths = d; },
          "Depths to run, e.g. 20,56 (plain and residual as the file says)")
@@ -118,7 +129,7 @@ void setup_run(CLI::App& app, std::function<int()>& action) {
 void setup_collect(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<CollectOptions>();
   auto* cmd = app.add_subcommand("collect", "results.json and the plot from an experiment's finished runs");
-  cmd->add_option("dir", opts->dir, "The experiment's output folder (reslab run --out)")->required();
+  cmd->add_option("dir", opts->dir, "The experiment's output folder (reslab run --out)")->required()->check(kNonEmpty);
   auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
   cmd->callback([opts, no_plot, &action] {
     opts->plot = no_plot->count() == 0;
@@ -129,11 +140,12 @@ void setup_collect(CLI::App& app, std::function<int()>& action) {
 void setup_slurm(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<SlurmOptions>();
   auto* cmd = app.add_subcommand("slurm", "Write (and submit) a Slurm job array of an experiment's grid and a collect job");
-  cmd->add_option("experiment", opts->experiment, "Experiment file")->required();
+  cmd->add_option("experiment", opts->experiment, "Experiment file")->required()->check(kNonEmpty);
   cmd->add_option("run_args", opts->run_args, "After --: arguments for every `reslab run`, e.g. -- --epochs 2");
-  cmd->add_option("--out", opts->out, "Results folder (default runs/<experiment name>); scripts go to OUT/slurm/");
-  cmd->add_option("--partition", opts->partition, "Slurm partition");
-  cmd->add_option("--time", opts->time, "Time limit per array task, e.g. 04:00:00");
+  cmd->add_option("--out", opts->out, "Results folder (default runs/<experiment name>); scripts go to OUT/slurm/")
+      ->check(kNonEmpty);
+  cmd->add_option("--partition", opts->partition, "Slurm partition")->check(kNonEmpty);
+  cmd->add_option("--time", opts->time, "Time limit per array task, e.g. 04:00:00")->check(kNonEmpty);
   cmd->add_option("--cpus", opts->cpus, "CPUs per task (default: the cluster's)");
   cmd->add_option("--nodes-per-run", opts->nodes_per_run, "Machines per grid point (data-parallel)")->capture_default_str();
   cmd->add_option("--tasks-per-node", opts->tasks_per_node, "Data-parallel ranks per machine")->capture_default_str();
@@ -146,7 +158,7 @@ void setup_plot(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<PlotOptions>();
   auto* cmd = app.add_subcommand("plot", "Draw curves.png (paper Figure 6 style) from an experiment's results");
   cmd->add_option("results_dir", opts->results_dir, "Folder holding results.json")->required();
-  cmd->add_option("--output", opts->output, "PNG file (default RESULTS_DIR/curves.png)");
+  cmd->add_option("--output", opts->output, "PNG file (default RESULTS_DIR/curves.png)")->check(kNonEmpty);
   cmd->callback([opts, &action] { action = [opts] { return run_plot(*opts); }; });
 }
 
@@ -180,7 +192,7 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--train-size", opts->train_size,
                   "Training examples read by --epoch and --loader (0: the whole training set)")
       ->capture_default_str();
-  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (--loader)");
+  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (--loader)")->check(kNonEmpty);
   cmd->add_option("--workers", opts->folder.workers, "image-folder: decoding threads (0: every core)")
       ->capture_default_str();
   cmd->add_option("--crop", opts->folder.crop, "image-folder: crop side")->capture_default_str();
@@ -203,12 +215,16 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("run_dirs", opts->run_dirs, "Run folders (holding config.json and model.pt)");
   cmd->add_option("--at-init", opts->at_init, "Models to probe freshly initialised, e.g. plain20,resnet20")
       ->delimiter(',');
-  cmd->add_option("--out", opts->out, "Folder for PROBE.json and PROBE.png (default: the runs' parent folder)");
+  cmd->add_option("--out", opts->out, "Folder for PROBE.json and PROBE.png (default: the runs' parent folder)")
+      ->check(kNonEmpty);
   cmd->add_option("--dataset", opts->dataset, "Data for --at-init without run folders")->capture_default_str();
-  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from");
+  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from")->check(kNonEmpty);
   cmd->add_option("--test-size", opts->test_size, "Test images for --at-init without run folders (0: all)")
       ->capture_default_str();
-  cmd->add_option("--seed", opts->seed, "Initialisation seed of the --at-init nets")->capture_default_str();
+  cmd->add_option("--seed,--seeds", opts->seeds,
+                  "Initialisation seeds of the --at-init nets, e.g. 1,2,3 (each model at each seed)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "Intra-op threads (0: every core)")->capture_default_str();
   auto& s = opts->settings;
   cmd->add_option("--batch", s.batch, "Examples for the gradient and path probes")->capture_default_str()

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -10,9 +11,11 @@
 #include "data/idx.h"
 #include "data/image_folder.h"
 #include "experiment/config.h"
+#include "experiment/results.h"
 #include "models/registry.h"
 #include "optim/sgd.h"
 #include "train/checkpoint.h"
+#include "train/metrics.h"
 
 namespace reslab::fuzz {
 
@@ -41,8 +44,12 @@ int cifar_entry(const uint8_t* data, size_t size) {
 
 int config_entry(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
-  const auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return 0;
+  nlohmann::json doc;
+  try {
+    doc = parse_json(text, "fuzz.json");  // the strict path every file reslab reads goes through
+  } catch (const JsonError&) {
+    return 0;
+  }
   try {
     auto experiment = parse_experiment(doc, "fuzz.json");
     (void)to_json(experiment);
@@ -95,6 +102,58 @@ int image_entry(const uint8_t* data, size_t size) {
     o.augment = augment;
     ImageFolderLoader loader({{path, 0}}, ChannelStats{}, t, o);
     (void)loader.batch(0).inputs.sum().item<float>();
+  }
+  return 0;
+}
+
+int run_files_entry(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
+  nlohmann::json doc;
+  try {
+    doc = parse_json(text, "fuzz.json");
+  } catch (const JsonError&) {
+    return 0;
+  }
+  static const nlohmann::json summary = {{"run", "resnet8"}, {"status", "completed"}, {"iterations", 2},
+                                         {"seed", 1}, {"final", {{"train_error", 50.0}, {"test_error", 40.0}}}};
+  static const nlohmann::json config =
+      to_json(expand_grid(parse_experiment(parse_json(R"({"name": "f", "grid": {"depth": [8]},
+          "optim": {"epochs": 1}})", "f.json"), "f.json"))[0]);
+  std::ostringstream out;
+  try {
+    switch (data[0] % 3) {
+      case 0: {  // a run's summary.json, as --resume and collect read it
+        check_summary(doc, "summary.json");
+        print_degradation_table(make_results("f", "", {{doc, config}}), out);
+        break;
+      }
+      case 1: {  // a run's config.json, as analyze and --resume read it, and as collect groups it
+        static const std::string path = "/tmp/reslab-fuzz-config-" + std::to_string(::getpid()) + ".json";
+        {
+          std::ofstream f(path, std::ios::binary | std::ios::trunc);
+          f << text;
+        }
+        try {
+          (void)checkpoint_identity(load_run_config(path));
+        } catch (const ConfigError&) {
+        }
+        print_degradation_table(make_results("f", "", {{summary, doc}}), out);
+        break;
+      }
+      default: {  // an experiment's config.json, as collect reads it
+        const auto names = experiment_run_names(doc, "config.json");
+        std::vector<RunResult> runs;
+        for (size_t i = 0; i < names.size(); ++i) {
+          nlohmann::json s = summary;
+          s["run"] = names[i];
+          runs.push_back({s, doc["runs"][i]});
+        }
+        print_degradation_table(make_results(doc["name"], doc.value("description", ""), runs), out);
+        break;
+      }
+    }
+  } catch (const std::runtime_error&) {  // ConfigError, JsonError and the checks' errors: each names its file
   }
   return 0;
 }

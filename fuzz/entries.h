@@ -13,5 +13,8 @@ int cifar_entry(const uint8_t* data, size_t size);       ///< CIFAR-10/100 recor
 int config_entry(const uint8_t* data, size_t size);      ///< experiment JSON
 int checkpoint_entry(const uint8_t* data, size_t size);  ///< checkpoint files, loaded into a small model
 int image_entry(const uint8_t* data, size_t size);       ///< image files (JPEG, PNG, ...): decoded, cropped
+/// The files `--resume`, `collect` and `analyze` read from a run folder (the first byte picks one): a run's
+/// summary.json, a run's config.json, an experiment's config.json; each read, checked and made into results.
+int run_files_entry(const uint8_t* data, size_t size);
 
 }  // namespace reslab::fuzz

@@ -218,6 +218,10 @@ TEST_F(CheckpointTest, ACheckpointOfAnotherConfigurationIsNotContinued) {
   const auto summary = train_run(changed, dir.path(), data_, resume);
   EXPECT_NE(log.str().find("another configuration"), std::string::npos) << log.str();
   EXPECT_NE(log.str().find("/optim/lr"), std::string::npos) << log.str();
+  // Both values, so the message says which run the file belongs to.
+  EXPECT_NE(log.str().find(nlohmann::json(tiny_run().lr).dump() + " in the checkpoint, 0.05 in this run"),
+            std::string::npos)
+      << log.str();
   EXPECT_EQ(log.str().find("resuming"), std::string::npos);  // started again from scratch
   EXPECT_EQ(summary["iterations"], 48);
   const auto records = read_jsonl_file(dir.file("metrics.jsonl"));

@@ -142,6 +142,24 @@ print(json.dumps(json.load(open('$work/probe_seeds/shattered.json'))['over_seeds
 check "analyze at init" 0 "shattered_init.json" -- "$reslab" analyze shattered --at-init plain8,resnet8 \
   --out "$work/an" --points 8 --max-lag 3 --lines 1 --test-size 64 --threads 2
 check "analyze json" 0 '"probe": "shattered"' -- /usr/bin/python3 -m json.tool "$work/an/shattered_init.json"
+# Fresh nets at several seeds: one subject per model and seed, and the headline figure over the seeds.
+over_init="over seeds, resnet8 \\(init; resnet8-s1, resnet8-s2, resnet8-s3\\): cosine of input gradients at lag 1 .* \\(3\\)"
+check "analyze at init seeds" 0 "$over_init" -- "$reslab" analyze shattered --at-init plain8,resnet8 --seeds 1,2,3 \
+  --out "$work/an_seeds" --points 8 --max-lag 3 --lines 1 --test-size 64 --threads 2 --no-plot
+check "at init seeds json" 0 "ok" -- /usr/bin/python3 -c "
+import json
+d = json.load(open('$work/an_seeds/shattered_init.json'))
+got = sorted((s['label'], s['seed']) for s in d['subjects'])
+assert got == [('plain8-s1', 1), ('plain8-s2', 2), ('plain8-s3', 3), ('resnet8-s1', 1), ('resnet8-s2', 2),
+               ('resnet8-s3', 3)], got
+assert [(o['model'], o['seeds']) for o in d['over_seeds']] == [('plain8', [1, 2, 3]), ('resnet8', [1, 2, 3])], d
+skip = ('model', 'depth', 'residual', 'source', 'seeds', 'labels')
+for o in d['over_seeds']:
+    figure = [v for k, v in o.items() if k not in skip][0]
+    assert figure['n'] == 3 and len(set(figure['values'])) == 3, o  # three different nets, not one net thrice
+print('ok')"
+check "analyze seed twice" nonzero "seeds: 2 is named twice" -- "$reslab" analyze shattered --at-init resnet8 \
+  --seeds 2,2
 check "unknown probe" nonzero "unknown probe 'lesion'.*lesions" -- "$reslab" analyze lesion "$work/small/plain8"
 check "analyze nothing" nonzero "run folders .*--at-init" -- "$reslab" analyze paths
 check "analyze no model" nonzero "$work/nomodel/model.pt: missing" -- bash -c \

@@ -37,6 +37,7 @@ TEST(FuzzRegressions, Cifar) { replay_target("cifar", fuzz::cifar_entry); }
 TEST(FuzzRegressions, Config) { replay_target("config", fuzz::config_entry); }
 TEST(FuzzRegressions, Checkpoint) { replay_target("checkpoint", fuzz::checkpoint_entry); }
 TEST(FuzzRegressions, Image) { replay_target("image", fuzz::image_entry); }
+TEST(FuzzRegressions, RunFiles) { replay_target("run_files", fuzz::run_files_entry); }
 
 }  // namespace
 }  // namespace reslab

@@ -1,4 +1,6 @@
 // Result files: JSON lines, atomic JSON files, the results table.
+#include <map>
+
 #include "experiment/results.h"
 #include "experiment/stats.h"
 #include "test_util.h"
@@ -161,6 +163,40 @@ TEST(Results, SeedsGiveMeansSdsAndPairedIntervals) {
   print_degradation_table(results, out);
   EXPECT_NE(out.str().find("33.00 ± 3.61 (3)"), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("-11.00 [-13.48, -8.52]"), std::string::npos) << out.str();
+}
+
+TEST(Results, DeeperRowsArePairedBySeedWithTheShallowestOfTheirConfiguration) {
+  // Plain 20: 20, 22; plain 56: 50, 60 (differences 30, 38: mean 34, sd sqrt(32)); residual 20: 18, 19;
+  // residual 56: 17, 19 (differences -1, 0). The -k1 rows form their own ladder, and 44 sits between.
+  std::vector<RunResult> runs;
+  for (uint64_t seed = 1; seed <= 2; ++seed) {
+    runs.push_back(seeded(summary(20, false, seed == 1 ? 20 : 22, 0), seed));
+    runs.push_back(seeded(summary(56, false, seed == 1 ? 50 : 60, 0), seed));
+    runs.push_back(seeded(summary(44, false, seed == 1 ? 40 : 41, 0), seed));
+    runs.push_back(seeded(summary(20, true, seed == 1 ? 18 : 19, 0), seed));
+    runs.push_back(seeded(summary(56, true, seed == 1 ? 17 : 19, 0), seed));
+    auto k1 = summary(56, true, 30, 0);
+    k1["model"] = "resnet56-k1";
+    runs.push_back(seeded(k1, seed));
+  }
+  const auto results = make_results("exp", "", runs);
+  std::map<std::string, nlohmann::json> by;
+  for (const auto& row : results["degradation"]) by[row["model"].get<std::string>()] = row;
+  EXPECT_FALSE(by["resnet20"].contains("vs_shallowest"));
+  const auto& vs = by["resnet56"]["vs_shallowest"];
+  EXPECT_EQ(vs["depth"], 20);
+  expect_number(vs["plain"]["train_error"]["mean"], 34.0);
+  expect_number(vs["plain"]["train_error"]["sd"], std::sqrt(32.0));
+  expect_number(vs["residual"]["train_error"]["mean"], -0.5);
+  EXPECT_EQ(by["resnet44"]["vs_shallowest"]["depth"], 20);
+  EXPECT_FALSE(by["resnet44"]["vs_shallowest"].contains("residual"));  // no residual 44 ran
+  EXPECT_FALSE(by["resnet56-k1"].contains("vs_shallowest"));           // no shallower -k1 net ran
+  std::ostringstream out;
+  print_degradation_table(results, out);
+  EXPECT_NE(out.str().find("Deeper - shallowest net"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("56 - 20 layers: plain +34.00 [-16.82, 84.82], residual -0.50 [-6.85, 5.85]"),
+            std::string::npos)
+      << out.str();
 }
 
 TEST(Results, AMissingSeedPairsOnlyTheSeedsBothSidesHave) {

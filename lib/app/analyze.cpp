@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -30,6 +31,13 @@ int run_analyze(const AnalyzeOptions& options) {
     }
     probes = {options.probe};
   }
+  try {
+    check_probe_settings(options.settings);
+  } catch (const ProbeSettingsError& e) {
+    std::string flag = "--" + e.key();
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    throw ConfigError("analyze: " + flag + ": expected " + e.expected());
+  }
   if (options.run_dirs.empty() && options.at_init.empty()) {
     throw ConfigError("analyze: name run folders (RUN_DIR...) and/or models to probe at initialisation (--at-init)");
   }
@@ -45,15 +53,26 @@ int run_analyze(const AnalyzeOptions& options) {
     data_run.train_size = options.train_size;
     data_run.test_size = options.test_size;
   }
-  data_run.seed = options.seed;
   data_run.threads = options.threads;
   for (auto& s : trained) s.run.threads = options.threads;
+  if (options.seeds.empty()) throw ConfigError("analyze: --seeds: expected a list of seeds, e.g. 1,2,3");
+  for (size_t i = 0; i < options.seeds.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (options.seeds[i] == options.seeds[j]) {
+        throw ConfigError("analyze: --seeds: " + std::to_string(options.seeds[i]) + " is named twice");
+      }
+    }
+  }
   for (const auto& model : options.at_init) {
-    RunConfig run = data_run;
-    run.model = run.name = model;
-    if (!run.epochs && !run.iterations) run.epochs = 1.0;  // not used: the net is not trained
-    validate_run(run, "--at-init");
-    fresh.push_back(init_subject(model, data_run));
+    for (uint64_t seed : options.seeds) {
+      RunConfig run = data_run;
+      run.seed = seed;
+      run.model = run.name = model;
+      if (!run.epochs && !run.iterations) run.epochs = 1.0;  // not used: the net is not trained
+      validate_run(run, "--at-init");
+      data_run.seed = seed;
+      fresh.push_back(init_subject(model, data_run, options.seeds.size() > 1));
+    }
   }
 
   std::string out = options.out;

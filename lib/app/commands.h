@@ -121,7 +121,7 @@ struct AnalyzeOptions {
   std::string data_dir;
   int64_t train_size = 0, test_size = 2000;
   int64_t threads = 0;
-  uint64_t seed = 1;  ///< model initialisation of the fresh nets
+  std::vector<uint64_t> seeds = {1};  ///< model initialisation of the fresh nets, one set of them per seed
   ProbeSettings settings;
   std::string out;  ///< default: the first run folder's parent, else runs/analysis
   bool plot = true;

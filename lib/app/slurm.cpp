@@ -29,6 +29,30 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
+/// Throws when `value` would put a line (or a control character) of its own into a script: every value a script
+/// is written from goes through here, quoted or not.
+void check_one_line(const std::string& value, const std::string& what) {
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      throw std::invalid_argument(what + " " + nlohmann::json(value).dump(-1, ' ', true,
+                                                                          nlohmann::json::error_handler_t::replace) +
+                                  " holds a control character (code " + std::to_string(u) +
+                                  "); a Slurm script cannot carry it");
+    }
+  }
+}
+
+/// A value for an #SBATCH line: Slurm reads the rest of the line unquoted, so only a plain word passes.
+void check_sbatch_value(const std::string& value, const std::string& flag) {
+  check_one_line(value, flag);
+  if (value.size() > 200 || value.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                                    "_-.:,+@%") != std::string::npos) {
+    throw std::invalid_argument(flag + " '" + value + "': expected at most 200 letters, digits and _ - . : , + @ % "
+                                "(it goes into an #SBATCH line as it is)");
+  }
+}
+
 std::string self_path() {
   std::error_code ec;
   auto p = fs::read_symlink("/proc/self/exe", ec);
@@ -79,11 +103,20 @@ int run_slurm(const SlurmOptions& o) {
       }
     }
   }
+  check_one_line(o.experiment, "the experiment file");
+  check_one_line(o.out, "--out");
+  for (const auto& a : o.run_args) check_one_line(a, "the argument after --");
+  if (!o.partition.empty()) check_sbatch_value(o.partition, "--partition");
+  if (!o.time.empty()) check_sbatch_value(o.time, "--time");
   const ExperimentConfig experiment = load_experiment(o.experiment);  // errors name the file and key now
+  check_name(experiment.name, o.experiment + ": key 'name'");        // it names the jobs
+  check_one_line(self_path(), "reslab's own path");
   const std::string reslab = self_path();
   const std::string exp_path = fs::absolute(o.experiment).lexically_normal().string();
   const std::string out = fs::absolute(o.out.empty() ? "runs/" + experiment.name : o.out).lexically_normal().string();
+  check_one_line(exp_path, "the experiment file's path");
   for (const std::string& path : {out, fs::current_path().string()}) {
+    check_one_line(path, "the path");
     if (path.find_first_of(" \t\n'\"") != std::string::npos) {
       throw std::invalid_argument("'" + path + "': #SBATCH lines cannot carry a path with spaces or quotes; use --out "
                                   "(and a working folder) without them");

@@ -198,20 +198,18 @@ int run_collect(const CollectOptions& options) {
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string(e.what()) + " (reslab collect reads the experiment that reslab run wrote)");
   }
-  if (!config.is_object() || !config.value("runs", nlohmann::json()).is_array() ||
-      !config.value("name", nlohmann::json()).is_string()) {
-    throw std::runtime_error(config_path + ": not an experiment's config.json (expected 'name' and 'runs')");
-  }
+  const std::vector<std::string> names = experiment_run_names(config, config_path);
   std::vector<RunResult> finished;
   std::vector<std::string> missing;
-  for (const auto& run : config["runs"]) {
-    const std::string name = run.value("name", "");
-    const std::string path = options.dir + "/" + name + "/summary.json";
-    if (name.empty() || !fs::exists(path)) {
-      missing.push_back(name);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string path = options.dir + "/" + names[i] + "/summary.json";
+    if (!fs::exists(path)) {
+      missing.push_back(names[i]);
       continue;
     }
-    finished.push_back({read_json_file(path), run});
+    auto summary = read_json_file(path);
+    check_summary(summary, path);
+    finished.push_back({std::move(summary), config["runs"][i]});
   }
   if (finished.empty()) {
     throw std::runtime_error(options.dir + ": none of the experiment's " + std::to_string(config["runs"].size()) +

@@ -1,5 +1,6 @@
 #include "data/cifar.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -71,7 +72,9 @@ ImageDataset decode_records(const std::vector<std::string>& paths, const std::ve
 
 ImageDataset read_records(const std::vector<std::string>& paths, const CifarLayout& layout) {
   std::vector<std::vector<uint8_t>> contents;
-  for (const auto& path : paths) contents.push_back(read_file_bytes(path));
+  // No header: each file holds at most the records of the largest one (CIFAR-100's 50,000 training images).
+  const uint64_t record = static_cast<uint64_t>(layout.label_bytes) + kPixels;
+  for (const auto& path : paths) contents.push_back(read_file_bytes(path, std::min(data_file_limit(), 50000 * record)));
   return decode_records(paths, contents, layout);
 }
 }  // namespace

@@ -21,7 +21,20 @@ std::string find_idx_file(const std::string& dir, const std::string& stem) {
 }  // namespace
 
 torch::Tensor read_idx_ubyte(const std::string& path, int64_t expected_dims) {
-  return parse_idx_ubyte(read_file_bytes(path), path, expected_dims);
+  // The header declares the length: a gzip file that expands past it is refused as it is read.
+  const size_t head = 4 + 4 * static_cast<size_t>(expected_dims);
+  auto declared = [&path, head, expected_dims](const std::vector<uint8_t>& h) -> uint64_t {
+    if (h.size() < head || h[0] != 0 || h[1] != 0 || h[2] != 0x08 || h[3] != expected_dims) return 0;
+    uint64_t count = 1;
+    for (int64_t d = 0; d < expected_dims; ++d) {
+      const uint32_t n = big_endian_u32(h.data() + 4 + 4 * d);
+      if (n == 0) return 0;  // the parser names it
+      if (n > (uint64_t{1} << 40) / count) throw DataError(path + ": IDX header claims an impossible size");
+      count *= n;
+    }
+    return head + count;
+  };
+  return parse_idx_ubyte(read_file_bytes(path, 0, head, declared), path, expected_dims);
 }
 
 torch::Tensor parse_idx_ubyte(const std::vector<uint8_t>& bytes, const std::string& path, int64_t expected_dims) {

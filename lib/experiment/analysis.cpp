@@ -33,7 +33,7 @@ ProbeSubject trained_subject(const std::string& run_dir) {
   return s;
 }
 
-ProbeSubject init_subject(const std::string& model, const RunConfig& data_run) {
+ProbeSubject init_subject(const std::string& model, const RunConfig& data_run, bool seed_in_label) {
   try {
     parse_model_name(model);
   } catch (const std::invalid_argument& e) {
@@ -43,7 +43,7 @@ ProbeSubject init_subject(const std::string& model, const RunConfig& data_run) {
   s.run = data_run;
   s.run.model = model;
   s.run.name = model;
-  s.label = model;
+  s.label = seed_in_label ? model + "-s" + std::to_string(data_run.seed) : model;
   s.source = "init";
   return s;
 }
@@ -70,6 +70,46 @@ nlohmann::json config_without_seed(const RunConfig& run) {
 
 }  // namespace
 
+void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const ModelSpec& spec,
+                      const std::string& path, const std::string& config_path) {
+  auto differs = [&](const std::string& what, const std::string& recorded, const std::string& expected) {
+    throw ConfigError(path + ": records " + what + " " + recorded + ", but " + config_path + " says " + expected +
+                      ": the file belongs to another run (train this one, or put its own model.pt back)");
+  };
+  if (!meta.is_object() || !meta.value("model", nlohmann::json()).is_string()) {
+    throw ConfigError(path + ": records no model name; expected a run's final model written by reslab");
+  }
+  const std::pair<const char*, const std::string*> fields[] = {
+      {"model", &run.model}, {"shortcut", &run.shortcut}, {"dataset", &run.dataset}};
+  for (const auto& [key, expected] : fields) {
+    if (!meta.contains(key)) continue;  // files from before a field was recorded
+    if (meta[key] != *expected) differs(std::string(key), meta[key].dump(), "\"" + *expected + "\"");
+  }
+  if (meta.contains("classes") && meta["classes"] != spec.classes) {
+    differs("classes", meta["classes"].dump(), std::to_string(spec.classes) + " (its dataset's)");
+  }
+  const nlohmann::json input = {spec.input.channels, spec.input.height, spec.input.width};
+  if (meta.contains("input") && meta["input"] != input) differs("input", meta["input"].dump(), input.dump());
+  if (meta.contains("config")) {
+    const nlohmann::json identity = checkpoint_identity(run);
+    if (meta["config"] != identity) {
+      const auto diff = nlohmann::json::diff(meta["config"], identity);
+      const std::string at = diff.empty() ? std::string("?") : diff[0].value("path", "?");
+      std::string recorded = "?", expected = "(missing)";
+      try {
+        recorded = meta["config"].at(nlohmann::json::json_pointer(at)).dump();
+      } catch (const std::exception&) {
+        recorded = "(missing)";
+      }
+      try {
+        expected = identity.at(nlohmann::json::json_pointer(at)).dump();
+      } catch (const std::exception&) {
+      }
+      differs("the configuration value " + at, recorded, expected);
+    }
+  }
+}
+
 nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subject, const ProbeSettings& settings,
                              DataCache& data) {
   check_probe_name(probe);
@@ -91,11 +131,13 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
 
   if (subject.source == "trained") {
     const std::string path = subject.run_dir + "/model.pt";
+    nlohmann::json meta;
     try {
-      load_model_file(path, *net);
+      meta = load_model_file(path, *net);
     } catch (const CheckpointError& e) {
       throw ConfigError(e.what());
     }
+    check_model_meta(meta, run, run_data.spec, path, subject.run_dir + "/config.json");
     if (run.channels_last) to_channels_last(*net);
   } else {
     // At initialisation BN's running statistics (0 and 1) describe no data: set them as training would.
@@ -177,8 +219,15 @@ std::vector<std::string> run_experiment_analysis(const ExperimentConfig& ex, con
   if (!a.at_init.empty()) {
     std::vector<ProbeSubject> fresh;
     const auto& depths = a.init_depths.empty() ? ex.depths : a.init_depths;
+    const std::vector<uint64_t> seeds = ex.seeds.empty() ? std::vector<uint64_t>{ex.base.seed} : ex.seeds;
     for (int64_t d : depths) {
-      for (const char* family : {"plain", "resnet"}) fresh.push_back(init_subject(family + std::to_string(d), ex.base));
+      for (const char* family : {"plain", "resnet"}) {
+        for (uint64_t seed : seeds) {
+          RunConfig at_seed = ex.base;
+          at_seed.seed = seed;
+          fresh.push_back(init_subject(family + std::to_string(d), at_seed, seeds.size() > 1));
+        }
+      }
     }
     for (const auto& probe : a.at_init) {
       const std::string file = out_dir + "/" + probe + "_init.json";

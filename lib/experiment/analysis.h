@@ -24,8 +24,15 @@ struct ProbeSubject {
 
 /// The subject for a run folder; throws ConfigError naming the file when config.json or model.pt is missing.
 ProbeSubject trained_subject(const std::string& run_dir);
-/// The subject for a fresh `model` (a registry name) on the data of `data_run`.
-ProbeSubject init_subject(const std::string& model, const RunConfig& data_run);
+/// The subject for a fresh `model` (a registry name) on the data of `data_run`, initialised from `data_run.seed`;
+/// `seed_in_label` adds "-s<seed>" to its label (several seeds of one model side by side).
+ProbeSubject init_subject(const std::string& model, const RunConfig& data_run, bool seed_in_label = false);
+
+/// Throws ConfigError naming `path` when the final model's recorded meta (model name, shortcut, dataset, classes,
+/// input, and the configuration it was trained with) is not `run`'s as `config_path` describes it: a model.pt
+/// copied from another run is never probed as this one.
+void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const ModelSpec& spec,
+                      const std::string& path, const std::string& config_path);
 
 /// Runs `probe` on one subject and returns its result, with the subject's label, source, model, depth,
 /// residual flag, seed, "config" (its run's configuration minus the seed, the names and where it ran) and the
@@ -42,7 +49,9 @@ nlohmann::json analyze(const std::string& probe, const std::vector<ProbeSubject>
                        const ProbeSettings& settings, const std::string& out_file, DataCache& data, std::ostream* log);
 
 /// The after-training and at-initialisation probes of an experiment that has just run into `out_dir`
-/// (files OUT/PROBE.json and OUT/PROBE_init.json). Returns the files written.
+/// (files OUT/PROBE.json and OUT/PROBE_init.json). The fresh nets are built at each of the experiment's seeds
+/// (grid.seed or --seeds; else its one seed), so at-initialisation figures have a spread over seeds too.
+/// Returns the files written.
 std::vector<std::string> run_experiment_analysis(const ExperimentConfig& experiment, const std::string& out_dir,
                                                  std::ostream* log);
 

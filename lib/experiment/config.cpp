@@ -1,6 +1,7 @@
 #include "experiment/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <set>
 #include <sstream>
@@ -86,6 +87,11 @@ void read_probe_settings(JsonSection s, ProbeSettings& p) {
   }
   if (p.max_lag >= p.points) s.fail("max_lag", "fewer than 'points' (" + std::to_string(p.points) + ")");
   if (p.max_lengths < 2) s.fail("max_lengths", "at least 2");
+  try {
+    check_probe_settings(p);
+  } catch (const ProbeSettingsError& e) {
+    s.fail(e.key(), e.expected());
+  }
   s.finish({"batch", "samples", "max_lengths", "points", "lines", "max_lag", "calibration_batches", "lesion_k",
             "seed"});
 }
@@ -174,6 +180,10 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
   JsonSection top(doc, source, "");
   auto name = top.string("name");
   if (!name || name->empty()) top.fail("name", "the experiment's name (a non-empty string)");
+  if (const std::string problem = name_problem(*name); !problem.empty()) {
+    top.fail("name", "the experiment's name, which names its folder: 1 to " + std::to_string(kMaxNameLength) +
+                         " letters, digits and . _ - + =, not starting with . or - (it " + problem + ")");
+  }
   ex.name = *name;
   ex.description = top.string("description").value_or("");
   RunConfig& run = ex.base;
@@ -290,6 +300,7 @@ RunConfig load_run_config(const std::string& path) {
   }
   // A run's config has the experiment file's shape, with the experiment named under "experiment".
   const std::string run_name = doc["name"];
+  check_name(run_name, path + ": key 'name'");
   doc["name"] = doc["experiment"];
   doc.erase("experiment");
   auto runs = expand_grid(parse_experiment(doc, path));
@@ -364,6 +375,43 @@ std::vector<ParamGroupRule> resolved_param_groups(const RunConfig& run) {
   return run.param_groups ? *run.param_groups : default_param_groups(run.model);
 }
 
+namespace {
+
+/// A number as a person wrote it: 0.1, 1e+300, inf.
+std::string number_text(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+}  // namespace
+
+std::string name_problem(const std::string& name) {
+  if (name.empty()) return "is empty";
+  if (name.size() > kMaxNameLength) return "is " + std::to_string(name.size()) + " characters long";
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (!(std::isalnum(u) != 0 || c == '.' || c == '_' || c == '-' || c == '+' || c == '=') || u >= 0x80) {
+      if (c == '/') return "holds a '/' (a path, not a name)";
+      if (u < 0x20 || u == 0x7f) return "holds a control character (code " + std::to_string(u) + ")";
+      return std::string("holds the character '") + c + "'";
+    }
+  }
+  if (name[0] == '.') return "starts with '.'";
+  if (name[0] == '-') return "starts with '-'";
+  return "";
+}
+
+void check_name(const std::string& name, const std::string& where) {
+  const std::string problem = name_problem(name);
+  if (problem.empty()) return;
+  std::string shown = nlohmann::json(name).dump(-1, ' ', true);  // control characters escaped
+  if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+  throw ConfigError(where + ": " + shown + " " + problem + "; expected a name of 1 to " +
+                    std::to_string(kMaxNameLength) +
+                    " letters, digits and . _ - + = (one folder name, not starting with . or -)");
+}
+
 void validate_run(const RunConfig& run, const std::string& source) {
   auto bad = [&](const std::string& key, const std::string& value, const std::string& expected) {
     throw ConfigError(source + ": run '" + run.name + "': " + key + " = " + value + "; expected " + expected);
@@ -410,21 +458,65 @@ void validate_run(const RunConfig& run, const std::string& source) {
     bad("optim.batch", std::to_string(run.batch), "at most the number of training examples");
   }
   if (!run.epochs && !run.iterations) bad("optim.epochs", "(missing)", "'epochs' or 'iterations'");
-  if (run.epochs && !(*run.epochs > 0)) bad("optim.epochs", std::to_string(*run.epochs), "a positive number");
-  if (run.iterations && *run.iterations <= 0) bad("optim.iterations", std::to_string(*run.iterations), "> 0");
-  if (!(run.lr > 0) || !std::isfinite(run.lr)) bad("optim.lr", std::to_string(run.lr), "a positive number");
-  if (run.momentum < 0 || run.momentum >= 1) bad("optim.momentum", std::to_string(run.momentum), "in [0, 1)");
-  if (run.weight_decay < 0) bad("optim.weight_decay", std::to_string(run.weight_decay), ">= 0");
-  if (!(run.schedule.gamma > 0)) bad("optim.schedule.gamma", std::to_string(run.schedule.gamma), "> 0");
+  // Every number has a finite range, checked before anything runs: a run of 1e300 epochs would "complete" after
+  // one iteration (the count overflows), an infinite one never.
+  if (run.epochs && !(*run.epochs > 0 && *run.epochs <= kMaxEpochs)) {
+    bad("optim.epochs", number_text(*run.epochs), "a number of epochs above 0 and at most " + number_text(kMaxEpochs));
+  }
+  if (run.iterations && (*run.iterations <= 0 || *run.iterations > kMaxIterations)) {
+    bad("optim.iterations", std::to_string(*run.iterations), "1 to " + std::to_string(kMaxIterations));
+  }
+  if (!(run.lr > 0 && run.lr <= 1000)) bad("optim.lr", number_text(run.lr), "a positive number of at most 1000");
+  if (!(run.momentum >= 0 && run.momentum < 1)) bad("optim.momentum", number_text(run.momentum), "in [0, 1)");
+  if (!(run.weight_decay >= 0 && run.weight_decay <= 1)) {
+    bad("optim.weight_decay", number_text(run.weight_decay), "from 0 to 1");
+  }
+  if (!(run.schedule.gamma > 0 && run.schedule.gamma <= 1000)) {
+    bad("optim.schedule.gamma", number_text(run.schedule.gamma), "a factor above 0 and at most 1000");
+  }
+  if (run.schedule.milestones.size() > 1000) {
+    bad("optim.schedule.milestones", std::to_string(run.schedule.milestones.size()) + " milestones", "at most 1000");
+  }
   for (double m : run.schedule.milestones) {
-    if (!(m > 0)) bad("optim.schedule.milestones", std::to_string(m), "positive iterations or epochs");
+    if (!(m > 0 && m <= static_cast<double>(kMaxIterations))) {
+      bad("optim.schedule.milestones", number_text(m), "positive iterations or epochs of at most " +
+                                                           std::to_string(kMaxIterations));
+    }
   }
-  if (run.schedule.warmup_lr && !(*run.schedule.warmup_lr > 0)) {
-    bad("optim.schedule.warmup.lr", std::to_string(*run.schedule.warmup_lr), "a positive number");
+  if (run.schedule.warmup_lr && !(*run.schedule.warmup_lr > 0 && *run.schedule.warmup_lr <= 1000)) {
+    bad("optim.schedule.warmup.lr", number_text(*run.schedule.warmup_lr), "a positive number of at most 1000");
   }
-  if (run.log_every <= 0) bad("train.log_every", std::to_string(run.log_every), "a positive integer");
-  if (run.eval_batch <= 0) bad("train.eval_batch", std::to_string(run.eval_batch), "a positive integer");
-  if (run.threads < 0) bad("threads", std::to_string(run.threads), ">= 0 (0 uses every core)");
+  if (run.schedule.warmup_until_error &&
+      !(*run.schedule.warmup_until_error >= 0 && *run.schedule.warmup_until_error <= 100)) {
+    bad("optim.schedule.warmup.until_error", number_text(*run.schedule.warmup_until_error), "a percentage, 0 to 100");
+  }
+  if (run.schedule.warmup_iterations &&
+      (*run.schedule.warmup_iterations < 0 || *run.schedule.warmup_iterations > kMaxIterations)) {
+    bad("optim.schedule.warmup.iterations", std::to_string(*run.schedule.warmup_iterations),
+        "0 to " + std::to_string(kMaxIterations));
+  }
+  if (run.warmup_min_depth < 0 || run.warmup_min_depth > 100000) {
+    bad("optim.schedule.warmup.min_depth", std::to_string(run.warmup_min_depth), "0 to 100000 layers");
+  }
+  if (run.batch > kMaxBatch) bad("optim.batch", std::to_string(run.batch), "at most " + std::to_string(kMaxBatch));
+  for (const auto& [key, value] : {std::pair<const char*, int64_t>{"data.train_size", run.train_size},
+                                   {"data.val_size", run.val_size}, {"data.test_size", run.test_size}}) {
+    if (value > kMaxExamples) bad(key, std::to_string(value), "at most " + std::to_string(kMaxExamples));
+  }
+  if (run.log_every <= 0 || run.log_every > kMaxIterations) {
+    bad("train.log_every", std::to_string(run.log_every), "1 to " + std::to_string(kMaxIterations));
+  }
+  if (run.eval_batch <= 0 || run.eval_batch > kMaxBatch) {
+    bad("train.eval_batch", std::to_string(run.eval_batch), "1 to " + std::to_string(kMaxBatch));
+  }
+  for (const auto& [key, list] : {std::pair<const char*, const std::vector<int64_t>*>{"train.eval_at", &run.eval_at},
+                                  {"probes.at", &run.probe_at}}) {
+    if (list->size() > 100000) bad(key, std::to_string(list->size()) + " iterations", "at most 100000");
+    for (int64_t it : *list) {
+      if (it < 0 || it > kMaxIterations) bad(key, std::to_string(it), "0 to " + std::to_string(kMaxIterations));
+    }
+  }
+  if (run.threads < 0 || run.threads > 4096) bad("threads", std::to_string(run.threads), "0 (every core) to 4096");
   if (run.retry_diverged < 0 || run.retry_diverged > 100) {
     bad("train.retry_diverged", std::to_string(run.retry_diverged), "0 to 100 retries");
   }
@@ -441,6 +533,12 @@ void validate_run(const RunConfig& run, const std::string& source) {
 }
 
 std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
+  if (ex.models.empty() && ex.depths.size() * ex.residual.size() > kMaxGridPoints) {
+    throw ConfigError(ex.source + ": the grid has more than " + std::to_string(kMaxGridPoints) + " points (" +
+                      std::to_string(ex.depths.size()) + " depths x " + std::to_string(ex.residual.size()) +
+                      " residual values); at most " + std::to_string(kMaxGridPoints) +
+                      " are allowed in one experiment (split it into several)");
+  }
   std::vector<std::string> models = ex.models;
   if (models.empty()) {
     for (int64_t d : ex.depths) {
@@ -453,10 +551,22 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
   const std::vector<double> lrs = ex.lrs.empty() ? std::vector<double>{ex.base.lr} : ex.lrs;
   const std::vector<int64_t> batches = ex.batches.empty() ? std::vector<int64_t>{ex.base.batch} : ex.batches;
 
-  const size_t points = models.size() * shortcuts.size() * lrs.size() * batches.size() * seeds.size();
-  if (points > kMaxGridPoints) {
-    throw ConfigError(ex.source + ": the grid has " + std::to_string(points) + " points; at most " +
-                      std::to_string(kMaxGridPoints) + " are allowed in one experiment (split it into several)");
+  // The product, stopped past the cap (five axes of 10,000 values each would overflow it).
+  size_t points = 1;
+  bool over = false;
+  for (size_t n : {models.size(), shortcuts.size(), lrs.size(), batches.size(), seeds.size()}) {
+    if (n == 0) points = 0;
+    if (points != 0 && n > kMaxGridPoints / points) over = true;
+    if (!over) points *= n;
+  }
+  if (over || points > kMaxGridPoints) {
+    throw ConfigError(ex.source + ": the grid has " + (over ? "more than " + std::to_string(kMaxGridPoints) :
+                                                              std::to_string(points)) +
+                      " points (" + std::to_string(models.size()) + " models x " + std::to_string(shortcuts.size()) +
+                      " shortcuts x " + std::to_string(lrs.size()) + " learning rates x " +
+                      std::to_string(batches.size()) + " batch sizes x " + std::to_string(seeds.size()) +
+                      " seeds); at most " + std::to_string(kMaxGridPoints) +
+                      " are allowed in one experiment (split it into several)");
   }
   std::vector<RunConfig> runs;
   std::set<std::string> names;
@@ -478,6 +588,7 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
             if (batches.size() > 1) name << "-b" << batch;
             if (seeds.size() > 1) name << "-s" << seed;
             run.name = name.str();
+            check_name(run.name, ex.source + ": run name");
             validate_run(run, ex.source);
             if (!names.insert(run.name).second) {
               throw ConfigError(ex.source + ": the grid has run '" + run.name +
@@ -555,6 +666,21 @@ nlohmann::json to_json(const RunConfig& r) {
     out["dist"] = {{"sync_bn", r.sync_bn}, {"bucket_mb", r.dist_bucket_mb}, {"timeout_s", r.dist_timeout_s}};
   }
   return out;
+}
+
+nlohmann::json checkpoint_identity(const RunConfig& run) {
+  nlohmann::json identity = to_json(run);
+  identity.erase("threads");
+  if (identity["data"].contains("workers")) identity["data"].erase("workers");
+  identity.erase("device");  // a run continues on another device: checkpoints load onto the model's
+  identity["train"].erase("retry_diverged");  // retrying or not does not change what a checkpoint holds
+  identity["train"].erase("retry_lr_scale");
+  if (identity.contains("dist")) {
+    // How the gradients travel does not change what a checkpoint holds; synchronised BN does.
+    identity["dist"].erase("bucket_mb");
+    identity["dist"].erase("timeout_s");
+  }
+  return identity;
 }
 
 nlohmann::json to_json(const ExperimentConfig& ex) {

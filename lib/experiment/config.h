@@ -120,8 +120,27 @@ void apply_overrides(ExperimentConfig& experiment, const Overrides& overrides);
 /// The same for a single run (train subcommand).
 void apply_overrides(RunConfig& run, const Overrides& overrides);
 
+/// What a checkpoint or final model of `run` records and must match to be continued or probed as this run's:
+/// its configuration (to_json) less what does not change what the file holds (threads, device, data-loading
+/// workers, retry settings, how gradients travel between ranks).
+nlohmann::json checkpoint_identity(const RunConfig& run);
+
+/// Why `name` cannot be a folder name reslab creates or a word in a script it writes ("" when it can): names of
+/// experiments and runs (models with their tags, grid suffixes) are one path component of 1 to kMaxNameLength
+/// letters, digits and . _ - + =, not starting with . or -, so they cannot leave the output folder, hide, read
+/// as a flag or carry a line break into a script.
+std::string name_problem(const std::string& name);
+constexpr size_t kMaxNameLength = 128;
+/// Throws ConfigError "WHERE: 'NAME' ...; expected ..." when name_problem(name) is not empty.
+void check_name(const std::string& name, const std::string& where);
+
 /// The most runs one experiment may have.
 constexpr size_t kMaxGridPoints = 10000;
+/// The largest values a run accepts (far beyond any real run; past them a count could overflow).
+constexpr double kMaxEpochs = 1e6;
+constexpr int64_t kMaxIterations = int64_t{1} << 40;
+constexpr int64_t kMaxBatch = 1 << 20;
+constexpr int64_t kMaxExamples = int64_t{1} << 32;
 
 /// Every grid point as a resolved run, validated (model names, values, ranges); throws ConfigError.
 std::vector<RunConfig> expand_grid(const ExperimentConfig& experiment);

@@ -1,8 +1,19 @@
 #include "experiment/json_reader.h"
 
 #include <cmath>
+#include <cstdint>
 
 namespace reslab {
+
+namespace {
+
+/// An integer that int64_t holds (nlohmann reads one past its range as unsigned).
+bool fits_int64(const nlohmann::json& j) {
+  return j.is_number_integer() &&
+         (!j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX));
+}
+
+}  // namespace
 
 JsonSection::JsonSection(const nlohmann::json& value, std::string file, std::string where)
     : value_(value), file_(std::move(file)), where_(std::move(where)) {
@@ -31,11 +42,11 @@ const nlohmann::json* JsonSection::get(const std::string& key) {
 std::optional<int64_t> JsonSection::integer(const std::string& key) {
   const auto* v = get(key);
   if (v == nullptr) return std::nullopt;
-  if (v->is_number_integer()) return v->get<int64_t>();
+  if (fits_int64(*v)) return v->get<int64_t>();
   if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() && std::abs(v->get<double>()) < 1e15) {
     return static_cast<int64_t>(v->get<double>());
   }
-  fail(key, "an integer");
+  fail(key, v->is_number_unsigned() ? "an integer of at most 9223372036854775807" : "an integer");
 }
 
 std::optional<double> JsonSection::number(const std::string& key) {
@@ -76,7 +87,7 @@ std::optional<std::vector<T>> JsonSection::list(const std::string& key, const ch
 }
 
 std::optional<std::vector<int64_t>> JsonSection::integers(const std::string& key, bool allow_empty) {
-  return list<int64_t>(key, "integers", [](const nlohmann::json& j) { return j.is_number_integer(); }, allow_empty);
+  return list<int64_t>(key, "integers", fits_int64, allow_empty);
 }
 std::optional<std::vector<double>> JsonSection::numbers(const std::string& key, bool allow_empty) {
   return list<double>(key, "numbers", [](const nlohmann::json& j) { return j.is_number(); }, allow_empty);

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "experiment/config.h"
 #include "experiment/stats.h"
 
 #ifndef RESLAB_VERSION
@@ -156,6 +157,58 @@ std::map<std::string, std::string> row_labels(const std::map<std::string, Row>& 
 
 }  // namespace
 
+std::vector<std::string> experiment_run_names(const nlohmann::json& config, const std::string& path) {
+  if (!config.is_object() || !config.value("runs", nlohmann::json()).is_array() ||
+      !config.value("name", nlohmann::json()).is_string() ||
+      !config.value("description", nlohmann::json("")).is_string()) {
+    throw std::runtime_error(path + ": not an experiment's config.json (expected 'name' and 'runs')");
+  }
+  std::vector<std::string> names;
+  for (size_t i = 0; i < config["runs"].size(); ++i) {
+    const auto& run = config["runs"][i];
+    const std::string where = path + ": runs[" + std::to_string(i) + "]";
+    if (!run.is_object() || !run.value("name", nlohmann::json()).is_string()) {
+      throw std::runtime_error(where + ": expected a run's configuration with its 'name' (a string)");
+    }
+    check_name(run["name"], where + ".name");  // it names a folder under the experiment's: nothing else is read
+    names.push_back(run["name"]);
+  }
+  return names;
+}
+
+void check_summary(const nlohmann::json& summary, const std::string& path) {
+  auto bad = [&](const std::string& key, const std::string& expected) {
+    std::string shown = summary.is_object() && summary.contains(key) ? summary.at(key).dump() : "(missing)";
+    if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+    throw std::runtime_error(path + ": key '" + key + "' has value " + shown + "; expected " + expected +
+                             " (not a run's summary.json as reslab writes it)");
+  };
+  if (!summary.is_object()) {
+    throw std::runtime_error(path + ": not a run's summary.json (expected a JSON object, got " +
+                             std::string(summary.type_name()) + ")");
+  }
+  if (!summary.value("run", nlohmann::json()).is_string()) bad("run", "the run's name (a string)");
+  const auto& status = summary.value("status", nlohmann::json());
+  if (!status.is_string() || (status != "completed" && status != "diverged" && status != "interrupted" &&
+                              status != "running")) {
+    bad("status", "completed, diverged, interrupted or running");
+  }
+  const auto& iterations = summary.value("iterations", nlohmann::json());
+  if (!iterations.is_number_integer() || iterations.get<int64_t>() < 0) bad("iterations", "a non-negative integer");
+  const auto& final = summary.value("final", nlohmann::json());
+  if (!final.is_object()) bad("final", "an object of final errors");
+  for (const char* key : {"train_error", "val_error", "test_error"}) {
+    const auto& e = final.value(key, nlohmann::json());
+    if (!e.is_null() && !e.is_number()) bad(std::string("final"), std::string("final.") + key + " a number or null");
+  }
+  for (const char* key : {"model", "dataset"}) {
+    if (summary.contains(key) && !summary.at(key).is_string()) bad(key, "a string");
+  }
+  if (summary.contains("seed") && !summary.at("seed").is_number_integer()) bad("seed", "an integer");
+  if (summary.contains("depth") && !summary.at("depth").is_number_integer()) bad("depth", "an integer");
+  if (summary.contains("residual") && !summary.at("residual").is_boolean()) bad("residual", "true or false");
+}
+
 nlohmann::json make_results(const std::string& experiment, const std::string& description,
                             const std::vector<RunResult>& runs) {
   std::map<std::string, Row> rows;  // by the row's configuration
@@ -163,7 +216,10 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
   for (const auto& run : runs) {
     const auto& s = run.summary;
     summaries.push_back(s);
-    if (!s.is_object() || !s.contains("depth") || !s.contains("residual")) continue;
+    if (!s.is_object() || !s.value("depth", nlohmann::json()).is_number_integer() ||
+        !s.value("residual", nlohmann::json()).is_boolean()) {
+      continue;
+    }
     const auto config = row_config(run);
     Row& row = rows[config.dump()];
     row.depth = s["depth"].get<int64_t>();
@@ -188,6 +244,22 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
   for (const auto& [key, row] : rows) {
     if (uses[{labels.at(key), row.depth}] > 1) labels[key] = row.model + labels[key];
   }
+  // Depth against depth (Figure 6's claim: plain nets worsen with depth, residual nets improve): each row paired
+  // by seed with the shallowest row of the same variant and configuration, the model's depth aside.
+  std::map<std::string, std::string> shallowest;  // a row's configuration without its depth -> that row's key
+  auto depthless = [&](const std::string& key) {
+    auto c = rows.at(key).config;
+    const std::string name = rows.at(key).model;
+    const size_t digits = name.find_first_of("0123456789");
+    const size_t end = digits == std::string::npos ? name.size() : name.find_first_not_of("0123456789", digits);
+    c["model"]["name"] = name.substr(0, digits == std::string::npos ? name.size() : digits) + "<depth>" +
+                         (end == std::string::npos ? "" : name.substr(end));
+    return labels.at(key) + "\n" + c.dump();
+  };
+  for (const auto& [key, row] : rows) {
+    const auto [it, added] = shallowest.emplace(depthless(key), key);
+    if (!added && row.depth < rows.at(it->second).depth) it->second = key;
+  }
   // Ordered as before: by variant, then depth.
   std::map<std::tuple<std::string, int64_t, std::string>, std::string> order;
   for (const auto& [key, row] : rows) order[{labels.at(key), row.depth, key}] = key;
@@ -198,6 +270,14 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     if (!labels.at(key).empty()) out["variant"] = labels.at(key);
     for (const auto& [residual, entries] : row.sides) out[residual ? "residual" : "plain"] = side_json(entries);
     if (row.sides.size() == 2) out["paired"] = paired_errors(row.sides.at(true), row.sides.at(false));
+    if (const std::string& base = shallowest.at(depthless(key)); base != key && rows.at(base).depth < row.depth) {
+      nlohmann::json vs = {{"depth", rows.at(base).depth}};
+      for (const auto& [residual, entries] : row.sides) {
+        const auto other = rows.at(base).sides.find(residual);
+        if (other != rows.at(base).sides.end()) vs[residual ? "residual" : "plain"] = paired_errors(entries, other->second);
+      }
+      out["vs_shallowest"] = vs;
+    }
     const std::string tags = tags_of(row.model);
     if (!tags.empty()) {
       auto baseline_config = row.config;
@@ -290,6 +370,29 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
     std::string text = line.str();
     text.erase(text.find_last_not_of(' ') + 1);
     out << text << "\n";
+  }
+  // Depth against depth, paired by seed: the comparison Figure 6 is about.
+  bool header = false;
+  for (const auto& row : results["degradation"]) {
+    if (!row.contains("vs_shallowest")) continue;
+    const auto& vs = row["vs_shallowest"];
+    std::ostringstream line;
+    line << "  " << row["depth"].get<int64_t>() << " - " << vs["depth"].get<int64_t>() << " layers:";
+    bool any = false;
+    for (const char* side : {"plain", "residual"}) {
+      if (!vs.contains(side)) continue;
+      const auto text = format_difference(vs[side]["train_error"]);
+      if (text.empty()) continue;
+      line << (any ? ", " : " ") << side << " " << text;
+      any = true;
+    }
+    if (!any) continue;
+    if (row.contains("variant")) line << "   " << row["variant"].get<std::string>();
+    if (!header) {
+      out << "Deeper - shallowest net, training error, paired by seed [95% CI]:\n";
+      header = true;
+    }
+    out << line.str() << "\n";
   }
 }
 

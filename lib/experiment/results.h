@@ -14,6 +14,17 @@ namespace reslab {
 /// The versions recorded in every summary: reslab's and LibTorch's.
 nlohmann::json version_info();
 
+/// Throws std::runtime_error naming `path` and the key when `summary` is not a run's summary.json as reslab
+/// writes it: an object with "run" (a string), "status" (completed, diverged, interrupted or running),
+/// "iterations" (a non-negative integer) and "final" (an object whose errors are numbers or null).
+void check_summary(const nlohmann::json& summary, const std::string& path);
+
+/// The run names an experiment's config.json (as `reslab run` writes it) lists, checked: an object with "name"
+/// and "description" strings and "runs", a list of run configurations each with a "name" that is a safe folder
+/// name (name_problem), so that nothing outside the experiment's folder is read. Throws std::runtime_error
+/// naming `path` and the entry.
+std::vector<std::string> experiment_run_names(const nlohmann::json& config, const std::string& path);
+
 /// A run as results.json sees it: its summary.json and its resolved configuration (its config.json).
 struct RunResult {
   nlohmann::json summary;

@@ -122,9 +122,17 @@ std::pair<std::string, nlohmann::json> newest_usable_checkpoint(
       const auto written_with = meta.value("config", nlohmann::json());
       if (written_with != identity) {
         const auto diff = nlohmann::json::diff(written_with, identity);
-        throw CheckpointError(path + ": written by another configuration (it differs at '" +
-                              (diff.empty() ? std::string("?") : diff[0].value("path", "?")) +
-                              "'); resume with the same settings, or start again with --overwrite");
+        const std::string at = diff.empty() ? std::string("?") : diff[0].value("path", "?");
+        auto value_at = [&at](const nlohmann::json& doc) {
+          try {
+            return doc.at(nlohmann::json::json_pointer(at)).dump();
+          } catch (const std::exception&) {
+            return std::string("(absent)");
+          }
+        };
+        throw CheckpointError(path + ": written by another configuration (it differs at '" + at + "': " +
+                              value_at(written_with) + " in the checkpoint, " + value_at(identity) +
+                              " in this run); resume with the same settings, or start again with --overwrite");
       }
       return {path, meta};
     } catch (const CheckpointError& e) {
@@ -256,7 +264,8 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     bool completed = false;
     if (fs::exists(run_dir + "/summary.json")) {
       done = read_json_file(run_dir + "/summary.json");
-      completed = done.value("status", "") == "completed";
+      check_summary(done, run_dir + "/summary.json");
+      completed = done["status"] == "completed";
     }
     // Ranks skip a completed run together, and only when they all see it completed.
     if (dist != nullptr &&
@@ -325,18 +334,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   auto optimizer = make_sgd(*model, sgd);
   check_memory(run, *model, device, local_batch, dist != nullptr ? dist->env().local_world_size : 1);
 
-  // What a checkpoint must match to be continued: the run's settings, but for the thread count.
-  nlohmann::json identity = to_json(run);
-  identity.erase("threads");
-  if (identity["data"].contains("workers")) identity["data"].erase("workers");
-  identity.erase("device");  // a run continues on another device: checkpoints load onto the model's
-  identity["train"].erase("retry_diverged");  // retrying or not does not change what a checkpoint holds
-  identity["train"].erase("retry_lr_scale");
-  if (identity.contains("dist")) {
-    // How the gradients travel does not change what a checkpoint holds; synchronised BN does.
-    identity["dist"].erase("bucket_mb");
-    identity["dist"].erase("timeout_s");
-  }
+  const nlohmann::json identity = checkpoint_identity(run);
   std::string resume_from;
   nlohmann::json resume_meta;
   auto fresh = [&] {
@@ -486,7 +484,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     save_model_file(run_dir + "/model.pt", *model,
                     {{"model", run.model}, {"shortcut", run.shortcut}, {"dataset", run.dataset},
                      {"input", {spec.input.channels, spec.input.height, spec.input.width}},
-                     {"classes", spec.classes}, {"iterations", state.iter}});
+                     {"classes", spec.classes}, {"iterations", state.iter}, {"config", identity}});
   }
   write_json_file(run_dir + "/summary.json", summary);
   return summary;

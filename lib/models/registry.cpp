@@ -197,6 +197,19 @@ std::vector<std::string> model_names() {
 }
 
 std::shared_ptr<NetworkBase> build_model(const std::string& name, const ModelSpec& spec) {
+  // Checked before anything is allocated: a wild number of classes is an error, not an allocator failure.
+  if (spec.classes < 2 || spec.classes > kMaxClasses) {
+    throw std::invalid_argument("model '" + name + "': " + std::to_string(spec.classes) + " classes; expected 2 to " +
+                                std::to_string(kMaxClasses));
+  }
+  const ImageShape& in = spec.input;
+  if (in.channels < 1 || in.channels > kMaxInputChannels || in.height < 1 || in.height > kMaxInputSide ||
+      in.width < 1 || in.width > kMaxInputSide) {
+    throw std::invalid_argument("model '" + name + "': input " + std::to_string(in.channels) + "x" +
+                                std::to_string(in.height) + "x" + std::to_string(in.width) + "; expected 1 to " +
+                                std::to_string(kMaxInputChannels) + " channels and sides of 1 to " +
+                                std::to_string(kMaxInputSide) + " pixels");
+  }
   auto options = parse_model_name(name).options;
   return std::make_shared<ResNetImpl>(options.spec(spec));
 }

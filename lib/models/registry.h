@@ -57,7 +57,13 @@ ParsedModelName parse_model_name(const std::string& name);
 /// Every name with a paper depth, in table order ("resnet18", ..., "preact1001").
 std::vector<std::string> model_names();
 
-/// Builds, initialises and returns the named network.
+/// The largest number of classes and input a net is built for (ImageNet-21k has 21,841 classes).
+constexpr int64_t kMaxClasses = 100000;
+constexpr int64_t kMaxInputChannels = 4096;
+constexpr int64_t kMaxInputSide = 65536;
+
+/// Builds, initialises and returns the named network. Throws std::invalid_argument naming the model when its
+/// name, classes or input shape are outside what reslab builds (before allocating anything).
 std::shared_ptr<NetworkBase> build_model(const std::string& name, const ModelSpec& spec);
 
 }  // namespace reslab

@@ -49,4 +49,24 @@ nlohmann::json to_json(const ProbeSettings& s) {
           {"max_lag", s.max_lag}, {"calibration_batches", s.calibration_batches}, {"seed", s.seed}};
 }
 
+void check_probe_settings(const ProbeSettings& s) {
+  auto in = [](const char* key, int64_t value, int64_t lo, int64_t hi) {
+    if (value < lo || value > hi) {
+      throw ProbeSettingsError(key, "an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got " +
+                                        std::to_string(value));
+    }
+  };
+  in("batch", s.batch, 1, 65536);
+  in("samples", s.samples, 1, 100000);
+  in("max_lengths", s.max_lengths, 2, 10000);
+  in("points", s.points, 2, 100000);
+  in("lines", s.lines, 1, 100000);
+  in("max_lag", s.max_lag, 1, s.points - 1);
+  in("calibration_batches", s.calibration_batches, 1, 100000);
+  if (s.lesion_k.empty() || s.lesion_k.size() > 1000) {
+    throw ProbeSettingsError("lesion_k", "a list of 1 to 1000 sizes, got " + std::to_string(s.lesion_k.size()));
+  }
+  for (int64_t k : s.lesion_k) in("lesion_k", k, 1, 100000);
+}
+
 }  // namespace reslab

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -52,5 +53,21 @@ struct ProbeSettings {
 };
 
 nlohmann::json to_json(const ProbeSettings& settings);
+
+/// A probe setting out of its range: `key` is its name in an experiment's probes.settings.
+class ProbeSettingsError : public std::invalid_argument {
+ public:
+  ProbeSettingsError(std::string key, const std::string& expected)
+      : std::invalid_argument(key + ": expected " + expected), key_(std::move(key)), expected_(expected) {}
+  const std::string& key() const { return key_; }
+  const std::string& expected() const { return expected_; }
+
+ private:
+  std::string key_, expected_;
+};
+
+/// Checks every setting against its range (positive, and small enough that a probe ends); throws
+/// ProbeSettingsError for the first one out of it.
+void check_probe_settings(const ProbeSettings& settings);
 
 }  // namespace reslab

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "train/device.h"
+#include "train/metrics.h"
 
 namespace fs = std::filesystem;
 
@@ -161,8 +162,12 @@ nlohmann::json read_meta(const std::string& path, torch::serialize::InputArchive
   torch::Tensor meta_bytes;
   try {
     if (!archive.try_read("meta", meta_bytes)) throw CheckpointError(path + ": not a reslab " + what + " (no meta)");
+    if (meta_bytes.scalar_type() != torch::kUInt8 || meta_bytes.dim() != 1) {
+      throw CheckpointError(path + ": not a reslab " + what + " (its meta is not a byte string)");
+    }
+    meta_bytes = meta_bytes.contiguous();
     const auto* p = meta_bytes.data_ptr<uint8_t>();
-    return nlohmann::json::parse(std::string(p, p + meta_bytes.numel()));
+    return parse_json(std::string(p, p + meta_bytes.numel()), path + " (meta)");
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {
