@@ -40,6 +40,9 @@ check "epochs inf" nonzero "optim.epochs = inf" -- "$reslab" train --model resne
 check "nothing written for inf" 0 "^$" -- test ! -e t_inf
 check "empty out" nonzero "--out: expected a value, got an empty string" -- "$reslab" train --model resnet8 --out ""
 check "empty run out" nonzero "--out: expected a value" -- "$reslab" run dup.json --out ""
+check "bench huge batch" nonzero "bench: --batch must be 1 to 1048576" -- "$reslab" bench --model resnet8 \
+  --batch 100000000000
+check "analyze threads" nonzero "analyze: --threads -3" -- "$reslab" analyze shattered --at-init resnet8 --threads -3
 check "huge classes" nonzero "100000000000 classes; expected 2 to 100000" -- \
   "$reslab" info resnet20 --classes 100000000000
 /usr/bin/python3 -c "

@@ -38,6 +38,9 @@ int run_analyze(const AnalyzeOptions& options) {
     std::replace(flag.begin(), flag.end(), '_', '-');
     throw ConfigError("analyze: " + flag + ": expected " + e.expected());
   }
+  if (options.threads < 0 || options.threads > 4096) {
+    throw ConfigError("analyze: --threads " + std::to_string(options.threads) + ": expected 0 (every core) to 4096");
+  }
   if (options.run_dirs.empty() && options.at_init.empty()) {
     throw ConfigError("analyze: name run folders (RUN_DIR...) and/or models to probe at initialisation (--at-init)");
   }

@@ -11,6 +11,7 @@
 
 #include "app/bench_convs.h"
 #include "app/commands.h"
+#include "experiment/config.h"
 #include "data/datasets.h"
 #include "data/worker_pool.h"
 #include "dist/grad_sync.h"
@@ -223,6 +224,20 @@ int run_bench(const BenchOptions& options) {
   const DistEnv env = read_dist_env();
   std::shared_ptr<Distributed> dist;
   if (env.distributed()) dist = Distributed::connect(env, std::chrono::seconds(300));
+  // Every number in range before anything runs (a wild --batch or --allreduce-mb was an allocator failure).
+  if (options.batch <= 0 || options.batch > kMaxBatch || options.iterations <= 0 || options.iterations > 10000000 ||
+      options.warmup < 0 || options.warmup > 10000000) {
+    throw std::invalid_argument("bench: --batch must be 1 to " + std::to_string(kMaxBatch) +
+                                ", --iterations 1 to 10000000 and --warmup 0 to 10000000");
+  }
+  if (options.threads < 0 || options.threads > 4096) {
+    throw std::invalid_argument("bench: --threads " + std::to_string(options.threads) + ": expected 0 to 4096");
+  }
+  for (double mb : options.allreduce_mb) {
+    if (!(mb > 0 && mb <= 4096)) {
+      throw std::invalid_argument("bench: --allreduce-mb " + std::to_string(mb) + ": expected more than 0, at most 4096");
+    }
+  }
   if (!options.allreduce_mb.empty()) {
     if (!dist) {
       throw std::invalid_argument("bench --allreduce-mb times all-reduces between ranks: launch it as several, e.g. "
