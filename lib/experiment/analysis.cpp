@@ -93,19 +93,8 @@ void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const Mo
   if (meta.contains("config")) {
     const nlohmann::json identity = checkpoint_identity(run);
     if (meta["config"] != identity) {
-      const auto diff = nlohmann::json::diff(meta["config"], identity);
-      const std::string at = diff.empty() ? std::string("?") : diff[0].value("path", "?");
-      std::string recorded = "?", expected = "(missing)";
-      try {
-        recorded = meta["config"].at(nlohmann::json::json_pointer(at)).dump();
-      } catch (const std::exception&) {
-        recorded = "(missing)";
-      }
-      try {
-        expected = identity.at(nlohmann::json::json_pointer(at)).dump();
-      } catch (const std::exception&) {
-      }
-      differs("the configuration value " + at, recorded, expected);
+      const auto d = first_difference(meta["config"], identity);
+      differs("the configuration value " + d.at, d.recorded.value_or("(missing)"), d.expected.value_or("(missing)"));
     }
   }
 }

@@ -121,17 +121,10 @@ std::pair<std::string, nlohmann::json> newest_usable_checkpoint(
       }
       const auto written_with = meta.value("config", nlohmann::json());
       if (written_with != identity) {
-        const auto diff = nlohmann::json::diff(written_with, identity);
-        const std::string at = diff.empty() ? std::string("?") : diff[0].value("path", "?");
-        auto value_at = [&at](const nlohmann::json& doc) {
-          try {
-            return doc.at(nlohmann::json::json_pointer(at)).dump();
-          } catch (const std::exception&) {
-            return std::string("(absent)");
-          }
-        };
-        throw CheckpointError(path + ": written by another configuration (it differs at '" + at + "': " +
-                              value_at(written_with) + " in the checkpoint, " + value_at(identity) +
+        const auto d = first_difference(written_with, identity);
+        throw CheckpointError(path + ": written by another configuration (it differs at '" + d.at + "': " +
+                              d.recorded.value_or("(absent)") + " in the checkpoint, " +
+                              d.expected.value_or("(absent)") +
                               " in this run); resume with the same settings, or start again with --overwrite");
       }
       return {path, meta};
@@ -254,6 +247,22 @@ std::pair<std::string, nlohmann::json> choose_checkpoint(
 }
 
 }  // namespace
+
+ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann::json& expected) {
+  const auto diff = nlohmann::json::diff(recorded, expected);
+  ConfigDifference d;
+  d.at = diff.empty() ? std::string("?") : diff[0].value("path", "?");
+  auto value_at = [&d](const nlohmann::json& doc) -> std::optional<std::string> {
+    try {
+      return doc.at(nlohmann::json::json_pointer(d.at)).dump();
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  };
+  d.recorded = value_at(recorded);
+  d.expected = value_at(expected);
+  return d;
+}
 
 nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
   Distributed* dist = options.dist.get();

@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "data/datasets.h"
@@ -60,6 +61,15 @@ int64_t resolve_threads(int64_t requested, int64_t local_ranks = 1);
 /// The data-parallel job this process was launched into (torchrun's or Slurm's variables), joined with
 /// `run`'s timeout; null when it was launched alone. Rank 0 reports the rendezvous on `log`. Throws DistError.
 std::shared_ptr<Distributed> join_job(const RunConfig& run, std::ostream* log);
+
+/// Where a file's recorded configuration first differs from the run's: a JSON pointer ("/optim/lr", "?" when
+/// the documents are equal) and the value at it on each side (nullopt where that side has none). Checkpoints and
+/// model files of another configuration are reported with it.
+struct ConfigDifference {
+  std::string at;
+  std::optional<std::string> recorded, expected;
+};
+ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann::json& expected);
 
 /// Trains one run into `run_dir` (config.json, metrics.jsonl, summary.json, model.pt) and returns the summary.
 /// A non-finite loss is a result (status "diverged"), not an error. With options.dist every rank calls it: the
