@@ -114,6 +114,12 @@ void setup_run(CLI::App& app, std::function<int()>& action) {
   auto* overwrite = cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in the output folder");
   cmd->add_flag("--resume", opts->resume, "Continue interrupted runs from their checkpoints; skip completed ones")
       ->excludes(overwrite);
+  cmd->add_option("--reuse", opts->reuse,
+                  "Output folders of other experiments: a run with the same training configuration, seed, threads "
+                  "and device completed there is copied (its summary says from where) instead of trained again; "
+                  "runs from this machine only")
+      ->delimiter(',')
+      ->check(kNonEmpty);
   auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
   auto* list = cmd->add_flag("--list", opts->list, "Print the grid points, one per line with its index, and exit");
   optional_flag(cmd, "--index", opts->index,

@@ -203,6 +203,66 @@ TEST_F(ExperimentTest, ExistingResultsAreKeptUnlessOverwriteIsAsked) {
   prepare_output_dir(dir.path(), {"plain8", "resnet8"}, false);  // now empty of results: fine
 }
 
+TEST_F(ExperimentTest, ReuseTakesACompletedRunOfTheSameTrainingConfigurationAndNothingElse) {
+  TempDir first, second;
+  auto experiment = [](const std::string& name, const nlohmann::json& grid) {
+    nlohmann::json doc = nlohmann::json::parse(R"({
+      "data": {"dataset": "fashion-mnist", "train_size": 512, "val_size": 256, "test_size": 256},
+      "optim": {"batch": 64, "epochs": 2, "lr": 0.1, "schedule": {"milestones": [1], "unit": "epochs"}},
+      "train": {"log_every": 4},
+      "threads": 2
+    })");
+    doc["name"] = name;
+    doc["grid"] = grid;
+    return parse_experiment(doc, name + ".json");
+  };
+  run_experiment(experiment("tiny", {{"depth", {8}}, {"residual", {true}}}), first.path(), RunOptions{});
+  const std::string source = first.file("resnet8");
+
+  // Another experiment: the same net under another name (a grid over lr), and one at another lr.
+  const auto other = experiment("other", {{"depth", {8}}, {"residual", {true}}, {"lr", {0.1, 0.05}}});
+  RunOptions options;
+  options.reuse_from = {first.path()};
+  const auto results = run_experiment(other, second.path(), options);
+  ASSERT_EQ(results["runs"].size(), 2u);
+  int reused = 0;
+  for (const auto& s : results["runs"]) {
+    const std::string name = s["run"];
+    const auto config = read_json_file(second.file(name + "/config.json"));
+    EXPECT_EQ(config["name"], name);
+    EXPECT_EQ(config["experiment"], "other");
+    if (config["optim"]["lr"] == 0.05) {
+      EXPECT_FALSE(s.contains("reused_from")) << name;  // another configuration: trained here
+      continue;
+    }
+    ++reused;
+    EXPECT_EQ(s["reused_from"], std::filesystem::absolute(source).lexically_normal().string());
+    EXPECT_EQ(s["experiment"], "other");
+    EXPECT_EQ(s["final"], read_json_file(source + "/summary.json")["final"]);
+    EXPECT_EQ(read_jsonl_file(second.file(name + "/metrics.jsonl")), read_jsonl_file(source + "/metrics.jsonl"));
+    EXPECT_TRUE(std::filesystem::exists(second.file(name + "/model.pt")));
+    // The reused model is probed as this run's: the names are not part of what decides its weights.
+    const RunConfig reused_run = load_run_config(second.file(name + "/config.json"));
+    EXPECT_EQ(training_identity(reused_run), training_identity(load_run_config(source + "/config.json")));
+  }
+  EXPECT_EQ(reused, 1);
+
+  // Not on other threads or another device; a copy is never copied on; unreadable folders are passed over by name.
+  const RunConfig run = load_run_config(source + "/config.json");
+  EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cpu", nullptr), source);
+  EXPECT_EQ(find_reusable_run(run, {first.path()}, 1, "cpu", nullptr), "");
+  EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cuda:0", nullptr), "");
+  EXPECT_EQ(find_reusable_run(run, {second.path()}, 2, "cpu", nullptr), "");
+  std::filesystem::create_directories(first.file("broken"));
+  testing::write_bytes(first.file("broken/config.json"), {'{', '"'});
+  testing::write_bytes(first.file("broken/summary.json"), {'{', '}'});
+  std::ostringstream log;
+  EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cpu", &log), source);
+  EXPECT_NE(log.str().find(first.file("broken/config.json")), std::string::npos) << log.str();
+  testing::expect_error<ConfigError>([&] { find_reusable_run(run, {first.file("nothing")}, 2, "cpu", nullptr); },
+                                     {first.file("nothing"), "--reuse"});
+}
+
 TEST_F(ExperimentTest, MissingDataIsAnErrorNamingTheFolder) {
   auto ex = tiny_experiment();
   ex.base.data_dir = "/nonexistent/fashion";

@@ -195,6 +195,20 @@ TEST(Names, NamesThatWouldLeaveTheFolderOrBreakAScriptAreErrors) {
                             {dir.file("config.json"), "key 'name'", "../../outside", "'/'"});
 }
 
+
+TEST(Names, ValuesInMessagesAreEscapedAsciiAndCut) {
+  // A terminal escape, a right-to-left override and an invalid UTF-8 byte reach the message as escapes.
+  const std::string shown = shown_json(std::string("a\x1b[2Jb\xe2\x80\xae" "c\xff"));
+  EXPECT_EQ(shown, "\"a\\u001b[2Jb\\u202ec\\ufffd\"");
+  EXPECT_EQ(shown_json(std::string(500, 'x')).size(), 80u);
+  EXPECT_EQ(shown_json(std::string(500, 'x')).substr(77), "...");
+  EXPECT_EQ(shown_json(nlohmann::json{{"k", 1}}), "{\"k\":1}");
+  EXPECT_EQ(first_control_char("plain"), -1);
+  EXPECT_EQ(first_control_char(std::string("ok\tthen\n")), 9);
+  EXPECT_EQ(first_control_char(std::string("del\x7f")), 0x7f);
+  // The control character is named before any other fault of the same name.
+  EXPECT_EQ(name_problem("a/b\x01"), "holds a control character (code 1)");
+}
 void write_gz_stream(const std::string& path, const std::vector<uint8_t>& head, size_t zeros) {
   gzFile f = gzopen(path.c_str(), "wb9");
   ASSERT_NE(f, nullptr);
@@ -258,6 +272,11 @@ TEST(ModelFiles, AModelOfAnotherRunIsNeverProbedAsThisOne) {
   nlohmann::json meta = {{"model", plain.model}, {"shortcut", "A"}, {"dataset", plain.dataset},
                          {"input", {1, 28, 28}}, {"classes", 10}, {"config", checkpoint_identity(plain)}};
   EXPECT_NO_THROW(check_model_meta(meta, plain, spec, "p/model.pt", "p/config.json"));
+  // The same training configuration under other names (reslab run --reuse) is the same model.
+  auto renamed = plain;
+  renamed.name = "plain8-copy";
+  renamed.experiment = "another";
+  EXPECT_NO_THROW(check_model_meta(meta, renamed, spec, "c/model.pt", "c/config.json"));
   // plain8 and resnet8 have the same parameter names and shapes: only the recorded model tells them apart.
   expect_error<ConfigError>([&] { check_model_meta(meta, residual, spec, "r/model.pt", "r/config.json"); },
                             {"r/model.pt", "records model \"plain8\"", "r/config.json", "\"resnet8\""});

@@ -125,5 +125,11 @@ with gzip.open('bomb/train-images-idx3-ubyte.gz', 'wb', 9) as f:
 check "gzip bomb" nonzero "bomb/train-images-idx3-ubyte.gz: expands past the 7856 bytes its header declares" -- \
   "$reslab" train --model resnet8 --out t_bomb --data bomb --iterations 1
 
+# --reuse of a folder that is not there: an error naming it before anything is written.
+sed 's#"../../escaped"#"reuse_ok"#' escape.json >reuse_ok.json
+check "reuse missing" nonzero "no_such_runs: --reuse expects an experiment's output folder" -- \
+  "$reslab" run reuse_ok.json --out t_reuse --reuse no_such_runs
+check "nothing written for reuse" 0 "^$" -- test ! -e t_reuse
+
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -20,12 +20,14 @@ class SeededTest : public ::testing::Test {
   }
 };
 
-/// A fresh folder under the system temp dir, removed at the end of the test.
+/// A fresh folder under the system temp dir, removed at the end of the test; each one a test makes is its own.
 class TempDir {
  public:
   TempDir() {
+    static int made = 0;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string name = std::string("reslab_") + (info ? std::string(info->test_suite_name()) + "_" + info->name() : "t");
+    if (made++ > 0) name += "_" + std::to_string(made);
     for (auto& c : name) {
       if (c == '/') c = '_';
     }

@@ -43,6 +43,7 @@ struct RunExperimentOptions {
   bool plot = true;
   bool list = false;             ///< print the grid points with their indices instead of running
   std::optional<int64_t> index;  ///< run only this grid point (0-based; else $SLURM_ARRAY_TASK_ID if set)
+  std::vector<std::string> reuse;  ///< other experiments' output folders to take identical completed runs from
 };
 /// `reslab run`: every grid point of an experiment, results.json, the degradation table and the plot; or,
 /// with `list`, the grid points; or, with an index, one of them (results.json is then left to `reslab collect`).

@@ -32,14 +32,9 @@ std::string quote(const std::string& s) {
 /// Throws when `value` would put a line (or a control character) of its own into a script: every value a script
 /// is written from goes through here, quoted or not.
 void check_one_line(const std::string& value, const std::string& what) {
-  for (char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      throw std::invalid_argument(what + " " + nlohmann::json(value).dump(-1, ' ', true,
-                                                                          nlohmann::json::error_handler_t::replace) +
-                                  " holds a control character (code " + std::to_string(u) +
-                                  "); a Slurm script cannot carry it");
-    }
+  if (const int code = first_control_char(value); code >= 0) {
+    throw std::invalid_argument(what + " " + shown_json(value, 200) + " holds a control character (code " +
+                                std::to_string(code) + "); a Slurm script cannot carry it");
   }
 }
 

@@ -128,6 +128,12 @@ int run_experiment_command(const RunExperimentOptions& options) {
     }
     return 0;
   }
+  for (const auto& dir : options.reuse) {
+    if (!fs::is_directory(dir)) {
+      throw std::runtime_error(dir + ": --reuse expects an experiment's output folder (reslab run --out); there is "
+                               "no such folder");
+    }
+  }
   if (const auto index = chosen_index(options, runs.size())) {
     // One grid point, into the experiment's layout; results.json is collect's, which sees every finished run.
     const RunConfig& run = runs[*index];
@@ -145,6 +151,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
     if (!root) run_options.progress = nullptr;
     DataCache data;
     run_options.resume = options.resume;
+    run_options.reuse_from = options.reuse;
     const auto summary = train_run(run, run_dir, data, run_options);
     if (!root) return run_exit_code(summary);
     print_final(summary);
@@ -162,6 +169,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
   });
   if (!root) run_options.progress = nullptr;
   run_options.resume = options.resume;
+  run_options.reuse_from = options.reuse;
   const auto results = run_experiment(experiment, out, run_options);
   if (!root) {  // rank 0 reports, plots and analyses; the others' exit code says how the grid ended
     const bool interrupted = !results["runs"].empty() && results["runs"].back()["status"] == "interrupted";

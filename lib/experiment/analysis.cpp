@@ -91,9 +91,15 @@ void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const Mo
   const nlohmann::json input = {spec.input.channels, spec.input.height, spec.input.width};
   if (meta.contains("input") && meta["input"] != input) differs("input", meta["input"].dump(), input.dump());
   if (meta.contains("config")) {
-    const nlohmann::json identity = checkpoint_identity(run);
-    if (meta["config"] != identity) {
-      const auto d = first_difference(meta["config"], identity);
+    // The names aside: a model reused from a run of the same training configuration is this run's model.
+    nlohmann::json recorded = meta["config"];
+    if (recorded.is_object()) {
+      recorded.erase("name");
+      recorded.erase("experiment");
+    }
+    const nlohmann::json identity = training_identity(run);
+    if (recorded != identity) {
+      const auto d = first_difference(recorded, identity);
       differs("the configuration value " + d.at, d.recorded.value_or("(missing)"), d.expected.value_or("(missing)"));
     }
   }

@@ -389,11 +389,13 @@ std::string number_text(double v) {
 std::string name_problem(const std::string& name) {
   if (name.empty()) return "is empty";
   if (name.size() > kMaxNameLength) return "is " + std::to_string(name.size()) + " characters long";
+  if (const int code = first_control_char(name); code >= 0) {
+    return "holds a control character (code " + std::to_string(code) + ")";
+  }
   for (char c : name) {
     const auto u = static_cast<unsigned char>(c);
     if (!(std::isalnum(u) != 0 || c == '.' || c == '_' || c == '-' || c == '+' || c == '=') || u >= 0x80) {
       if (c == '/') return "holds a '/' (a path, not a name)";
-      if (u < 0x20 || u == 0x7f) return "holds a control character (code " + std::to_string(u) + ")";
       return std::string("holds the character '") + c + "'";
     }
   }
@@ -405,9 +407,7 @@ std::string name_problem(const std::string& name) {
 void check_name(const std::string& name, const std::string& where) {
   const std::string problem = name_problem(name);
   if (problem.empty()) return;
-  std::string shown = nlohmann::json(name).dump(-1, ' ', true);  // control characters escaped
-  if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
-  throw ConfigError(where + ": " + shown + " " + problem + "; expected a name of 1 to " +
+  throw ConfigError(where + ": " + shown_json(name) + " " + problem + "; expected a name of 1 to " +
                     std::to_string(kMaxNameLength) +
                     " letters, digits and . _ - + = (one folder name, not starting with . or -)");
 }
@@ -680,6 +680,13 @@ nlohmann::json checkpoint_identity(const RunConfig& run) {
     identity["dist"].erase("bucket_mb");
     identity["dist"].erase("timeout_s");
   }
+  return identity;
+}
+
+nlohmann::json training_identity(const RunConfig& run) {
+  nlohmann::json identity = checkpoint_identity(run);
+  identity.erase("name");
+  identity.erase("experiment");
   return identity;
 }
 

@@ -125,6 +125,11 @@ void apply_overrides(RunConfig& run, const Overrides& overrides);
 /// workers, retry settings, how gradients travel between ranks).
 nlohmann::json checkpoint_identity(const RunConfig& run);
 
+/// What decides the weights a run trains to: checkpoint_identity less the run's and its experiment's names. Two
+/// runs with the same training identity, threads and device train the same net to the bit (on one kind of CPU),
+/// so a final model is probed as any of them, and `reslab run --reuse` takes one for the other.
+nlohmann::json training_identity(const RunConfig& run);
+
 /// Why `name` cannot be a folder name reslab creates or a word in a script it writes ("" when it can): names of
 /// experiments and runs (models with their tags, grid suffixes) are one path component of 1 to kMaxNameLength
 /// letters, digits and . _ - + =, not starting with . or -, so they cannot leave the output folder, hide, read

@@ -23,13 +23,26 @@ JsonSection::JsonSection(const nlohmann::json& value, std::string file, std::str
   }
 }
 
+std::string shown_json(const nlohmann::json& value, size_t max_chars) {
+  std::string shown = value.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+  if (shown.size() > max_chars && max_chars >= 3) shown = shown.substr(0, max_chars - 3) + "...";
+  return shown;
+}
+
+int first_control_char(const std::string& text) {
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return u;
+  }
+  return -1;
+}
+
 std::string JsonSection::at(const std::string& key) const {
   return file_ + ": key '" + (where_.empty() ? key : where_ + "." + key) + "'";
 }
 
 void JsonSection::fail(const std::string& key, const std::string& expected) const {
-  std::string shown = value_.contains(key) ? value_.at(key).dump() : "(missing)";
-  if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+  const std::string shown = value_.contains(key) ? shown_json(value_.at(key)) : "(missing)";
   throw ConfigError(at(key) + " has value " + shown + "; expected " + expected);
 }
 

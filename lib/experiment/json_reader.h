@@ -17,6 +17,13 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// VALUE as JSON text for an error message: control characters escaped, anything beyond ASCII escaped and invalid
+/// UTF-8 replaced, and cut to `max_chars` with "..." so that a hostile value can neither flood nor garble it.
+std::string shown_json(const nlohmann::json& value, size_t max_chars = 80);
+
+/// The code of the first control character (below 0x20, or 0x7f) in TEXT, or -1 when it has none.
+int first_control_char(const std::string& text);
+
 /// One JSON object of a configuration file. Reads record the keys used; finish() rejects the rest.
 class JsonSection {
  public:

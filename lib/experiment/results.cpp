@@ -178,8 +178,7 @@ std::vector<std::string> experiment_run_names(const nlohmann::json& config, cons
 
 void check_summary(const nlohmann::json& summary, const std::string& path) {
   auto bad = [&](const std::string& key, const std::string& expected) {
-    std::string shown = summary.is_object() && summary.contains(key) ? summary.at(key).dump() : "(missing)";
-    if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+    const std::string shown = summary.is_object() && summary.contains(key) ? shown_json(summary.at(key)) : "(missing)";
     throw std::runtime_error(path + ": key '" + key + "' has value " + shown + "; expected " + expected +
                              " (not a run's summary.json as reslab writes it)");
   };

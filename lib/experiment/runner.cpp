@@ -1,5 +1,6 @@
 #include "experiment/runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -264,6 +265,68 @@ ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann
   return d;
 }
 
+std::string find_reusable_run(const RunConfig& run, const std::vector<std::string>& from, int64_t threads,
+                              const std::string& device, std::ostream* log) {
+  const nlohmann::json wanted = training_identity(run);
+  for (const auto& dir : from) {
+    if (!fs::is_directory(dir)) {
+      throw ConfigError(dir + ": --reuse expects an experiment's output folder (reslab run --out); this is not a "
+                        "folder");
+    }
+    std::vector<fs::path> folders;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.is_directory() && fs::exists(entry.path() / "config.json") && fs::exists(entry.path() / "summary.json")) {
+        folders.push_back(entry.path());
+      }
+    }
+    std::sort(folders.begin(), folders.end());
+    for (const auto& folder : folders) {
+      const std::string config_path = (folder / "config.json").string();
+      const std::string summary_path = (folder / "summary.json").string();
+      try {
+        const RunConfig candidate = load_run_config(config_path);
+        if (training_identity(candidate) != wanted) continue;
+        const nlohmann::json summary = read_json_file(summary_path);
+        check_summary(summary, summary_path);
+        if (summary["status"] != "completed" || summary.value("threads", nlohmann::json()) != threads ||
+            summary.value("device", nlohmann::json()) != device || summary.value("world_size", 1) != 1 ||
+            summary.contains("reused_from") || !fs::exists(folder / "metrics.jsonl")) {
+          continue;
+        }
+        return folder.string();
+      } catch (const std::exception& e) {
+        if (log != nullptr) *log << "(--reuse passes over " << folder.string() << ": " << e.what() << ")\n";
+      }
+    }
+  }
+  return "";
+}
+
+namespace {
+
+/// Copies the completed run in `source` into `run_dir` as `run`'s (metrics.jsonl, model.pt when there is one,
+/// this run's config.json, and last its summary.json with the names replaced and "reused_from"), each file
+/// written whole under a temporary name first.
+nlohmann::json copy_reused_run(const RunConfig& run, const std::string& source, const std::string& run_dir) {
+  fs::create_directories(run_dir);
+  for (const char* file : {"metrics.jsonl", "model.pt"}) {
+    const fs::path from = fs::path(source) / file;
+    if (!fs::exists(from)) continue;
+    const fs::path tmp = fs::path(run_dir) / (std::string(file) + ".reuse.tmp");
+    fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
+    fs::rename(tmp, fs::path(run_dir) / file);
+  }
+  write_json_file(run_dir + "/config.json", to_json(run));
+  nlohmann::json summary = read_json_file(source + "/summary.json");
+  summary["run"] = run.name;
+  summary["experiment"] = run.experiment;
+  summary["reused_from"] = fs::absolute(source).lexically_normal().string();
+  write_json_file(run_dir + "/summary.json", summary);
+  return summary;
+}
+
+}  // namespace
+
 nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
   Distributed* dist = options.dist.get();
   const bool root = dist == nullptr || dist->is_root();
@@ -293,6 +356,25 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   // One GPU per rank: "cuda" in a data-parallel job is this rank's GPU on its machine.
   const torch::Device device =
       parse_rank_device(run.device, dist != nullptr ? dist->env().local_rank : -1, "run '" + run.name + "'");
+
+  // A run not yet begun may be taken from a completed one of the same training configuration elsewhere. Not
+  // for a data-parallel job, nor when callbacks would record something during training that a copy lacks.
+  if (!options.reuse_from.empty() && !fs::exists(run_dir + "/metrics.jsonl") && !fs::exists(run_dir + "/summary.json")) {
+    if (dist != nullptr || !options.callbacks.empty()) {
+      if (progress != nullptr) {
+        *progress << run.name << ": not reused (" << (dist != nullptr ? "a data-parallel job" : "probes record during training")
+                  << "): trained here\n";
+      }
+    } else if (const std::string source = find_reusable_run(run, options.reuse_from, threads, device.str(), progress);
+               !source.empty()) {
+      auto summary = copy_reused_run(run, source, run_dir);
+      if (progress != nullptr) {
+        *progress << run.name << ": reused " << source << " (the same training configuration, seed, " << threads
+                  << " threads and device; not trained again)\n";
+      }
+      return summary;
+    }
+  }
 
   RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
   const ModelSpec& spec = data_of_run.spec;

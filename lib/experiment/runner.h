@@ -52,6 +52,9 @@ struct RunOptions {
   std::vector<std::shared_ptr<Callback>> callbacks;
   /// Data-parallel training across the job's ranks (null: this process alone). Only rank 0 writes.
   std::shared_ptr<Distributed> dist;
+  /// Output folders of other experiments: a run not yet begun takes the first completed run found there with
+  /// the same training identity, threads and device, and is not trained again (see reuse_completed_run).
+  std::vector<std::string> reuse_from;
 };
 
 /// Threads for LibTorch's intra-op pool: `requested`, or when 0 the cores this process may run on shared
@@ -70,6 +73,13 @@ struct ConfigDifference {
   std::optional<std::string> recorded, expected;
 };
 ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann::json& expected);
+
+/// The run folder under one of `from` (each an experiment's output folder) whose config.json has `run`'s training
+/// identity (training_identity: the names aside, the same configuration and seed), whose summary.json is
+/// completed on `threads` threads on `device` by one process; "" when there is none. Folders that are not
+/// readable runs are passed over with a note on `log` (null: none).
+std::string find_reusable_run(const RunConfig& run, const std::vector<std::string>& from, int64_t threads,
+                              const std::string& device, std::ostream* log);
 
 /// Trains one run into `run_dir` (config.json, metrics.jsonl, summary.json, model.pt) and returns the summary.
 /// A non-finite loss is a result (status "diverged"), not an error. With options.dist every rank calls it: the
