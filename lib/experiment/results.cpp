@@ -359,12 +359,15 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
          << pad(paired, 24);
     if (row.contains("variant")) line << "   " << row["variant"].get<std::string>();
     if (row.contains("vs_baseline")) {
+      // Each side against the same side of the baseline's row (named by its residual net, as the table is).
       const auto& vs = row["vs_baseline"];
+      std::string parts;
       for (const char* side : {"residual", "plain"}) {
         if (!vs.contains(side)) continue;
         const auto text = format_difference(vs[side]["train_error"]);
-        if (!text.empty()) line << " (" << side << " vs " << vs["model"].get<std::string>() << ": " << text << ")";
+        if (!text.empty()) parts += (parts.empty() ? "" : ", ") + std::string(side) + " " + text;
       }
+      if (!parts.empty()) line << " (vs the " << vs["model"].get<std::string>() << " row: " << parts << ")";
     }
     std::string text = line.str();
     text.erase(text.find_last_not_of(' ') + 1);
