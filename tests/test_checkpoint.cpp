@@ -1,7 +1,9 @@
 // Checkpoints and resume: a run that crashes anywhere and resumes ends with exactly the metrics it would have had.
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
+#include "event_reader.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
 #include "test_callbacks.h"
@@ -119,6 +121,17 @@ TEST(ModelFile, RoundTripsAndRejectsDamage) {
   testing::expect_error<CheckpointError>([&] { load_model_file(dir.file("none.pt"), *other); }, {"none.pt"});
 }
 
+/// A run's TensorBoard events without their wall times (img_per_s aside): (step, tag, value) in file order.
+std::vector<std::tuple<int64_t, std::string, float>> steps_and_scalars(const std::string& run_dir) {
+  std::vector<std::tuple<int64_t, std::string, float>> out;
+  for (const auto& e : testing::read_event_file(run_dir + "/" + kEventFileName)) {
+    for (const auto& s : e.scalars) {
+      if (s.tag != "train/img_per_s") out.emplace_back(e.step, s.tag, s.value);
+    }
+  }
+  return out;
+}
+
 TEST_F(CheckpointTest, ResumeAfterACrashAnywhereGivesIdenticalMetrics) {
   TempDir dir;
   const std::string reference = dir.file("reference");
@@ -137,6 +150,8 @@ TEST_F(CheckpointTest, ResumeAfterACrashAnywhereGivesIdenticalMetrics) {
     resume.resume = true;
     const auto summary = train_run(tiny_run(), out, data_, resume);
     EXPECT_EQ(records_without_timing(out + "/metrics.jsonl"), expected);
+    // The TensorBoard curves were cut back with metrics.jsonl: each step once, as in the uninterrupted run.
+    EXPECT_EQ(steps_and_scalars(out), steps_and_scalars(reference));
     EXPECT_EQ(summary["final"], expected_summary["final"]);
     EXPECT_EQ(summary["iterations"], 48);
     EXPECT_LE(list_checkpoints(out).size(), 2u);  // the newest two are kept

@@ -231,6 +231,21 @@ TEST(Config, DeviceIsReadCheckedAndWrittenOnlyWhenNotTheCpu) {
   EXPECT_EQ(expand_grid(ex)[0].device, "cuda");
 }
 
+TEST(Config, TensorBoardIsOnByDefaultAndWrittenOnlyWhenOff) {
+  auto doc = minimal();
+  auto run = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_TRUE(run.tensorboard);
+  EXPECT_FALSE(to_json(run)["train"].contains("tensorboard"));  // config.json reads as before the key existed
+  doc["train"]["tensorboard"] = false;
+  run = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_FALSE(run.tensorboard);
+  EXPECT_EQ(to_json(run)["train"]["tensorboard"], false);
+  // A copy of the metrics: not part of what a checkpoint or model belongs to.
+  EXPECT_EQ(checkpoint_identity(run), checkpoint_identity(expand_grid(parse_experiment(minimal(), "exp.json"))[0]));
+  doc["train"]["tensorboard"] = "yes";
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'train.tensorboard'"});
+}
+
 TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
   auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
   auto j = to_json(run);

@@ -34,7 +34,8 @@ TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
   TempDir dir;
   const auto results = run_experiment(tiny_experiment(), dir.path(), RunOptions{});
   for (const char* f : {"config.json", "results.json", "plain8/config.json", "plain8/metrics.jsonl",
-                        "plain8/summary.json", "plain8/model.pt", "resnet8/summary.json"}) {
+                        "plain8/summary.json", "plain8/model.pt", "resnet8/summary.json",
+                        "plain8/events.out.tfevents.reslab"}) {
     EXPECT_TRUE(std::filesystem::exists(dir.file(f))) << f;
   }
   const auto on_disk = read_json_file(dir.file("results.json"));

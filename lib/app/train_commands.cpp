@@ -147,6 +147,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
       fs::create_directories(out);
       write_json_file(out + "/config.json", to_json(experiment));
       std::cout << "[" << *index << " of 0.." << runs.size() - 1 << "] " << run.name << " on " << run.dataset << "\n";
+      if (run.tensorboard) std::cout << "Watch it: tensorboard --logdir " << out << "\n";
     });
     if (!root) run_options.progress = nullptr;
     DataCache data;
@@ -166,6 +167,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
   const bool root = run_options.dist == nullptr || run_options.dist->is_root();
   on_root(run_options.dist.get(), "preparing " + out, [&] {
     if (!options.resume) prepare_output_dir(out, names, options.overwrite);
+    if (experiment.base.tensorboard) std::cout << "Watch it: tensorboard --logdir " << out << "\n";
   });
   if (!root) run_options.progress = nullptr;
   run_options.resume = options.resume;

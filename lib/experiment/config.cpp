@@ -249,8 +249,9 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = t->boolean("channels_last")) run.channels_last = *v;
     if (auto v = t->integer("retry_diverged")) run.retry_diverged = *v;
     if (auto v = t->number("retry_lr_scale")) run.retry_lr_scale = *v;
+    if (auto v = t->boolean("tensorboard")) run.tensorboard = *v;
     t->finish({"log_every", "eval_every_epoch", "eval_at", "eval_batch", "channels_last", "retry_diverged",
-               "retry_lr_scale"});
+               "retry_lr_scale", "tensorboard"});
   }
   if (auto g = top.section("grid")) {
     if (auto v = g->integers("depth")) ex.depths = *v;
@@ -655,6 +656,7 @@ nlohmann::json to_json(const RunConfig& r) {
     d["eval_crops"] = t.eval_crops;
     d["workers"] = t.workers;
   }
+  if (!r.tensorboard) out["train"]["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
   if (r.retry_diverged > 0) {
     out["train"]["retry_diverged"] = r.retry_diverged;
     out["train"]["retry_lr_scale"] = r.retry_lr_scale;
@@ -675,6 +677,7 @@ nlohmann::json checkpoint_identity(const RunConfig& run) {
   identity.erase("device");  // a run continues on another device: checkpoints load onto the model's
   identity["train"].erase("retry_diverged");  // retrying or not does not change what a checkpoint holds
   identity["train"].erase("retry_lr_scale");
+  identity["train"].erase("tensorboard");  // a copy of the metrics, not part of the run
   if (identity.contains("dist")) {
     // How the gradients travel does not change what a checkpoint holds; synchronised BN does.
     identity["dist"].erase("bucket_mb");

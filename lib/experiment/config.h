@@ -52,6 +52,8 @@ struct RunConfig {
   /// rate multiplied by retry_lr_scale (0: the run ends as "diverged", the default).
   int64_t retry_diverged = 0;
   double retry_lr_scale = 0.1;
+  /// TensorBoard event file in the run's folder (events.out.tfevents.reslab), from the metrics.jsonl records.
+  bool tensorboard = true;
   uint64_t seed = 1;
   int64_t threads = 0;  ///< 0: every core
   std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N" (a LibTorch built with CUDA)

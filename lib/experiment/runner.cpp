@@ -25,6 +25,7 @@
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
+#include "train/tensorboard.h"
 
 namespace fs = std::filesystem;
 
@@ -317,6 +318,7 @@ nlohmann::json copy_reused_run(const RunConfig& run, const std::string& source, 
     fs::rename(tmp, fs::path(run_dir) / file);
   }
   write_json_file(run_dir + "/config.json", to_json(run));
+  if (run.tensorboard) rebuild_event_file(run_dir);
   nlohmann::json summary = read_json_file(source + "/summary.json");
   summary["run"] = run.name;
   summary["experiment"] = run.experiment;
@@ -441,6 +443,16 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   }
 
   std::unique_ptr<JsonlWriter> metrics;
+  std::unique_ptr<EventWriter> events;
+  // metrics.jsonl, with the TensorBoard events rebuilt from what it holds and then mirroring it.
+  auto open_metrics = [&] {
+    metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
+    if (!run.tensorboard) return;
+    events.reset();
+    rebuild_event_file(run_dir);
+    events = std::make_unique<EventWriter>(run_dir + "/" + kEventFileName);
+    metrics->mirror = [w = events.get()](const nlohmann::json& record) { w->write_record(record); };
+  };
   if (root) {
     fs::create_directories(run_dir);
     nlohmann::json config = to_json(run);
@@ -449,11 +461,12 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     fs::remove(run_dir + "/summary.json");
     if (resume_from.empty()) {
       fs::remove(run_dir + "/metrics.jsonl");
+      fs::remove(run_dir + "/" + kEventFileName);
       for (const auto& stale : list_checkpoints(run_dir)) fs::remove(stale);
     } else {
       cut_metrics(run_dir, resume_meta, resume_from);
     }
-    metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
+    open_metrics();
   }
 
   TrainContext ctx{*model, *optimizer, train_loader, metrics.get(), {}};
@@ -506,7 +519,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       ctx.metrics = nullptr;
       metrics.reset();
       cut_metrics(run_dir, meta, path);
-      metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
+      open_metrics();
       ctx.metrics = metrics.get();
     }
     load_checkpoint(path, *model, *optimizer);

@@ -28,6 +28,7 @@ void JsonlWriter::write(const nlohmann::json& record) {
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
     throw std::runtime_error(path_ + ": write failed: " + std::strerror(errno));
   }
+  if (mirror) mirror(record);
 }
 
 int64_t JsonlWriter::offset() const { return static_cast<int64_t>(std::ftell(file_)); }

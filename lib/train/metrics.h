@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,6 +23,8 @@ class JsonlWriter {
 
   void write(const nlohmann::json& record);
   const std::string& path() const { return path_; }
+  /// Called with each record once its line is written (the run's TensorBoard events); empty: none.
+  std::function<void(const nlohmann::json&)> mirror;
   /// Bytes in the file so far (every written line is flushed).
   int64_t offset() const;
 
