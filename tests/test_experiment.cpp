@@ -231,6 +231,7 @@ TEST_F(ExperimentTest, ReuseTakesACompletedRunOfTheSameTrainingConfigurationAndN
     const std::string name = s["run"];
     const auto config = read_json_file(second.file(name + "/config.json"));
     EXPECT_EQ(config["name"], name);
+    EXPECT_EQ(config["threads"], 2);  // resolved, reused or trained
     EXPECT_EQ(config["experiment"], "other");
     if (config["optim"]["lr"] == 0.05) {
       EXPECT_FALSE(s.contains("reused_from")) << name;  // another configuration: trained here
@@ -254,6 +255,18 @@ TEST_F(ExperimentTest, ReuseTakesACompletedRunOfTheSameTrainingConfigurationAndN
   EXPECT_EQ(find_reusable_run(run, {first.path()}, 1, "cpu", nullptr), "");
   EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cuda:0", nullptr), "");
   EXPECT_EQ(find_reusable_run(run, {second.path()}, 2, "cpu", nullptr), "");
+  // Nor a run that retried after diverging, nor one whose convolutions or versions were not this build's.
+  const auto summary = read_json_file(source + "/summary.json");
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"retries", nlohmann::json::array({{{"diverged_at", 5}, {"lr_scale", 0.1}}})},
+           {"conv", summary["conv"] == "direct" ? "winograd" : "direct"},
+           {"versions", {{"reslab", "0.0.0"}, {"libtorch", "1.0.0"}}}}) {
+    auto changed = summary;
+    changed[key] = value;
+    write_json_file(source + "/summary.json", changed);
+    EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cpu", nullptr), "") << key;
+  }
+  write_json_file(source + "/summary.json", summary);
   std::filesystem::create_directories(first.file("broken"));
   testing::write_bytes(first.file("broken/config.json"), {'{', '"'});
   testing::write_bytes(first.file("broken/summary.json"), {'{', '}'});

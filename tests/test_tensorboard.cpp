@@ -48,6 +48,8 @@ TEST(TensorBoard, EachMetricsRecordBecomesItsScalars) {
   EXPECT_TRUE(scalars_of_record({{"kind", "retry"}, {"iter", 7}, {"lr_scale", 0.1}}).empty());
   EXPECT_TRUE(scalars_of_record({{"kind", "train"}, {"loss", 1.0}}).empty());
   EXPECT_TRUE(scalars_of_record(nlohmann::json::array()).empty());
+  EXPECT_TRUE(scalars_of_record({{"kind", 3}, {"iter", 1}, {"loss", 1.0}}).empty());  // odd records: no scalars
+  EXPECT_TRUE(scalars_of_record({{"kind", "probe"}, {"name", {1}}, {"iter", 1}, {"layers", {{{"name", "x"}}}}}).empty());
 }
 
 TEST(TensorBoard, AnEventFileStartsWithItsVersionAndAppendsOneEventPerRecord) {
@@ -104,7 +106,11 @@ TEST(TensorBoard, RebuildingFromMetricsKeepsEachStepOnce) {
     EXPECT_EQ(events[i].step, static_cast<int64_t>(10 * i));
     EXPECT_FLOAT_EQ(events[i].scalars[0].value, static_cast<float>(1.0 / (10.0 * static_cast<double>(i))));
   }
-  EXPECT_FALSE(std::filesystem::exists(dir.file(std::string(kEventFileName) + ".rebuild.tmp")));
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {  // no second file for TensorBoard
+    const std::string name = entry.path().filename().string();
+    EXPECT_TRUE(name == kEventFileName || name.find("tfevents") == std::string::npos) << name;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file(".events.rebuild.tmp")));
 }
 
 }  // namespace

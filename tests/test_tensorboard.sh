@@ -29,7 +29,7 @@ pid=$!
 for _ in $(seq 1 600); do
   if ls killed/resnet8/checkpoint-*.pt >/dev/null 2>&1; then
     lines=$(wc -l <killed/resnet8/metrics.jsonl)
-    while (($(wc -l <killed/resnet8/metrics.jsonl) <= lines)); do sleep 0.02; done
+    while kill -0 "$pid" 2>/dev/null && (($(wc -l <killed/resnet8/metrics.jsonl) <= lines)); do sleep 0.02; done
     kill -9 "$pid"
     break
   fi

@@ -269,6 +269,8 @@ ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann
 std::string find_reusable_run(const RunConfig& run, const std::vector<std::string>& from, int64_t threads,
                               const std::string& device, std::ostream* log) {
   const nlohmann::json wanted = training_identity(run);
+  const std::string conv = convolution_policy(torch::Device(device));
+  const nlohmann::json versions = version_info();
   for (const auto& dir : from) {
     if (!fs::is_directory(dir)) {
       throw ConfigError(dir + ": --reuse expects an experiment's output folder (reslab run --out); this is not a "
@@ -289,9 +291,14 @@ std::string find_reusable_run(const RunConfig& run, const std::vector<std::strin
         if (training_identity(candidate) != wanted) continue;
         const nlohmann::json summary = read_json_file(summary_path);
         check_summary(summary, summary_path);
+        // What else decides the weights: the threads, the device, the convolutions this build runs there and
+        // the versions; and no retry (retry settings are not part of the identity: they matter only then).
+        const nlohmann::json retries = summary.value("retries", nlohmann::json::array());
         if (summary["status"] != "completed" || summary.value("threads", nlohmann::json()) != threads ||
             summary.value("device", nlohmann::json()) != device || summary.value("world_size", 1) != 1 ||
-            summary.contains("reused_from") || !fs::exists(folder / "metrics.jsonl")) {
+            summary.value("conv", nlohmann::json()) != conv || summary.value("versions", nlohmann::json()) != versions ||
+            !retries.is_array() || !retries.empty() || summary.contains("reused_from") ||
+            !fs::exists(folder / "metrics.jsonl")) {
           continue;
         }
         return folder.string();
@@ -308,7 +315,8 @@ namespace {
 /// Copies the completed run in `source` into `run_dir` as `run`'s (metrics.jsonl, model.pt when there is one,
 /// this run's config.json, and last its summary.json with the names replaced and "reused_from"), each file
 /// written whole under a temporary name first.
-nlohmann::json copy_reused_run(const RunConfig& run, const std::string& source, const std::string& run_dir) {
+nlohmann::json copy_reused_run(const RunConfig& run, const std::string& source, const std::string& run_dir,
+                               int64_t threads) {
   fs::create_directories(run_dir);
   for (const char* file : {"metrics.jsonl", "model.pt"}) {
     const fs::path from = fs::path(source) / file;
@@ -317,7 +325,9 @@ nlohmann::json copy_reused_run(const RunConfig& run, const std::string& source, 
     fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
     fs::rename(tmp, fs::path(run_dir) / file);
   }
-  write_json_file(run_dir + "/config.json", to_json(run));
+  nlohmann::json config = to_json(run);
+  config["threads"] = threads;  // resolved, as train_run writes it
+  write_json_file(run_dir + "/config.json", config);
   if (run.tensorboard) rebuild_event_file(run_dir);
   nlohmann::json summary = read_json_file(source + "/summary.json");
   summary["run"] = run.name;
@@ -369,7 +379,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
       }
     } else if (const std::string source = find_reusable_run(run, options.reuse_from, threads, device.str(), progress);
                !source.empty()) {
-      auto summary = copy_reused_run(run, source, run_dir);
+      auto summary = copy_reused_run(run, source, run_dir, threads);
       if (progress != nullptr) {
         *progress << run.name << ": reused " << source << " (the same training configuration, seed, " << threads
                   << " threads and device; not trained again)\n";
@@ -442,13 +452,16 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
         choose_checkpoint(dist, run_dir, identity, fresh, sgd, progress, "choosing the checkpoint to resume from");
   }
 
+  std::unique_ptr<EventWriter> events;  // before metrics, whose mirror writes to it: destroyed after it
   std::unique_ptr<JsonlWriter> metrics;
-  std::unique_ptr<EventWriter> events;
   // metrics.jsonl, with the TensorBoard events rebuilt from what it holds and then mirroring it.
   auto open_metrics = [&] {
     metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
-    if (!run.tensorboard) return;
     events.reset();
+    if (!run.tensorboard) {
+      fs::remove(run_dir + "/" + kEventFileName);  // one from before it was turned off would be stale
+      return;
+    }
     rebuild_event_file(run_dir);
     events = std::make_unique<EventWriter>(run_dir + "/" + kEventFileName);
     metrics->mirror = [w = events.get()](const nlohmann::json& record) { w->write_record(record); };

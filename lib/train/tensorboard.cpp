@@ -112,7 +112,11 @@ std::string frame_record(const std::string& payload) {
 std::vector<Scalar> scalars_of_record(const nlohmann::json& record) {
   std::vector<Scalar> out;
   if (!record.is_object() || !record.value("iter", nlohmann::json()).is_number_integer()) return out;
-  const std::string kind = record.value("kind", "");
+  auto text = [&record](const char* key) {
+    const auto it = record.find(key);
+    return it != record.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const std::string kind = text("kind");
   if (kind == "train") {
     for (const char* key : {"loss", "error", "lr", "img_per_s"}) {
       if (record.contains(key)) add(out, std::string("train/") + key, record[key]);
@@ -123,7 +127,7 @@ std::vector<Scalar> scalars_of_record(const nlohmann::json& record) {
       if (record.contains(key)) add(out, split + "/" + key, record[key]);
     }
   } else if (kind == "probe" && record.value("layers", nlohmann::json()).is_array()) {
-    const std::string name = record.value("name", "");
+    const std::string name = text("name");
     for (const auto& layer : record["layers"]) {
       if (!layer.is_object() || !layer.value("name", nlohmann::json()).is_string()) continue;
       const std::string at = layer["name"];
@@ -142,7 +146,12 @@ EventWriter::EventWriter(const std::string& path) : path_(path) {
   file_ = std::fopen(path.c_str(), "ab");
   if (file_ == nullptr) throw std::runtime_error(path + ": cannot open for appending: " + std::strerror(errno));
   std::fseek(file_, 0, SEEK_END);
-  if (std::ftell(file_) == 0) append(encode_file_version_event(now_seconds()));
+  try {
+    if (std::ftell(file_) == 0) append(encode_file_version_event(now_seconds()));
+  } catch (...) {
+    std::fclose(file_);  // the destructor does not run for a constructor that throws
+    throw;
+  }
 }
 
 EventWriter::~EventWriter() {
@@ -164,7 +173,7 @@ void EventWriter::write_record(const nlohmann::json& record) {
 
 void rebuild_event_file(const std::string& run_dir) {
   const std::string path = run_dir + "/" + kEventFileName;
-  const std::string tmp = path + ".rebuild.tmp";
+  const std::string tmp = run_dir + "/.events.rebuild.tmp";  // not "tfevents": TensorBoard would read it too
   std::filesystem::remove(tmp);
   {
     EventWriter writer(tmp);
