@@ -1,6 +1,7 @@
 // Result files: JSON lines, atomic JSON files, the results table.
 #include <map>
 
+#include "experiment/config.h"
 #include "experiment/results.h"
 #include "experiment/stats.h"
 #include "test_util.h"
@@ -260,6 +261,34 @@ TEST(Results, VariantsArePairedWithTheirBaselineAtEachSeed) {
   std::ostringstream out;
   print_degradation_table(results, out);
   EXPECT_NE(out.str().find("-k1 (vs the resnet20 row: residual +5.50 [-0.85, 11.85]"), std::string::npos) << out.str();
+}
+
+TEST(Results, AFixupNetsDefaultParameterGroupsLabelNothingButItsTag) {
+  // Fixup's resolved config holds its parameter groups; the other nets' hold none. The tag says it all.
+  const nlohmann::json groups = {{{"kinds", {"scalar_bias", "multiplier", "bias"}}, {"lr_mult", 0.1}, {"weight_decay", true}}};
+  auto fixup = summary(20, true, 30, 28);
+  fixup["model"] = "resnet20-fixup";
+  const nlohmann::json optim = {{"optim", {{"lr", 0.1}}}};
+  auto with_groups = [&](const nlohmann::json& g) {
+    auto extra = optim;
+    extra["optim"]["param_groups"] = g;
+    return extra;
+  };
+  std::vector<RunResult> runs = {seeded(summary(20, false, 21, 18), 1, optim), seeded(summary(20, true, 18, 15), 1, optim),
+                                 seeded(fixup, 1, with_groups(groups))};
+  ASSERT_EQ(to_json(default_param_groups("resnet20-fixup")[0]), groups[0]);  // what to_json(run) writes
+  auto rows = make_results("exp", "", runs)["degradation"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_FALSE(rows[0].contains("variant"));
+  EXPECT_EQ(rows[1]["variant"], "-fixup");
+  EXPECT_EQ(rows[1]["vs_baseline"]["model"], "resnet20");
+  // Groups of a user's own are a setting like any other and label their row.
+  auto other = groups;
+  other[0]["lr_mult"] = 0.5;
+  runs.push_back(seeded(fixup, 2, with_groups(other)));
+  rows = make_results("exp", "", runs)["degradation"];
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_NE(rows[2]["variant"].get<std::string>().find("lr_mult=0.5"), std::string::npos) << rows[2];
 }
 
 TEST(Results, RowsAreConfigurationsNotNames) {

@@ -119,6 +119,18 @@ std::string format_value(const nlohmann::json& v) {
   return v.dump();
 }
 
+/// Removes `config`'s parameter groups where they are `model`'s defaults (Fixup's), which to_json writes with
+/// the model: a -fixup row then differs from its baseline's by the model alone.
+void drop_default_groups(nlohmann::json& config, const std::string& model) {
+  if (!config.is_object() || !config.contains("optim") || !config["optim"].is_object() ||
+      !config["optim"].contains("param_groups")) {
+    return;
+  }
+  nlohmann::json defaults = nlohmann::json::array();
+  for (const auto& g : default_param_groups(model)) defaults.push_back(to_json(g));
+  if (config["optim"]["param_groups"] == defaults) config["optim"].erase("param_groups");
+}
+
 /// What tells rows apart besides the model: the configuration keys whose values differ between rows, written as
 /// the run names write the grid's axes ("-B", "-lr0.05", "-b32"; any other key as "-key=value").
 std::map<std::string, std::string> row_labels(const std::map<std::string, Row>& rows) {
@@ -127,6 +139,7 @@ std::map<std::string, std::string> row_labels(const std::map<std::string, Row>& 
   for (const auto& [key, row] : rows) {
     auto c = row.config;
     c["model"].erase("name");  // the model's tags label it; its other settings (the shortcut) may vary
+    drop_default_groups(c, row.model);  // they come with the model's tag: they label nothing more
     flat[key] = c.flatten();
   }
   std::set<std::string> paths;
@@ -281,6 +294,7 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     if (!tags.empty()) {
       auto baseline_config = row.config;
       const std::string baseline = row.model.substr(0, row.model.size() - tags.size());
+      drop_default_groups(baseline_config, row.model);  // the baseline's own defaults (none) in their place
       baseline_config["model"]["name"] = baseline;
       const auto found = rows.find(baseline_config.dump());
       if (found != rows.end()) {
