@@ -128,12 +128,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
     }
     return 0;
   }
-  for (const auto& dir : options.reuse) {
-    if (!fs::is_directory(dir)) {
-      throw std::runtime_error(dir + ": --reuse expects an experiment's output folder (reslab run --out); there is "
-                               "no such folder");
-    }
-  }
+  check_reuse_folders(options.reuse);
   if (const auto index = chosen_index(options, runs.size())) {
     // One grid point, into the experiment's layout; results.json is collect's, which sees every finished run.
     const RunConfig& run = runs[*index];

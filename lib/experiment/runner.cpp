@@ -266,16 +266,22 @@ ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann
   return d;
 }
 
+void check_reuse_folders(const std::vector<std::string>& from) {
+  for (const auto& dir : from) {
+    if (!fs::is_directory(dir)) {
+      throw ConfigError(dir + ": --reuse expects an experiment's output folder (reslab run --out); there is no "
+                        "such folder");
+    }
+  }
+}
+
 std::string find_reusable_run(const RunConfig& run, const std::vector<std::string>& from, int64_t threads,
                               const std::string& device, std::ostream* log) {
   const nlohmann::json wanted = training_identity(run);
   const std::string conv = convolution_policy(torch::Device(device));
   const nlohmann::json versions = version_info();
+  check_reuse_folders(from);
   for (const auto& dir : from) {
-    if (!fs::is_directory(dir)) {
-      throw ConfigError(dir + ": --reuse expects an experiment's output folder (reslab run --out); this is not a "
-                        "folder");
-    }
     std::vector<fs::path> folders;
     for (const auto& entry : fs::directory_iterator(dir)) {
       if (entry.is_directory() && fs::exists(entry.path() / "config.json") && fs::exists(entry.path() / "summary.json")) {
@@ -474,7 +480,6 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
     fs::remove(run_dir + "/summary.json");
     if (resume_from.empty()) {
       fs::remove(run_dir + "/metrics.jsonl");
-      fs::remove(run_dir + "/" + kEventFileName);
       for (const auto& stale : list_checkpoints(run_dir)) fs::remove(stale);
     } else {
       cut_metrics(run_dir, resume_meta, resume_from);

@@ -74,6 +74,10 @@ struct ConfigDifference {
 };
 ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann::json& expected);
 
+/// Throws ConfigError naming the first of `from` that is not a folder (--reuse's check, made before anything
+/// is written and again by find_reusable_run).
+void check_reuse_folders(const std::vector<std::string>& from);
+
 /// The run folder under one of `from` (each an experiment's output folder) whose config.json has `run`'s training
 /// identity (training_identity: the names aside, the same configuration and seed), whose summary.json is
 /// completed on `threads` threads on `device` by one process; "" when there is none. Folders that are not
