@@ -354,6 +354,58 @@ TEST(ImageFolder, SplitsHoldOutValidationAndTestOnTheValFolder) {
   expect_error<std::invalid_argument>([&] { prepare_folder_splits("", {}, small_transform()); }, {"--data"});
 }
 
+TEST(ImageFolder, ClassIndexAndFixedStatisticsServeANetTrainedElsewhere) {
+  // A 1000-class net read on a folder of three of its classes (as ImageNet's on Imagenette): each folder is the
+  // output its index names, and the inputs are normalised with the net's own statistics, not estimated ones.
+  TempDir dir;
+  write_folder(dir.file("train"), 2);
+  write_folder(dir.file("val"), 1);
+  FolderTransform t = small_transform();
+  t.classes = 1000;
+  t.class_index = {{"a", 0}, {"b", 217}, {"c", 701}};
+  t.mean = {0.485, 0.456, 0.406};
+  t.std = {0.229, 0.224, 0.225};
+  const FolderSplits s = prepare_folder_splits(dir.path(), {}, t);
+  EXPECT_EQ(s.classes(), 1000);
+  std::set<int64_t> train_labels, test_labels;
+  for (const auto& f : s.train) {
+    train_labels.insert(f.label);
+    const int64_t expected = f.path.find("/a/") != std::string::npos ? 0 : f.path.find("/b/") != std::string::npos ? 217 : 701;
+    EXPECT_EQ(f.label, expected) << f.path;
+  }
+  for (const auto& f : s.test) test_labels.insert(f.label);
+  EXPECT_EQ(train_labels, (std::set<int64_t>{0, 217, 701}));
+  EXPECT_EQ(test_labels, train_labels);
+  EXPECT_FLOAT_EQ(s.stats.mean[1], 0.456f);
+  EXPECT_FLOAT_EQ(s.stats.std[2], 0.225f);
+  LoaderOptions eval;
+  eval.batch = 3;
+  eval.shuffle = false;
+  eval.drop_last = false;
+  const auto batch = s.loader(Part::kTest, eval)->batch(0);
+  const auto targets = batch.targets.contiguous();
+  EXPECT_EQ(std::set<int64_t>(targets.data_ptr<int64_t>(), targets.data_ptr<int64_t>() + 3),
+            (std::set<int64_t>{0, 217, 701}));
+
+  // Without the index, a folder of fewer classes than the net's outputs is an error that says what to give.
+  FolderTransform no_index = t;
+  no_index.class_index.clear();
+  expect_error<DataError>([&] { prepare_folder_splits(dir.path(), {}, no_index); },
+                          {"3 class folders", "data.classes is 1000", "data.class_index"});
+  FolderTransform partial = t;
+  partial.class_index.erase("c");
+  expect_error<DataError>([&] { prepare_folder_splits(dir.path(), {}, partial); }, {dir.file("train") + "/c", "does not name"});
+  FolderTransform out_of_range = t;
+  out_of_range.class_index["c"] = 1000;
+  expect_error<std::invalid_argument>([&] { check_transform(out_of_range); }, {"class_index", "0 to 999", "'c'"});
+  FolderTransform twice = t;
+  twice.class_index["c"] = 217;
+  expect_error<std::invalid_argument>([&] { check_transform(twice); }, {"'b' and 'c' are both 217"});
+  FolderTransform half = t;
+  half.std.clear();
+  expect_error<std::invalid_argument>([&] { check_transform(half); }, {"mean and std given together"});
+}
+
 TEST(ImageFolder, MultiCropEvaluationAveragesTheSoftmaxOverViews) {
   TempDir dir;
   write_folder(dir.file("x"), 2);

@@ -141,8 +141,28 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
   throw DataError(dir + ": this reslab was built without OpenCV (RESLAB_WITH_OPENCV=OFF), which decodes image "
                   "folders; rebuild with OpenCV (scripts/install-deps installs it)");
 #else
-  const ImageFolder train = scan_image_folder(dir + "/train");
-  const ImageFolder test = scan_image_folder(test_dir, train.classes);
+  ImageFolder train = scan_image_folder(dir + "/train");
+  ImageFolder test = scan_image_folder(test_dir, train.classes);
+  const auto folders = static_cast<int64_t>(train.classes.size());
+  if (!t.class_index.empty()) {
+    // Each class folder is the output the index names (the test part has the same folders).
+    std::vector<int64_t> output(train.classes.size());
+    for (size_t c = 0; c < train.classes.size(); ++c) {
+      const auto it = t.class_index.find(train.classes[c]);
+      if (it == t.class_index.end()) {
+        throw DataError(dir + "/train/" + train.classes[c] + ": a class folder that data.class_index does not name "
+                        "(it names " + std::to_string(t.class_index.size()) + " folders)");
+      }
+      output[c] = it->second;
+    }
+    for (auto* folder : {&train, &test}) {
+      for (auto& f : folder->files) f.label = output[static_cast<size_t>(f.label)];
+    }
+  } else if (t.classes > 0 && t.classes != folders) {
+    throw DataError(dir + "/train: " + std::to_string(folders) + " class folders, but data.classes is " +
+                    std::to_string(t.classes) + ": give data.class_index, the output of each folder (e.g. "
+                    "scripts/imagenette_classes.json for Imagenette's 10 of ImageNet's 1000)");
+  }
   const auto n = static_cast<int64_t>(train.files.size());
   const auto n_test = static_cast<int64_t>(test.files.size());
   check_size(options.val_size, n - 1, "val_size", dir + "/train");
@@ -161,7 +181,14 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
   } else {
     s.test = test.files;
   }
-  s.stats = channel_stats(s.train, t, kStatsImages, options.split_seed);
+  if (t.mean.empty()) {
+    s.stats = channel_stats(s.train, t, kStatsImages, options.split_seed);
+  } else {
+    for (size_t c = 0; c < 3; ++c) {
+      s.stats.mean[c] = static_cast<float>(t.mean[c]);
+      s.stats.std[c] = static_cast<float>(t.std[c]);
+    }
+  }
   return s;
 #endif
 }

@@ -79,7 +79,8 @@ DataSplits prepare_splits(const std::string& name, const std::string& dir, const
 
 /// An image folder's parts: DIR/train/<class>/... is split into train and validation as SplitOptions says,
 /// DIR/val/<class>/... (or DIR/test/<class>/...) is the test part; inputs are normalised per channel with
-/// statistics estimated from the training part.
+/// statistics estimated from the training part, or with the transform's mean and std; labels follow the
+/// transform's class_index where it has one.
 struct FolderSplits : SplitSource {
   std::vector<std::string> class_names;
   std::vector<ImageFile> train, val, test;
@@ -89,7 +90,10 @@ struct FolderSplits : SplitSource {
   int64_t channels() const override { return 3; }
   int64_t height() const override { return transform.crop; }
   int64_t width() const override { return transform.crop; }
-  int64_t classes() const override { return static_cast<int64_t>(class_names.size()); }
+  /// The net's outputs: transform.classes when given, else one per class folder.
+  int64_t classes() const override {
+    return transform.classes > 0 ? transform.classes : static_cast<int64_t>(class_names.size());
+  }
   int64_t size(Part part) const override;
   std::unique_ptr<BatchSource> loader(Part part, const LoaderOptions& options) const override;
 };

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,15 @@ struct FolderTransform {
   /// Decoding threads (0: every core) and batches decoded ahead of the one asked for.
   int64_t workers = 0;
   int64_t prefetch = 2;
+  /// Per-channel (R, G, B) mean and standard deviation of pixel/255 the inputs are normalised with; empty: both
+  /// estimated from the training images. A net trained elsewhere needs its own (torchvision's: mean 0.485,
+  /// 0.456, 0.406 and std 0.229, 0.224, 0.225).
+  std::vector<double> mean, std;
+  /// The labels. classes: the net's outputs (0: one per class folder). class_index: the output of each class
+  /// folder by name, for a folder holding some of the net's classes (Imagenette's 10 of ImageNet's 1000);
+  /// empty: the class folders in sorted order are outputs 0, 1, ...
+  int64_t classes = 0;
+  std::map<std::string, int64_t> class_index;
 };
 
 /// Throws std::invalid_argument naming the field when the transform is impossible (a crop larger than the

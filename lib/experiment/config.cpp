@@ -143,6 +143,28 @@ void read_probes(JsonSection s, ExperimentConfig& ex) {
   s.finish({"during_training", "at", "after_training", "at_init", "init_depths", "settings"});
 }
 
+}  // namespace
+
+std::map<std::string, int64_t> read_class_index(JsonSection& parent, const std::string& key) {
+  std::map<std::string, int64_t> out;
+  auto index = parent.section(key);
+  if (!index) return out;
+  for (const auto& folder : index->keys()) {
+    if (folder.empty() || folder.size() > 255 || folder.find('/') != std::string::npos || folder == "." ||
+        folder == ".." || first_control_char(folder) >= 0) {
+      parent.fail(key, "class folder names (one path component without control characters), not " +
+                           shown_json(folder));
+    }
+    const auto v = index->integer(folder);
+    if (!v) parent.fail(key, "an integer output index for each class folder (" + shown_json(folder) + " has none)");
+    out[folder] = *v;
+  }
+  if (out.empty()) parent.fail(key, "an object naming the output index of each class folder");
+  return out;
+}
+
+namespace {
+
 void read_folder_transform(JsonSection& d, RunConfig& run) {
   FolderTransform& t = run.folder;
   bool given = false;
@@ -156,8 +178,21 @@ void read_folder_transform(JsonSection& d, RunConfig& run) {
   if (auto v = d.integer("eval_resize")) t.eval_resize = *v, given = true;
   if (auto v = d.integer("eval_crops")) t.eval_crops = *v, given = true;
   if (auto v = d.integer("workers")) t.workers = *v, given = true;
+  for (const char* key : {"mean", "std"}) {
+    if (auto v = d.numbers(key)) {
+      if (v->size() != 3) d.fail(key, "three numbers, one for each of R, G and B (pixel/255)");
+      (std::string(key) == "mean" ? t.mean : t.std) = *v;
+      given = true;
+    }
+  }
+  if (auto v = d.integer("classes")) t.classes = *v, given = true;
+  if (d.has("class_index")) {
+    t.class_index = read_class_index(d, "class_index");
+    given = true;
+  }
   if (given && run.dataset != "image-folder") {
-    for (const char* key : {"crop", "scale", "eval_resize", "eval_crops", "workers"}) {
+    for (const char* key : {"crop", "scale", "eval_resize", "eval_crops", "workers", "mean", "std", "classes",
+                            "class_index"}) {
       if (d.has(key)) d.fail(key, "no such key for dataset '" + run.dataset + "' (image-folder only)");
     }
   }
@@ -166,9 +201,10 @@ void read_folder_transform(JsonSection& d, RunConfig& run) {
   } catch (const std::invalid_argument& e) {
     const std::string what = e.what();
     const std::string field = what.substr(0, what.find(' '));
-    const std::string key = field == "scale_min" || field == "scale_max" ? "scale" : field;
+    const std::string named = field.back() == ':' ? field.substr(0, field.size() - 1) : field;
+    const std::string key = named == "scale_min" || named == "scale_max" ? "scale" : named;
     const auto at = what.find(": expected ");
-    d.fail(key, (key == field ? "" : field + " ") + (at == std::string::npos ? what : what.substr(at + 11)));
+    d.fail(key, (key == named ? "" : named + " ") + (at == std::string::npos ? what : what.substr(at + 11)));
   }
 }
 
@@ -217,7 +253,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = d->boolean("augment")) run.augment = *v;
     read_folder_transform(*d, run);
     d->finish({"dataset", "dir", "train_size", "val_size", "test_size", "split_seed", "augment", "crop", "scale",
-               "eval_resize", "eval_crops", "workers"});
+               "eval_resize", "eval_crops", "workers", "mean", "std", "classes", "class_index"});
   }
   if (auto o = top.section("optim")) {
     if (auto v = o->integer("batch")) run.batch = *v;
@@ -655,6 +691,13 @@ nlohmann::json to_json(const RunConfig& r) {
     d["eval_resize"] = t.eval_resize;
     d["eval_crops"] = t.eval_crops;
     d["workers"] = t.workers;
+    // Written only when given, so that configs (and checkpoint identities) of estimated-statistics runs stay.
+    if (!t.mean.empty()) {
+      d["mean"] = t.mean;
+      d["std"] = t.std;
+    }
+    if (t.classes > 0) d["classes"] = t.classes;
+    if (!t.class_index.empty()) d["class_index"] = t.class_index;
   }
   if (!r.tensorboard) out["train"]["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
   if (r.retry_diverged > 0) {

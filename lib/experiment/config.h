@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -99,6 +100,11 @@ struct ExperimentConfig {
 ExperimentConfig load_experiment(const std::string& path);
 /// The same from an already-parsed document (`source` names it in errors).
 ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source);
+
+/// The object at `key` of `parent` as an image folder's class index ({class folder: output index}); empty when
+/// absent. Throws ConfigError naming the key for a folder name that is not one path component, or a value that is
+/// not an integer (the ranges are check_transform's).
+std::map<std::string, int64_t> read_class_index(JsonSection& parent, const std::string& key);
 
 /// Reads a run's resolved config.json (as train_run writes it) back into a RunConfig; throws ConfigError.
 RunConfig load_run_config(const std::string& path);

@@ -46,6 +46,12 @@ void JsonSection::fail(const std::string& key, const std::string& expected) cons
   throw ConfigError(at(key) + " has value " + shown + "; expected " + expected);
 }
 
+std::vector<std::string> JsonSection::keys() const {
+  std::vector<std::string> out;
+  for (auto it = value_.begin(); it != value_.end(); ++it) out.push_back(it.key());
+  return out;
+}
+
 const nlohmann::json* JsonSection::get(const std::string& key) {
   auto it = value_.find(key);
   if (it == value_.end() || it->is_null()) return nullptr;

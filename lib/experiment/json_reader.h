@@ -31,6 +31,8 @@ class JsonSection {
   JsonSection(const nlohmann::json& value, std::string file, std::string where);
 
   bool has(const std::string& key) const { return value_.contains(key); }
+  /// The object's keys, in the file's order (for objects whose keys are data, such as a class index).
+  std::vector<std::string> keys() const;
   std::optional<int64_t> integer(const std::string& key);
   std::optional<double> number(const std::string& key);
   std::optional<bool> boolean(const std::string& key);
