@@ -223,10 +223,14 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
       ->delimiter(',');
   cmd->add_option("--out", opts->out, "Folder for PROBE.json and PROBE.png (default: the runs' parent folder)")
       ->check(kNonEmpty);
-  cmd->add_option("--dataset", opts->dataset, "Data for --at-init without run folders")->capture_default_str();
-  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from")->check(kNonEmpty);
-  cmd->add_option("--test-size", opts->test_size, "Test images for --at-init without run folders (0: all)")
-      ->capture_default_str();
+  auto* dataset = cmd->add_option("--dataset", opts->dataset,
+                                  "Data for --at-init without run folders (with them: must be theirs)")
+                      ->capture_default_str();
+  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (replaces the runs' own)")
+      ->check(kNonEmpty);
+  auto* test_size = cmd->add_option("--test-size", opts->test_size,
+                                    "Test images to probe on (0: all; default: the runs' own, else 2000)")
+                        ->capture_default_str();
   cmd->add_option("--seed,--seeds", opts->seeds,
                   "Initialisation seeds of the --at-init nets, e.g. 1,2,3 (each model at each seed)")
       ->delimiter(',')
@@ -246,13 +250,48 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--max-lag", s.max_lag, "Shattered: largest lag")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--probe-seed", s.seed, "Seed of the probes' random draws")->capture_default_str();
   auto* no_plot = cmd->add_flag("--no-plot", "Skip the PNG plots");
-  cmd->callback([opts, no_plot, &action] {
+  cmd->callback([opts, no_plot, dataset, test_size, &action] {
     opts->plot = no_plot->count() == 0;
+    opts->dataset_given = dataset->count() > 0;
+    opts->test_size_given = test_size->count() > 0;
     if (opts->settings.max_lag >= opts->settings.points) {
       throw CLI::ValidationError("--max-lag", "must be below --points (" + std::to_string(opts->settings.points) + ")");
     }
     action = [opts] { return run_analyze(*opts); };
   });
+}
+
+void setup_export(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<ExportOptions>();
+  auto* cmd = app.add_subcommand("export", "A run's final model as a PyTorch state_dict (torchvision's or the CIFAR "
+                                           "reference's names), its architecture and a check batch");
+  cmd->add_option("run_dir", opts->run_dir, "Run folder (holding config.json and model.pt)")->required()->check(kNonEmpty);
+  cmd->add_option("--to", opts->to, "The state_dict file, e.g. resnet56.pth (FILE.json and FILE.check.pth beside it)")
+      ->required()
+      ->check(kNonEmpty);
+  cmd->callback([opts, &action] { action = [opts] { return run_export(*opts); }; });
+}
+
+void setup_import(CLI::App& app, std::function<int()>& action) {
+  auto opts = std::make_shared<ImportOptions>();
+  auto* cmd = app.add_subcommand("import", "A PyTorch state_dict (torchvision's ResNets, or a reslab export) as a run "
+                                           "folder the probes read");
+  cmd->add_option("file", opts->file, "The state_dict, written by torch.save(model.state_dict(), FILE)")
+      ->required()
+      ->check(kNonEmpty);
+  cmd->add_option("--model", opts->model, "The model it holds, e.g. resnet50 (see reslab models)")->required()
+      ->check(kNonEmpty);
+  cmd->add_option("--out", opts->out, "The run folder to write")->required()->check(kNonEmpty);
+  cmd->add_option("--dataset", opts->dataset, "The data it is probed on (default image-folder for ImageNet nets)")
+      ->check(kNonEmpty);
+  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (else give it to analyze)")
+      ->check(kNonEmpty);
+  cmd->add_option("--class-index", opts->class_index,
+                  "JSON {class folder: output} for a folder of some of the net's classes, e.g. "
+                  "scripts/imagenette_classes.json")
+      ->check(kNonEmpty);
+  cmd->add_flag("--overwrite", opts->overwrite, "Replace a run already in --out");
+  cmd->callback([opts, &action] { action = [opts] { return run_import(*opts); }; });
 }
 
 }  // namespace
@@ -267,6 +306,8 @@ void setup_commands(CLI::App& app, std::function<int()>& action) {
   setup_collect(app, action);
   setup_slurm(app, action);
   setup_analyze(app, action);
+  setup_export(app, action);
+  setup_import(app, action);
   app.require_subcommand(1);
 }
 

@@ -12,6 +12,7 @@
 #include "data/image_folder.h"
 #include "experiment/config.h"
 #include "experiment/results.h"
+#include "interop/torch_names.h"
 #include "models/registry.h"
 #include "optim/sgd.h"
 #include "train/checkpoint.h"
@@ -69,6 +70,16 @@ int checkpoint_entry(const uint8_t* data, size_t size) {
   try {
     (void)load_checkpoint(path, *model, *optimizer);
   } catch (const CheckpointError&) {
+  }
+  return 0;
+}
+
+int pth_entry(const uint8_t* data, size_t size) {
+  try {
+    const StateDict sd = parse_state_dict(std::vector<char>(data, data + size), "fuzz-input.pth");
+    static auto net = std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A}));
+    (void)load_reference_state_dict(*net, sd, "fuzz-input.pth");
+  } catch (const PthError&) {
   }
   return 0;
 }

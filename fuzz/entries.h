@@ -16,5 +16,7 @@ int image_entry(const uint8_t* data, size_t size);       ///< image files (JPEG,
 /// The files `--resume`, `collect` and `analyze` read from a run folder (the first byte picks one): a run's
 /// summary.json, a run's config.json, an experiment's config.json; each read, checked and made into results.
 int run_files_entry(const uint8_t* data, size_t size);
+/// PyTorch state_dict files (reslab import): unpickled, and loaded strictly into a small net when they parse.
+int pth_entry(const uint8_t* data, size_t size);
 
 }  // namespace reslab::fuzz

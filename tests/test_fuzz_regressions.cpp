@@ -38,6 +38,7 @@ TEST(FuzzRegressions, Config) { replay_target("config", fuzz::config_entry); }
 TEST(FuzzRegressions, Checkpoint) { replay_target("checkpoint", fuzz::checkpoint_entry); }
 TEST(FuzzRegressions, Image) { replay_target("image", fuzz::image_entry); }
 TEST(FuzzRegressions, RunFiles) { replay_target("run_files", fuzz::run_files_entry); }
+TEST(FuzzRegressions, Pth) { replay_target("pth", fuzz::pth_entry); }
 
 }  // namespace
 }  // namespace reslab

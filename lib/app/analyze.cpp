@@ -41,15 +41,28 @@ int run_analyze(const AnalyzeOptions& options) {
   if (options.threads < 0 || options.threads > 4096) {
     throw ConfigError("analyze: --threads " + std::to_string(options.threads) + ": expected 0 (every core) to 4096");
   }
+  if (options.test_size < 0 || options.test_size > (int64_t{1} << 32)) {
+    throw ConfigError("analyze: --test-size " + std::to_string(options.test_size) + ": expected 0 (all) to 2^32");
+  }
   if (options.run_dirs.empty() && options.at_init.empty()) {
     throw ConfigError("analyze: name run folders (RUN_DIR...) and/or models to probe at initialisation (--at-init)");
   }
   std::vector<ProbeSubject> trained, fresh;
-  for (const auto& dir : options.run_dirs) trained.push_back(trained_subject(dir));
+  for (const auto& dir : options.run_dirs) {
+    trained.push_back(trained_subject(dir));
+    ProbeSubject& s = trained.back();
+    if (options.dataset_given && options.dataset != s.run.dataset) {
+      throw ConfigError("analyze: --dataset " + options.dataset + ", but " + dir + "/config.json says the run's data is '" +
+                        s.run.dataset + "' (a net is probed on the data it was built for; --data says where it is)");
+    }
+    s.data_dir = options.data_dir;
+    if (options.test_size_given) s.test_size = options.test_size;
+  }
 
   RunConfig data_run;
   if (!trained.empty()) {
     data_run = trained.front().run;
+    if (!options.data_dir.empty()) data_run.data_dir = options.data_dir;
   } else {
     data_run.dataset = options.dataset;
     data_run.data_dir = options.data_dir;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "experiment/config.h"
+#include "interop/convert.h"
 
 namespace reslab {
 
@@ -117,10 +118,13 @@ struct AnalyzeOptions {
   std::string probe;  ///< a probe name, or "all"
   std::vector<std::string> run_dirs;
   std::vector<std::string> at_init;  ///< model names probed freshly initialised
-  /// Data for --at-init when no run folder is given (with run folders, the first run's data is used).
+  /// Data for --at-init when no run folder is given (with run folders, the first run's data is used; the
+  /// dataset, when given, must be theirs, and data_dir says where it is now).
   std::string dataset = "fashion-mnist";
+  bool dataset_given = false;
   std::string data_dir;
   int64_t train_size = 0, test_size = 2000;
+  bool test_size_given = false;  ///< with run folders: probe on this many test examples, not the runs' own
   int64_t threads = 0;
   std::vector<uint64_t> seeds = {1};  ///< model initialisation of the fresh nets, one set of them per seed
   ProbeSettings settings;
@@ -129,6 +133,15 @@ struct AnalyzeOptions {
 };
 /// `reslab analyze`: probes on trained runs and fresh nets; OUT/PROBE.json (and _init.json) and PNG plots.
 int run_analyze(const AnalyzeOptions& options);
+
+struct ExportOptions {
+  std::string run_dir;
+  std::string to;  ///< FILE.pth; FILE.json and FILE.check.pth are written beside it
+};
+/// `reslab export`: a run's final model as a PyTorch state_dict (export_run), and how to load it.
+int run_export(const ExportOptions& options);
+/// `reslab import`: a PyTorch state_dict as a run folder the probes read (import_state_dict).
+int run_import(const ImportOptions& options);
 
 /// Runs scripts/NAME with the Python that has matplotlib; returns its exit status (0 on success).
 int run_python_script(const std::string& name, const std::vector<std::string>& args);

@@ -113,7 +113,11 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
   const int64_t threads = resolve_threads(run.threads);
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
   // Probes compare a net's outputs example by example: one view per example, whatever the run evaluated on.
-  RunData run_data = open_run_data(run, data, settings.batch, mix_seed(run.seed ^ settings.seed), /*single_view=*/true);
+  RunConfig data_view = run;  // the model is checked against `run`, the data read from where it is now
+  if (!subject.data_dir.empty()) data_view.data_dir = subject.data_dir;
+  if (subject.test_size) data_view.test_size = *subject.test_size;
+  RunData run_data =
+      open_run_data(data_view, data, settings.batch, mix_seed(run.seed ^ settings.seed), /*single_view=*/true);
   torch::manual_seed(run.seed);
   auto net = build_model(run.model, run_data.spec);
   if (run.channels_last) to_channels_last(*net);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct ProbeSubject {
   std::string source;    ///< "trained" or "init"
   std::string run_dir;   ///< empty at initialisation
   RunConfig run;         ///< the run's config; at initialisation, the data and seed settings to use
+  std::string data_dir;  ///< where the run's dataset is read from instead of its config's folder ("": that one)
+  std::optional<int64_t> test_size;  ///< test examples to probe on instead of the config's (0: all)
 };
 
 /// The subject for a run folder; throws ConfigError naming the file when config.json or model.pt is missing.

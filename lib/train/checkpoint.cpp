@@ -235,4 +235,10 @@ nlohmann::json load_model_file(const std::string& path, torch::nn::Module& model
   return meta;
 }
 
+nlohmann::json read_model_meta(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  read_verified(path, archive, "model file", torch::kCPU);
+  return read_meta(path, archive, "model file");
+}
+
 }  // namespace reslab

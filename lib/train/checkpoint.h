@@ -32,6 +32,9 @@ void save_model_file(const std::string& path, const torch::nn::Module& model, co
 /// Loads a file written by save_model_file into `model` and returns its meta; throws CheckpointError naming the
 /// path when it is missing, truncated, corrupt or for another model.
 nlohmann::json load_model_file(const std::string& path, torch::nn::Module& model);
+/// The meta of a file written by save_model_file, its weights not loaded (what model to build for it); throws
+/// CheckpointError as load_model_file does.
+nlohmann::json read_model_meta(const std::string& path);
 
 /// The checkpoints in `dir` (checkpoint-<iteration>.pt), newest first.
 std::vector<std::string> list_checkpoints(const std::string& dir);

@@ -1,0 +1,280 @@
+#include "interop/convert.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "data/datasets.h"
+#include "experiment/analysis.h"
+#include "experiment/results.h"
+#include "models/registry.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+
+namespace fs = std::filesystem;
+
+namespace reslab {
+
+const std::vector<double> kTorchvisionMean = {0.485, 0.456, 0.406};
+const std::vector<double> kTorchvisionStd = {0.229, 0.224, 0.225};
+
+namespace {
+
+/// Images in the check batch (few: ResNet-152 at 224 x 224 takes a while on a CPU).
+constexpr int64_t kCheckBatch = 2;
+
+ModelSpec spec_of_meta(const nlohmann::json& meta, const RunConfig& run, const std::string& path) {
+  const auto input = meta.value("input", nlohmann::json());
+  const auto classes = meta.value("classes", nlohmann::json());
+  if (!input.is_array() || input.size() != 3 || !classes.is_number_integer()) {
+    throw ConfigError(path + ": records no input shape and classes (a model file from an older reslab): train "
+                      "the run again to export it");
+  }
+  for (const auto& v : input) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMaxInputSide) {
+      throw ConfigError(path + ": records input " + shown_json(input) + "; expected three positive sizes");
+    }
+  }
+  ModelSpec spec;
+  spec.input = {input[0].get<int64_t>(), input[1].get<int64_t>(), input[2].get<int64_t>()};
+  spec.classes = classes.get<int64_t>();
+  spec.shortcut = parse_shortcut(run.shortcut);
+  return spec;
+}
+
+ResNetImpl& as_resnet(NetworkBase& net, const std::string& model) {
+  auto* resnet = dynamic_cast<ResNetImpl*>(&net);
+  if (resnet == nullptr) throw ConfigError(model + ": not a ResNet; only reslab's ResNet class is exported");
+  return *resnet;
+}
+
+std::string companion(const std::string& path, const std::string& suffix) {
+  fs::path p(path);
+  return (p.parent_path() / (p.stem().string() + suffix)).string();
+}
+
+const torch::Tensor* find(const StateDict& sd, const std::string& name) {
+  for (const auto& [k, t] : sd) {
+    if (k == name) return &t;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+ExportResult export_run(const std::string& run_dir, const std::string& to) {
+  const std::string ext = fs::path(to).extension().string();
+  if (to.empty() || (ext != ".pth" && ext != ".pt")) {
+    throw ConfigError("export: --to " + shown_json(to) + ": expected a file name ending in .pth (or .pt)");
+  }
+  const std::string config_path = run_dir + "/config.json";
+  const std::string model_path = run_dir + "/model.pt";
+  if (!fs::exists(config_path)) throw ConfigError(config_path + ": missing; expected a run folder written by reslab");
+  const RunConfig run = load_run_config(config_path);
+  if (!fs::exists(model_path)) {
+    throw ConfigError(model_path + ": missing; a run's final model is written when it completes");
+  }
+  const nlohmann::json meta = read_model_meta(model_path);
+  const ModelSpec spec = spec_of_meta(meta, run, model_path);
+  check_model_meta(meta, run, spec, model_path, config_path);
+  torch::manual_seed(run.seed);
+  auto net = build_model(run.model, spec);
+  load_model_file(model_path, *net);
+  if (run.channels_last) to_channels_last(*net);  // as the probes run it: the check batch's logits are theirs
+  ResNetImpl& resnet = as_resnet(*net, run.model);
+  resnet.eval();
+
+  ExportResult r;
+  r.state_dict = to;
+  r.architecture = companion(to, ".json");
+  r.check = companion(to, ".check.pth");
+  r.style = name_style(resnet.options);
+  r.torchvision = torchvision_equivalent(resnet);
+  r.model = run.model;
+  const auto parent = fs::path(to).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+
+  const StateDict sd = reference_state_dict(resnet);
+  r.tensors = static_cast<int64_t>(sd.size());
+  write_state_dict(r.state_dict, sd);
+
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  const auto input = torch::randn({kCheckBatch, spec.input.channels, spec.input.height, spec.input.width});
+  const auto logits = resnet.forward(input).contiguous();
+  write_state_dict(r.check, {{"input", input}, {"logits", logits}});
+
+  nlohmann::json doc = {{"format", "reslab-export"},
+                        {"version", 1},
+                        {"model", run.model},
+                        {"dataset", run.dataset},
+                        {"run", run_dir},
+                        {"architecture", architecture_json(resnet)},
+                        {"torchvision", r.torchvision.empty() ? nlohmann::json() : nlohmann::json(r.torchvision)},
+                        {"state_dict", fs::path(r.state_dict).filename().string()},
+                        {"check", fs::path(r.check).filename().string()},
+                        {"reslab", version_info()}};
+  if (run.dataset == "image-folder" && !run.folder.mean.empty()) {
+    doc["normalisation"] = {{"mean", run.folder.mean}, {"std", run.folder.std}};
+  }
+  write_json_file(r.architecture, doc);
+  return r;
+}
+
+ImportResult import_state_dict(const ImportOptions& o) {
+  ImportResult r;
+  ParsedModelName parsed;
+  try {
+    parsed = parse_model_name(o.model);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(std::string("import: --model: ") + e.what());
+  }
+  r.model = o.model;
+  // A reslab export names its model and data beside the weights.
+  const std::string arch_path = companion(o.file, ".json");
+  nlohmann::json arch;
+  if (fs::exists(arch_path)) {
+    try {
+      arch = read_json_file(arch_path);
+    } catch (const std::runtime_error& e) {
+      throw ConfigError(e.what());
+    }
+    if (!arch.is_object() || arch.value("format", "") != "reslab-export") arch = nlohmann::json();
+  }
+  if (arch.is_object()) {
+    const auto named = arch.value("model", nlohmann::json());
+    if (!named.is_string() || named.get<std::string>() != o.model) {
+      throw ConfigError("import: --model " + o.model + ", but " + arch_path + " says the file holds " +
+                        shown_json(named) + ": name that model");
+    }
+  } else if (parsed.family->imagenet && parsed.options.kind() == BlockKind::kBottleneck && !parsed.tags.stride_on_3x3) {
+    // torchvision's Bottleneck strides on its 3x3 conv (ResNet v1.5); the paper's on the first 1x1. The weights
+    // have the same shapes either way, so only the name can say which net they belong to.
+    r.model = o.model + "-torchvision";
+    r.note = "torchvision's bottlenecks stride on the 3x3 conv (ResNet v1.5), so the run's model is " + r.model;
+    parsed = parse_model_name(r.model);
+  }
+
+  const StateDict sd = read_state_dict(o.file);
+  const NameStyle style = parsed.family->imagenet ? NameStyle::kTorchvision : NameStyle::kCifar;
+  const std::string fc = style == NameStyle::kTorchvision ? "fc.weight" : "linear.weight";
+  const torch::Tensor* fc_weight = find(sd, fc);
+  const torch::Tensor* conv1 = find(sd, "conv1.weight");
+  if (fc_weight == nullptr || fc_weight->dim() != 2) {
+    throw PthError(o.file + ": no 2-D key '" + fc + "' (the classifier); expected a state_dict of " + r.model + " in " +
+                   to_string(style) + " names");
+  }
+  if (conv1 == nullptr || conv1->dim() != 4) {
+    throw PthError(o.file + ": no 4-D key 'conv1.weight' (the first convolution); expected a state_dict of " + r.model);
+  }
+  ModelSpec spec;
+  spec.classes = fc_weight->size(0);
+  spec.input.channels = conv1->size(1);
+  spec.input.height = spec.input.width = style == NameStyle::kTorchvision ? 224 : 32;
+  // Shortcuts from the keys: projections on some blocks (B) or every block (C), or none (A).
+  const std::string projection = style == NameStyle::kTorchvision ? ".downsample.0.weight" : ".shortcut.0.weight";
+  auto ends_with = [](const std::string& k, const std::string& tail) {
+    return k.size() > tail.size() && k.compare(k.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  int64_t projected = 0, blocks = 0;
+  for (const auto& [k, t] : sd) {
+    if (k.rfind("layer", 0) != 0) continue;
+    if (ends_with(k, projection)) ++projected;
+    if (ends_with(k, ".conv1.weight") && std::count(k.begin(), k.end(), '.') == 3) ++blocks;
+  }
+  spec.shortcut = projected == 0 ? Shortcut::A : projected == blocks ? Shortcut::C : Shortcut::B;
+  std::string dataset = o.dataset;
+  if (arch.is_object()) {
+    const auto& a = arch.value("architecture", nlohmann::json());
+    const auto input = a.value("input", nlohmann::json());
+    if (input.is_array() && input.size() == 3 && input[1].is_number_integer() && input[2].is_number_integer()) {
+      spec.input.height = input[1].get<int64_t>();
+      spec.input.width = input[2].get<int64_t>();
+    }
+    const auto shortcut = a.value("shortcut", nlohmann::json());
+    if (shortcut.is_string()) {
+      try {
+        spec.shortcut = parse_shortcut(shortcut.get<std::string>());
+      } catch (const std::invalid_argument& e) {
+        throw ConfigError(arch_path + ": key 'architecture.shortcut': " + e.what());
+      }
+    }
+    if (dataset.empty() && arch.value("dataset", nlohmann::json()).is_string()) dataset = arch["dataset"];
+  }
+  if (dataset.empty()) {
+    if (style != NameStyle::kTorchvision) {
+      throw ConfigError("import: --dataset: name the data " + r.model + " is probed on (e.g. cifar10)");
+    }
+    dataset = "image-folder";
+  }
+  RunConfig run;
+  run.experiment = "import";
+  run.name = fs::path(o.out).lexically_normal().filename().string();
+  if (run.name.empty()) run.name = fs::path(o.out).lexically_normal().parent_path().filename().string();
+  if (const auto problem = name_problem(run.name); !problem.empty()) {
+    throw ConfigError("import: --out " + shown_json(o.out) + ": the folder's name " + problem);
+  }
+  run.model = r.model;
+  run.shortcut = to_string(spec.shortcut);
+  run.dataset = dataset;
+  run.data_dir = o.data_dir;
+  run.epochs = 1.0;  // not trained here: a config needs a budget, and this is the one a fine-tune would start from
+  if (dataset == "image-folder") {
+    run.augment = false;
+    if (style == NameStyle::kTorchvision) {
+      run.folder.mean = kTorchvisionMean;
+      run.folder.std = kTorchvisionStd;
+    }
+    run.folder.classes = spec.classes;
+    if (!o.class_index.empty()) {
+      nlohmann::json doc;
+      try {
+        doc = {{"class_index", read_json_file(o.class_index)}};
+      } catch (const std::runtime_error& e) {
+        throw ConfigError(e.what());
+      }
+      JsonSection top(doc, o.class_index, "");
+      run.folder.class_index = read_class_index(top, "class_index");
+    }
+  } else if (!o.class_index.empty()) {
+    throw ConfigError("import: --class-index applies to image folders, not dataset '" + dataset + "'");
+  }
+  validate_run(run, "import");
+
+  torch::manual_seed(run.seed);
+  std::shared_ptr<NetworkBase> net;
+  try {
+    net = build_model(run.model, spec);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(std::string("import: ") + e.what());
+  }
+  ResNetImpl& resnet = as_resnet(*net, run.model);
+  r.tensors = load_reference_state_dict(resnet, sd, o.file);
+  r.classes = spec.classes;
+
+  std::error_code ec;
+  if (fs::exists(o.out + "/model.pt", ec) || fs::exists(o.out + "/config.json", ec)) {
+    if (!o.overwrite) {
+      throw ConfigError(o.out + ": holds a run already (config.json or model.pt); pass --overwrite to replace it");
+    }
+  }
+  fs::create_directories(o.out);
+  r.run_dir = o.out;
+  write_json_file(o.out + "/config.json", to_json(run));
+  save_model_file(o.out + "/model.pt", resnet,
+                  {{"model", run.model}, {"shortcut", run.shortcut}, {"dataset", run.dataset},
+                   {"input", {spec.input.channels, spec.input.height, spec.input.width}},
+                   {"classes", spec.classes}, {"iterations", 0}, {"config", checkpoint_identity(run)},
+                   {"imported_from", o.file}});
+  write_json_file(o.out + "/import.json",
+                  {{"source", o.file},
+                   {"bytes", static_cast<int64_t>(fs::file_size(o.file))},
+                   {"model", run.model},
+                   {"names", to_string(style)},
+                   {"tensors", r.tensors},
+                   {"note", r.note.empty() ? nlohmann::json() : nlohmann::json(r.note)},
+                   {"trained", "not by reslab: config.json's optim section is a placeholder, not this net's recipe"},
+                   {"reslab", version_info()}});
+  return r;
+}
+
+}  // namespace reslab
