@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "cli.h"
-#include "models/winograd.h"
+#include "ops/winograd.h"
 #include "train/allocator.h"
 
 int main(int argc, char** argv) {

@@ -5,8 +5,8 @@
 
 #include <iostream>
 
-#include "dist/grad_sync.h"
-#include "dist/sharded_source.h"
+#include "distributed/grad_sync.h"
+#include "distributed/sharded_source.h"
 #include "dist_setup.h"
 #include "train/trainer.h"
 

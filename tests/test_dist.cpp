@@ -9,8 +9,8 @@
 
 #include <map>
 
-#include "dist/env.h"
-#include "dist/sharded_source.h"
+#include "distributed/env.h"
+#include "distributed/sharded_source.h"
 #include "dist_setup.h"
 #include "models/batch_norm.h"
 #include "test_util.h"

@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "models/resnet.h"
-#include "models/winograd.h"
+#include "ops/winograd.h"
 #include "test_util.h"
 
 namespace reslab {

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "models/winograd.h"
+#include "ops/winograd.h"
 #include "train/device.h"
 
 namespace reslab {

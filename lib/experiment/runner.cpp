@@ -16,10 +16,10 @@
 
 #include "data/loader.h"
 #include "data/random.h"
-#include "dist/sharded_source.h"
+#include "distributed/sharded_source.h"
 #include "experiment/results.h"
 #include "models/registry.h"
-#include "models/winograd.h"
+#include "ops/winograd.h"
 #include "probes/probe_callback.h"
 #include "train/allocator.h"
 #include "train/callbacks.h"

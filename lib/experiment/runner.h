@@ -10,7 +10,7 @@
 #include <string>
 
 #include "data/datasets.h"
-#include "dist/process_group.h"
+#include "distributed/process_group.h"
 #include "experiment/config.h"
 #include "models/network.h"
 #include "train/trainer.h"

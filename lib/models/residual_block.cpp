@@ -3,7 +3,7 @@
 #include <cmath>
 #include <tuple>
 
-#include "models/winograd.h"
+#include "ops/winograd.h"
 
 namespace reslab {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "data/loader.h"
-#include "dist/grad_sync.h"
+#include "distributed/grad_sync.h"
 #include "models/network.h"
 #include "optim/sgd.h"
 #include "train/metrics.h"

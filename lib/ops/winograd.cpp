@@ -1,4 +1,4 @@
-#include "models/winograd.h"
+#include "ops/winograd.h"
 
 #include <ATen/Parallel.h>
 

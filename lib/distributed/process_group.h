@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/env.h"
+#include "distributed/env.h"
 
 namespace reslab {
 
