@@ -18,7 +18,8 @@ channels and zeros after them, where the common module pads zeros on both sides 
 so an option-A state_dict gives the same logits only in this module. Fixup's scalars keep their reference
 names (bias1a, bias1b, ..., scale), as do a pre-activation net's final_bn and the branch scale.
 
-Needs only torch (any version from 1.8).
+Needs only torch (1.13 or later): the files load with torch.load(..., weights_only=True), the default from
+PyTorch 2.6, since they name nothing but OrderedDict, tensors and their storages.
 """
 
 import json
@@ -194,7 +195,7 @@ def build(path):
 def load(path):
     """The module with FILE.pth's weights (strict: every name must match), in eval mode."""
     net = build(path)
-    net.load_state_dict(torch.load(path, map_location="cpu"), strict=True)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return net.eval()
 
 
@@ -202,7 +203,7 @@ def check(path, tolerance=1e-4):
     """Runs the module on the export's check batch; returns the largest difference from reslab's logits, relative
     to their largest magnitude."""
     net = load(path)
-    batch = torch.load(_companion(path, ".check.pth"), map_location="cpu")
+    batch = torch.load(_companion(path, ".check.pth"), map_location="cpu", weights_only=True)
     with torch.no_grad():
         logits = net(batch["input"])
     scale = max(1.0, batch["logits"].abs().max().item())

@@ -3,6 +3,7 @@
 // torchvision's own modules, scripts/reslab_torch.py) is tested in test_interop.sh.
 #include <caffe2/serialize/inline_container.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -20,6 +21,7 @@ namespace {
 
 using testing::expect_error;
 using testing::TempDir;
+using namespace std::string_literals;
 
 std::vector<char> file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -176,7 +178,47 @@ TEST(Pth, HostileFilesAreErrorsNamingTheFile) {
   expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02" + std::string(100, ']') + std::string(99, 'a') + "."), "d.pth"); },
                          {"nested more than 64"});
   expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02}"), "t.pth"); }, {"truncated pickle"});
+  // Nesting built top-down (a list put inside another, then given a child through the memo) is refused, so no
+  // chain deeper than the limit can be made; and no container inside itself.
+  {
+    std::string chain = "\x80\x02]q\x00"s;
+    for (int i = 0; i < 100; ++i) chain += "]q\x01" "a0h\x01";
+    expect_error<PthError>([&] { parse_state_dict(archive_with(chain + "0h\x00."s), "chain.pth"); },
+                           {"APPEND on a container already inside another"});
+    expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02]q\x00h\x00" "a."s), "self.pth"); },
+                           {"a container inside itself"});
+  }
+  // Values without end: refused past the budget, long before memory runs out.
+  expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02](" + std::string(3000000, 'N') + "e."), "n.pth"); },
+                         {"values (a state_dict has far fewer)"});
+  // Untrusted names reach a message escaped and cut short.
+  expect_error<PthError>(
+      [&] { parse_state_dict(archive_with(std::string("\x80\x02") + "cos\nsys\x1b[31mtem\n)R."), "esc.pth"); },
+      {"os.sys\\u001b[31mtem"});
   expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02" "K\x01."), "i.pth"); }, {"holds an int, not a dict"});
+}
+
+TEST(Pth, RecordsThatShareBytesAreRefused) {
+  // Two directory entries onto one stored block would be read as two storages: a small file asking for much.
+  TempDir dir;
+  write_state_dict(dir.file("ok.pth"), {{"a", torch::randn({64})}, {"b", torch::randn({64})}});
+  auto bytes = file_bytes(dir.file("ok.pth"));
+  // Point the directory entry of data/1 at data/0's local header.
+  auto find_entry = [&](const std::string& name) -> size_t {
+    for (size_t at = 0; at + 46 < bytes.size(); ++at) {
+      if (bytes[at] == 'P' && bytes[at + 1] == 'K' && bytes[at + 2] == 1 && bytes[at + 3] == 2 &&
+          std::string(bytes.data() + at + 46, name.size()) == name) {
+        return at;
+      }
+    }
+    return std::string::npos;
+  };
+  const size_t e0 = find_entry("archive/data/0"), e1 = find_entry("archive/data/1");
+  ASSERT_NE(e0, std::string::npos);
+  ASSERT_NE(e1, std::string::npos);
+  std::memcpy(bytes.data() + e1 + 42, bytes.data() + e0 + 42, 4);  // the local header offset
+  std::memcpy(bytes.data() + e1 + 16, bytes.data() + e0 + 16, 4);  // and its CRC, so only the overlap is wrong
+  expect_error<PthError>([&] { parse_state_dict(bytes, "overlap.pth"); }, {"overlap.pth", "two records overlap"});
 }
 
 TEST(TorchNames, ReferenceNamesFollowTorchvisionAndTheCifarModule) {
@@ -224,6 +266,16 @@ TEST(TorchNames, StrictLoadNamesTheFirstMissingMisshapenAndUnexpectedKey) {
   for (const auto& p : source->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), target->named_parameters()[p.key()]));
   for (const auto& b : source->named_buffers()) EXPECT_TRUE(torch::equal(b.value(), target->named_buffers()[b.key()]));
 
+  // Files from before PyTorch 0.4.1 have no BN batch counts: set to 0, as PyTorch does, and counted.
+  StateDict no_counts;
+  for (const auto& [k, t] : sd) {
+    if (k.find("num_batches_tracked") == std::string::npos) no_counts.emplace_back(k, t);
+  }
+  int64_t defaulted = 0;
+  EXPECT_EQ(load_reference_state_dict(*target, no_counts, "old.pth", &defaulted), static_cast<int64_t>(no_counts.size()));
+  EXPECT_EQ(defaulted, static_cast<int64_t>(sd.size() - no_counts.size()));
+  EXPECT_GT(defaulted, 0);
+  EXPECT_EQ(target->named_buffers()["bn1.num_batches_tracked"].item<int64_t>(), 0);
   StateDict missing(sd.begin() + 1, sd.end());
   expect_error<PthError>([&] { load_reference_state_dict(*target, missing, "f.pth"); }, {"f.pth: no key 'conv1.weight'", "1 of the net's"});
   StateDict misshapen = sd;
@@ -298,7 +350,7 @@ TEST(Interop, ExportThenImportGivesTheSameNetAndAFolderTheProbesRead) {
   EXPECT_TRUE(read_json_file(dir.file("imported/import.json"))["trained"].get<std::string>().find("not by reslab") == 0);
 
   // The folder is not replaced silently; names and the model are checked before anything is written.
-  expect_error<ConfigError>([&] { import_state_dict(o); }, {"holds a run already", "--overwrite"});
+  expect_error<ConfigError>([&] { import_state_dict(o); }, {"holds an imported run already", "--overwrite"});
   o.overwrite = true;
   EXPECT_NO_THROW(import_state_dict(o));
   ImportOptions other = o;
@@ -309,6 +361,14 @@ TEST(Interop, ExportThenImportGivesTheSameNetAndAFolderTheProbesRead) {
   expect_error<ConfigError>([&] { import_state_dict(bad_name); }, {"--out"});
   EXPECT_FALSE(fs::exists(dir.file("bad name")));
   expect_error<ConfigError>([&] { export_run(dir.file("resnet8-run"), dir.file("x.json")); }, {"ending in .pth"});
+  // Never over the run's own files, and never into a trained run's folder.
+  expect_error<ConfigError>([&] { export_run(dir.file("resnet8-run"), dir.file("resnet8-run/model.pt")); },
+                            {"inside the run folder"});
+  EXPECT_TRUE(fs::exists(dir.file("resnet8-run/model.pt")));
+  std::ofstream(dir.file("resnet8-run/summary.json")) << "{}";
+  ImportOptions onto_run = o;
+  onto_run.out = dir.file("resnet8-run");
+  expect_error<ConfigError>([&] { import_state_dict(onto_run); }, {"holds a trained run (summary.json)"});
   expect_error<ConfigError>([&] { export_run(dir.file("nowhere"), dir.file("x.pth")); }, {"config.json: missing"});
 }
 

@@ -46,10 +46,10 @@ same_logits() {  # torchvision_name weights.pth check.pth [original.pth]
   "$python" - "$@" <<'PY'
 import sys, torch, torchvision
 name, weights, check = sys.argv[1:4]
-batch = torch.load(check)
+batch = torch.load(check, weights_only=True)
 def logits(path):
     net = getattr(torchvision.models, name)()
-    net.load_state_dict(torch.load(path), strict=True)
+    net.load_state_dict(torch.load(path, weights_only=True), strict=True)
     with torch.no_grad():
         return net.eval()(batch["input"])
 ours = batch["logits"]
@@ -93,14 +93,14 @@ done
   --out runs/resnet8-B >/dev/null 2>&1
 check "export resnet8 option B" 0 "CIFAR reference's names" -- "$reslab" export runs/resnet8-B --to cifar/b.pth
 check "option B names its projection 'shortcut'" 0 "layer2.0.shortcut.0.weight" -- \
-  "$python" -c "import torch; print(list(torch.load('cifar/b.pth')))"
+  "$python" -c "import torch; print(list(torch.load('cifar/b.pth', weights_only=True)))"
 check "reslab_torch.py check option B" 0 "OK" -- "$python" "$root/scripts/reslab_torch.py" check cifar/b.pth
 # An export imported again is the same net: its check logits are the first export's.
 check "import an export" 0 "Imported cifar/b.pth as resnet8" -- "$reslab" import cifar/b.pth --model resnet8 --out back
 check "export it again" 0 "Exported" -- "$reslab" export back --to again.pth
 check "same logits after the round trip" 0 "same" -- "$python" -c "
 import torch
-a, b = torch.load('cifar/b.check.pth'), torch.load('again.check.pth')
+a, b = torch.load('cifar/b.check.pth', weights_only=True), torch.load('again.check.pth', weights_only=True)
 assert torch.equal(a['input'], b['input']) and torch.allclose(a['logits'], b['logits'], rtol=1e-5, atol=1e-5)
 print('same')"
 

@@ -63,6 +63,7 @@ int run_analyze(const AnalyzeOptions& options) {
   if (!trained.empty()) {
     data_run = trained.front().run;
     if (!options.data_dir.empty()) data_run.data_dir = options.data_dir;
+    if (options.test_size_given) data_run.test_size = options.test_size;
   } else {
     data_run.dataset = options.dataset;
     data_run.data_dir = options.data_dir;

@@ -41,6 +41,9 @@ std::shared_ptr<const SplitSource> DataCache::get(const RunConfig& run) {
     for (int64_t v : {t.crop, t.scale_min, t.scale_max, t.eval_resize, t.eval_crops, t.workers, t.prefetch}) {
       key += "|" + std::to_string(v);
     }
+    // And the labels and normalisation (a net trained elsewhere reads the same folder with its own).
+    key += "|" + nlohmann::json(t.mean).dump() + nlohmann::json(t.std).dump() + "|" + std::to_string(t.classes) + "|" +
+           nlohmann::json(t.class_index).dump();
   }
   auto it = cache_.find(key);
   if (it != cache_.end()) return it->second;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "data/datasets.h"
 #include "experiment/analysis.h"
@@ -66,6 +67,12 @@ ExportResult export_run(const std::string& run_dir, const std::string& to) {
   if (to.empty() || (ext != ".pth" && ext != ".pt")) {
     throw ConfigError("export: --to " + shown_json(to) + ": expected a file name ending in .pth (or .pt)");
   }
+  // Never over a run's own files (--to RUN/model.pt, or RUN/config.pth whose .json is the run's config).
+  std::error_code ec;
+  const auto target_dir = fs::weakly_canonical(fs::absolute(to).parent_path(), ec);
+  if (!ec && target_dir == fs::weakly_canonical(fs::absolute(run_dir), ec)) {
+    throw ConfigError("export: --to " + shown_json(to) + ": inside the run folder; write the export outside it");
+  }
   const std::string config_path = run_dir + "/config.json";
   const std::string model_path = run_dir + "/model.pt";
   if (!fs::exists(config_path)) throw ConfigError(config_path + ": missing; expected a run folder written by reslab");
@@ -113,12 +120,32 @@ ExportResult export_run(const std::string& run_dir, const std::string& to) {
                         {"state_dict", fs::path(r.state_dict).filename().string()},
                         {"check", fs::path(r.check).filename().string()},
                         {"reslab", version_info()}};
-  if (run.dataset == "image-folder" && !run.folder.mean.empty()) {
-    doc["normalisation"] = {{"mean", run.folder.mean}, {"std", run.folder.std}};
-  }
+  // The run's data, as its config.json has it: an image folder's normalisation ("mean" and "std"; absent where
+  // they were estimated from the training images, split_seed saying which), crop and labels.
+  doc["data"] = to_json(run)["data"];
   write_json_file(r.architecture, doc);
   return r;
 }
+
+namespace {
+
+/// The run a reslab export's FILE.json describes the data of (its "data" object, read as a config's), or none.
+std::optional<RunConfig> exported_data(const nlohmann::json& arch, const std::string& arch_path) {
+  if (!arch.is_object() || !arch.value("data", nlohmann::json()).is_object()) return std::nullopt;
+  const nlohmann::json doc = {
+      {"name", "import"}, {"model", {{"name", "resnet20"}}}, {"data", arch["data"]}, {"optim", {{"epochs", 1}}}};
+  try {
+    return parse_experiment(doc, arch_path).base;
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("import: ") + e.what());
+  }
+}
+
+bool ends_with(const std::string& k, const std::string& tail) {
+  return k.size() > tail.size() && k.compare(k.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
 
 ImportResult import_state_dict(const ImportOptions& o) {
   ImportResult r;
@@ -129,10 +156,31 @@ ImportResult import_state_dict(const ImportOptions& o) {
     throw ConfigError(std::string("import: --model: ") + e.what());
   }
   r.model = o.model;
+  RunConfig run;
+  run.experiment = "import";
+  run.name = fs::path(o.out).lexically_normal().filename().string();
+  if (run.name.empty()) run.name = fs::path(o.out).lexically_normal().parent_path().filename().string();
+  if (const auto problem = name_problem(run.name); !problem.empty()) {
+    throw ConfigError("import: --out " + shown_json(o.out) + ": the folder's name " + problem);
+  }
+  // The folder: empty, or an earlier import that --overwrite replaces; never a trained run.
+  std::error_code ec;
+  for (const char* file : {"summary.json", "metrics.jsonl"}) {
+    if (fs::exists(o.out + "/" + file, ec)) {
+      throw ConfigError(o.out + ": holds a trained run (" + file + "); import into a folder of its own");
+    }
+  }
+  if (!list_checkpoints(o.out).empty()) {
+    throw ConfigError(o.out + ": holds a run's checkpoints; import into a folder of its own");
+  }
+  if ((fs::exists(o.out + "/model.pt", ec) || fs::exists(o.out + "/config.json", ec)) && !o.overwrite) {
+    throw ConfigError(o.out + ": holds an imported run already (config.json or model.pt); pass --overwrite to replace it");
+  }
+
   // A reslab export names its model and data beside the weights.
   const std::string arch_path = companion(o.file, ".json");
   nlohmann::json arch;
-  if (fs::exists(arch_path)) {
+  if (fs::exists(arch_path, ec)) {
     try {
       arch = read_json_file(arch_path);
     } catch (const std::runtime_error& e) {
@@ -153,9 +201,40 @@ ImportResult import_state_dict(const ImportOptions& o) {
     r.note = "torchvision's bottlenecks stride on the 3x3 conv (ResNet v1.5), so the run's model is " + r.model;
     parsed = parse_model_name(r.model);
   }
+  const NameStyle style = parsed.family->imagenet ? NameStyle::kTorchvision : NameStyle::kCifar;
+
+  // The data: the export's where it has one (normalisation, labels, crop and sizes as the run had them), else
+  // image folders for torchvision's nets with torchvision's normalisation.
+  const auto exported = exported_data(arch, arch_path);
+  run.dataset = !o.dataset.empty() ? o.dataset : exported ? exported->dataset : "";
+  if (run.dataset.empty()) {
+    if (style != NameStyle::kTorchvision) {
+      throw ConfigError("import: --dataset: name the data " + r.model + " is probed on (e.g. cifar10)");
+    }
+    run.dataset = "image-folder";
+  }
+  try {
+    (void)dataset_info(run.dataset);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(std::string("import: --dataset: ") + e.what());
+  }
+  if (exported && exported->dataset == run.dataset) {
+    run.data_dir = exported->data_dir;
+    run.train_size = exported->train_size;
+    run.val_size = exported->val_size;
+    run.test_size = exported->test_size;
+    run.split_seed = exported->split_seed;
+    run.folder = exported->folder;
+  } else if (run.dataset == "image-folder" && style == NameStyle::kTorchvision) {
+    run.folder.mean = kTorchvisionMean;
+    run.folder.std = kTorchvisionStd;
+  }
+  if (!o.data_dir.empty()) run.data_dir = o.data_dir;
+  run.augment = false;
+  run.model = r.model;
+  run.epochs = 1.0;  // not trained here: a config needs a budget, and this is the one a fine-tune would start from
 
   const StateDict sd = read_state_dict(o.file);
-  const NameStyle style = parsed.family->imagenet ? NameStyle::kTorchvision : NameStyle::kCifar;
   const std::string fc = style == NameStyle::kTorchvision ? "fc.weight" : "linear.weight";
   const torch::Tensor* fc_weight = find(sd, fc);
   const torch::Tensor* conv1 = find(sd, "conv1.weight");
@@ -168,62 +247,15 @@ ImportResult import_state_dict(const ImportOptions& o) {
   }
   ModelSpec spec;
   spec.classes = fc_weight->size(0);
-  spec.input.channels = conv1->size(1);
-  spec.input.height = spec.input.width = style == NameStyle::kTorchvision ? 224 : 32;
-  // Shortcuts from the keys: projections on some blocks (B) or every block (C), or none (A).
-  const std::string projection = style == NameStyle::kTorchvision ? ".downsample.0.weight" : ".shortcut.0.weight";
-  auto ends_with = [](const std::string& k, const std::string& tail) {
-    return k.size() > tail.size() && k.compare(k.size() - tail.size(), tail.size(), tail) == 0;
-  };
-  int64_t projected = 0, blocks = 0;
-  for (const auto& [k, t] : sd) {
-    if (k.rfind("layer", 0) != 0) continue;
-    if (ends_with(k, projection)) ++projected;
-    if (ends_with(k, ".conv1.weight") && std::count(k.begin(), k.end(), '.') == 3) ++blocks;
+  // The input is the data's: what the net is probed on, and what the model file records for analyze to check.
+  const auto& info = dataset_info(run.dataset);
+  spec.input = run.dataset == "image-folder" ? ImageShape{3, run.folder.crop, run.folder.crop}
+                                             : ImageShape{info.channels, info.height, info.width};
+  if (conv1->size(1) != spec.input.channels) {
+    throw PthError(o.file + ": key 'conv1.weight' reads " + std::to_string(conv1->size(1)) + " input channels, but " +
+                   run.dataset + " has " + std::to_string(spec.input.channels) + ": give the --dataset it was trained on");
   }
-  spec.shortcut = projected == 0 ? Shortcut::A : projected == blocks ? Shortcut::C : Shortcut::B;
-  std::string dataset = o.dataset;
-  if (arch.is_object()) {
-    const auto& a = arch.value("architecture", nlohmann::json());
-    const auto input = a.value("input", nlohmann::json());
-    if (input.is_array() && input.size() == 3 && input[1].is_number_integer() && input[2].is_number_integer()) {
-      spec.input.height = input[1].get<int64_t>();
-      spec.input.width = input[2].get<int64_t>();
-    }
-    const auto shortcut = a.value("shortcut", nlohmann::json());
-    if (shortcut.is_string()) {
-      try {
-        spec.shortcut = parse_shortcut(shortcut.get<std::string>());
-      } catch (const std::invalid_argument& e) {
-        throw ConfigError(arch_path + ": key 'architecture.shortcut': " + e.what());
-      }
-    }
-    if (dataset.empty() && arch.value("dataset", nlohmann::json()).is_string()) dataset = arch["dataset"];
-  }
-  if (dataset.empty()) {
-    if (style != NameStyle::kTorchvision) {
-      throw ConfigError("import: --dataset: name the data " + r.model + " is probed on (e.g. cifar10)");
-    }
-    dataset = "image-folder";
-  }
-  RunConfig run;
-  run.experiment = "import";
-  run.name = fs::path(o.out).lexically_normal().filename().string();
-  if (run.name.empty()) run.name = fs::path(o.out).lexically_normal().parent_path().filename().string();
-  if (const auto problem = name_problem(run.name); !problem.empty()) {
-    throw ConfigError("import: --out " + shown_json(o.out) + ": the folder's name " + problem);
-  }
-  run.model = r.model;
-  run.shortcut = to_string(spec.shortcut);
-  run.dataset = dataset;
-  run.data_dir = o.data_dir;
-  run.epochs = 1.0;  // not trained here: a config needs a budget, and this is the one a fine-tune would start from
-  if (dataset == "image-folder") {
-    run.augment = false;
-    if (style == NameStyle::kTorchvision) {
-      run.folder.mean = kTorchvisionMean;
-      run.folder.std = kTorchvisionStd;
-    }
+  if (run.dataset == "image-folder") {
     run.folder.classes = spec.classes;
     if (!o.class_index.empty()) {
       nlohmann::json doc;
@@ -236,8 +268,40 @@ ImportResult import_state_dict(const ImportOptions& o) {
       run.folder.class_index = read_class_index(top, "class_index");
     }
   } else if (!o.class_index.empty()) {
-    throw ConfigError("import: --class-index applies to image folders, not dataset '" + dataset + "'");
+    throw ConfigError("import: --class-index applies to image folders, not dataset '" + run.dataset + "'");
+  } else if (spec.classes != info.classes) {
+    throw PthError(o.file + ": key '" + fc + "' has " + std::to_string(spec.classes) + " outputs, but " + run.dataset +
+                   " has " + std::to_string(info.classes) + " classes");
   }
+
+  // Shortcuts from the keys: none (A); projections where the shape changes (B) or on every block (C), told apart
+  // by the count option B gives this net (where every block changes shape, the two are the same net).
+  const std::string projection = style == NameStyle::kTorchvision ? ".downsample.0.weight" : ".shortcut.0.weight";
+  int64_t projected = 0;
+  for (const auto& [k, t] : sd) projected += k.rfind("layer", 0) == 0 && ends_with(k, projection) ? 1 : 0;
+  spec.shortcut = Shortcut::A;
+  if (arch.is_object() && arch.value("architecture", nlohmann::json()).is_object() &&
+      arch["architecture"].value("shortcut", nlohmann::json()).is_string()) {
+    try {
+      spec.shortcut = parse_shortcut(arch["architecture"]["shortcut"].get<std::string>());
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(arch_path + ": key 'architecture.shortcut': " + e.what());
+    }
+  } else if (projected > 0) {
+    ModelSpec b = spec;
+    b.shortcut = Shortcut::B;
+    int64_t with_b = 0;
+    try {
+      auto probe = build_model(r.model, b);
+      for (const auto& [k, t] : reference_state_dict(as_resnet(*probe, r.model))) {
+        with_b += k.rfind("layer", 0) == 0 && ends_with(k, projection) ? 1 : 0;
+      }
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(std::string("import: ") + e.what());
+    }
+    spec.shortcut = projected > with_b ? Shortcut::C : Shortcut::B;
+  }
+  run.shortcut = to_string(spec.shortcut);
   validate_run(run, "import");
 
   torch::manual_seed(run.seed);
@@ -248,16 +312,16 @@ ImportResult import_state_dict(const ImportOptions& o) {
     throw ConfigError(std::string("import: ") + e.what());
   }
   ResNetImpl& resnet = as_resnet(*net, run.model);
-  r.tensors = load_reference_state_dict(resnet, sd, o.file);
+  int64_t defaulted = 0;
+  r.tensors = load_reference_state_dict(resnet, sd, o.file, &defaulted);
+  if (defaulted > 0) {
+    r.note += std::string(r.note.empty() ? "" : "; ") + std::to_string(defaulted) +
+              " BN batch counts (num_batches_tracked) missing from the file were set to 0, as PyTorch does";
+  }
   r.classes = spec.classes;
 
-  std::error_code ec;
-  if (fs::exists(o.out + "/model.pt", ec) || fs::exists(o.out + "/config.json", ec)) {
-    if (!o.overwrite) {
-      throw ConfigError(o.out + ": holds a run already (config.json or model.pt); pass --overwrite to replace it");
-    }
-  }
   fs::create_directories(o.out);
+  fs::remove_all(o.out + "/probes", ec);  // an earlier import's probe results describe another net
   r.run_dir = o.out;
   write_json_file(o.out + "/config.json", to_json(run));
   save_model_file(o.out + "/model.pt", resnet,

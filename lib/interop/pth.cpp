@@ -1,14 +1,16 @@
 #include "interop/pth.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/serialize.h>
 
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
-#include <variant>
+#include <unordered_set>
 
 namespace fs = std::filesystem;
 
@@ -22,7 +24,7 @@ using ValuePtr = std::shared_ptr<Value>;
 
 struct Global {
   std::string module, name;
-  std::string text() const { return module + "." + name; }
+  std::string text() const { return safe_text(module + "." + name); }
 };
 
 struct Storage {
@@ -44,11 +46,15 @@ struct Value {
   Storage storage;
   torch::Tensor tensor;
   int depth = 1;  ///< nesting: containers deeper than kMaxDepth are refused (their destruction recurses)
+  bool inside = false;  ///< put inside a container: it may not change any more (so `depth` stays true)
 };
 
 constexpr int kMaxDepth = 64;
 constexpr size_t kMaxStack = 1u << 22;
 constexpr size_t kMaxMemo = 1u << 22;
+/// Values and container entries a pickle may make (each costs a few hundred bytes): ResNet-152's state_dict
+/// makes about 30,000.
+constexpr uint64_t kMaxValues = uint64_t{1} << 21;
 constexpr int64_t kMaxDims = 16;
 
 const char* kind_name(Value::Kind k) {
@@ -84,7 +90,10 @@ std::optional<std::pair<torch::ScalarType, int64_t>> storage_dtype(const std::st
 /// The classes and functions a state_dict's pickle names; anything else is refused.
 bool allowed(const Global& g) {
   if (g.module == "collections" && g.name == "OrderedDict") return true;
-  if (g.module == "torch._utils" && (g.name == "_rebuild_tensor_v2" || g.name == "_rebuild_parameter")) return true;
+  if (g.module == "torch._utils" && (g.name == "_rebuild_tensor_v2" || g.name == "_rebuild_parameter" ||
+                                     g.name == "_rebuild_parameter_with_state")) {
+    return true;
+  }
   if (g.module == "torch.jit._pickle" && g.name == "restore_type_tag") return true;
   if (g.module == "torch" && storage_dtype(g.name)) return true;
   return false;
@@ -244,20 +253,33 @@ class Unpickler {
     return out;
   }
 
-  static ValuePtr make(Value::Kind kind) {
+  ValuePtr make(Value::Kind kind) {
+    count();
     auto v = std::make_shared<Value>();
     v->kind = kind;
     return v;
   }
+  void count(uint64_t n = 1) {
+    values_ += n;
+    if (values_ > kMaxValues) fail("more than " + std::to_string(kMaxValues) + " values (a state_dict has far fewer)");
+  }
   ValuePtr container(Value::Kind kind, std::vector<ValuePtr> items) {
     auto v = make(kind);
+    count(items.size());
     for (const auto& item : items) deepen(v, item);
     v->items = std::move(items);
     return v;
   }
   void deepen(const ValuePtr& parent, const ValuePtr& child) {
+    if (parent.get() == child.get()) fail("a container inside itself");
+    child->inside = true;
     parent->depth = std::max(parent->depth, child->depth + 1);
     if (parent->depth > kMaxDepth) fail("values nested more than " + std::to_string(kMaxDepth) + " deep");
+  }
+  /// pickle writes a container whole before it puts it inside another; one changed afterwards could nest
+  /// deeper than its recorded depth says (and be freed by a recursion of any depth).
+  void check_open(const ValuePtr& container, const char* op) const {
+    if (container->inside) fail(std::string(op) + " on a container already inside another");
   }
   void push(ValuePtr v) {
     if (stack_.size() >= kMaxStack) fail("more than " + std::to_string(kMaxStack) + " values on the stack");
@@ -313,6 +335,8 @@ class Unpickler {
   }
   void add_items(const ValuePtr& list, std::vector<ValuePtr> items) {
     if (list->kind != Value::Kind::kList) fail("APPEND to " + std::string(kind_name(list->kind)));
+    check_open(list, "APPEND");
+    count(items.size());
     for (auto& item : items) {
       deepen(list, item);
       list->items.push_back(std::move(item));
@@ -321,6 +345,8 @@ class Unpickler {
   void set_items(const ValuePtr& dict, std::vector<ValuePtr> items) {
     if (dict->kind != Value::Kind::kDict) fail("SETITEM on " + std::string(kind_name(dict->kind)));
     if (items.size() % 2 != 0) fail("SETITEMS with an odd number of values");
+    check_open(dict, "SETITEM");
+    count(items.size());
     for (size_t k = 0; k < items.size(); k += 2) {
       deepen(dict, items[k]);
       deepen(dict, items[k + 1]);
@@ -354,25 +380,28 @@ class Unpickler {
     }
     const auto type = storage_dtype(t[1]->global.name);
     if (!type) fail("a storage of type " + t[1]->global.text());
+    const std::string key = safe_text(t[2]->s);
     auto v = make(Value::Kind::kStorage);
     v->storage = Storage{type->first, t[2]->s, t[4]->i};
     const auto known = storages_.find(t[2]->s);
     if (known != storages_.end()) {
       if (known->second.scalar_type() != type->first || known->second.numel() != t[4]->i) {
-        fail("storage '" + t[2]->s + "' named twice with different types or sizes");
+        fail("storage '" + key + "' named twice with different types or sizes");
       }
       return v;
     }
     // Each record is read (and its checksum verified) once, however often the pickle names it.
-    const std::string record = "data/" + t[2]->s;
-    const auto bytes = zip_.record(record);
+    const auto bytes = zip_.record("data/" + t[2]->s);
     if (static_cast<uint64_t>(t[4]->i) > bytes.size() / static_cast<uint64_t>(type->second) ||
         bytes.size() != static_cast<uint64_t>(t[4]->i) * static_cast<uint64_t>(type->second)) {
-      fail("record '" + record + "' holds " + std::to_string(bytes.size()) + " bytes, not " +
+      fail("record 'data/" + key + "' holds " + std::to_string(bytes.size()) + " bytes, not " +
            std::to_string(t[4]->i) + " values of " + std::to_string(type->second));
     }
-    auto flat = torch::empty({t[4]->i}, torch::TensorOptions().dtype(type->first));
+    // A bool is one byte that must be 0 or 1: read the bytes, and any other value is true.
+    const bool boolean = type->first == torch::kBool;
+    auto flat = torch::empty({t[4]->i}, torch::TensorOptions().dtype(boolean ? torch::kByte : type->first));
     if (!bytes.empty()) std::memcpy(flat.data_ptr(), bytes.data(), bytes.size());
+    if (boolean) flat = flat.ne(0);
     storages_.emplace(t[2]->s, flat);
     return v;
   }
@@ -393,7 +422,7 @@ class Unpickler {
       if (size[d] > 0) last += static_cast<unsigned __int128>(size[d] - 1) * static_cast<uint64_t>(stride[d]);
     }
     if (!empty && last >= static_cast<unsigned __int128>(s.numel)) {
-      fail("a tensor that reads past its storage '" + s.key + "' (" + std::to_string(s.numel) + " values)");
+      fail("a tensor that reads past its storage '" + safe_text(s.key) + "' (" + std::to_string(s.numel) + " values)");
     }
     if (empty) return torch::empty(size, torch::TensorOptions().dtype(s.dtype));
     // What the tensors copy out of their storages is bounded by the file: a view of stride 0 or many views of
@@ -423,8 +452,8 @@ class Unpickler {
       v->tensor = rebuild(tuple(args, 6, 7, "_rebuild_tensor_v2"));
       return v;
     }
-    if (g.name == "_rebuild_parameter") {
-      const auto& a = tuple(args, 3, 3, "_rebuild_parameter");
+    if (g.name == "_rebuild_parameter" || g.name == "_rebuild_parameter_with_state") {
+      const auto& a = tuple(args, 3, 4, g.name);
       if (a[0]->kind != Value::Kind::kTensor) fail("_rebuild_parameter of " + std::string(kind_name(a[0]->kind)));
       return a[0];
     }
@@ -438,6 +467,7 @@ class Unpickler {
   std::vector<ValuePtr> memo_;
   std::map<std::string, torch::Tensor> storages_;
   uint64_t rebuilt_bytes_ = 0;
+  uint64_t values_ = 0;
 };
 
 }  // namespace
@@ -446,7 +476,8 @@ StateDict parse_state_dict(std::vector<char> bytes, const std::string& source) {
   const ZipArchive zip(std::move(bytes), source);
   if (zip.has("byteorder")) {
     const auto order = zip.record("byteorder");
-    if (order != "little") throw PthError(source + ": written on a big-endian machine (byteorder '" + std::string(order.substr(0, 16)) + "'); reslab reads little-endian files");
+    if (order != "little") throw PthError(source + ": written on a big-endian machine (byteorder '" + safe_text(std::string(order.substr(0, 16))) +
+                   "'); reslab reads little-endian files");
   }
   Unpickler unpickler(zip, zip.record("data.pkl"));
   const ValuePtr root = unpickler.run();
@@ -460,7 +491,7 @@ StateDict parse_state_dict(std::vector<char> bytes, const std::string& source) {
     if (k->kind != Value::Kind::kString) {
       throw PthError(source + ": a key that is " + kind_name(k->kind) + ", not a string; expected a state_dict");
     }
-    if (keys.size() < 200) keys += (keys.empty() ? "" : ", ") + k->s;
+    if (keys.size() < 200) keys += (keys.empty() ? "" : ", ") + safe_text(k->s);
     if (v->kind != Value::Kind::kTensor) {
       all_tensors = false;
       continue;
@@ -471,10 +502,9 @@ StateDict parse_state_dict(std::vector<char> bytes, const std::string& source) {
     throw PthError(source + ": a dict whose values are not all tensors (keys: " + keys +
                    "): a training checkpoint? Save its model's state_dict alone, e.g. torch.save(ckpt['state_dict'], f)");
   }
-  for (size_t i = 0; i < out.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (out[i].first == out[j].first) throw PthError(source + ": key '" + out[i].first + "' appears twice");
-    }
+  std::unordered_set<std::string> seen;
+  for (const auto& [name, t] : out) {
+    if (!seen.insert(name).second) throw PthError(source + ": key '" + safe_text(name) + "' appears twice");
   }
   return out;
 }
@@ -495,14 +525,121 @@ StateDict read_state_dict(const std::string& path) {
   return parse_state_dict(std::move(bytes), path);
 }
 
+namespace {
+
+/// The pickle torch.save writes for an OrderedDict of tensors (protocol 2), built by hand: LibTorch's
+/// pickle_save wraps a dict in torch.jit._pickle.restore_type_tag, which torch.load's weights_only mode (the
+/// default from PyTorch 2.6) refuses. Only what that mode allows is named: collections.OrderedDict,
+/// torch._utils._rebuild_tensor_v2 and the storage types.
+class StateDictPickler {
+ public:
+  void put_string(const std::string& s) {
+    out_ += 'X';
+    put_le(s.size(), 4);
+    out_ += s;
+  }
+  void put_int(int64_t v) {
+    if (v >= 0 && v < 256) {
+      out_ += 'K';
+      out_ += static_cast<char>(v);
+    } else if (v >= 0 && v < 65536) {
+      out_ += 'M';
+      put_le(static_cast<uint64_t>(v), 2);
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+      out_ += 'J';
+      put_le(static_cast<uint64_t>(static_cast<uint32_t>(static_cast<int32_t>(v))), 4);
+    } else {
+      out_ += '\x8a';
+      out_ += static_cast<char>(8);
+      put_le(static_cast<uint64_t>(v), 8);
+    }
+  }
+  void put_ints(at::IntArrayRef v) {
+    out_ += '(';
+    for (int64_t x : v) put_int(x);
+    out_ += 't';
+  }
+  void put_global(const char* module, const std::string& name) {
+    out_ += 'c';
+    out_ += module;
+    out_ += '\n';
+    out_ += name;
+    out_ += '\n';
+  }
+  std::string& bytes() { return out_; }
+
+ private:
+  void put_le(uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_ += static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+  std::string out_;
+};
+
+std::string storage_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return "FloatStorage";
+    case torch::kDouble: return "DoubleStorage";
+    case torch::kHalf: return "HalfStorage";
+    case torch::kBFloat16: return "BFloat16Storage";
+    case torch::kLong: return "LongStorage";
+    case torch::kInt: return "IntStorage";
+    case torch::kShort: return "ShortStorage";
+    case torch::kChar: return "CharStorage";
+    case torch::kByte: return "ByteStorage";
+    case torch::kBool: return "BoolStorage";
+    default: break;
+  }
+  throw std::invalid_argument(std::string("write_state_dict: no PyTorch storage type for ") + c10::toString(t));
+}
+
+}  // namespace
+
 void write_state_dict(const std::string& path, const StateDict& tensors) {
-  c10::Dict<std::string, torch::Tensor> dict;
-  for (const auto& [name, t] : tensors) dict.insert(name, t.detach().to(torch::kCPU).contiguous());
-  const std::vector<char> bytes = torch::pickle_save(dict);
+  StateDictPickler p;
+  std::vector<torch::Tensor> data;
+  p.bytes() += "\x80\x02";
+  p.put_global("collections", "OrderedDict");
+  p.bytes() += ")R(";
+  for (const auto& [name, given] : tensors) {
+    const torch::Tensor t = given.detach().to(torch::kCPU).contiguous();
+    const std::string key = std::to_string(data.size());
+    p.put_string(name);
+    p.put_global("torch._utils", "_rebuild_tensor_v2");
+    p.bytes() += "((";  // the arguments, then the persistent id ('storage', type, key, location, numel)
+    p.put_string("storage");
+    p.put_global("torch", storage_name(t.scalar_type()));
+    p.put_string(key);
+    p.put_string("cpu");
+    p.put_int(t.numel());
+    p.bytes() += "tQ";
+    p.put_int(0);
+    p.put_ints(t.sizes());
+    p.put_ints(t.strides());
+    p.bytes() += "\x89";  // requires_grad False
+    p.put_global("collections", "OrderedDict");
+    p.bytes() += ")RtR";  // backward hooks: an empty OrderedDict; the tuple; _rebuild_tensor_v2(...)
+    data.push_back(t);
+  }
+  p.bytes() += "u.";
+
+  std::vector<char> file;
+  {
+    caffe2::serialize::PyTorchStreamWriter writer([&](const void* bytes, size_t n) {
+      const auto* c = static_cast<const char*>(bytes);
+      file.insert(file.end(), c, c + n);
+      return n;
+    });
+    writer.writeRecord("data.pkl", p.bytes().data(), p.bytes().size());
+    writer.writeRecord("byteorder", "little", 6);
+    for (size_t i = 0; i < data.size(); ++i) {
+      writer.writeRecord("data/" + std::to_string(i), data[i].data_ptr(), data[i].nbytes());
+    }
+    writer.writeEndOfFile();
+  }
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.write(file.data(), static_cast<std::streamsize>(file.size()));
     out.flush();
     if (!out) {
       out.close();

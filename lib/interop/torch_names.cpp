@@ -54,7 +54,8 @@ StateDict reference_state_dict(const ResNetImpl& net) {
   return out;
 }
 
-int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const std::string& source) {
+int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const std::string& source,
+                                  int64_t* defaulted) {
   const NameStyle style = name_style(net.options);
   std::map<std::string, const torch::Tensor*> given;
   for (const auto& [name, t] : file) given.emplace(name, &t);
@@ -66,12 +67,21 @@ int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const 
     if (b.value().defined()) targets.emplace_back(reference_name(b.key(), style), b.value());
   }
   std::set<std::string> wanted;
-  int64_t missing = 0;
+  int64_t missing = 0, counts = 0;
   std::string first_missing;
+  const std::string batch_count = ".num_batches_tracked";
   for (const auto& [name, t] : targets) {
     wanted.insert(name);
-    if (given.count(name) == 0 && missing++ == 0) first_missing = name;
+    if (given.count(name) != 0) continue;
+    const bool is_count = name.size() > batch_count.size() &&
+                          name.compare(name.size() - batch_count.size(), batch_count.size(), batch_count) == 0;
+    if (is_count) {
+      ++counts;
+    } else if (missing++ == 0) {
+      first_missing = name;
+    }
   }
+  if (defaulted != nullptr) *defaulted = counts;
   if (missing > 0) {
     throw PthError(source + ": no key '" + first_missing + "' (" + std::to_string(missing) + " of the net's " +
                    std::to_string(targets.size()) + " tensors are missing); expected a state_dict of this model in " +
@@ -79,13 +89,17 @@ int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const 
   }
   for (const auto& [name, t] : file) {
     if (wanted.count(name) == 0) {
-      throw PthError(source + ": key '" + name + "' has no place in this model (" + std::to_string(file.size()) +
+      throw PthError(source + ": key '" + safe_text(name) + "' has no place in this model (" + std::to_string(file.size()) +
                      " tensors in the file, " + std::to_string(targets.size()) + " in the net): a state_dict of " +
                      "another architecture?");
     }
   }
   torch::NoGradGuard no_grad;
   for (auto& [name, t] : targets) {
+    if (given.count(name) == 0) {  // a batch count the file lacks
+      t.zero_();
+      continue;
+    }
     const torch::Tensor& src = *given.at(name);
     if (src.sizes() != t.sizes()) {
       throw PthError(source + ": key '" + name + "' has shape " + shape_text(src.sizes()) + "; this model's is " +
@@ -97,7 +111,7 @@ int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const 
     }
     t.copy_(src.to(t.scalar_type()));
   }
-  return static_cast<int64_t>(targets.size());
+  return static_cast<int64_t>(targets.size()) - counts;
 }
 
 nlohmann::json architecture_json(const ResNetImpl& net) {

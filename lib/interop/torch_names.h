@@ -32,8 +32,11 @@ StateDict reference_state_dict(const ResNetImpl& net);
 
 /// Copies `file`'s tensors (a state_dict in reference names, read from `source`) into `net`. Strict: throws
 /// PthError naming the first key the net has and the file lacks, the first key whose shape differs (both
-/// shapes), and the first key of the file the net has no place for. Returns the number of tensors copied.
-int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const std::string& source);
+/// shapes), and the first key of the file the net has no place for. The one exception is BN's batch counts
+/// (num_batches_tracked), which files from before PyTorch 0.4.1 lack and PyTorch itself sets to 0: so does this,
+/// counting them in `defaulted`. Returns the number of tensors copied.
+int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const std::string& source,
+                                  int64_t* defaulted = nullptr);
 
 /// What an exported file holds, for scripts/reslab_torch.py to build the matching nn.Module: the net's options
 /// (every stage's blocks resolved), its input and classes, and the name style.

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "experiment/json_reader.h"
+
 namespace reslab {
 
 namespace {
@@ -21,6 +23,12 @@ constexpr uint32_t kDirectoryEntry = 0x02014b50, kLocalHeader = 0x04034b50;
 constexpr uint64_t kMaxRecords = 1u << 20;
 
 }  // namespace
+
+std::string safe_text(const std::string& text) {
+  std::string shown = shown_json(nlohmann::json(text), 82);
+  if (shown.size() >= 2 && shown.front() == '"') shown = shown.substr(1, shown.size() - (shown.back() == '"' ? 2 : 1));
+  return shown;
+}
 
 void ZipArchive::fail(const std::string& what) const { throw PthError(source_ + ": " + what); }
 
@@ -68,16 +76,17 @@ ZipArchive::ZipArchive(std::vector<char> bytes, std::string source) : bytes_(std
     entry.offset = le(e + 42, 4);
     if (end - at - 46 < name_len + extra_len + comment_len) fail("corrupt ZIP archive: directory entry " + std::to_string(i));
     std::string name(e + 46, name_len);
+    const std::string shown = safe_text(name);
     // ZIP64 sizes and offset, in that order, for the fields that read 0xffffffff.
     const char* x = e + 46 + name_len;
     for (uint64_t k = 0; k + 4 <= extra_len;) {
       const uint64_t id = le(x + k, 2), len = le(x + k + 2, 2);
-      if (k + 4 + len > extra_len) fail("corrupt ZIP archive: the extra field of '" + name + "'");
+      if (k + 4 + len > extra_len) fail("corrupt ZIP archive: the extra field of '" + shown + "'");
       if (id == 1) {
         uint64_t p = k + 4;
         auto take = [&](uint64_t& field) {
           if (field != 0xffffffff) return;
-          if (p + 8 > k + 4 + len) fail("corrupt ZIP archive: the ZIP64 field of '" + name + "'");
+          if (p + 8 > k + 4 + len) fail("corrupt ZIP archive: the ZIP64 field of '" + shown + "'");
           field = le(x + p, 8);
           p += 8;
         };
@@ -87,37 +96,47 @@ ZipArchive::ZipArchive(std::vector<char> bytes, std::string source) : bytes_(std
       }
       k += 4 + len;
     }
-    if (entry.method == 0 && compressed != entry.size) fail("corrupt ZIP archive: record '" + name + "' sizes differ");
+    if (entry.method == 0 && compressed != entry.size) fail("corrupt ZIP archive: record '" + shown + "' sizes differ");
+    if (entry.offset > n || n - entry.offset < 30 || le(b + entry.offset, 4) != kLocalHeader) {
+      fail("corrupt ZIP archive: record '" + shown + "' has no local header");
+    }
+    entry.start = entry.offset + 30 + le(b + entry.offset + 26, 2) + le(b + entry.offset + 28, 2);
+    if (entry.start > n || compressed > n - entry.start) fail("truncated: record '" + shown + "' runs past the end of the file");
     const auto slash = name.find('/');
-    if (slash == std::string::npos) fail("not torch.save's layout: record '" + name + "' is not inside a folder");
+    if (slash == std::string::npos) fail("not torch.save's layout: record '" + shown + "' is not inside a folder");
     if (i == 0) prefix = name.substr(0, slash + 1);
     if (name.compare(0, prefix.size(), prefix) != 0) {
-      fail("not torch.save's layout: records in two folders ('" + prefix + "', '" + name.substr(0, slash + 1) + "')");
+      fail("not torch.save's layout: records in two folders ('" + safe_text(prefix) + "', '" + safe_text(name.substr(0, slash + 1)) + "')");
     }
-    if (!records_.emplace(name.substr(prefix.size()), entry).second) fail("corrupt ZIP archive: '" + name + "' twice");
+    if (!records_.emplace(name.substr(prefix.size()), entry).second) fail("corrupt ZIP archive: '" + shown + "' twice");
     at += 46 + name_len + extra_len + comment_len;
+  }
+  // No two records may share bytes: otherwise one stored block, named many times, would be read as many
+  // storages and a small file could ask for any amount of memory.
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  for (const auto& [name, e] : records_) spans.emplace_back(e.offset, e.start + (e.method == 0 ? e.size : 0));
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 1; i < spans.size(); ++i) {
+    if (spans[i].first < spans[i - 1].second) fail("corrupt ZIP archive: two records overlap");
   }
 }
 
 std::string_view ZipArchive::record(const std::string& name) const {
   const auto it = records_.find(name);
-  if (it == records_.end()) fail("no record '" + name + "' (truncated, or not written by torch.save)");
+  const std::string shown = safe_text(name);
+  if (it == records_.end()) fail("no record '" + shown + "' (truncated, or not written by torch.save)");
   const Entry& e = it->second;
-  if (e.method != 0) fail("record '" + name + "' is compressed (method " + std::to_string(e.method) + "); torch.save stores records uncompressed");
-  const uint64_t n = bytes_.size();
+  if (e.method != 0) fail("record '" + shown + "' is compressed (method " + std::to_string(e.method) + "); torch.save stores records uncompressed");
   const char* b = bytes_.data();
-  if (e.offset > n || n - e.offset < 30 || le(b + e.offset, 4) != kLocalHeader) {
-    fail("corrupt ZIP archive: record '" + name + "' has no local header");
-  }
-  const uint64_t start = e.offset + 30 + le(b + e.offset + 26, 2) + le(b + e.offset + 28, 2);
-  if (start > n || e.size > n - start) fail("truncated: record '" + name + "' runs past the end of the file");
+  const uint64_t start = e.start;
+  if (e.crc == 0) return std::string_view(b + start, e.size);  // no checksum recorded (set_crc32_options(False))
   uLong crc = crc32(0L, Z_NULL, 0);
   for (uint64_t done = 0; done < e.size;) {
     const uInt chunk = static_cast<uInt>(std::min<uint64_t>(e.size - done, 1u << 30));
     crc = crc32(crc, reinterpret_cast<const Bytef*>(b + start + done), chunk);
     done += chunk;
   }
-  if (static_cast<uint32_t>(crc) != e.crc) fail("corrupt: record '" + name + "' fails its CRC-32 check");
+  if (static_cast<uint32_t>(crc) != e.crc) fail("corrupt: record '" + shown + "' fails its CRC-32 check");
   return std::string_view(b + start, e.size);
 }
 

@@ -19,9 +19,14 @@ class PthError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A name read from a file, fit for an error message: control characters and anything beyond ASCII escaped,
+/// invalid UTF-8 replaced, cut to 80 characters (shown_json without its quotes).
+std::string safe_text(const std::string& text);
+
 /// The records of a torch.save archive by name, with the archive's top folder ("archive/", "resnet18/", ...)
-/// taken off: "data.pkl", "data/0", "version". Only stored (uncompressed) records, as torch.save writes them;
-/// each record's CRC-32 is checked when it is read.
+/// taken off: "data.pkl", "data/0", "version". Only stored (uncompressed) records, as torch.save writes them,
+/// each inside the file and no two overlapping (so the records hold at most the file's bytes between them); each
+/// record's CRC-32 is checked when it is read (except where the writer recorded none, as PyTorch 2.5 can).
 class ZipArchive {
  public:
   /// Parses the central directory of `bytes` (the whole file); `source` names it in errors.
@@ -38,6 +43,7 @@ class ZipArchive {
  private:
   struct Entry {
     uint64_t offset = 0;  ///< of the local header
+    uint64_t start = 0;   ///< of the data
     uint64_t size = 0;
     uint32_t crc = 0;
     uint16_t method = 0;
