@@ -1,4 +1,4 @@
-// A whole experiment on a slice of Fashion-MNIST: the files of DESIGN.md, the results table, overwrite rules.
+// A whole experiment on a slice of Fashion-MNIST: the files of docs/design.md, the results table, overwrite rules.
 #include <algorithm>
 #include <limits>
 #include <sstream>

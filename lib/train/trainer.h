@@ -39,7 +39,7 @@ struct TrainState {
   double train_seconds = 0.0;  ///< time inside training steps
   bool stop_requested = false;
 
-  /// Epochs done, as a fraction: iterations x batch / training-set size (DESIGN.md).
+  /// Epochs done, as a fraction: iterations x batch / training-set size (docs/design.md).
   double epoch() const { return static_cast<double>(iter) * batch / static_cast<double>(train_size); }
   /// Whole epochs done, counted in loader epochs (iters_per_epoch batches each).
   int64_t epoch_index() const { return iter / iters_per_epoch; }
