@@ -26,13 +26,16 @@ check() {
 # A 24x20 PPM image of random pixels at PATH.
 ppm() { { printf 'P6\n%d %d\n255\n' 24 20; head -c $((24 * 20 * 3)) /dev/urandom; } >"$1"; }
 
-# An image folder at DIR: train/ and val/, classes cat and dog, four PPM images each.
+# An image folder at DIR: train/ and val/, classes CLASS... (default cat and dog), four PPM images each.
 make_image_folder() {
-  local split c i
+  local root=$1 split c i
+  shift
+  local classes=("$@")
+  ((${#classes[@]})) || classes=(cat dog)
   for split in train val; do
-    for c in cat dog; do
-      mkdir -p "$1/$split/$c"
-      for i in 1 2 3 4; do ppm "$1/$split/$c/$i.ppm"; done
+    for c in "${classes[@]}"; do
+      mkdir -p "$root/$split/$c"
+      for i in 1 2 3 4; do ppm "$root/$split/$c/$i.ppm"; done
     done
   done
 }

@@ -34,12 +34,7 @@ for name in ["resnet18", "resnet50"]:
         sd["layer1.0.conv2.weight"] = torch.zeros(64, 64, 1, 1)
         torch.save(sd, "misshapen.pth")
 PY
-for split in train val; do
-  for c in n01440764 n03888605; do
-    mkdir -p "folder/$split/$c"
-    for i in 1 2 3 4; do ppm "folder/$split/$c/$i.ppm"; done
-  done
-done
+make_image_folder folder n01440764 n03888605
 
 # Logits of torchvision's own module with FILE's weights, on the batch of CHECK, against reslab's on it.
 same_logits() {  # torchvision_name weights.pth check.pth [original.pth]
