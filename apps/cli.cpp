@@ -24,6 +24,13 @@ CLI::Option* optional_flag(CLI::App* cmd, const std::string& name, std::optional
 }
 
 void bind_overrides(CLI::App* cmd, Overrides& o) {
+  cmd->add_option("--set", o.sets,
+                  "KEY=VALUE: set any key of the experiment file's layout before it is read, e.g. --set optim.lr=0.05 "
+                  "--set data.train_size=8000 (VALUE as JSON, else a string; null removes the key; repeat for "
+                  "more; the flags below apply after it)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->type_name("KEY=VALUE");
   auto* epochs = optional_flag(cmd, "--epochs", o.epochs, "Epochs to train (replaces the file's value; train: 1)");
   optional_flag(cmd, "--iterations", o.iterations, "Iterations to train (instead of epochs)")->excludes(epochs);
   optional_flag(cmd, "--train-size", o.train_size, "Training examples to keep (0: all)");

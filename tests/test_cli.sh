@@ -25,6 +25,16 @@ cat >"$work/bad.json" <<'JSON'
 {"name": "bad", "grid": {"depth": [8]}, "optim": {"epochs": 1, "momentun": 0.9}}
 JSON
 check "unknown key" nonzero "bad.json: key 'optim.momentun' is not a known key" -- "$reslab" run "$work/bad.json" --out "$work/bad"
+check "set unknown key" nonzero "bad.json --set optim.momentum=0.8 --set optim.lrr=1: key 'optim.lrr' is not a known key" -- \
+  "$reslab" run "$work/bad.json" --out "$work/bad" --set optim.momentum=0.8 --set optim.lrr=1
+check "set not key=value" nonzero "expected KEY=VALUE" -- "$reslab" train --model resnet8 --out "$work/t3" --set optim.lr
+check "set out of range" nonzero "optim.momentum.*expected in \[0, 1\)" -- \
+  "$reslab" train --model resnet8 --out "$work/t3" --set optim.momentum=1.5
+check "train with set" 0 "resnet8: completed after 3 iterations" -- "$reslab" train --model resnet8 --out "$work/t4" \
+  --threads 2 --set optim.iterations=3 --set data.train_size=256 --set data.test_size=100 --set optim.lr=0.05 \
+  --set train.eval_batch=50
+check "set in config.json" 0 '"lr": 0.05' -- cat "$work/t4/config.json"
+check "set eval_batch" 0 '"eval_batch": 50' -- cat "$work/t4/config.json"
 echo '{"name": "broken", ' >"$work/broken.json"
 check "broken json" nonzero "broken.json: not valid JSON" -- "$reslab" run "$work/broken.json"
 check "missing file" nonzero "nope.json" -- "$reslab" run "$work/nope.json"

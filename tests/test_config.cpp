@@ -52,6 +52,100 @@ TEST(Config, UnknownKeysAreErrorsNamingKeyAndFile) {
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'bogus'"});
 }
 
+TEST(Config, TheKnownKeysAreTheKeysTheReaderAsksFor) {
+  // No list of keys is kept by hand: an unknown key's error lists every key the section's reads asked for,
+  // present or not, in order; one looked at only with has() (data.class_index) is known too.
+  auto doc = minimal();
+  doc["optim"]["learning_rate"] = 0.1;
+  testing::expect_error<ConfigError>(
+      [&] { parse_experiment(doc, "exp.json"); },
+      {"expected one of: batch, epochs, iterations, lr, momentum, nesterov, param_groups, schedule, weight_decay"});
+  doc = minimal();
+  doc["data"] = {{"dataset", "image-folder"}, {"dir", "/x"}, {"classes", 10}, {"class_index", {{"cat", 3}}}, {"crops", 1}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
+                                     {"'data.crops' is not a known key", "class_index, classes, crop,", "workers"});
+  doc = minimal();
+  doc["optim"]["schedule"] = {{"warmup", {{"lr", 0.01}, {"iterations", 5}, {"until", 1}}}};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
+                                     {"'optim.schedule.warmup.until'", "iterations, lr, min_depth, until_error"});
+}
+
+TEST(Config, SetsApplyToTheDocumentBeforeItIsRead) {
+  testing::TempDir dir;
+  write_json_file(dir.file("e.json"), minimal());
+  const auto ex = load_experiment(dir.file("e.json"),
+                                  {"optim.lr=0.05", "data.train_size=8000", "grid.depth=[32]", "model.shortcut=B",
+                                   "optim.schedule.milestones=[1, 1.5]", "optim.schedule.unit=epochs",
+                                   "train.tensorboard=false", "optim.epochs=null", "optim.iterations=30"});
+  const auto runs = expand_grid(ex);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[1].name, "resnet32");
+  EXPECT_DOUBLE_EQ(runs[1].lr, 0.05);
+  EXPECT_EQ(runs[1].train_size, 8000);
+  EXPECT_EQ(runs[1].shortcut, "B");  // not JSON: taken as a string
+  EXPECT_EQ(runs[1].schedule.milestones, (std::vector<double>{1, 1.5}));
+  EXPECT_TRUE(runs[1].schedule.milestones_in_epochs);
+  EXPECT_FALSE(runs[1].tensorboard);
+  EXPECT_FALSE(runs[1].epochs.has_value());  // null removed it
+  EXPECT_EQ(*runs[1].iterations, 30);
+  EXPECT_EQ(ex.source, dir.file("e.json") + " --set optim.lr=0.05 --set data.train_size=8000 --set grid.depth=[32] "
+                       "--set model.shortcut=B --set optim.schedule.milestones=[1, 1.5] --set "
+                       "optim.schedule.unit=epochs --set train.tensorboard=false --set optim.epochs=null --set "
+                       "optim.iterations=30");
+  // A later assignment wins; sections are made where absent.
+  const auto later = expand_grid(load_experiment(dir.file("e.json"), {"optim.lr=0.2", "optim.lr=0.3",
+                                                                      "dist.sync_bn=true"}));
+  EXPECT_DOUBLE_EQ(later[0].lr, 0.3);
+  EXPECT_TRUE(later[0].sync_bn);
+  // Checked by the file's own rules, with the assignments named.
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim.lrr=0.05"}); },
+                                     {"e.json --set optim.lrr=0.05: key 'optim.lrr' is not a known key", "lr"});
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim.lr=fast"}); },
+                                     {"key 'optim.lr' has value \"fast\"; expected a number"});
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim.epochs=-1"}); },
+                                     {"--set optim.epochs=-1", "optim.epochs", "above 0"});
+  // Assignments that are not KEY=VALUE, or whose path runs through a value.
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim.lr"}); },
+                                     {"--set \"optim.lr\"", "expected KEY=VALUE"});
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {".lr=1"}); },
+                                     {"--set \".lr=1\"", "dotted path"});
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim..lr=1"}); }, {"dotted path"});
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim.epochs.x=1"}); },
+                                     {"key 'optim.epochs' holds 2, not an object"});
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"a\nb=1"}); },
+                                     {"--set \"a\\nb=1\"", "control"});
+}
+
+TEST(Config, SetsApplyToATrainRunsConfiguration) {
+  RunConfig run;
+  run.model = "resnet20";
+  run.name = "mine";
+  run.schedule.milestones_in_epochs = true;
+  // Untouched keys keep their values, the name is kept, and 1 epoch is the default when neither is set.
+  const auto set = apply_sets(run, {"optim.lr=0.05", "data.train_size=640"});
+  EXPECT_DOUBLE_EQ(set.lr, 0.05);
+  EXPECT_EQ(set.train_size, 640);
+  EXPECT_EQ(set.name, "mine");
+  EXPECT_EQ(set.model, "resnet20");
+  EXPECT_EQ(*set.epochs, 1.0);
+  EXPECT_EQ(to_json(apply_sets(run, {"optim.lr=0.1"}))["optim"], to_json([&] {
+              RunConfig r = run;
+              r.epochs = 1.0;
+              return r;
+            }())["optim"]);
+  const auto it = apply_sets(run, {"optim.iterations=7"});
+  EXPECT_FALSE(it.epochs.has_value());
+  EXPECT_EQ(*it.iterations, 7);
+  // Another model brings its own default parameter groups, not the first model's.
+  const auto fixup = apply_sets(run, {"model.name=resnet20-fixup"});
+  EXPECT_EQ(resolved_param_groups(fixup).size(), 1u);
+  run.model = "resnet20-fixup";
+  EXPECT_TRUE(resolved_param_groups(apply_sets(run, {"model.name=resnet20"})).empty());
+  testing::expect_error<ConfigError>([&] { apply_sets(run, {"optim.momentum=2"}); },
+                                     {"command line --set optim.momentum=2", "optim.momentum", "[0, 1)"});
+  testing::expect_error<ConfigError>([&] { apply_sets(run, {"grid.seed=[1,2]"}); }, {"describes 2 runs, not one"});
+}
+
 TEST(Config, WrongTypesAreErrorsNamingKeyValueAndExpectation) {
   auto doc = minimal();
   doc["optim"]["lr"] = "fast";

@@ -65,7 +65,7 @@ void print_final(const nlohmann::json& s) {
 }  // namespace
 
 int run_train(const TrainOptions& options) {
-  RunConfig run = options.run;
+  RunConfig run = apply_sets(options.run, options.overrides.sets);
   apply_overrides(run, options.overrides);
   if (!run.epochs && !run.iterations) run.epochs = 1.0;
   if (run.name.empty()) run.name = run.model;
@@ -118,7 +118,7 @@ std::optional<size_t> chosen_index(const RunExperimentOptions& options, size_t p
 }  // namespace
 
 int run_experiment_command(const RunExperimentOptions& options) {
-  ExperimentConfig experiment = load_experiment(options.experiment);
+  ExperimentConfig experiment = load_experiment(options.experiment, options.overrides.sets);
   apply_overrides(experiment, options.overrides);
   const std::string out = options.out.empty() ? "runs/" + experiment.name : options.out;
   const std::vector<RunConfig> runs = expand_grid(experiment);

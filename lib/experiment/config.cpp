@@ -34,9 +34,9 @@ void read_schedule(JsonSection s, RunConfig& run) {
       w->fail("until_error", "'until_error' (percent) or 'iterations' to end the warm-up");
     }
     if (auto v = w->integer("min_depth")) run.warmup_min_depth = *v;
-    w->finish({"lr", "until_error", "iterations", "min_depth"});
+    w->finish();
   }
-  s.finish({"milestones", "unit", "gamma", "cosine", "warmup"});
+  s.finish();
 }
 
 ParamGroupRule read_param_group(JsonSection& g) {
@@ -57,7 +57,7 @@ ParamGroupRule read_param_group(JsonSection& g) {
     rule.lr_mult = *v;
   }
   if (auto v = g.boolean("weight_decay")) rule.weight_decay = *v;
-  g.finish({"kinds", "lr_mult", "weight_decay"});
+  g.finish();
   return rule;
 }
 
@@ -92,8 +92,7 @@ void read_probe_settings(JsonSection s, ProbeSettings& p) {
   } catch (const ProbeSettingsError& e) {
     s.fail(e.key(), e.expected());
   }
-  s.finish({"batch", "samples", "max_lengths", "points", "lines", "max_lag", "calibration_batches", "lesion_k",
-            "seed"});
+  s.finish();
 }
 
 std::vector<std::string> read_probe_list(JsonSection& s, const std::string& key, bool during_training) {
@@ -140,7 +139,7 @@ void read_probes(JsonSection s, ExperimentConfig& ex) {
     s.fail("init_depths", "the depths of the fresh nets for 'at_init' (the grid names no depths)");
   }
   if (auto set = s.section("settings")) read_probe_settings(*set, a.settings);
-  s.finish({"during_training", "at", "after_training", "at_init", "init_depths", "settings"});
+  s.finish();
 }
 
 }  // namespace
@@ -238,7 +237,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
       model_name_given = true;
     }
     if (auto v = m->string("shortcut")) run.shortcut = *v;
-    m->finish({"name", "shortcut"});
+    m->finish();
   }
   if (auto d = top.section("data")) {
     if (auto v = d->string("dataset")) run.dataset = *v;
@@ -252,8 +251,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     }
     if (auto v = d->boolean("augment")) run.augment = *v;
     read_folder_transform(*d, run);
-    d->finish({"dataset", "dir", "train_size", "val_size", "test_size", "split_seed", "augment", "crop", "scale",
-               "eval_resize", "eval_crops", "workers", "mean", "std", "classes", "class_index"});
+    d->finish();
   }
   if (auto o = top.section("optim")) {
     if (auto v = o->integer("batch")) run.batch = *v;
@@ -274,8 +272,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
         o->fail("param_groups", std::string("groups of distinct parameter kinds (") + e.what() + ")");
       }
     }
-    o->finish({"batch", "epochs", "iterations", "lr", "momentum", "weight_decay", "nesterov", "schedule",
-               "param_groups"});
+    o->finish();
   }
   if (auto t = top.section("train")) {
     if (auto v = t->integer("log_every")) run.log_every = *v;
@@ -286,8 +283,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = t->integer("retry_diverged")) run.retry_diverged = *v;
     if (auto v = t->number("retry_lr_scale")) run.retry_lr_scale = *v;
     if (auto v = t->boolean("tensorboard")) run.tensorboard = *v;
-    t->finish({"log_every", "eval_every_epoch", "eval_at", "eval_batch", "channels_last", "retry_diverged",
-               "retry_lr_scale", "tensorboard"});
+    t->finish();
   }
   if (auto g = top.section("grid")) {
     if (auto v = g->integers("depth")) ex.depths = *v;
@@ -306,20 +302,19 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (g->has("residual") && ex.depths.empty()) g->fail("residual", "'residual' only together with 'depth'");
     if (g->has("model") && model_name_given) g->fail("model", "either 'grid.model' or 'model.name', not both");
     if (g->has("depth") && model_name_given) g->fail("depth", "either 'grid.depth' or 'model.name', not both");
-    g->finish({"depth", "residual", "model", "shortcut", "seed", "lr", "batch"});
+    g->finish();
   }
   if (auto p = top.section("probes")) read_probes(*p, ex);
   if (auto d = top.section("dist")) {
     if (auto v = d->boolean("sync_bn")) run.sync_bn = *v;
     if (auto v = d->number("bucket_mb")) run.dist_bucket_mb = *v;
     if (auto v = d->number("timeout_s")) run.dist_timeout_s = *v;
-    d->finish({"sync_bn", "bucket_mb", "timeout_s"});
+    d->finish();
   }
   if (ex.depths.empty() && ex.models.empty()) {
     top.fail("grid", "'grid.depth' (with 'grid.residual'), 'grid.model' or 'model.name' to say what to train");
   }
-  top.finish({"name", "description", "seed", "threads", "device", "model", "data", "optim", "train", "grid", "probes",
-              "dist"});
+  top.finish();
   expand_grid(ex);  // validates every run now, before anything trains
   return ex;
 }
@@ -346,14 +341,90 @@ RunConfig load_run_config(const std::string& path) {
   return runs[0];
 }
 
-ExperimentConfig load_experiment(const std::string& path) {
+ExperimentConfig load_experiment(const std::string& path, const std::vector<std::string>& sets) {
   nlohmann::json doc;
   try {
     doc = read_json_file(path);
   } catch (const std::runtime_error& e) {
     throw ConfigError(e.what());
   }
-  return parse_experiment(doc, path);
+  if (sets.empty()) return parse_experiment(doc, path);
+  if (!doc.is_object()) throw ConfigError(path + ": the file must be a JSON object, got " + shown_json(doc));
+  apply_sets(doc, sets);
+  return parse_experiment(doc, with_sets(path, sets));
+}
+
+std::string with_sets(const std::string& source, const std::vector<std::string>& sets) {
+  std::string out = source;
+  for (const auto& set : sets) out += " --set " + set;
+  return out;
+}
+
+void apply_sets(nlohmann::json& doc, const std::vector<std::string>& sets) {
+  if (!sets.empty() && !doc.is_object()) throw ConfigError("--set: the configuration is not a JSON object");
+  for (const auto& set : sets) {
+    const std::string shown = "--set " + shown_json(set);
+    const auto eq = set.find('=');
+    if (eq == std::string::npos) {
+      throw ConfigError(shown + ": expected KEY=VALUE, e.g. --set optim.lr=0.05");
+    }
+    const std::string key = set.substr(0, eq);
+    const std::string text = set.substr(eq + 1);
+    std::vector<std::string> path;
+    for (size_t start = 0;;) {
+      const auto dot = key.find('.', start);
+      path.push_back(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    for (const auto& part : path) {
+      if (part.empty() || part.size() > 100 || first_control_char(part) >= 0) {
+        throw ConfigError(shown + ": KEY must be a dotted path of keys (each 1 to 100 characters, no control "
+                                  "characters), e.g. optim.lr or data.train_size");
+      }
+    }
+    // JSON where it reads as JSON (numbers, true, lists, null), else the text itself (a model or folder name).
+    nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded()) value = text;
+    nlohmann::json* at = &doc;
+    std::string walked;
+    for (size_t i = 0; i + 1 < path.size(); ++i) {
+      walked += (walked.empty() ? "" : ".") + path[i];
+      nlohmann::json& next = (*at)[path[i]];  // made (null) where absent
+      if (next.is_null()) next = nlohmann::json::object();
+      if (!next.is_object()) {
+        throw ConfigError(shown + ": key '" + walked + "' holds " + shown_json(next) +
+                          ", not an object, so it has no key '" + path[i + 1] + "'");
+      }
+      at = &next;
+    }
+    if (value.is_null()) {
+      at->erase(path.back());
+    } else {
+      (*at)[path.back()] = value;
+    }
+  }
+}
+
+RunConfig apply_sets(const RunConfig& run, const std::vector<std::string>& sets) {
+  if (sets.empty()) return run;
+  // The run's config.json in the experiment file's layout (the experiment named under "name"), without the
+  // values that train derives or defaults later, so that a --set of one of them is not contradicted.
+  nlohmann::json doc = to_json(run);
+  doc["name"] = doc["experiment"];
+  doc.erase("experiment");
+  if (!run.param_groups) doc["optim"].erase("param_groups");  // the model's default, whatever model is set
+  apply_sets(doc, sets);
+  if (doc.is_object() && doc.contains("optim") && doc["optim"].is_object() && !doc["optim"].contains("epochs") &&
+      !doc["optim"].contains("iterations")) {
+    doc["optim"]["epochs"] = 1.0;  // train's default
+  }
+  const std::string source = with_sets("command line", sets);
+  auto runs = expand_grid(parse_experiment(doc, source));
+  if (runs.size() != 1) throw ConfigError(source + ": describes " + std::to_string(runs.size()) + " runs, not one");
+  RunConfig out = runs[0];
+  out.name = run.name;
+  return out;
 }
 
 void apply_overrides(RunConfig& run, const Overrides& o) {

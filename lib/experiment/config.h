@@ -96,8 +96,22 @@ struct ExperimentConfig {
   AnalysisConfig analysis;
 };
 
-/// Reads and validates an experiment file. Throws ConfigError naming the file, the key and the value.
-ExperimentConfig load_experiment(const std::string& path);
+/// Reads and validates an experiment file, with `sets` applied to it first (see apply_sets). Throws
+/// ConfigError naming the file (and the assignments), the key and the value.
+ExperimentConfig load_experiment(const std::string& path, const std::vector<std::string>& sets = {});
+
+/// Applies `--set KEY=VALUE` assignments, in order, to a configuration document before it is parsed, so that
+/// they are checked by the same rules as the file: KEY is a dotted path of keys in the experiment file's
+/// layout (optim.lr, data.train_size, optim.schedule.milestones), made where absent; VALUE is read as JSON
+/// (0.05, true, [20, 56], null to remove a key) and otherwise taken as a string (resnet56, /data/cifar).
+/// Throws ConfigError naming the assignment for one that is not KEY=VALUE or whose path runs through a value
+/// that is not an object.
+void apply_sets(nlohmann::json& doc, const std::vector<std::string>& sets);
+/// How a document with assignments is named in errors and in config.json: "FILE --set K=V ...".
+std::string with_sets(const std::string& source, const std::vector<std::string>& sets);
+/// The run `run` with `sets` applied to its config.json form and read back (reslab train --set); the run's
+/// name is kept, and a run that sets neither optim.epochs nor optim.iterations trains 1 epoch.
+RunConfig apply_sets(const RunConfig& run, const std::vector<std::string>& sets);
 /// The same from an already-parsed document (`source` names it in errors).
 ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source);
 
@@ -109,8 +123,10 @@ std::map<std::string, int64_t> read_class_index(JsonSection& parent, const std::
 /// Reads a run's resolved config.json (as train_run writes it) back into a RunConfig; throws ConfigError.
 RunConfig load_run_config(const std::string& path);
 
-/// Command-line values that replace those of the file.
+/// Command-line values that replace those of the file. The flags are short aliases applied to the parsed
+/// configuration, after the generic `--set` assignments, which are applied to the document (apply_sets).
 struct Overrides {
+  std::vector<std::string> sets;
   std::optional<std::vector<int64_t>> depths;
   std::optional<double> epochs;
   std::optional<int64_t> iterations;

@@ -53,6 +53,7 @@ std::vector<std::string> JsonSection::keys() const {
 }
 
 const nlohmann::json* JsonSection::get(const std::string& key) {
+  asked_.insert(key);
   auto it = value_.find(key);
   if (it == value_.end() || it->is_null()) return nullptr;
   return &*it;
@@ -136,11 +137,11 @@ std::optional<std::vector<JsonSection>> JsonSection::sections(const std::string&
   return out;
 }
 
-void JsonSection::finish(const std::set<std::string>& allowed) const {
+void JsonSection::finish() const {
   for (auto it = value_.begin(); it != value_.end(); ++it) {
-    if (allowed.count(it.key()) != 0) continue;
+    if (asked_.count(it.key()) != 0) continue;
     std::string expected;
-    for (const auto& k : allowed) expected += (expected.empty() ? "" : ", ") + k;
+    for (const auto& k : asked_) expected += (expected.empty() ? "" : ", ") + k;
     throw ConfigError(at(it.key()) + " is not a known key; expected one of: " + expected);
   }
 }

@@ -30,7 +30,11 @@ class JsonSection {
   /// `where` is the dotted path of this object in the file ("" for the top level).
   JsonSection(const nlohmann::json& value, std::string file, std::string where);
 
-  bool has(const std::string& key) const { return value_.contains(key); }
+  /// Whether `key` is present (and counts as a key this section knows, as every read does).
+  bool has(const std::string& key) const {
+    asked_.insert(key);
+    return value_.contains(key);
+  }
   /// The object's keys, in the file's order (for objects whose keys are data, such as a class index).
   std::vector<std::string> keys() const;
   std::optional<int64_t> integer(const std::string& key);
@@ -47,8 +51,9 @@ class JsonSection {
   /// The list of objects at `key`, if present, each named "key[i]" in errors; empty unless `allow_empty`.
   std::optional<std::vector<JsonSection>> sections(const std::string& key, bool allow_empty = false);
 
-  /// Throws ConfigError for every key that no read asked for, listing the expected keys.
-  void finish(const std::set<std::string>& allowed) const;
+  /// Throws ConfigError for the first key of the object that no read (nor has()) asked for, listing the keys
+  /// that were asked for: the reads are the list of known keys, so none is kept by hand.
+  void finish() const;
 
   /// "FILE: key 'optim.lr'": the start of an error message about `key`.
   std::string at(const std::string& key) const;
@@ -63,6 +68,7 @@ class JsonSection {
   const nlohmann::json& value_;
   std::string file_;
   std::string where_;
+  mutable std::set<std::string> asked_;  ///< every key a read or has() asked for, present or not
 };
 
 }  // namespace reslab
