@@ -114,7 +114,7 @@ TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
   trainer.add(std::make_shared<TrainRecordCallback>());
   trainer.add(std::make_shared<PoisonAt>(7));
   trainer.run();
-  EXPECT_EQ(ctx.state.status, "diverged");
+  EXPECT_EQ(ctx.state.status, RunStatus::kDiverged);
   ASSERT_TRUE(ctx.state.diverged_at.has_value());
   EXPECT_EQ(*ctx.state.diverged_at, 7);
   EXPECT_EQ(ctx.state.iter, 6);
@@ -125,7 +125,6 @@ TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
   EXPECT_EQ(records.back()["iter"], 6);
   EXPECT_TRUE(std::isfinite(records.back()["loss"].get<double>()));
 }
-
 
 TEST_F(TrainerTest, InterruptFinishesTheStepAndSummarisesTheRun) {
   clear_interrupt();
@@ -142,7 +141,7 @@ TEST_F(TrainerTest, InterruptFinishesTheStepAndSummarisesTheRun) {
   trainer.add(std::make_shared<testing::InterruptAt>(3));
   trainer.run();
   clear_interrupt();
-  EXPECT_EQ(ctx.state.status, "interrupted");
+  EXPECT_EQ(ctx.state.status, RunStatus::kInterrupted);
   EXPECT_EQ(ctx.state.iter, 3);
   // The open window is not flushed as a record: it goes into the checkpoint, so a resumed run writes the
   // records an uninterrupted run would have.

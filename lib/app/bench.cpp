@@ -21,6 +21,7 @@
 #include "optim/sgd.h"
 #include "train/allocator.h"
 #include "train/device.h"
+#include "train/replica.h"
 
 namespace reslab {
 
@@ -277,30 +278,24 @@ int run_bench(const BenchOptions& options) {
   }
   for (const auto& name : options.models) {
     const bool peak_per_model = reset_peak_rss();
-    torch::manual_seed(0);
-    auto model = build_model(name, spec);
-    model->to(device);
+    // The replica and the step a run trains with (train/replica.h, train_step).
+    ReplicaOptions replica_options;
+    replica_options.model = name;
+    replica_options.spec = spec;
+    replica_options.device = device;
+    replica_options.channels_last = options.channels_last;
+    replica_options.seed = 0;
+    replica_options.sgd.foreach = options.sgd_foreach;
+    replica_options.dist = dist.get();
+    Replica replica = make_replica(replica_options);
+    auto& model = replica.model;
     const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-    if (options.channels_last) to_channels_last(*model);
-    SgdConfig sgd;
-    sgd.foreach = options.sgd_foreach;
-    auto optimizer = make_sgd(model->parameters(), sgd);
     const auto& in = spec.input;
     auto inputs = torch::randn({local_batch, in.channels, in.height, in.width}).to(device).contiguous(memory);
     auto targets = torch::randint(0, spec.classes, {local_batch}, torch::kInt64).to(device);
-    std::unique_ptr<GradientSync> grad_sync;
-    if (dist) {
-      broadcast_module(*dist, *model, "the bench's initial weights");
-      grad_sync = std::make_unique<GradientSync>(*dist, model->parameters(), 1 << 20);
-    }
     model->train();
     auto step = [&](const torch::Tensor& x, const torch::Tensor& y) {
-      optimizer->zero_grad();
-      auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
-      if (grad_sync) grad_sync->begin_backward();
-      loss.backward();
-      if (grad_sync) grad_sync->finish_backward();
-      optimizer->step();
+      train_step(*model, *replica.optimizer, x, y, replica.grad_sync.get());
     };
     for (int64_t i = 0; i < options.warmup; ++i) step(inputs, targets);
     synchronize(device);
@@ -374,7 +369,7 @@ int run_bench(const BenchOptions& options) {
     }
     if (dist) {
       row["ranks"] = dist->world_size();
-      row["gradient_buckets"] = grad_sync->buckets();
+      row["gradient_buckets"] = replica.grad_sync->buckets();
     }
     all.push_back(row);
     if (!options.json && report) {

@@ -12,6 +12,7 @@
 
 #include "experiment/config.h"
 #include "experiment/stats.h"
+#include "train/allocator.h"
 
 #ifndef RESLAB_VERSION
 #define RESLAB_VERSION "unknown"
@@ -20,6 +21,50 @@
 namespace reslab {
 
 nlohmann::json version_info() { return {{"reslab", RESLAB_VERSION}, {"libtorch", TORCH_VERSION}}; }
+
+nlohmann::json make_summary(const RunOutcome& o) {
+  const auto optional_json = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  const RunConfig& run = o.run;
+  const TrainState& state = o.state;
+  nlohmann::json summary = {
+      {"experiment", run.experiment},
+      {"run", run.name},
+      {"model", run.model},
+      {"depth", o.model.depth()},
+      {"residual", o.model.residual()},
+      {"shortcut", run.shortcut},
+      {"params", count_parameters(o.model)},
+      {"flops", o.model.macs()},
+      {"dataset", run.dataset},
+      {"train_examples", o.train_examples},
+      {"iterations", state.iter},
+      {"epochs", state.epoch()},
+      {"final",
+       {{"train_error", optional_json(o.train_error)},
+        {"val_error", optional_json(o.val_error)},
+        {"test_error", optional_json(o.test_error)}}},
+      {"best_test_error", optional_json(o.best_test_error)},
+      {"seconds", o.seconds},
+      {"train_seconds", state.train_seconds},
+      {"eval_seconds", o.eval_seconds},
+      {"img_per_s", state.train_seconds > 0 ? state.iter * run.batch / state.train_seconds : 0.0},
+      {"world_size", o.world_size},
+      {"status", to_string(state.status)},
+      {"seed", run.seed},
+      {"threads", o.threads},
+      {"malloc", allocator_policy()},
+      {"conv", o.conv},
+      {"device", run.device},
+      {"retries", o.retries},
+      {"versions", version_info()}};
+  if (state.diverged_at) {
+    summary["diverged_at"] = *state.diverged_at;
+    summary["last_finite_loss"] = optional_json(state.last_finite_loss);
+  }
+  return summary;
+}
 
 namespace {
 

@@ -6,13 +6,38 @@
 #include <nlohmann/json.hpp>
 
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "experiment/config.h"
+#include "models/network.h"
+#include "train/trainer.h"
 
 namespace reslab {
 
 /// The versions recorded in every summary: reslab's and LibTorch's.
 nlohmann::json version_info();
+
+/// What a run's summary.json is made of, as train_run has it when the run stops.
+struct RunOutcome {
+  RunOutcome(const RunConfig& r, const NetworkBase& m, const TrainState& s) : run(r), model(m), state(s) {}
+  const RunConfig& run;
+  const NetworkBase& model;
+  const TrainState& state;
+  int64_t train_examples = 0;  ///< this rank's training examples (its shard in a data-parallel job)
+  std::optional<double> train_error, val_error, test_error, best_test_error;
+  double seconds = 0.0;       ///< wall clock from the first step to the end (retries included)
+  double eval_seconds = 0.0;
+  int64_t world_size = 1;
+  int64_t threads = 1;
+  std::string conv;           ///< the convolutions that ran (convolution_policy)
+  nlohmann::json retries = nlohmann::json::array();
+};
+
+/// summary.json: the run, its net, the final errors and timings, the status, and what decides its weights
+/// (seed, threads, allocator, convolutions, device, versions); diverged runs add where and the last finite loss.
+nlohmann::json make_summary(const RunOutcome& outcome);
 
 /// Throws std::runtime_error naming `path` and the key when `summary` is not a run's summary.json as reslab
 /// writes it: an object with "run" (a string), "status" (completed, diverged, interrupted or running),

@@ -25,6 +25,7 @@
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
+#include "train/replica.h"
 #include "train/tensorboard.h"
 
 namespace fs = std::filesystem;
@@ -78,20 +79,6 @@ RunData open_run_data(const RunConfig& run, DataCache& cache, int64_t train_batc
   return d;
 }
 
-int64_t resolve_threads(int64_t requested, int64_t local_ranks) {
-  if (requested > 0) return requested;
-  // The cores this process may use (a Slurm task's, a taskset's), else every core of the machine.
-  int64_t cores = 0;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
-  if (cores <= 0) cores = static_cast<int64_t>(std::thread::hardware_concurrency());
-  // Ranks bound to their own cores (Slurm) see only those; ranks that share the machine's cores split them.
-  const auto machine = static_cast<int64_t>(std::thread::hardware_concurrency());
-  if (local_ranks > 1 && cores >= machine) cores /= local_ranks;
-  return std::max<int64_t>(cores, 1);
-}
-
 std::shared_ptr<Distributed> join_job(const RunConfig& run, std::ostream* log) {
   const DistEnv env = read_dist_env();
   if (!env.distributed()) return nullptr;
@@ -105,10 +92,6 @@ std::shared_ptr<Distributed> join_job(const RunConfig& run, std::ostream* log) {
 }
 
 namespace {
-
-nlohmann::json optional_json(const std::optional<double>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
-}
 
 /// The newest checkpoint in `run_dir` that loads into a fresh model (from `fresh`) and was written with
 /// `identity`, with its meta; ("", null) when none is. Each one passed over is reported on `log`.
@@ -151,74 +134,6 @@ void cut_metrics(const std::string& run_dir, const nlohmann::json& meta, const s
   }
   fs::resize_file(metrics_path, static_cast<uintmax_t>(offset));
 }
-
-/// MemAvailable from /proc/meminfo, in bytes; nullopt where it cannot be read.
-std::optional<int64_t> mem_available_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
-  }
-  return std::nullopt;
-}
-
-/// Stops a CPU run that cannot fit before it starts, rather than hours later or through the kernel's OOM
-/// killer. The data and the model are already in memory here, so MemAvailable is what training has left.
-void check_memory(const RunConfig& run, const NetworkBase& model, torch::Device device, int64_t batch,
-                  int64_t ranks_here) {
-  if (!device.is_cpu()) return;
-  const char* skip = std::getenv("RESLAB_SKIP_MEMORY_CHECK");
-  if (skip != nullptr && std::string(skip) == "1") return;
-  const auto available = mem_available_bytes();
-  if (!available) return;
-  const int64_t needed = estimate_training_bytes(model, batch) * ranks_here;
-  if (needed <= *available) return;
-  const auto mib = [](int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
-  throw std::runtime_error(
-      "run '" + run.name + "': training " + run.model + " at batch " + std::to_string(batch) + " needs about " +
-      mib(needed) + (ranks_here > 1 ? " for its " + std::to_string(ranks_here) + " ranks on this machine" : "") +
-      " (activations kept for the backward pass: " +
-      mib(activation_bytes(model, batch)) + ") but this machine has " + mib(*available) +
-      " available (MemAvailable in /proc/meminfo); use a smaller batch, or set RESLAB_SKIP_MEMORY_CHECK=1 if the "
-      "estimate is wrong");
-}
-
-/// Runs a rank-0-only callback (a probe) with every BatchNorm on this rank's own statistics: a probe's extra
-/// forward and backward passes must not start the collectives of synchronised BN, which the other ranks, busy
-/// with their training step, would never join.
-class RankLocalBatchNorm : public Callback {
- public:
-  RankLocalBatchNorm(std::shared_ptr<Callback> inner, NetworkBase& model, StatReduce reduce)
-      : inner_(std::move(inner)), model_(model), reduce_(std::move(reduce)) {}
-  void on_train_begin(TrainContext& ctx) override { local([&] { inner_->on_train_begin(ctx); }); }
-  void on_batch_begin(TrainContext& ctx) override { local([&] { inner_->on_batch_begin(ctx); }); }
-  void on_after_backward(TrainContext& ctx) override { local([&] { inner_->on_after_backward(ctx); }); }
-  void on_batch_end(TrainContext& ctx) override { local([&] { inner_->on_batch_end(ctx); }); }
-  void on_log(TrainContext& ctx, const WindowStats& w) override { local([&] { inner_->on_log(ctx, w); }); }
-  void on_epoch_end(TrainContext& ctx) override { local([&] { inner_->on_epoch_end(ctx); }); }
-  void on_train_end(TrainContext& ctx) override { local([&] { inner_->on_train_end(ctx); }); }
-  std::string state_name() const override { return inner_->state_name(); }
-  nlohmann::json save_state() const override { return inner_->save_state(); }
-  void load_state(const nlohmann::json& state) override { inner_->load_state(state); }
-
- private:
-  template <typename F>
-  void local(F&& f) {
-    set_batch_norm_sync(model_, nullptr);
-    try {
-      f();
-    } catch (...) {
-      set_batch_norm_sync(model_, reduce_);
-      throw;
-    }
-    set_batch_norm_sync(model_, reduce_);
-  }
-  std::shared_ptr<Callback> inner_;
-  NetworkBase& model_;
-  StatReduce reduce_;
-};
 
 /// The checkpoint to continue from: the newest usable one as rank 0 sees it (in one process, this process's
 /// own choice). The other ranks load that very file rather than listing the folder themselves, which a cached
@@ -348,271 +263,326 @@ nlohmann::json copy_reused_run(const RunConfig& run, const std::string& source, 
 
 }  // namespace
 
-nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
-  Distributed* dist = options.dist.get();
-  const bool root = dist == nullptr || dist->is_root();
-  std::ostream* progress = root ? options.progress : nullptr;
-  if (options.resume) {
-    nlohmann::json done;
-    bool completed = false;
-    if (fs::exists(run_dir + "/summary.json")) {
-      done = read_json_file(run_dir + "/summary.json");
-      check_summary(done, run_dir + "/summary.json");
-      completed = done["status"] == "completed";
-    }
-    // Ranks skip a completed run together, and only when they all see it completed.
-    if (dist != nullptr &&
-        dist->any((dist->broadcast_value(completed ? 1 : 0, "the resume check") == 1) != completed, "the resume check")) {
-      throw DistError(dist->env().describe() + ": the ranks disagree on whether " + run_dir +
-                      "/summary.json holds a completed run; every rank must see the same run folder (a shared file "
-                      "system)");
-    }
-    if (completed) {
-      if (progress != nullptr) *progress << run.name << ": completed earlier, skipped\n";
-      return done;
-    }
+namespace {
+
+/// One training run, in the stages train_run lists. Each stage is small and reads what the stages before it
+/// set; in a data-parallel job every rank walks the same stages, and rank 0 alone writes the folder.
+class RunSession {
+ public:
+  RunSession(const RunConfig& run, std::string run_dir, DataCache& cache, const RunOptions& options)
+      : run_(run), run_dir_(std::move(run_dir)), cache_(cache), options_(options), dist_(options.dist.get()),
+        root_(dist_ == nullptr || dist_->is_root()), progress_(root_ ? options.progress : nullptr) {}
+
+  /// With --resume, the summary of a run that completed earlier (every rank agreeing), else nullopt.
+  std::optional<nlohmann::json> completed_earlier();
+  /// Threads for LibTorch's pool and this rank's device.
+  void set_up_environment();
+  /// A run not yet begun, copied from a completed one of the same training identity under --reuse's folders.
+  std::optional<nlohmann::json> reuse_completed();
+  /// The spec and loaders, and this rank's shard of each global batch in a data-parallel job.
+  void open_data();
+  /// The model, its optimiser, gradient sync and BN reducer, built once (the retries reuse them); the run's
+  /// length in iterations; the memory check.
+  void build_replica();
+  /// With --resume, the newest usable checkpoint (as rank 0 sees it).
+  void choose_resume_point();
+  /// Rank 0: config.json, no stale summary, and metrics.jsonl begun afresh or cut back to the checkpoint.
+  void prepare_folder();
+  /// The trainer with the standard callbacks, the probes and the caller's; the checkpoint's state loaded.
+  void assemble_trainer();
+  /// Trains; after a non-finite loss, goes back to the newest checkpoint up to retry_diverged times.
+  void train_with_retries();
+  /// Rank 0 writes model.pt (completed runs) and summary.json; every rank returns the summary.
+  nlohmann::json finish();
+
+ private:
+  /// metrics.jsonl, with the TensorBoard events rebuilt from what it holds and then mirroring it.
+  void open_metrics();
+  std::pair<std::string, nlohmann::json> choose(const std::string& what) {
+    return choose_checkpoint(dist_, run_dir_, identity_, [this] { return make_model(replica_options_); },
+                             replica_options_.sgd, progress_, what);
   }
-  const int64_t threads = resolve_threads(run.threads, dist != nullptr ? dist->env().local_world_size : 1);
-  if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
+
+  const RunConfig& run_;
+  const std::string run_dir_;
+  DataCache& cache_;
+  const RunOptions& options_;
+  Distributed* const dist_;
+  const bool root_;
+  std::ostream* const progress_;
+
+  int64_t threads_ = 1;
+  torch::Device device_ = torch::kCPU;
+  RunData data_;
+  std::unique_ptr<ShardedSource> shard_;
+  BatchSource* train_loader_ = nullptr;  ///< the shard, or the whole training set
+  int64_t local_batch_ = 0;
+  ReplicaOptions replica_options_;
+  Replica replica_;
+  int64_t per_epoch_ = 0, total_ = 0;
+  ScheduleConfig schedule_;
+  nlohmann::json identity_;
+  std::string resume_from_;
+  nlohmann::json resume_meta_;
+  std::unique_ptr<EventWriter> events_;  // before metrics_, whose mirror writes to it: destroyed after it
+  std::unique_ptr<JsonlWriter> metrics_;
+  std::unique_ptr<TrainContext> ctx_;
+  std::unique_ptr<Trainer> trainer_;
+  std::shared_ptr<ScheduleCallback> schedule_cb_;
+  std::shared_ptr<EvalCallback> eval_;
+  std::shared_ptr<CheckpointCallback> checkpoints_;
+  nlohmann::json retries_ = nlohmann::json::array();
+  double seconds_ = 0.0;
+};
+
+std::optional<nlohmann::json> RunSession::completed_earlier() {
+  if (!options_.resume) return std::nullopt;
+  nlohmann::json done;
+  bool completed = false;
+  if (fs::exists(run_dir_ + "/summary.json")) {
+    done = read_json_file(run_dir_ + "/summary.json");
+    check_summary(done, run_dir_ + "/summary.json");
+    completed = done["status"] == "completed";
+  }
+  // Ranks skip a completed run together, and only when they all see it completed.
+  if (dist_ != nullptr &&
+      dist_->any((dist_->broadcast_value(completed ? 1 : 0, "the resume check") == 1) != completed,
+                 "the resume check")) {
+    throw DistError(dist_->env().describe() + ": the ranks disagree on whether " + run_dir_ +
+                    "/summary.json holds a completed run; every rank must see the same run folder (a shared file "
+                    "system)");
+  }
+  if (!completed) return std::nullopt;
+  if (progress_ != nullptr) *progress_ << run_.name << ": completed earlier, skipped\n";
+  return done;
+}
+
+void RunSession::set_up_environment() {
+  threads_ = resolve_threads(run_.threads, dist_ != nullptr ? dist_->env().local_world_size : 1);
+  if (torch::get_num_threads() != threads_) torch::set_num_threads(static_cast<int>(threads_));
   // One GPU per rank: "cuda" in a data-parallel job is this rank's GPU on its machine.
-  const torch::Device device =
-      parse_rank_device(run.device, dist != nullptr ? dist->env().local_rank : -1, "run '" + run.name + "'");
+  device_ = parse_rank_device(run_.device, dist_ != nullptr ? dist_->env().local_rank : -1, "run '" + run_.name + "'");
+}
 
-  // A run not yet begun may be taken from a completed one of the same training configuration elsewhere. Not
-  // for a data-parallel job, nor when callbacks would record something during training that a copy lacks.
-  if (!options.reuse_from.empty() && !fs::exists(run_dir + "/metrics.jsonl") && !fs::exists(run_dir + "/summary.json")) {
-    if (dist != nullptr || !options.callbacks.empty()) {
-      if (progress != nullptr) {
-        *progress << run.name << ": not reused (" << (dist != nullptr ? "a data-parallel job" : "probes record during training")
-                  << "): trained here\n";
-      }
-    } else if (const std::string source = find_reusable_run(run, options.reuse_from, threads, device.str(), progress);
-               !source.empty()) {
-      auto summary = copy_reused_run(run, source, run_dir, threads);
-      if (progress != nullptr) {
-        *progress << run.name << ": reused " << source << " (the same training configuration, seed, " << threads
-                  << " threads and device; not trained again)\n";
-      }
-      return summary;
+std::optional<nlohmann::json> RunSession::reuse_completed() {
+  // Not for a data-parallel job, nor when callbacks would record something during training that a copy lacks.
+  if (options_.reuse_from.empty() || fs::exists(run_dir_ + "/metrics.jsonl") || fs::exists(run_dir_ + "/summary.json")) {
+    return std::nullopt;
+  }
+  if (dist_ != nullptr || !options_.callbacks.empty()) {
+    if (progress_ != nullptr) {
+      *progress_ << run_.name << ": not reused ("
+                 << (dist_ != nullptr ? "a data-parallel job" : "probes record during training") << "): trained here\n";
     }
+    return std::nullopt;
   }
+  const std::string source = find_reusable_run(run_, options_.reuse_from, threads_, device_.str(), progress_);
+  if (source.empty()) return std::nullopt;
+  auto summary = copy_reused_run(run_, source, run_dir_, threads_);
+  if (progress_ != nullptr) {
+    *progress_ << run_.name << ": reused " << source << " (the same training configuration, seed, " << threads_
+               << " threads and device; not trained again)\n";
+  }
+  return summary;
+}
 
-  RunData data_of_run = open_run_data(run, data, run.batch, mix_seed(run.seed));
-  const ModelSpec& spec = data_of_run.spec;
-  std::unique_ptr<ShardedSource> shard;
-  if (dist != nullptr) {
-    if (run.batch % dist->world_size() != 0) {
-      throw ConfigError("run '" + run.name + "': optim.batch " + std::to_string(run.batch) + " does not split " +
-                        "evenly across " + std::to_string(dist->world_size()) + " ranks: use a multiple of " +
-                        std::to_string(dist->world_size()) + " (the batch is the global one, across all ranks)");
+void RunSession::open_data() {
+  data_ = open_run_data(run_, cache_, run_.batch, mix_seed(run_.seed));
+  if (dist_ != nullptr) {
+    if (run_.batch % dist_->world_size() != 0) {
+      throw ConfigError("run '" + run_.name + "': optim.batch " + std::to_string(run_.batch) + " does not split " +
+                        "evenly across " + std::to_string(dist_->world_size()) + " ranks: use a multiple of " +
+                        std::to_string(dist_->world_size()) + " (the batch is the global one, across all ranks)");
     }
-    shard = std::make_unique<ShardedSource>(*data_of_run.train, dist->rank(), dist->world_size());
+    shard_ = std::make_unique<ShardedSource>(*data_.train, dist_->rank(), dist_->world_size());
   }
-  BatchSource& train_loader = shard ? *shard : *data_of_run.train;
-  const int64_t local_batch = shard ? shard->local_batch() : run.batch;
-  torch::manual_seed(run.seed);
-  auto model = build_model(run.model, spec);
-  model->to(device);
-  if (run.channels_last) to_channels_last(*model);
-  std::unique_ptr<GradientSync> grad_sync;
-  StatReduce bn_reduce;
-  if (dist != nullptr) {
-    broadcast_module(*dist, *model, "sharing rank 0's initial weights");
-    grad_sync = std::make_unique<GradientSync>(*dist, model->parameters(),
-                                               std::llround(run.dist_bucket_mb * 1024.0 * 1024.0));
-    if (run.sync_bn) {
-      bn_reduce = [dist](const torch::Tensor& t) { return differentiable_all_reduce_sum(*dist, t); };
-      set_batch_norm_sync(*model, bn_reduce);
-    }
+  train_loader_ = shard_ ? shard_.get() : data_.train.get();
+  local_batch_ = shard_ ? shard_->local_batch() : run_.batch;
+  per_epoch_ = train_loader_->batches_per_epoch();
+  if (per_epoch_ == 0) {
+    throw ConfigError("run '" + run_.name + "': the training set has " + std::to_string(train_loader_->size()) +
+                      " examples, fewer than one batch of " + std::to_string(run_.batch));
   }
-  // Callbacks that run on rank 0 alone see rank-local BatchNorm (see RankLocalBatchNorm).
-  auto rank_local = [&](std::shared_ptr<Callback> cb) -> std::shared_ptr<Callback> {
-    if (!bn_reduce) return cb;
-    return std::make_shared<RankLocalBatchNorm>(std::move(cb), *model, bn_reduce);
-  };
-  const auto parsed = parse_model_name(run.model);
+}
 
-  const int64_t per_epoch = train_loader.batches_per_epoch();
-  if (per_epoch == 0) {
-    throw ConfigError("run '" + run.name + "': the training set has " + std::to_string(train_loader.size()) +
-                      " examples, fewer than one batch of " + std::to_string(run.batch));
-  }
-  const int64_t total = run.iterations ? *run.iterations
-                                       : std::max<int64_t>(1, std::llround(*run.epochs * static_cast<double>(per_epoch)));
-  ScheduleConfig schedule = run.schedule;
-  if (parsed.depth < run.warmup_min_depth) schedule.warmup_lr.reset();
-  SgdConfig sgd{run.lr, run.momentum, run.weight_decay, run.nesterov};
-  sgd.groups = resolved_param_groups(run);
-  auto optimizer = make_sgd(*model, sgd);
-  check_memory(run, *model, device, local_batch, dist != nullptr ? dist->env().local_world_size : 1);
+void RunSession::build_replica() {
+  auto& o = replica_options_;
+  o.model = run_.model;
+  o.spec = data_.spec;
+  o.device = device_;
+  o.channels_last = run_.channels_last;
+  o.seed = run_.seed;
+  o.sgd = SgdConfig{run_.lr, run_.momentum, run_.weight_decay, run_.nesterov};
+  o.sgd.groups = resolved_param_groups(run_);
+  o.dist = dist_;
+  o.bucket_bytes = std::llround(run_.dist_bucket_mb * 1024.0 * 1024.0);
+  o.sync_bn = run_.sync_bn;
+  replica_ = make_replica(o);
+  total_ = run_.iterations ? *run_.iterations
+                           : std::max<int64_t>(1, std::llround(*run_.epochs * static_cast<double>(per_epoch_)));
+  schedule_ = run_.schedule;
+  if (parse_model_name(run_.model).depth < run_.warmup_min_depth) schedule_.warmup_lr.reset();
+  check_training_memory(*replica_.model, run_.model, device_, local_batch_,
+                        dist_ != nullptr ? dist_->env().local_world_size : 1, "run '" + run_.name + "'");
+}
 
-  const nlohmann::json identity = checkpoint_identity(run);
-  std::string resume_from;
-  nlohmann::json resume_meta;
-  auto fresh = [&] {
-    torch::manual_seed(run.seed);
-    auto scratch = build_model(run.model, spec);
-    scratch->to(device);
-    if (run.channels_last) to_channels_last(*scratch);
-    return scratch;
-  };
-  if (options.resume) {
-    std::tie(resume_from, resume_meta) =
-        choose_checkpoint(dist, run_dir, identity, fresh, sgd, progress, "choosing the checkpoint to resume from");
-  }
+void RunSession::choose_resume_point() {
+  identity_ = checkpoint_identity(run_);
+  if (options_.resume) std::tie(resume_from_, resume_meta_) = choose("choosing the checkpoint to resume from");
+}
 
-  std::unique_ptr<EventWriter> events;  // before metrics, whose mirror writes to it: destroyed after it
-  std::unique_ptr<JsonlWriter> metrics;
-  // metrics.jsonl, with the TensorBoard events rebuilt from what it holds and then mirroring it.
-  auto open_metrics = [&] {
-    metrics = std::make_unique<JsonlWriter>(run_dir + "/metrics.jsonl");
-    events.reset();
-    if (!run.tensorboard) {
-      fs::remove(run_dir + "/" + kEventFileName);  // one from before it was turned off would be stale
-      return;
-    }
-    rebuild_event_file(run_dir);
-    events = std::make_unique<EventWriter>(run_dir + "/" + kEventFileName);
-    metrics->mirror = [w = events.get()](const nlohmann::json& record) { w->write_record(record); };
-  };
-  if (root) {
-    fs::create_directories(run_dir);
-    nlohmann::json config = to_json(run);
-    config["threads"] = threads;
-    write_json_file(run_dir + "/config.json", config);
-    fs::remove(run_dir + "/summary.json");
-    if (resume_from.empty()) {
-      fs::remove(run_dir + "/metrics.jsonl");
-      for (const auto& stale : list_checkpoints(run_dir)) fs::remove(stale);
-    } else {
-      cut_metrics(run_dir, resume_meta, resume_from);
-    }
-    open_metrics();
+void RunSession::open_metrics() {
+  metrics_ = std::make_unique<JsonlWriter>(run_dir_ + "/metrics.jsonl");
+  events_.reset();
+  if (!run_.tensorboard) {
+    fs::remove(run_dir_ + "/" + kEventFileName);  // one from before it was turned off would be stale
+    return;
   }
+  rebuild_event_file(run_dir_);
+  events_ = std::make_unique<EventWriter>(run_dir_ + "/" + kEventFileName);
+  metrics_->mirror = [w = events_.get()](const nlohmann::json& record) { w->write_record(record); };
+}
 
-  TrainContext ctx{*model, *optimizer, train_loader, metrics.get(), {}};
-  ctx.dist = dist;
-  ctx.grad_sync = grad_sync.get();
-  Trainer trainer(ctx, total, run.log_every);
-  auto schedule_cb = std::make_shared<ScheduleCallback>(make_schedule(schedule, run.lr, per_epoch, total));
-  trainer.add(schedule_cb);
+void RunSession::prepare_folder() {
+  if (!root_) return;
+  fs::create_directories(run_dir_);
+  nlohmann::json config = to_json(run_);
+  config["threads"] = threads_;
+  write_json_file(run_dir_ + "/config.json", config);
+  fs::remove(run_dir_ + "/summary.json");
+  if (resume_from_.empty()) {
+    fs::remove(run_dir_ + "/metrics.jsonl");
+    for (const auto& stale : list_checkpoints(run_dir_)) fs::remove(stale);
+  } else {
+    cut_metrics(run_dir_, resume_meta_, resume_from_);
+  }
+  open_metrics();
+}
+
+void RunSession::assemble_trainer() {
+  ctx_ = std::make_unique<TrainContext>(
+      TrainContext{*replica_.model, *replica_.optimizer, *train_loader_, metrics_.get(), {}});
+  ctx_->dist = dist_;
+  ctx_->grad_sync = replica_.grad_sync.get();
+  trainer_ = std::make_unique<Trainer>(*ctx_, total_, run_.log_every);
+  Trainer& trainer = *trainer_;
+  schedule_cb_ = std::make_shared<ScheduleCallback>(make_schedule(schedule_, run_.lr, per_epoch_, total_));
+  trainer.add(schedule_cb_);
   trainer.add(std::make_shared<TrainRecordCallback>());
-  auto eval = std::make_shared<EvalCallback>(data_of_run.val.get(), data_of_run.test.get(), run.eval_every_epoch,
-                                             std::set<int64_t>(run.eval_at.begin(), run.eval_at.end()));
-  trainer.add(eval);
-  if (progress != nullptr) {
-    trainer.add(std::make_shared<ProgressCallback>(run.name, *progress, options.terminal));
-  }
+  eval_ = std::make_shared<EvalCallback>(data_.val.get(), data_.test.get(), run_.eval_every_epoch,
+                                         std::set<int64_t>(run_.eval_at.begin(), run_.eval_at.end()));
+  trainer.add(eval_);
+  if (progress_ != nullptr) trainer.add(std::make_shared<ProgressCallback>(run_.name, *progress_, options_.terminal));
+  // Callbacks that run on rank 0 alone see rank-local BatchNorm (see RankLocalBatchNorm).
+  auto rank_local = [this](std::shared_ptr<Callback> cb) -> std::shared_ptr<Callback> {
+    if (!replica_.bn_reduce) return cb;
+    return std::make_shared<RankLocalBatchNorm>(std::move(cb), *replica_.model, replica_.bn_reduce);
+  };
   // Probes and extra callbacks observe and write: rank 0's job (they see the all-reduced gradients).
-  if (!run.probes.empty() && root) {
+  if (!run_.probes.empty() && root_) {
     trainer.add(rank_local(std::make_shared<GradientProbeCallback>(
-        run.probes, std::set<int64_t>(run.probe_at.begin(), run.probe_at.end()))));
+        run_.probes, std::set<int64_t>(run_.probe_at.begin(), run_.probe_at.end()))));
   }
-  if (root) {
-    for (const auto& cb : options.callbacks) trainer.add(rank_local(cb));
+  if (root_) {
+    for (const auto& cb : options_.callbacks) trainer.add(rank_local(cb));
+    checkpoints_ = std::make_shared<CheckpointCallback>(trainer, run_dir_, options_.checkpoint_every, identity_, 2,
+                                                        /*save_at_start=*/run_.retry_diverged > 0);
+    trainer.add(checkpoints_);
   }
-  std::shared_ptr<CheckpointCallback> checkpoints;
-  if (root) {
-    checkpoints = std::make_shared<CheckpointCallback>(trainer, run_dir, options.checkpoint_every, identity, 2,
-                                                       /*save_at_start=*/run.retry_diverged > 0);
-    trainer.add(checkpoints);
-  }
-  if (!resume_from.empty()) {
-    load_checkpoint(resume_from, *model, *optimizer);
-    trainer.load_state(resume_meta.at("trainer"));
-    if (progress != nullptr) {
-      *progress << "resuming " << run.name << " at iteration " << ctx.state.iter << " from " << resume_from
-                        << "\n";
+  if (!resume_from_.empty()) {
+    load_checkpoint(resume_from_, *replica_.model, *replica_.optimizer);
+    trainer.load_state(resume_meta_.at("trainer"));
+    if (progress_ != nullptr) {
+      *progress_ << "resuming " << run_.name << " at iteration " << ctx_->state.iter << " from " << resume_from_
+                 << "\n";
     }
   }
+}
+
+void RunSession::train_with_retries() {
+  TrainContext& ctx = *ctx_;
   const auto start = std::chrono::steady_clock::now();
-  trainer.run();
+  trainer_->run();
   // Retries after a non-finite loss: back to the newest checkpoint (the records cut back to it), the learning
   // rate scaled down; each retry is a "retry" record and an entry of the summary's "retries".
-  nlohmann::json retries = nlohmann::json::array();
-  while (ctx.state.status == "diverged" && static_cast<int64_t>(retries.size()) < run.retry_diverged) {
+  while (ctx.state.status == RunStatus::kDiverged && static_cast<int64_t>(retries_.size()) < run_.retry_diverged) {
     const int64_t diverged_at = ctx.state.diverged_at.value_or(ctx.state.iter + 1);
-    const double scale_in_force = schedule_cb->lr_scale();  // earlier retries' included
-    auto [path, meta] =
-        choose_checkpoint(dist, run_dir, identity, fresh, sgd, progress, "choosing the checkpoint to retry from");
+    const double scale_in_force = schedule_cb_->lr_scale();  // earlier retries' included
+    auto [path, meta] = choose("choosing the checkpoint to retry from");
     if (path.empty()) break;  // none could be read: the run stays diverged
-    if (root) {
+    if (root_) {
       ctx.metrics = nullptr;
-      metrics.reset();
-      cut_metrics(run_dir, meta, path);
+      metrics_.reset();
+      cut_metrics(run_dir_, meta, path);
       open_metrics();
-      ctx.metrics = metrics.get();
+      ctx.metrics = metrics_.get();
     }
-    load_checkpoint(path, *model, *optimizer);
+    load_checkpoint(path, *replica_.model, *replica_.optimizer);
     // Rank 0 rewrites that checkpoint below: every rank has read it first.
-    if (dist != nullptr) dist->barrier("loading the checkpoint to retry from");
-    trainer.load_state(meta.at("trainer"));
-    schedule_cb->set_lr_scale(scale_in_force * run.retry_lr_scale);
-    ctx.state.status = "running";
+    if (dist_ != nullptr) dist_->barrier("loading the checkpoint to retry from");
+    trainer_->load_state(meta.at("trainer"));
+    schedule_cb_->set_lr_scale(scale_in_force * run_.retry_lr_scale);
+    ctx.state.status = RunStatus::kRunning;
     ctx.state.diverged_at.reset();
     nlohmann::json retry = {{"kind", "retry"},        {"iter", ctx.state.iter},
                             {"epoch", ctx.state.epoch()}, {"diverged_at", diverged_at},
-                            {"lr_scale", schedule_cb->lr_scale()}, {"checkpoint", fs::path(path).filename().string()}};
-    if (metrics) metrics->write(retry);
+                            {"lr_scale", schedule_cb_->lr_scale()}, {"checkpoint", fs::path(path).filename().string()}};
+    if (metrics_) metrics_->write(retry);
     // The checkpoint again, with the lowered scale and the retry record: a run stopped from here on resumes
     // with the learning rate it was retrying at.
-    if (checkpoints) checkpoints->save_now(ctx);
+    if (checkpoints_) checkpoints_->save_now(ctx);
     retry.erase("kind");
-    retries.push_back(retry);
-    if (progress != nullptr) {
-      *progress << run.name << ": loss not finite at iteration " << diverged_at << "; retrying from "
-                        << path << " (iteration " << ctx.state.iter << ") with the learning rate x"
-                        << schedule_cb->lr_scale() << "\n";
+    retries_.push_back(retry);
+    if (progress_ != nullptr) {
+      *progress_ << run_.name << ": loss not finite at iteration " << diverged_at << "; retrying from " << path
+                 << " (iteration " << ctx.state.iter << ") with the learning rate x" << schedule_cb_->lr_scale() << "\n";
     }
-    trainer.run();
+    trainer_->run();
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const auto& state = ctx.state;
+  seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
-  nlohmann::json summary = {
-      {"experiment", run.experiment},
-      {"run", run.name},
-      {"model", run.model},
-      {"depth", model->depth()},
-      {"residual", model->residual()},
-      {"shortcut", run.shortcut},
-      {"params", count_parameters(*model)},
-      {"flops", model->macs()},
-      {"dataset", run.dataset},
-      {"train_examples", train_loader.size()},
-      {"iterations", state.iter},
-      {"epochs", state.epoch()},
-      {"final",
-       {{"train_error", optional_json(trainer.last_epoch_train_error())},
-        {"val_error", optional_json(eval->val_error())},
-        {"test_error", optional_json(eval->test_error())}}},
-      {"best_test_error", optional_json(eval->best_test_error())},
-      {"seconds", seconds},
-      {"train_seconds", state.train_seconds},
-      {"eval_seconds", eval->seconds()},
-      {"img_per_s", state.train_seconds > 0 ? state.iter * run.batch / state.train_seconds : 0.0},
-      {"world_size", dist != nullptr ? dist->world_size() : 1},
-      {"status", state.status},
-      {"seed", run.seed},
-      {"threads", threads},
-      {"malloc", allocator_policy()},
-      {"conv", convolution_policy(device)},
-      {"device", run.device},
-      {"retries", retries},
-      {"versions", version_info()}};
-  if (state.diverged_at) {
-    summary["diverged_at"] = *state.diverged_at;
-    summary["last_finite_loss"] = optional_json(state.last_finite_loss);
-  }
-  if (!root) return summary;  // rank 0 writes the folder
-  if (options.save_model && state.status == "completed") {
-    save_model_file(run_dir + "/model.pt", *model,
-                    {{"model", run.model}, {"shortcut", run.shortcut}, {"dataset", run.dataset},
+nlohmann::json RunSession::finish() {
+  const TrainState& state = ctx_->state;
+  RunOutcome outcome(run_, *replica_.model, state);
+  outcome.train_examples = train_loader_->size();
+  outcome.train_error = trainer_->last_epoch_train_error();
+  outcome.val_error = eval_->val_error();
+  outcome.test_error = eval_->test_error();
+  outcome.best_test_error = eval_->best_test_error();
+  outcome.seconds = seconds_;
+  outcome.eval_seconds = eval_->seconds();
+  outcome.world_size = dist_ != nullptr ? dist_->world_size() : 1;
+  outcome.threads = threads_;
+  outcome.conv = convolution_policy(device_);
+  outcome.retries = retries_;
+  nlohmann::json summary = make_summary(outcome);
+  if (!root_) return summary;  // rank 0 writes the folder
+  if (options_.save_model && state.status == RunStatus::kCompleted) {
+    const ModelSpec& spec = data_.spec;
+    save_model_file(run_dir_ + "/model.pt", *replica_.model,
+                    {{"model", run_.model}, {"shortcut", run_.shortcut}, {"dataset", run_.dataset},
                      {"input", {spec.input.channels, spec.input.height, spec.input.width}},
-                     {"classes", spec.classes}, {"iterations", state.iter}, {"config", identity}});
+                     {"classes", spec.classes}, {"iterations", state.iter}, {"config", identity_}});
   }
-  write_json_file(run_dir + "/summary.json", summary);
+  write_json_file(run_dir_ + "/summary.json", summary);
   return summary;
+}
+
+}  // namespace
+
+nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataCache& data, const RunOptions& options) {
+  RunSession session(run, run_dir, data, options);
+  if (auto done = session.completed_earlier()) return *done;
+  session.set_up_environment();
+  if (auto copied = session.reuse_completed()) return *copied;
+  session.open_data();
+  session.build_replica();
+  session.choose_resume_point();
+  session.prepare_folder();
+  session.assemble_trainer();
+  session.train_with_retries();
+  return session.finish();
 }
 
 void prepare_output_dir(const std::string& dir, const std::vector<std::string>& run_names, bool overwrite) {

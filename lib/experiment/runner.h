@@ -13,6 +13,7 @@
 #include "distributed/process_group.h"
 #include "experiment/config.h"
 #include "models/network.h"
+#include "train/device.h"
 #include "train/trainer.h"
 
 namespace reslab {
@@ -56,10 +57,6 @@ struct RunOptions {
   /// the same training identity, threads and device, and is not trained again (see reuse_completed_run).
   std::vector<std::string> reuse_from;
 };
-
-/// Threads for LibTorch's intra-op pool: `requested`, or when 0 the cores this process may run on shared
-/// among the `local_ranks` processes of a data-parallel job on this machine.
-int64_t resolve_threads(int64_t requested, int64_t local_ranks = 1);
 
 /// The data-parallel job this process was launched into (torchrun's or Slurm's variables), joined with
 /// `run`'s timeout; null when it was launched alone. Rank 0 reports the rendezvous on `log`. Throws DistError.

@@ -94,8 +94,8 @@ void EvalCallback::on_epoch_end(TrainContext& ctx) {
 }
 
 void EvalCallback::on_train_end(TrainContext& ctx) {
-  if (ctx.state.status == "interrupted") return;  // the user wants out: keep the last evaluation
-  if (ctx.state.status == "diverged") {
+  if (ctx.state.status == RunStatus::kInterrupted) return;  // the user wants out: keep the last evaluation
+  if (ctx.state.status == RunStatus::kDiverged) {
     // The weights are not finite: an evaluation now would measure nothing. The final errors stay empty.
     val_error_.reset();
     test_error_.reset();
@@ -160,7 +160,7 @@ void CheckpointCallback::on_epoch_end(TrainContext& ctx) {
 }
 
 void CheckpointCallback::on_train_end(TrainContext& ctx) {
-  if (ctx.state.status != "diverged") save(ctx);
+  if (ctx.state.status != RunStatus::kDiverged) save(ctx);
 }
 
 std::string format_duration(double seconds) {

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "models/batch_norm.h"
 #include "optim/schedule.h"
 #include "train/trainer.h"
 
@@ -115,5 +116,40 @@ class CheckpointCallback : public Callback {
 
 /// "1h02m", "3m05s", "42s".
 std::string format_duration(double seconds);
+
+/// Runs a rank-0-only callback (a probe) with every BatchNorm on this rank's own statistics: a probe's extra
+/// forward and backward passes must not start the collectives of synchronised BN, which the other ranks, busy
+/// with their training step, would never join.
+class RankLocalBatchNorm : public Callback {
+ public:
+  RankLocalBatchNorm(std::shared_ptr<Callback> inner, NetworkBase& model, StatReduce reduce)
+      : inner_(std::move(inner)), model_(model), reduce_(std::move(reduce)) {}
+  void on_train_begin(TrainContext& ctx) override { local([&] { inner_->on_train_begin(ctx); }); }
+  void on_batch_begin(TrainContext& ctx) override { local([&] { inner_->on_batch_begin(ctx); }); }
+  void on_after_backward(TrainContext& ctx) override { local([&] { inner_->on_after_backward(ctx); }); }
+  void on_batch_end(TrainContext& ctx) override { local([&] { inner_->on_batch_end(ctx); }); }
+  void on_log(TrainContext& ctx, const WindowStats& w) override { local([&] { inner_->on_log(ctx, w); }); }
+  void on_epoch_end(TrainContext& ctx) override { local([&] { inner_->on_epoch_end(ctx); }); }
+  void on_train_end(TrainContext& ctx) override { local([&] { inner_->on_train_end(ctx); }); }
+  std::string state_name() const override { return inner_->state_name(); }
+  nlohmann::json save_state() const override { return inner_->save_state(); }
+  void load_state(const nlohmann::json& state) override { inner_->load_state(state); }
+
+ private:
+  template <typename F>
+  void local(F&& f) {
+    set_batch_norm_sync(model_, nullptr);
+    try {
+      f();
+    } catch (...) {
+      set_batch_norm_sync(model_, reduce_);
+      throw;
+    }
+    set_batch_norm_sync(model_, reduce_);
+  }
+  std::shared_ptr<Callback> inner_;
+  NetworkBase& model_;
+  StatReduce reduce_;
+};
 
 }  // namespace reslab

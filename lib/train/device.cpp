@@ -1,6 +1,13 @@
 #include "train/device.h"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
 #include <stdexcept>
+#include <thread>
 
 namespace reslab {
 
@@ -13,7 +20,53 @@ int64_t cuda_index(const std::string& name) {
   }
   return std::stoll(name.substr(5));
 }
+
+/// MemAvailable from /proc/meminfo, in bytes; nullopt where it cannot be read.
+std::optional<int64_t> mem_available_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+void check_training_memory(const NetworkBase& model, const std::string& model_name, torch::Device device,
+                           int64_t batch, int64_t ranks_here, const std::string& what) {
+  if (!device.is_cpu()) return;
+  const char* skip = std::getenv("RESLAB_SKIP_MEMORY_CHECK");
+  if (skip != nullptr && std::string(skip) == "1") return;
+  const auto available = mem_available_bytes();
+  if (!available) return;
+  const int64_t needed = estimate_training_bytes(model, batch) * ranks_here;
+  if (needed <= *available) return;
+  const auto mib = [](int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
+  throw std::runtime_error(
+      what + ": training " + model_name + " at batch " + std::to_string(batch) + " needs about " +
+      mib(needed) + (ranks_here > 1 ? " for its " + std::to_string(ranks_here) + " ranks on this machine" : "") +
+      " (activations kept for the backward pass: " +
+      mib(activation_bytes(model, batch)) + ") but this machine has " + mib(*available) +
+      " available (MemAvailable in /proc/meminfo); use a smaller batch, or set RESLAB_SKIP_MEMORY_CHECK=1 if the "
+      "estimate is wrong");
+}
+
+int64_t resolve_threads(int64_t requested, int64_t local_ranks) {
+  if (requested > 0) return requested;
+  // The cores this process may use (a Slurm task's, a taskset's), else every core of the machine.
+  int64_t cores = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+  if (cores <= 0) cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+  // Ranks bound to their own cores (Slurm) see only those; ranks that share the machine's cores split them.
+  const auto machine = static_cast<int64_t>(std::thread::hardware_concurrency());
+  if (local_ranks > 1 && cores >= machine) cores /= local_ranks;
+  return std::max<int64_t>(cores, 1);
+}
 
 bool valid_device_name(const std::string& name) {
   return name == "cpu" || name == "cuda" || cuda_index(name) >= 0;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "data/batch_source.h"
+#include "models/network.h"
 
 namespace reslab {
 
@@ -26,6 +27,19 @@ torch::Device device_of(const torch::nn::Module& module);
 
 /// The batch with its tensors on `device` (the same batch when they already are).
 Batch to_device(Batch batch, torch::Device device);
+
+/// Threads for LibTorch's intra-op pool: `requested`, or when 0 the cores this process may run on (its CPU
+/// affinity: a Slurm task's, a taskset's) shared among the `local_ranks` processes of a data-parallel job on
+/// this machine.
+int64_t resolve_threads(int64_t requested, int64_t local_ranks = 1);
+
+/// Stops a CPU run that cannot fit before it starts, rather than hours later or through the kernel's OOM
+/// killer: throws std::runtime_error naming `what` (the run), `model_name` and the sizes when training `model`
+/// at `batch` on each of `ranks_here` processes needs more than MemAvailable. The data and the model are
+/// already in memory when it is called, so MemAvailable is what training has left. Nothing on a GPU, nor with
+/// RESLAB_SKIP_MEMORY_CHECK=1.
+void check_training_memory(const NetworkBase& model, const std::string& model_name, torch::Device device,
+                           int64_t batch, int64_t ranks_here, const std::string& what);
 
 /// Waits for the work queued on `device` (CUDA launches are asynchronous); nothing on the CPU.
 void synchronize(torch::Device device);

@@ -14,6 +14,35 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 }  // namespace
 
+const char* to_string(RunStatus status) {
+  switch (status) {
+    case RunStatus::kRunning:
+      return "running";
+    case RunStatus::kCompleted:
+      return "completed";
+    case RunStatus::kDiverged:
+      return "diverged";
+    case RunStatus::kInterrupted:
+      return "interrupted";
+  }
+  return "unknown";
+}
+
+StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
+                      const torch::Tensor& targets, GradientSync* grad_sync,
+                      const std::function<void()>& after_backward) {
+  optimizer.zero_grad();
+  StepOutput out;
+  out.logits = model.forward(inputs);
+  out.loss = torch::nn::functional::cross_entropy(out.logits, targets);
+  if (grad_sync != nullptr) grad_sync->begin_backward();
+  out.loss.backward();
+  if (grad_sync != nullptr) grad_sync->finish_backward();  // every rank's mean gradient
+  if (after_backward) after_backward();
+  optimizer.step();
+  return out;
+}
+
 Trainer::Trainer(TrainContext& ctx, int64_t total_iters, int64_t log_every) : ctx_(ctx), log_every_(log_every) {
   TORCH_CHECK(log_every_ > 0, "Trainer: log_every must be positive");
   TORCH_CHECK(total_iters > 0, "Trainer: the run needs at least one iteration");
@@ -48,7 +77,7 @@ void Trainer::run() {
       if (interrupted) globalize_window();
     }
     if (interrupted) {
-      s.status = "interrupted";
+      s.status = RunStatus::kInterrupted;
       break;
     }
     if (s.stop_requested) break;
@@ -62,19 +91,14 @@ void Trainer::run() {
     for (auto& cb : callbacks_) cb->on_batch_begin(ctx_);
     double hook_seconds = seconds_since(hook_start);
 
-    ctx_.optimizer.zero_grad();
-    auto logits = model.forward(batch.inputs);
-    auto loss = torch::nn::functional::cross_entropy(logits, batch.targets);
-    if (ctx_.grad_sync != nullptr) ctx_.grad_sync->begin_backward();
-    loss.backward();
-    if (ctx_.grad_sync != nullptr) ctx_.grad_sync->finish_backward();  // every rank's mean gradient
-    hook_start = std::chrono::steady_clock::now();
-    for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
-    hook_seconds += seconds_since(hook_start);
-    ctx_.optimizer.step();
+    const auto out = train_step(model, ctx_.optimizer, batch.inputs, batch.targets, ctx_.grad_sync, [&] {
+      const auto start = std::chrono::steady_clock::now();
+      for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
+      hook_seconds += seconds_since(start);
+    });
 
-    window_losses_.push_back(loss.detach());
-    window_wrong_.push_back(logits.detach().argmax(1).ne(batch.targets).sum());
+    window_losses_.push_back(out.loss.detach());
+    window_wrong_.push_back(out.logits.detach().argmax(1).ne(batch.targets).sum());
     window_sizes_.push_back(batch.targets.size(0));
     ++s.iter;
     window_seconds_ += seconds_since(step_start) - hook_seconds;
@@ -83,15 +107,15 @@ void Trainer::run() {
     const bool epoch_end = s.iter % s.iters_per_epoch == 0;
     if (s.iter % log_every_ == 0 || epoch_end || s.iter == s.total_iters) {
       flush_window();
-      if (s.status == "diverged") break;
+      if (s.status == RunStatus::kDiverged) break;
     }
     if (epoch_end) {
       for (auto& cb : callbacks_) cb->on_epoch_end(ctx_);
     }
   }
   // An interrupted run keeps its open window for the checkpoint, so a resumed run writes the same records.
-  if (!window_losses_.empty() && s.status != "interrupted") flush_window();
-  if (s.status == "running") s.status = "completed";
+  if (!window_losses_.empty() && s.status != RunStatus::kInterrupted) flush_window();
+  if (s.status == RunStatus::kRunning) s.status = RunStatus::kCompleted;
   for (auto& cb : callbacks_) cb->on_train_end(ctx_);
 }
 
@@ -133,7 +157,7 @@ void Trainer::flush_window() {
   int64_t wrong_sum = 0;
   for (int64_t i = 0; i < steps; ++i) {
     if (!std::isfinite(l[i])) {
-      s.status = "diverged";
+      s.status = RunStatus::kDiverged;
       s.diverged_at = window_begin_ + i + 1;
       s.iter = *s.diverged_at - 1;  // iterations that ended with a finite loss
       break;

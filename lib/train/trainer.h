@@ -2,6 +2,7 @@
 // The training loop: forward, loss, backward, step; everything else is a callback.
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,16 @@ struct WindowStats {
   double img_per_s = 0.0;  ///< images over the time spent in training steps (data, forward, backward, update)
 };
 
+/// How a run stands or ended. Summaries, metrics and checkpoints write it as to_string's word.
+enum class RunStatus {
+  kRunning,
+  kCompleted,
+  kDiverged,     ///< a non-finite loss (a result, not an error)
+  kInterrupted,  ///< a signal (SIGINT, SIGTERM) stopped it after the step in progress
+};
+/// "running", "completed", "diverged", "interrupted".
+const char* to_string(RunStatus status);
+
 /// Where a run stands; callbacks read it and may request a stop.
 struct TrainState {
   int64_t iter = 0;  ///< iterations done
@@ -33,7 +44,7 @@ struct TrainState {
   int64_t train_size = 1;
   double lr = 0.0;  ///< learning rate of the latest step
   std::optional<WindowStats> last_window;
-  std::string status = "running";  ///< then "completed", "diverged" or "interrupted" (a signal)
+  RunStatus status = RunStatus::kRunning;
   std::optional<int64_t> diverged_at;  ///< the iteration whose loss was not finite (iter stops just before it)
   std::optional<double> last_finite_loss;
   double train_seconds = 0.0;  ///< time inside training steps
@@ -109,6 +120,16 @@ class Trainer {
   // (wrong, examples) of the last iters_per_epoch iterations, for the final training error.
   std::deque<std::pair<int64_t, int64_t>> recent_;
 };
+
+/// One training step, the same for the trainer and `reslab bench`: gradients zeroed, forward, cross-entropy,
+/// backward (through `grad_sync`'s all-reduce in a data-parallel job, null otherwise), `after_backward` (the
+/// trainer's hooks; may be empty), the optimiser's step. Returns the logits and the loss, left on the device.
+struct StepOutput {
+  torch::Tensor logits, loss;
+};
+StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
+                      const torch::Tensor& targets, GradientSync* grad_sync = nullptr,
+                      const std::function<void()>& after_backward = {});
 
 /// Loss and error (percent) of `model` over every batch of `loader`, in eval mode without gradients. With
 /// `dist`, every rank evaluates rank 0's weights and running statistics on its share of the batches and every
