@@ -222,9 +222,9 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<AnalyzeOptions>();
   auto* cmd = app.add_subcommand("analyze", "Probes: layer responses, gradient norms and signal-to-noise, shattered "
                                             "gradients, lesions, path lengths, iterative refinement");
-  std::string probes;
-  for (const auto& name : probe_names()) probes += name + ", ";
-  cmd->add_option("probe", opts->probe, probes + "or all")->required();
+  std::string probes = "The probe, or all:";
+  for (const auto& p : probe_table()) probes += "\n    " + p.name + ": " + p.help;
+  cmd->add_option("probe", opts->probe, probes)->required();
   cmd->add_option("run_dirs", opts->run_dirs, "Run folders (holding config.json and model.pt)");
   cmd->add_option("--at-init", opts->at_init, "Models to probe freshly initialised, e.g. plain20,resnet20")
       ->delimiter(',');

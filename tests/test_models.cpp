@@ -79,7 +79,7 @@ TEST_F(ModelsTest, ParameterCountsMatchTable6) {
     const double m = count_parameters(*resnet) / 1e6;
     const double digits = millions < 1.0 ? 0.005 : 0.05;  // the table's rounding
     EXPECT_NEAR(m, millions, digits) << "depth " << depth;
-    ResNet plain(ResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}).residual(false));
+    ResNet plain(ResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}).blocks([](ResidualBlockOptions& b) { b.residual(false); }));
     EXPECT_EQ(count_parameters(*plain), count_parameters(*resnet)) << "depth " << depth;
   }
   // The exact figure for ResNet-20, as in the common PyTorch reference.
@@ -214,12 +214,12 @@ TEST_F(ModelsTest, ImageNetFamilyMatchesTable1AndTheReferenceCounts) {
     EXPECT_EQ(weighted, depth);
   }
   // The reference's stride on the 3x3 conv: the same parameters, more multiply-adds (4.1G for ResNet-50).
-  ResNet paper(imagenet_options(50)), reference(imagenet_options(50).stride_on_3x3(true));
+  ResNet paper(imagenet_options(50)), reference(imagenet_options(50).blocks([](ResidualBlockOptions& b) { b.stride_on_3x3(true); }));
   EXPECT_EQ(count_parameters(*paper), count_parameters(*reference));
   EXPECT_GT(reference->macs(), paper->macs());
   EXPECT_NEAR(reference->macs() / 1e9, 4.09, 0.02);
   // Plain-34 has the same layers and no projection.
-  ResNet plain(imagenet_options(34).residual(false));
+  ResNet plain(imagenet_options(34).blocks([](ResidualBlockOptions& b) { b.residual(false); }));
   EXPECT_LT(count_parameters(*plain), 21797672);
   EXPECT_EQ(plain->depth(), 34);
 }
@@ -228,15 +228,15 @@ TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
   const std::vector<ResNetOptions> variants = {
       imagenet_options(18).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
       imagenet_options(50).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::A}),
-      imagenet_options(50).preact(true).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
-      ResNetOptions(11).kind(BlockKind::kBottleneck).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11).kind(BlockKind::kBottleneck).preact(true).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(14).preact(true).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11).branch_layers(1).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11).branch_layers(3).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::C}),
-      ResNetOptions(8).norm(Norm::kBatchNormNoAffine).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(8).norm(Norm::kNone).fixup(true).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(8).branch_scale(BranchScale::kZero).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A})};
+      imagenet_options(50).blocks([](ResidualBlockOptions& b) { b.preact(true); }).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
+      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck).preact(true); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(14).blocks([](ResidualBlockOptions& b) { b.preact(true); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.branch_layers(1); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.branch_layers(3); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::C}),
+      ResNetOptions(8).blocks([](ResidualBlockOptions& b) { b.norm(Norm::kBatchNormNoAffine); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(8).blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).fixup(true); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(8).blocks([](ResidualBlockOptions& b) { b.branch_scale(BranchScale::kZero); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A})};
   for (const auto& o : variants) {
     ResNet net(o);
     SCOPED_TRACE(c10::str(*net));
@@ -249,8 +249,8 @@ TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
   // A bottleneck expands its output four times; the CIFAR bottleneck net is 9n+2 deep.
   EXPECT_EQ(ResidualBlock(ResidualBlockOptions(64, 16).kind(BlockKind::kBottleneck))->options.out_planes(), 64);
   testing::expect_error<std::invalid_argument>(
-      [] { ResNet net(ResNetOptions(21).kind(BlockKind::kBottleneck)); }, {"21", "9n+2", "164"});
-  testing::expect_error<std::invalid_argument>([] { ResNet net(ResNetOptions(21).branch_layers(1)); },
+      [] { ResNet net(ResNetOptions(21).blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); })); }, {"21", "9n+2", "164"});
+  testing::expect_error<std::invalid_argument>([] { ResNet net(ResNetOptions(21).blocks([](ResidualBlockOptions& b) { b.branch_layers(1); })); },
                                                {"21", "3n+2"});
 }
 

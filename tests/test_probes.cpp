@@ -31,7 +31,7 @@ class ProbeTrainingTest : public testing::SeededTest {};
 ResNet narrow_net(int64_t depth, bool residual, int64_t width = 4) {
   return ResNet(ResNetOptions(depth)
                          .spec(ModelSpec{{width, 8, 8}, 3, Shortcut::A})
-                         .residual(residual)
+                         .blocks([residual](ResidualBlockOptions& b) { b.residual(residual); })
                          .widths({width, width, width}));
 }
 
@@ -457,7 +457,8 @@ TEST_F(ProbesTest, RefinementReadoutOfTheLastBlockIsTheNetsOwnOutput) {
   ProbeSettings s;
   s.batch = 10;
   for (bool preact : {false, true}) {
-    ResNet net(ResNetOptions(14).spec(ModelSpec{{4, 8, 8}, 3, Shortcut::A}).widths({4, 8, 16}).preact(preact));
+    ResNet net(ResNetOptions(14).spec(ModelSpec{{4, 8, 8}, 3, Shortcut::A}).widths({4, 8, 16})
+                   .blocks([preact](ResidualBlockOptions& b) { b.preact(preact); }));
     calibrate_batchnorm(*net, *tiny.loader, 2);
     EXPECT_EQ(net->readable_blocks(), (std::vector<int64_t>{4, 5}));
     const auto r = refinement_study(*net, *tiny.loader, s);

@@ -39,39 +39,39 @@ TEST(Registry, NamesEveryFamilyAndVariant) {
   const ModelSpec imagenet{{3, 224, 224}, 1000, Shortcut::B};
   // Table 1's names are the ImageNet nets; cifar- reaches the CIFAR-style net of the same depth.
   EXPECT_EQ(count_parameters(*build_model("resnet50", imagenet)), 25557032);
-  EXPECT_EQ(parse_model_name("resnet50").options.kind(), BlockKind::kBottleneck);
+  EXPECT_EQ(parse_model_name("resnet50").options.block().kind(), BlockKind::kBottleneck);
   EXPECT_EQ(parse_model_name("resnet18").options.stem(), Stem::kImageNet);
   EXPECT_EQ(parse_model_name("cifar-resnet50").options.stem(), Stem::kCifar);
   EXPECT_EQ(parse_model_name("cifar-resnet50").depth, 50);
-  EXPECT_FALSE(parse_model_name("plain34").options.residual());
+  EXPECT_FALSE(parse_model_name("plain34").options.block().residual());
   // He et al. 2016's pre-activation nets: basic at 110, bottleneck at 164 and 1001 (1.7M and 10.2M parameters).
-  EXPECT_EQ(parse_model_name("preact110").options.kind(), BlockKind::kBasic);
-  EXPECT_TRUE(parse_model_name("preact110").options.preact());
-  EXPECT_EQ(parse_model_name("preact164").options.kind(), BlockKind::kBottleneck);
+  EXPECT_EQ(parse_model_name("preact110").options.block().kind(), BlockKind::kBasic);
+  EXPECT_TRUE(parse_model_name("preact110").options.block().preact());
+  EXPECT_EQ(parse_model_name("preact164").options.block().kind(), BlockKind::kBottleneck);
   EXPECT_NEAR(count_parameters(*build_model("preact164", cifar)) / 1e6, 1.7, 0.05);
   // (10.29M with option A shortcuts; the paper rounds to 10.2M.)
   EXPECT_NEAR(count_parameters(*build_model("preact1001", cifar)) / 1e6, 10.2, 0.1);
-  EXPECT_EQ(parse_model_name("resnet164-bottleneck").options.kind(), BlockKind::kBottleneck);
-  EXPECT_EQ(parse_model_name("resnet164").options.kind(), BlockKind::kBasic);
+  EXPECT_EQ(parse_model_name("resnet164-bottleneck").options.block().kind(), BlockKind::kBottleneck);
+  EXPECT_EQ(parse_model_name("resnet164").options.block().kind(), BlockKind::kBasic);
   // Branch depth at matched total depth, and the branch-scale tags.
   const auto k1 = parse_model_name("resnet20-k1").options;
-  EXPECT_EQ(k1.branch_layers(), 1);
+  EXPECT_EQ(k1.block().branch_layers(), 1);
   EXPECT_EQ(build_model("resnet20-k1", cifar)->depth(), 20);
   EXPECT_EQ(std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet20-k1", cifar))->num_blocks(), 18);
   EXPECT_EQ(std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet20-k3", cifar))->num_blocks(), 6);
   const auto tagged = parse_model_name("resnet56-noaffine-zerogamma").options;
-  EXPECT_EQ(tagged.norm(), Norm::kBatchNormNoAffine);
-  EXPECT_TRUE(tagged.zero_init_last());
+  EXPECT_EQ(tagged.block().norm(), Norm::kBatchNormNoAffine);
+  EXPECT_TRUE(tagged.block().zero_init_last());
   // SkipInit as De & Smith 2020 define it: no normalisation, a scalar at 0 on each branch; -bnskipinit keeps BN.
-  EXPECT_EQ(parse_model_name("resnet56-skipinit").options.branch_scale(), BranchScale::kZero);
-  EXPECT_EQ(parse_model_name("resnet56-skipinit").options.norm(), Norm::kNone);
-  EXPECT_EQ(parse_model_name("resnet56-bnskipinit").options.branch_scale(), BranchScale::kZero);
-  EXPECT_EQ(parse_model_name("resnet56-bnskipinit").options.norm(), Norm::kBatchNorm);
-  EXPECT_EQ(parse_model_name("resnet56-noaffine-bnskipinit").options.norm(), Norm::kBatchNormNoAffine);
-  EXPECT_EQ(parse_model_name("resnet56-scalar").options.branch_scale(), BranchScale::kOne);
-  EXPECT_TRUE(parse_model_name("resnet56-fixup").options.fixup());
-  EXPECT_EQ(parse_model_name("resnet56-fixup").options.norm(), Norm::kNone);
-  EXPECT_TRUE(parse_model_name("resnet50-torchvision").options.stride_on_3x3());
+  EXPECT_EQ(parse_model_name("resnet56-skipinit").options.block().branch_scale(), BranchScale::kZero);
+  EXPECT_EQ(parse_model_name("resnet56-skipinit").options.block().norm(), Norm::kNone);
+  EXPECT_EQ(parse_model_name("resnet56-bnskipinit").options.block().branch_scale(), BranchScale::kZero);
+  EXPECT_EQ(parse_model_name("resnet56-bnskipinit").options.block().norm(), Norm::kBatchNorm);
+  EXPECT_EQ(parse_model_name("resnet56-noaffine-bnskipinit").options.block().norm(), Norm::kBatchNormNoAffine);
+  EXPECT_EQ(parse_model_name("resnet56-scalar").options.block().branch_scale(), BranchScale::kOne);
+  EXPECT_TRUE(parse_model_name("resnet56-fixup").options.block().fixup());
+  EXPECT_EQ(parse_model_name("resnet56-fixup").options.block().norm(), Norm::kNone);
+  EXPECT_TRUE(parse_model_name("resnet50-torchvision").options.block().stride_on_3x3());
   const auto names = model_names();
   for (const char* n : {"resnet18", "resnet152", "plain34", "preact164", "preact1001", "resnet1202"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;

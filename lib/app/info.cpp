@@ -22,7 +22,7 @@ int run_models() {
   std::cout << "Any other valid depth works by name too (e.g. resnet8, plain74); 18, 34, 50, 101 and 152 name the\n"
                "ImageNet nets, and cifar-<name> the CIFAR-style net of any depth (cifar-resnet50).\n"
                "Tags after the depth change the blocks (several may follow each other, e.g. resnet56-k1-noaffine):\n";
-  for (const auto& [tag, what] : model_tags()) std::printf("  %-13s %s\n", tag.c_str(), what.c_str());
+  for (const auto& tag : model_tag_table()) std::printf("  %-13s %s\n", tag.name.c_str(), tag.help.c_str());
   std::cout << "`reslab info NAME` counts one.\n";
   return 0;
 }

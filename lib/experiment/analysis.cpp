@@ -143,22 +143,7 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
     calibrate_batchnorm(*net, train_loader, settings.calibration_batches);
   }
 
-  nlohmann::json result;
-  if (probe == "responses") {
-    result = layer_responses(*net, test_loader);
-  } else if (probe == "grad_norms") {
-    result = gradient_norms(*net, train_loader.batch(0));
-  } else if (probe == "grad_snr") {
-    result = gradient_snr(*net, train_loader.batch(0));
-  } else if (probe == "shattered") {
-    result = gradient_correlation(*net, test_loader, settings);
-  } else if (probe == "lesions") {
-    result = lesion_study(*net, test_loader, settings);
-  } else if (probe == "paths") {
-    result = path_gradients(*net, train_loader.batch(0), settings);
-  } else if (probe == "refinement") {
-    result = refinement_study(*net, test_loader, settings);
-  }
+  nlohmann::json result = probe_info(probe).run(*net, ProbeInputs{train_loader, test_loader}, settings);
   if (!subject.run_dir.empty() && probe_runs_during_training(probe)) {
     result["during_training"] = training_records(subject.run_dir, probe);
   }

@@ -106,7 +106,8 @@ std::vector<std::string> read_probe_list(JsonSection& s, const std::string& key,
       s.fail(key, std::string("a list of probe names (") + e.what() + ")");
     }
     if (during_training && !probe_runs_during_training(name)) {
-      s.fail(key, "probes that run during training: grad_norms, grad_snr ('" + name + "' runs after training)");
+      s.fail(key, "probes that run during training: " + probes_during_training() + " ('" + name +
+                      "' runs after training)");
     }
   }
   return *v;

@@ -194,7 +194,7 @@ ImportResult import_state_dict(const ImportOptions& o) {
       throw ConfigError("import: --model " + o.model + ", but " + arch_path + " says the file holds " +
                         shown_json(named) + ": name that model");
     }
-  } else if (parsed.family->imagenet && parsed.options.kind() == BlockKind::kBottleneck && !parsed.tags.stride_on_3x3) {
+  } else if (parsed.family->imagenet && parsed.options.block().kind() == BlockKind::kBottleneck && !parsed.tags.stride_on_3x3) {
     // torchvision's Bottleneck strides on its 3x3 conv (ResNet v1.5); the paper's on the first 1x1. The weights
     // have the same shapes either way, so only the name can say which net they belong to.
     r.model = o.model + "-torchvision";

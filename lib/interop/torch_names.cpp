@@ -122,17 +122,17 @@ nlohmann::json architecture_json(const ResNetImpl& net) {
   }
   const auto& spec = o.spec();
   return {{"depth", o.depth()},
-          {"residual", o.residual()},
+          {"residual", o.block().residual()},
           {"stem", o.stem() == Stem::kImageNet ? "imagenet" : "cifar"},
           {"widths", o.widths()},
           {"stage_blocks", blocks_per_stage},
-          {"block", o.kind() == BlockKind::kBottleneck ? "bottleneck" : "basic"},
+          {"block", o.block().kind() == BlockKind::kBottleneck ? "bottleneck" : "basic"},
           {"branch_layers", o.layers_per_block()},
-          {"preact", o.preact()},
-          {"stride_on_3x3", o.stride_on_3x3()},
-          {"norm", to_string(o.norm())},
-          {"branch_scale", to_string(o.branch_scale())},
-          {"fixup", o.fixup()},
+          {"preact", o.block().preact()},
+          {"stride_on_3x3", o.block().stride_on_3x3()},
+          {"norm", to_string(o.block().norm())},
+          {"branch_scale", to_string(o.block().branch_scale())},
+          {"fixup", o.block().fixup()},
           {"shortcut", to_string(spec.shortcut)},
           {"input", {spec.input.channels, spec.input.height, spec.input.width}},
           {"classes", spec.classes},
@@ -141,12 +141,12 @@ nlohmann::json architecture_json(const ResNetImpl& net) {
 
 std::string torchvision_equivalent(const ResNetImpl& net) {
   const auto& o = net.options;
-  const bool standard = o.stem() == Stem::kImageNet && o.residual() && !o.preact() && o.norm() == Norm::kBatchNorm &&
-                        o.branch_scale() == BranchScale::kNone && !o.fixup() && o.spec().shortcut == Shortcut::B &&
+  const bool standard = o.stem() == Stem::kImageNet && o.block().residual() && !o.block().preact() && o.block().norm() == Norm::kBatchNorm &&
+                        o.block().branch_scale() == BranchScale::kNone && !o.block().fixup() && o.spec().shortcut == Shortcut::B &&
                         o.spec().input.channels == 3 && o.widths() == StageWidths{64, 128, 256, 512};
   if (!standard) return "";
-  const bool bottleneck = o.kind() == BlockKind::kBottleneck;
-  if (bottleneck ? !o.stride_on_3x3() : o.branch_layers() != 2) return "";
+  const bool bottleneck = o.block().kind() == BlockKind::kBottleneck;
+  if (bottleneck ? !o.block().stride_on_3x3() : o.block().branch_layers() != 2) return "";
   return "resnet" + std::to_string(o.depth());
 }
 

@@ -13,12 +13,15 @@ ResNetOptions with_tags(ResNetOptions o, const ModelTags& t, bool residual) {
     throw std::invalid_argument("-zerogamma, -skipinit, -bnskipinit, -scalar and -fixup act on a residual branch; a "
                                 "plain net would lose its signal");
   }
-  return o.residual(residual)
+  // The one place a name's tags become block options.
+  o.block()
+      .residual(residual)
       .norm(t.norm)
       .zero_init_last(t.zero_init_last)
       .branch_scale(t.scale)
       .fixup(t.fixup)
       .stride_on_3x3(t.stride_on_3x3);
+  return o;
 }
 
 ModelFamily imagenet_family(const std::string& prefix, bool residual, bool preact) {
@@ -33,7 +36,9 @@ ModelFamily imagenet_family(const std::string& prefix, bool residual, bool preac
     if (t.bottleneck || t.branch_layers != 0) {
       throw std::invalid_argument("-bottleneck and -k<layers> are for CIFAR-style nets; Table 1 fixes the blocks");
     }
-    return with_tags(imagenet_options(depth).preact(preact), t, residual);
+    ResNetOptions o = imagenet_options(depth);
+    o.block().preact(preact);
+    return with_tags(o, t, residual);
   };
   return f;
 }
@@ -50,12 +55,12 @@ ModelFamily cifar_family(const std::string& prefix, bool residual, bool preact) 
     if (t.bottleneck && t.branch_layers != 0) throw std::invalid_argument("-bottleneck and -k<layers> exclude each other");
     const bool bottleneck = t.bottleneck || (preact && t.branch_layers == 0 && depth >= 164);
     ResNetOptions o(depth);
-    o.preact(preact);
+    o.block().preact(preact);
     if (bottleneck) {
       // He et al. 2016's CIFAR bottlenecks: 16, 32, 64 wide branches expanded to 64, 128, 256.
-      o.kind(BlockKind::kBottleneck);
+      o.block().kind(BlockKind::kBottleneck);
     } else if (t.branch_layers != 0) {
-      o.branch_layers(t.branch_layers);
+      o.block().branch_layers(t.branch_layers);
     }
     cifar_blocks_per_stage(depth, o.layers_per_block());  // throws for a depth the blocks cannot make
     return with_tags(o, t, residual);
@@ -66,46 +71,26 @@ ModelFamily cifar_family(const std::string& prefix, bool residual, bool preact) 
 ModelTags parse_tags(const std::string& text, const std::string& name) {
   ModelTags t;
   std::string norm_tag;  // the tag that chose the normalisation: two would contradict each other
-  auto set_norm = [&](const std::string& tag, Norm norm) {
-    if (!norm_tag.empty()) {
-      throw std::invalid_argument("model '" + name + "': -" + norm_tag + " and -" + tag +
-                                  " each choose the normalisation; use one");
-    }
-    norm_tag = tag;
-    t.norm = norm;
-  };
   size_t pos = 0;
   while (pos < text.size()) {
     const size_t next = text.find('-', pos + 1);
-    const std::string tag = text.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
-    if (tag == "bottleneck") {
-      t.bottleneck = true;
-    } else if (tag == "k1" || tag == "k2" || tag == "k3") {
-      t.branch_layers = tag[1] - '0';
-    } else if (tag == "noaffine") {
-      set_norm(tag, Norm::kBatchNormNoAffine);
-    } else if (tag == "nonorm") {
-      set_norm(tag, Norm::kNone);
-    } else if (tag == "fixup") {
-      set_norm(tag, Norm::kNone);
-      t.fixup = true;
-    } else if (tag == "zerogamma") {
-      t.zero_init_last = true;
-    } else if (tag == "skipinit") {
-      // De & Smith 2020: normalisation removed, a learnable scalar at 0 at the end of each branch.
-      set_norm(tag, Norm::kNone);
-      t.scale = BranchScale::kZero;
-    } else if (tag == "bnskipinit") {
-      t.scale = BranchScale::kZero;
-    } else if (tag == "scalar") {
-      t.scale = BranchScale::kOne;
-    } else if (tag == "torchvision") {
-      t.stride_on_3x3 = true;
-    } else {
+    const std::string tag = text.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
+    const auto& table = model_tag_table();
+    const auto row = std::find_if(table.begin(), table.end(), [&](const ModelTag& r) { return r.name == tag; });
+    if (row == table.end()) {
       std::string known;
-      for (const auto& [k, _] : model_tags()) known += (known.empty() ? "" : ", ") + k;
-      throw std::invalid_argument("model '" + name + "': unknown tag '-" + tag + "'; expected " + known);
+      for (const auto& r : table) known += (known.empty() ? "" : ", ") + r.name;
+      throw std::invalid_argument("model '" + name + "': unknown tag '" + tag + "'; expected " + known);
     }
+    if (row->norm) {
+      if (!norm_tag.empty()) {
+        throw std::invalid_argument("model '" + name + "': " + norm_tag + " and " + tag +
+                                    " each choose the normalisation; use one");
+      }
+      norm_tag = tag;
+      t.norm = *row->norm;
+    }
+    if (row->apply) row->apply(t);
     if (next == std::string::npos) break;
     pos = next;
   }
@@ -122,21 +107,30 @@ const std::vector<ModelFamily>& model_families() {
   return families;
 }
 
-const std::vector<std::pair<std::string, std::string>>& model_tags() {
-  static const std::vector<std::pair<std::string, std::string>> tags = {
-      {"-bottleneck", "CIFAR nets of bottleneck blocks (1x1, 3x3, 1x1), 9n+2 layers: resnet164-bottleneck"},
-      {"-k1", "one 3x3 layer per block (3n+2 layers): resnet20-k1"},
-      {"-k2", "two 3x3 layers per block, the paper's (6n+2)"},
-      {"-k3", "three 3x3 layers per block (9n+2): resnet20-k3"},
-      {"-noaffine", "BN without learned gamma and beta (Caffe's BatchNorm without its Scale layer)"},
-      {"-zerogamma", "the last BN gamma of each branch starts at 0 (Goyal et al. 2017)"},
-      {"-skipinit", "no normalisation, a learnable scalar on each branch starting at 0 (SkipInit, De & Smith 2020)"},
-      {"-bnskipinit", "BN kept, and a learnable scalar on each branch starting at 0 (ReZero's CIFAR ResNets keep BN)"},
-      {"-scalar", "a learnable scalar on each branch, starting at 1"},
-      {"-nonorm", "no normalisation, He initialisation"},
-      {"-fixup", "no normalisation, Fixup initialisation and scalar biases (Zhang et al. 2019)"},
-      {"-torchvision", "bottleneck stride on the 3x3 conv, as the common PyTorch reference (the paper: first 1x1)"}};
-  return tags;
+const std::vector<ModelTag>& model_tag_table() {
+  static const std::vector<ModelTag> table = {
+      {"-bottleneck", "CIFAR nets of bottleneck blocks (1x1, 3x3, 1x1), 9n+2 layers: resnet164-bottleneck", {},
+       [](ModelTags& t) { t.bottleneck = true; }},
+      {"-k1", "one 3x3 layer per block (3n+2 layers): resnet20-k1", {}, [](ModelTags& t) { t.branch_layers = 1; }},
+      {"-k2", "two 3x3 layers per block, the paper's (6n+2)", {}, [](ModelTags& t) { t.branch_layers = 2; }},
+      {"-k3", "three 3x3 layers per block (9n+2): resnet20-k3", {}, [](ModelTags& t) { t.branch_layers = 3; }},
+      {"-noaffine", "BN without learned gamma and beta (Caffe's BatchNorm without its Scale layer)",
+       Norm::kBatchNormNoAffine, {}},
+      {"-zerogamma", "the last BN gamma of each branch starts at 0 (Goyal et al. 2017)", {},
+       [](ModelTags& t) { t.zero_init_last = true; }},
+      // De & Smith 2020: normalisation removed, a learnable scalar at 0 at the end of each branch.
+      {"-skipinit", "no normalisation, a learnable scalar on each branch starting at 0 (SkipInit, De & Smith 2020)",
+       Norm::kNone, [](ModelTags& t) { t.scale = BranchScale::kZero; }},
+      {"-bnskipinit", "BN kept, and a learnable scalar on each branch starting at 0 (ReZero's CIFAR ResNets keep BN)",
+       {}, [](ModelTags& t) { t.scale = BranchScale::kZero; }},
+      {"-scalar", "a learnable scalar on each branch, starting at 1", {},
+       [](ModelTags& t) { t.scale = BranchScale::kOne; }},
+      {"-nonorm", "no normalisation, He initialisation", Norm::kNone, {}},
+      {"-fixup", "no normalisation, Fixup initialisation and scalar biases (Zhang et al. 2019)", Norm::kNone,
+       [](ModelTags& t) { t.fixup = true; }},
+      {"-torchvision", "bottleneck stride on the 3x3 conv, as the common PyTorch reference (the paper: first 1x1)", {},
+       [](ModelTags& t) { t.stride_on_3x3 = true; }}};
+  return table;
 }
 
 ParsedModelName parse_model_name(const std::string& name) {

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,8 +40,18 @@ struct ModelFamily {
 /// precedence; "cifar-" before a name picks the CIFAR-style family, e.g. cifar-resnet50).
 const std::vector<ModelFamily>& model_families();
 
-/// The tags and what each does, for `reslab models`.
-const std::vector<std::pair<std::string, std::string>>& model_tags();
+/// One "-tag" modifier: its name, what it does in words (`reslab models`), and what it sets. A new tag is one row
+/// of model_tag_table() (and, if it asks for something new, a field of ModelTags and its use in with_tags).
+struct ModelTag {
+  std::string name;  ///< as written, e.g. "-noaffine"
+  std::string help;
+  /// The normalisation it chooses, if it chooses one: two such tags in a name contradict each other.
+  std::optional<Norm> norm;
+  std::function<void(ModelTags&)> apply;  ///< what it sets besides the normalisation
+};
+
+/// The tags, in the order `reslab models` lists them; parse_model_name reads its tags from it.
+const std::vector<ModelTag>& model_tag_table();
 
 /// What a name denotes.
 struct ParsedModelName {

@@ -37,12 +37,10 @@ ResNetOptions imagenet_options(int64_t depth) {
     throw std::invalid_argument("depth " + std::to_string(depth) +
                                 " is not an ImageNet depth of the paper's Table 1: 18, 34, 50, 101, 152");
   }
-  return ResNetOptions(depth)
-      .stem(Stem::kImageNet)
-      .widths({64, 128, 256, 512})
-      .stage_blocks(blocks)
-      .kind(depth >= 50 ? BlockKind::kBottleneck : BlockKind::kBasic)
-      .spec(ModelSpec{{3, 224, 224}, 1000, Shortcut::B});
+  ResNetOptions o(depth);
+  o.stem(Stem::kImageNet).widths({64, 128, 256, 512}).stage_blocks(blocks).spec(ModelSpec{{3, 224, 224}, 1000, Shortcut::B});
+  o.block().kind(depth >= 50 ? BlockKind::kBottleneck : BlockKind::kBasic);
+  return o;
 }
 
 ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
@@ -60,7 +58,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
   TORCH_CHECK(spec.input.channels > 0 && spec.input.height >= min_size && spec.input.width >= min_size,
               "ResNet: input must have channels > 0 and at least ", min_size, "x", min_size, " pixels");
   TORCH_CHECK(spec.classes > 1, "ResNet: classes must be at least 2, got ", spec.classes);
-  TORCH_CHECK(!o.fixup() || o.norm() == Norm::kNone, "ResNet: Fixup replaces normalisation (norm must be none)");
+  TORCH_CHECK(!o.block().fixup() || o.block().norm() == Norm::kNone, "ResNet: Fixup replaces normalisation (norm must be none)");
 
   const bool imagenet = o.stem() == Stem::kImageNet;
   conv1_ = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.input.channels, o.widths()[0],
@@ -69,28 +67,19 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
                                                           .padding(imagenet ? 3 : 1)
                                                           .bias(false)));
   // A pre-activation net's first BN-ReLU is inside its first block.
-  if (o.norm() != Norm::kNone && !o.preact()) {
+  if (o.block().norm() != Norm::kNone && !o.block().preact()) {
     bn1_ = register_module("bn1", SyncableBatchNorm2d(
-                                      torch::nn::BatchNorm2dOptions(o.widths()[0]).affine(o.norm() == Norm::kBatchNorm)));
+                                      torch::nn::BatchNorm2dOptions(o.widths()[0]).affine(o.block().norm() == Norm::kBatchNorm)));
   }
-  if (o.fixup()) stem_bias_ = register_parameter("bias1", torch::zeros({1}));
+  if (o.block().fixup()) stem_bias_ = register_parameter("bias1", torch::zeros({1}));
   int64_t in_planes = o.widths()[0];
   int64_t layer = 1;
   for (size_t s = 0; s < stages.size(); ++s) {
     torch::nn::Sequential seq;
     for (int64_t i = 0; i < stages[s]; ++i) {
-      ResidualBlock block(ResidualBlockOptions(in_planes, o.widths()[s])
-                              .stride(s > 0 && i == 0 ? 2 : 1)
-                              .shortcut(spec.shortcut)
-                              .residual(o.residual())
-                              .kind(o.kind())
-                              .branch_layers(o.branch_layers())
-                              .preact(o.preact())
-                              .stride_on_3x3(o.stride_on_3x3())
-                              .norm(o.norm())
-                              .zero_init_last(o.zero_init_last())
-                              .branch_scale(o.branch_scale())
-                              .fixup(o.fixup()));
+      ResidualBlockOptions block_options = o.block();
+      block_options.in_planes(in_planes).planes(o.widths()[s]).stride(s > 0 && i == 0 ? 2 : 1).shortcut(spec.shortcut);
+      ResidualBlock block(block_options);
       seq->push_back(block);
       blocks_.push_back(block);
       block_place_.emplace_back(static_cast<int64_t>(s), i);
@@ -100,11 +89,11 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
     }
     register_module("stage" + std::to_string(s + 1), seq);
   }
-  if (o.preact() && o.norm() != Norm::kNone) {
+  if (o.block().preact() && o.block().norm() != Norm::kNone) {
     final_bn_ = register_module(
-        "final_bn", SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(in_planes).affine(o.norm() == Norm::kBatchNorm)));
+        "final_bn", SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(in_planes).affine(o.block().norm() == Norm::kBatchNorm)));
   }
-  if (o.fixup()) fc_bias_ = register_parameter("bias2", torch::zeros({1}));
+  if (o.block().fixup()) fc_bias_ = register_parameter("bias2", torch::zeros({1}));
   fc_ = register_module("fc", torch::nn::Linear(in_planes, spec.classes));
   initialise();
 }
@@ -112,7 +101,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
 void ResNetImpl::initialise() {
   init_he(*this);
   for (auto& block : blocks_) block->init_branch();
-  if (options.fixup()) {
+  if (options.block().fixup()) {
     for (auto& block : blocks_) block->init_fixup(num_blocks());
     torch::NoGradGuard no_grad;
     fc_->weight.zero_();
@@ -126,14 +115,14 @@ torch::Tensor ResNetImpl::forward(torch::Tensor x) {
   if (!bn1_.is_empty()) x = bn1_->forward(x);
   if (stem_bias_.defined()) x = x + stem_bias_;
   if (tap_ != nullptr) tap_->layer_response(0, x);
-  if (!options.preact()) x = torch::relu(x);
+  if (!options.block().preact()) x = torch::relu(x);
   if (options.stem() == Stem::kImageNet) x = torch::max_pool2d(x, /*kernel_size=*/3, /*stride=*/2, /*padding=*/1);
   for (auto& block : blocks_) x = block->forward(x);
   return classify(x, /*tapped=*/true);
 }
 
 torch::Tensor ResNetImpl::classify(torch::Tensor x, bool tapped) {
-  if (options.preact()) x = torch::relu(final_bn_.is_empty() ? x : final_bn_->forward(x));
+  if (options.block().preact()) x = torch::relu(final_bn_.is_empty() ? x : final_bn_->forward(x));
   x = x.mean({2, 3});  // global average pooling
   if (fc_bias_.defined()) x = x + fc_bias_;
   if (tapped && tap_ != nullptr) x = tap_->layer_input(depth() - 1, x);
@@ -176,7 +165,7 @@ std::vector<LayerInfo> ResNetImpl::layers() const {
 
 bool ResNetImpl::block_removable(int64_t b) const {
   TORCH_CHECK(b >= 0 && b < num_blocks(), "ResNet: no block ", b, " (it has ", num_blocks(), ")");
-  return options.residual() || blocks_[b]->keeps_shape();
+  return options.block().residual() || blocks_[b]->keeps_shape();
 }
 
 std::vector<ConvAt> ResNetImpl::convolutions() const {
@@ -203,10 +192,10 @@ int64_t ResNetImpl::conv_outputs() const {
 
 void ResNetImpl::pretty_print(std::ostream& stream) const {
   const auto& o = options;
-  stream << "reslab::ResNet(depth=" << o.depth() << ", " << (o.residual() ? "residual" : "plain") << ", "
+  stream << "reslab::ResNet(depth=" << o.depth() << ", " << (o.block().residual() ? "residual" : "plain") << ", "
          << (o.stem() == Stem::kImageNet ? "imagenet" : "cifar") << " stem, "
-         << (o.kind() == BlockKind::kBottleneck ? "bottleneck" : std::to_string(o.branch_layers()) + "x3x3")
-         << " blocks" << (o.preact() ? ", preact" : "") << ", input=" << o.spec().input.channels << "x"
+         << (o.block().kind() == BlockKind::kBottleneck ? "bottleneck" : std::to_string(o.block().branch_layers()) + "x3x3")
+         << " blocks" << (o.block().preact() ? ", preact" : "") << ", input=" << o.spec().input.channels << "x"
          << o.spec().input.height << "x" << o.spec().input.width << ", classes=" << o.spec().classes << ")";
 }
 

@@ -3,6 +3,7 @@
 // CIFAR-10 nets (Section 4.2: 6n+2 layers, three stages) and its ImageNet nets (Table 1: 18 to 152 layers, four
 // stages) are option sets of it, and so are their plain twins, bottleneck and pre-activation variants.
 
+#include <functional>
 #include <vector>
 
 #include "models/residual_block.h"
@@ -24,25 +25,27 @@ struct ResNetOptions {
   /// Weighted layers: the first conv, every block's branch, the classifier.
   TORCH_ARG(int64_t, depth);
   TORCH_ARG(ModelSpec, spec) = {};
-  TORCH_ARG(bool, residual) = true;
   TORCH_ARG(Stem, stem) = Stem::kCifar;
   /// Width of the branches in each stage; the first conv has widths[0] filters.
   TORCH_ARG(StageWidths, widths) = {16, 32, 64};
   /// Blocks per stage; empty: equal stages from the depth (CIFAR style). Stage s > 0 halves the map size.
   TORCH_ARG(std::vector<int64_t>, stage_blocks) = {};
-  // What every block is (see ResidualBlockOptions).
-  TORCH_ARG(BlockKind, kind) = BlockKind::kBasic;
-  TORCH_ARG(int64_t, branch_layers) = 2;
-  TORCH_ARG(bool, preact) = false;
-  TORCH_ARG(bool, stride_on_3x3) = false;
-  TORCH_ARG(Norm, norm) = Norm::kBatchNorm;
-  TORCH_ARG(bool, zero_init_last) = false;
-  TORCH_ARG(BranchScale, branch_scale) = BranchScale::kNone;
-  TORCH_ARG(bool, fixup) = false;
+  /// What every block is: residual or plain, its kind and branch layers, pre-activation, normalisation, branch
+  /// scale, Fixup (the stem and head follow its normalisation and pre-activation). The net sets each block's
+  /// widths, stride and shortcut stage by stage; in_planes and planes here are unused.
+  ///   ResNetOptions(56).block(ResidualBlockOptions(0, 0).norm(Norm::kBatchNormNoAffine))
+  ///   options.block().residual(false)
+  TORCH_ARG(ResidualBlockOptions, block) = ResidualBlockOptions(0, 0);
 
  public:
+  /// Edits what every block is, within a chain:
+  ///   ResNet net(ResNetOptions(56).blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).fixup(true); }));
+  ResNetOptions& blocks(const std::function<void(ResidualBlockOptions&)>& edit) {
+    edit(block_);
+    return *this;
+  }
   /// Weighted layers in one block's branch.
-  int64_t layers_per_block() const { return kind_ == BlockKind::kBottleneck ? 3 : branch_layers_; }
+  int64_t layers_per_block() const { return block_.layers(); }
 };
 
 /// The deepest CIFAR-style net reslab builds (1000 basic blocks a stage, about 100M parameters).
@@ -68,7 +71,7 @@ class ResNetImpl : public NetworkBase {
   std::vector<ConvAt> convolutions() const override;
   int64_t conv_outputs() const override;
   int64_t depth() const override { return options.depth(); }
-  bool residual() const override { return options.residual(); }
+  bool residual() const override { return options.block().residual(); }
   /// The blocks in forward order (stage by stage), for probes.
   const std::vector<ResidualBlock>& blocks() const { return blocks_; }
   void pretty_print(std::ostream& stream) const override;

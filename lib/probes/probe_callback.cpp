@@ -12,7 +12,8 @@ GradientProbeCallback::GradientProbeCallback(std::vector<std::string> probes, st
   for (const auto& p : probes) {
     check_probe_name(p);
     if (!probe_runs_during_training(p)) {
-      throw std::invalid_argument("probe '" + p + "' does not run during training (grad_norms and grad_snr do)");
+      throw std::invalid_argument("probe '" + p + "' does not run during training (" + probes_during_training() +
+                                  " do)");
     }
     norms_ = norms_ || p == "grad_norms";
     snr_ = snr_ || p == "grad_snr";

@@ -3,17 +3,36 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "probes/gradients.h"
+#include "probes/lesions.h"
+#include "probes/refinement.h"
+#include "probes/responses.h"
+
 namespace reslab {
 
 const std::vector<ProbeInfo>& probe_table() {
+  using In = const ProbeInputs&;
+  using Set = const ProbeSettings&;
   static const std::vector<ProbeInfo> table = {
-      {"responses", false, "", "", ""},
-      {"grad_norms", true, "", "", ""},
-      {"grad_snr", true, "snr_median", "/snr_median", "per-example gradient SNR, median over layers"},
-      {"shattered", false, "cosine_lag1", "/cosine/0", "cosine of input gradients at lag 1"},
-      {"lesions", false, "single_median_error", "/single_median_error", "median error with one block deleted (%)"},
-      {"paths", false, "gradient_mean_length", "/gradient_mean_length", "gradient-weighted mean path length"},
-      {"refinement", false, "cosine_median", "/cosine_median", "median over blocks of cos(branch, gradient)"},
+      {"responses", "layer responses: std of each conv/BN output (the paper's Figure 7)", false, "", "", "",
+       [](NetworkBase& net, In in, Set) { return layer_responses(net, in.test); }},
+      {"grad_norms", "weight and input gradient norms per layer", true, "", "", "",
+       [](NetworkBase& net, In in, Set) { return gradient_norms(net, in.train.batch(0)); }},
+      {"grad_snr", "per-example gradient signal-to-noise per layer", true, "snr_median", "/snr_median",
+       "per-example gradient SNR, median over layers",
+       [](NetworkBase& net, In in, Set) { return gradient_snr(net, in.train.batch(0)); }},
+      {"shattered", "correlation of input gradients along lines between test images (Balduzzi et al.)", false,
+       "cosine_lag1", "/cosine/0", "cosine of input gradients at lag 1",
+       [](NetworkBase& net, In in, Set s) { return gradient_correlation(net, in.test, s); }},
+      {"lesions", "test error with blocks deleted, one and k at a time (Veit et al.)", false, "single_median_error",
+       "/single_median_error", "median error with one block deleted (%)",
+       [](NetworkBase& net, In in, Set s) { return lesion_study(net, in.test, s); }},
+      {"paths", "gradient carried by paths of each length (Veit et al.)", false, "gradient_mean_length",
+       "/gradient_mean_length", "gradient-weighted mean path length",
+       [](NetworkBase& net, In in, Set s) { return path_gradients(net, in.train.batch(0), s); }},
+      {"refinement", "branch against the loss gradient, branch size, the head read from each block", false,
+       "cosine_median", "/cosine_median", "median over blocks of cos(branch, gradient)",
+       [](NetworkBase& net, In in, Set s) { return refinement_study(net, in.test, s); }},
   };
   return table;
 }
@@ -41,6 +60,14 @@ void check_probe_name(const std::string& name) { probe_info(name); }
 bool probe_runs_during_training(const std::string& name) {
   const auto& names = probe_names();
   return std::find(names.begin(), names.end(), name) != names.end() && probe_info(name).during_training;
+}
+
+std::string probes_during_training() {
+  std::string out;
+  for (const auto& p : probe_table()) {
+    if (p.during_training) out += (out.empty() ? "" : ", ") + p.name;
+  }
+  return out;
 }
 
 nlohmann::json to_json(const ProbeSettings& s) {

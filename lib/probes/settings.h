@@ -4,21 +4,35 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace reslab {
 
+class NetworkBase;
+class BatchSource;
+struct ProbeSettings;
+
+/// What a probe runs on besides the net: training batches (gradients, paths; the first batch) and the test set.
+struct ProbeInputs {
+  const BatchSource& train;
+  const BatchSource& test;
+};
+
 /// One probe of the table that the CLI, the experiment files and the summaries over seeds read.
 struct ProbeInfo {
   std::string name;
+  std::string help;  ///< what it measures, in a line (`reslab analyze --help`)
   bool during_training = false;  ///< can run during training, at chosen iterations
   /// The probe's headline figure, summarised over seeds: its key in "over_seeds" entries (empty: none), a JSON
   /// pointer to it in a subject's result, and what it is, in words.
   std::string figure;
   std::string pointer;
   std::string description;
+  /// The probe on a net (trained or fresh, its BN statistics set), as `reslab analyze` runs it.
+  std::function<nlohmann::json(NetworkBase&, const ProbeInputs&, const ProbeSettings&)> run;
 };
 
 /// The probes, in the order `reslab analyze all` runs them.
@@ -31,6 +45,8 @@ void check_probe_name(const std::string& name);
 const ProbeInfo& probe_info(const std::string& name);
 /// Probes that can run during training, at chosen iterations ("grad_norms", "grad_snr").
 bool probe_runs_during_training(const std::string& name);
+/// Those probes' names, "grad_norms, grad_snr", for messages.
+std::string probes_during_training();
 
 /// Settings of the probes; every field has a default a researcher can start from.
 struct ProbeSettings {
