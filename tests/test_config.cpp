@@ -59,7 +59,8 @@ TEST(Config, TheKnownKeysAreTheKeysTheReaderAsksFor) {
   doc["optim"]["learning_rate"] = 0.1;
   testing::expect_error<ConfigError>(
       [&] { parse_experiment(doc, "exp.json"); },
-      {"expected one of: batch, epochs, iterations, lr, momentum, nesterov, param_groups, schedule, weight_decay"});
+      {"expected one of: batch, clip_grad_norm, epochs, iterations, lr, momentum, nesterov, param_groups, schedule, "
+       "weight_decay"});
   doc = minimal();
   doc["data"] = {{"dataset", "image-folder"}, {"dir", "/x"}, {"classes", 10}, {"class_index", {{"cat", 3}}}, {"crops", 1}};
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
@@ -347,6 +348,25 @@ TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
   EXPECT_EQ(j["optim"]["epochs"], 2.0);
   EXPECT_EQ(j["data"]["dataset"], "fashion-mnist");
   EXPECT_FALSE(j["optim"].contains("iterations"));
+}
+
+TEST(Config, GradientClippingIsReadCheckedAndWrittenOnlyWhenOn) {
+  auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
+  EXPECT_EQ(run.clip_grad_norm, 0.0);
+  EXPECT_FALSE(to_json(run)["optim"].contains("clip_grad_norm"));  // configs and identities of old runs stay
+  auto doc = minimal();
+  doc["optim"]["clip_grad_norm"] = 5;
+  run = expand_grid(parse_experiment(doc, "t.json"))[0];
+  EXPECT_EQ(run.clip_grad_norm, 5.0);
+  EXPECT_EQ(to_json(run)["optim"]["clip_grad_norm"], 5.0);
+  EXPECT_NE(checkpoint_identity(run), checkpoint_identity(expand_grid(parse_experiment(minimal(), "t.json"))[0]));
+  testing::TempDir dir;
+  write_json_file(dir.file("config.json"), to_json(run));
+  EXPECT_EQ(load_run_config(dir.file("config.json")).clip_grad_norm, 5.0);
+  for (const nlohmann::json& bad : {nlohmann::json(-1), nlohmann::json(1e7), nlohmann::json("big")}) {
+    doc["optim"]["clip_grad_norm"] = bad;
+    testing::expect_error<ConfigError>([&] { parse_experiment(doc, "t.json"); }, {"optim.clip_grad_norm"});
+  }
 }
 
 TEST(Config, ProbesSectionIsReadStrictly) {

@@ -126,6 +126,33 @@ TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
   EXPECT_TRUE(std::isfinite(records.back()["loss"].get<double>()));
 }
 
+TEST_F(TrainerTest, ClippingBoundsTheGradientOfEachStep) {
+  // Plain SGD (no momentum, no weight decay): one step moves the weights by lr x the gradient, so with
+  // clipping the whole move is at most lr x the clip norm, and without it far more.
+  auto moved = [](double clip) {
+    torch::manual_seed(0);
+    auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+    SgdConfig sgd;
+    sgd.momentum = 0;
+    sgd.weight_decay = 0;
+    auto optimizer = make_sgd(model->parameters(), sgd);
+    std::vector<torch::Tensor> before;
+    for (const auto& p : model->parameters()) before.push_back(p.detach().clone());
+    const auto x = torch::randn({16, 1, 8, 8});
+    const auto y = torch::randint(0, 10, {16}, torch::kInt64);
+    train_step(*model, *optimizer, x, y, nullptr, {}, clip);
+    double squares = 0;
+    const auto params = model->parameters();
+    for (size_t i = 0; i < params.size(); ++i) squares += (params[i].detach() - before[i]).pow(2).sum().item<double>();
+    return std::sqrt(squares);
+  };
+  const double free = moved(0.0);
+  const double clipped = moved(1e-3);
+  EXPECT_GT(free, 0.01);
+  EXPECT_LE(clipped, 0.1 * 1e-3 * (1 + 1e-4));
+  EXPECT_GT(clipped, 0.1 * 1e-3 * 0.99);  // the clipped gradient has exactly the clip norm
+}
+
 TEST_F(TrainerTest, InterruptFinishesTheStepAndSummarisesTheRun) {
   clear_interrupt();
   // An interrupt requested during iteration 3 stops the loop once that step is done.

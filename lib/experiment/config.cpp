@@ -263,6 +263,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     if (auto v = o->number("momentum")) run.momentum = *v;
     if (auto v = o->number("weight_decay")) run.weight_decay = *v;
     if (auto v = o->boolean("nesterov")) run.nesterov = *v;
+    if (auto v = o->number("clip_grad_norm")) run.clip_grad_norm = *v;
     if (auto s = o->section("schedule")) read_schedule(*s, run);
     if (auto groups = o->sections("param_groups", /*allow_empty=*/true)) {
       run.param_groups.emplace();
@@ -580,6 +581,9 @@ void validate_run(const RunConfig& run, const std::string& source) {
   if (!(run.weight_decay >= 0 && run.weight_decay <= 1)) {
     bad("optim.weight_decay", number_text(run.weight_decay), "from 0 to 1");
   }
+  if (!(run.clip_grad_norm >= 0 && run.clip_grad_norm <= 1e6)) {
+    bad("optim.clip_grad_norm", number_text(run.clip_grad_norm), "a gradient norm from 0 (no clipping) to 1e6");
+  }
   if (!(run.schedule.gamma > 0 && run.schedule.gamma <= 1000)) {
     bad("optim.schedule.gamma", number_text(run.schedule.gamma), "a factor above 0 and at most 1000");
   }
@@ -732,6 +736,7 @@ nlohmann::json to_json(const RunConfig& r) {
     optim["param_groups"] = nlohmann::json::array();
     for (const auto& g : groups) optim["param_groups"].push_back(to_json(g));
   }
+  if (r.clip_grad_norm > 0) optim["clip_grad_norm"] = r.clip_grad_norm;  // only when on: configs stay as they were
   if (r.epochs) optim["epochs"] = *r.epochs;
   if (r.iterations) optim["iterations"] = *r.iterations;
   nlohmann::json out = {{"experiment", r.experiment},

@@ -37,6 +37,8 @@ struct RunConfig {
   std::optional<int64_t> iterations;
   double lr = 0.1, momentum = 0.9, weight_decay = 1e-4;
   bool nesterov = false;
+  /// The largest L2 norm of the whole gradient before each step (torch.nn.utils.clip_grad_norm_); 0: no clipping.
+  double clip_grad_norm = 0.0;
   /// Learning-rate multipliers and weight decay by parameter kind (optim.param_groups); unset: the model's
   /// default (Fixup's reference: scalar biases, multipliers and the classifier's bias at lr / 10; none else).
   std::optional<std::vector<ParamGroupRule>> param_groups;

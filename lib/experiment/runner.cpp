@@ -464,6 +464,7 @@ void RunSession::assemble_trainer() {
       TrainContext{*replica_.model, *replica_.optimizer, *train_loader_, metrics_.get(), {}});
   ctx_->dist = dist_;
   ctx_->grad_sync = replica_.grad_sync.get();
+  ctx_->clip_grad_norm = run_.clip_grad_norm;
   trainer_ = std::make_unique<Trainer>(*ctx_, total_, run_.log_every);
   Trainer& trainer = *trainer_;
   schedule_cb_ = std::make_shared<ScheduleCallback>(make_schedule(schedule_, run_.lr, per_epoch_, total_));

@@ -30,7 +30,7 @@ const char* to_string(RunStatus status) {
 
 StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
                       const torch::Tensor& targets, GradientSync* grad_sync,
-                      const std::function<void()>& after_backward) {
+                      const std::function<void()>& after_backward, double clip_grad_norm) {
   optimizer.zero_grad();
   StepOutput out;
   out.logits = model.forward(inputs);
@@ -39,6 +39,7 @@ StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const to
   out.loss.backward();
   if (grad_sync != nullptr) grad_sync->finish_backward();  // every rank's mean gradient
   if (after_backward) after_backward();
+  if (clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), clip_grad_norm);
   optimizer.step();
   return out;
 }
@@ -95,7 +96,7 @@ void Trainer::run() {
       const auto start = std::chrono::steady_clock::now();
       for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
       hook_seconds += seconds_since(start);
-    });
+    }, ctx_.clip_grad_norm);
 
     window_losses_.push_back(out.loss.detach());
     window_wrong_.push_back(out.logits.detach().argmax(1).ne(batch.targets).sum());

@@ -66,6 +66,8 @@ struct TrainContext {
   /// The loader is then this rank's shard; statistics windows and stop decisions are agreed across ranks.
   Distributed* dist = nullptr;
   GradientSync* grad_sync = nullptr;
+  /// Clip the whole gradient to this L2 norm before each step (after the hooks have seen it); 0: no clipping.
+  double clip_grad_norm = 0.0;
 };
 
 /// Hooks around the loop; every method does nothing by default. Per-step hooks must stay cheap.
@@ -123,13 +125,14 @@ class Trainer {
 
 /// One training step, the same for the trainer and `reslab bench`: gradients zeroed, forward, cross-entropy,
 /// backward (through `grad_sync`'s all-reduce in a data-parallel job, null otherwise), `after_backward` (the
-/// trainer's hooks; may be empty), the optimiser's step. Returns the logits and the loss, left on the device.
+/// trainer's hooks; may be empty), the gradient clipped to `clip_grad_norm` when above 0 (on every rank alike: it
+/// is the all-reduced gradient), the optimiser's step. Returns the logits and the loss, left on the device.
 struct StepOutput {
   torch::Tensor logits, loss;
 };
 StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
                       const torch::Tensor& targets, GradientSync* grad_sync = nullptr,
-                      const std::function<void()>& after_backward = {});
+                      const std::function<void()>& after_backward = {}, double clip_grad_norm = 0.0);
 
 /// Loss and error (percent) of `model` over every batch of `loader`, in eval mode without gradients. With
 /// `dist`, every rank evaluates rank 0's weights and running statistics on its share of the batches and every
