@@ -145,8 +145,6 @@ cv::Mat decode_bytes(const std::vector<uint8_t>& bytes, const std::string& path)
 
 cv::Mat decode_bgr(const std::string& path) { return decode_bytes(read_whole_file(path), path); }
 
-DecodedImage decode_image_file(const std::string& path) { return decode_image_bytes(read_whole_file(path), path); }
-
 DecodedImage decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& name) {
   cv::Mat bgr = decode_bytes(bytes, name);
   cv::Mat rgb;

@@ -12,14 +12,13 @@ namespace reslab {
 const std::vector<std::string>& image_extensions();
 std::string extension_list();
 
-/// Decodes one image to 8-bit RGB rows (height x width x 3). Throws DataError naming the path when the file
-/// is missing, unreadable, not an image, a truncated JPEG or PNG, or (by its header) larger than kMaxImagePixels.
+/// One image as 8-bit RGB rows (height x width x 3).
 struct DecodedImage {
   int64_t height = 0, width = 0;
   std::vector<uint8_t> rgb;
 };
-DecodedImage decode_image_file(const std::string& path);
-/// The same for the bytes of a file; `name` is what errors call it.
+/// Decodes the bytes of an image file; `name` is what errors call it. Throws DataError naming it when the bytes
+/// are not an image, a truncated JPEG or PNG, or (by the header) larger than kMaxImagePixels.
 DecodedImage decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& name);
 
 /// The largest image decoded (width x height), checked from a JPEG's, PNG's or BMP's header before any pixel is

@@ -8,7 +8,8 @@
 
 namespace reslab {
 
-/// The image at `path` as 8-bit, 3-channel BGR (OpenCV's order), with every check of decode_image_file.
+/// The image at `path` as 8-bit, 3-channel BGR (OpenCV's order), with every check of decode_image_bytes; a
+/// missing or unreadable file is a DataError naming it.
 cv::Mat decode_bgr(const std::string& path);
 
 }  // namespace reslab
