@@ -20,7 +20,8 @@ const CLI::Validator kNonEmpty(
 /// Binds a value whose presence on the command line matters: it lands in `target` only when given.
 template <typename T>
 CLI::Option* optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
-  return cmd->add_option_function<T>(name, [&target](const T& v) { target = v; }, help);
+  return cmd->add_option_function<T>(
+      name, [&target](const T& v) { target = v; }, help);
 }
 
 void bind_overrides(CLI::App* cmd, Overrides& o) {
@@ -73,7 +74,8 @@ void setup_train(CLI::App& app, std::function<int()>& action) {
       ->required()
       ->check(kNonEmpty);
   auto& folder = opts->run.folder;
-  cmd->add_option("--crop", folder.crop, "image-folder: side of the square crop the network sees")->capture_default_str();
+  cmd->add_option("--crop", folder.crop, "image-folder: side of the square crop the network sees")
+      ->capture_default_str();
   cmd->add_option_function<std::vector<int64_t>>(
          "--scale",
          [opts](const std::vector<int64_t>& v) {
@@ -152,7 +154,8 @@ void setup_collect(CLI::App& app, std::function<int()>& action) {
 
 void setup_slurm(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<SlurmOptions>();
-  auto* cmd = app.add_subcommand("slurm", "Write (and submit) a Slurm job array of an experiment's grid and a collect job");
+  auto* cmd =
+      app.add_subcommand("slurm", "Write (and submit) a Slurm job array of an experiment's grid and a collect job");
   cmd->add_option("experiment", opts->experiment, "Experiment file")->required()->check(kNonEmpty);
   cmd->add_option("run_args", opts->run_args, "After --: arguments for every `reslab run`, e.g. -- --epochs 2");
   cmd->add_option("--out", opts->out, "Results folder (default runs/<experiment name>); scripts go to OUT/slurm/")
@@ -160,7 +163,8 @@ void setup_slurm(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--partition", opts->partition, "Slurm partition")->check(kNonEmpty);
   cmd->add_option("--time", opts->time, "Time limit per array task, e.g. 04:00:00")->check(kNonEmpty);
   cmd->add_option("--cpus", opts->cpus, "CPUs per task (default: the cluster's)");
-  cmd->add_option("--nodes-per-run", opts->nodes_per_run, "Machines per grid point (data-parallel)")->capture_default_str();
+  cmd->add_option("--nodes-per-run", opts->nodes_per_run, "Machines per grid point (data-parallel)")
+      ->capture_default_str();
   cmd->add_option("--tasks-per-node", opts->tasks_per_node, "Data-parallel ranks per machine")->capture_default_str();
   cmd->add_option("--concurrency", opts->concurrency, "Array tasks running at once (%K; default no limit)");
   cmd->add_flag("--submit", opts->submit, "Run submit.sh after writing the scripts");
@@ -177,8 +181,11 @@ void setup_plot(CLI::App& app, std::function<int()>& action) {
 
 void setup_bench(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<BenchOptions>();
-  auto* cmd = app.add_subcommand("bench", "Throughput: training step, whole epoch, evaluation; multiply-adds/s; peak memory");
-  cmd->add_option("--model", opts->models, "Model names, e.g. resnet20,resnet56")->delimiter(',')->capture_default_str();
+  auto* cmd =
+      app.add_subcommand("bench", "Throughput: training step, whole epoch, evaluation; multiply-adds/s; peak memory");
+  cmd->add_option("--model", opts->models, "Model names, e.g. resnet20,resnet56")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--dataset", opts->dataset, "Dataset whose input shape to use")->capture_default_str();
   cmd->add_option("--batch", opts->batch, "Mini-batch size")->capture_default_str();
   cmd->add_option("--iterations", opts->iterations, "Timed steps")->capture_default_str();
@@ -220,8 +227,9 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
 
 void setup_analyze(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<AnalyzeOptions>();
-  auto* cmd = app.add_subcommand("analyze", "Probes: layer responses, gradient norms and signal-to-noise, shattered "
-                                            "gradients, lesions, path lengths, iterative refinement");
+  auto* cmd = app.add_subcommand("analyze",
+                                 "Probes: layer responses, gradient norms and signal-to-noise, shattered "
+                                 "gradients, lesions, path lengths, iterative refinement");
   std::string probes = "The probe, or all:";
   for (const auto& p : probe_table()) probes += "\n    " + p.name + ": " + p.help;
   cmd->add_option("probe", opts->probe, probes)->required();
@@ -230,9 +238,9 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
       ->delimiter(',');
   cmd->add_option("--out", opts->out, "Folder for PROBE.json and PROBE.png (default: the runs' parent folder)")
       ->check(kNonEmpty);
-  auto* dataset = cmd->add_option("--dataset", opts->dataset,
-                                  "Data for --at-init without run folders (with them: must be theirs)")
-                      ->capture_default_str();
+  auto* dataset =
+      cmd->add_option("--dataset", opts->dataset, "Data for --at-init without run folders (with them: must be theirs)")
+          ->capture_default_str();
   cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (replaces the runs' own)")
       ->check(kNonEmpty);
   auto* test_size = cmd->add_option("--test-size", opts->test_size,
@@ -244,15 +252,20 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
       ->capture_default_str();
   cmd->add_option("--threads", opts->threads, "Intra-op threads (0: every core)")->capture_default_str();
   auto& s = opts->settings;
-  cmd->add_option("--batch", s.batch, "Examples for the gradient and path probes")->capture_default_str()
+  cmd->add_option("--batch", s.batch, "Examples for the gradient and path probes")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--samples", s.samples, "Random draws per lesion size and per path length")->capture_default_str()
+  cmd->add_option("--samples", s.samples, "Random draws per lesion size and per path length")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--lesion-k", s.lesion_k, "Blocks deleted together, e.g. 1,2,4,8")->delimiter(',')
+  cmd->add_option("--lesion-k", s.lesion_k, "Blocks deleted together, e.g. 1,2,4,8")
+      ->delimiter(',')
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--points", s.points, "Shattered: points along each line")->capture_default_str()
+  cmd->add_option("--points", s.points, "Shattered: points along each line")
+      ->capture_default_str()
       ->check(CLI::Range(2, 100000));
-  cmd->add_option("--lines", s.lines, "Shattered: lines between test images")->capture_default_str()
+  cmd->add_option("--lines", s.lines, "Shattered: lines between test images")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-lag", s.max_lag, "Shattered: largest lag")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--probe-seed", s.seed, "Seed of the probes' random draws")->capture_default_str();
@@ -270,9 +283,12 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
 
 void setup_export(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<ExportOptions>();
-  auto* cmd = app.add_subcommand("export", "A run's final model as a PyTorch state_dict (torchvision's or the CIFAR "
-                                           "reference's names), its architecture and a check batch");
-  cmd->add_option("run_dir", opts->run_dir, "Run folder (holding config.json and model.pt)")->required()->check(kNonEmpty);
+  auto* cmd = app.add_subcommand("export",
+                                 "A run's final model as a PyTorch state_dict (torchvision's or the CIFAR "
+                                 "reference's names), its architecture and a check batch");
+  cmd->add_option("run_dir", opts->run_dir, "Run folder (holding config.json and model.pt)")
+      ->required()
+      ->check(kNonEmpty);
   cmd->add_option("--to", opts->to, "The state_dict file, e.g. resnet56.pth (FILE.json and FILE.check.pth beside it)")
       ->required()
       ->check(kNonEmpty);
@@ -281,12 +297,14 @@ void setup_export(CLI::App& app, std::function<int()>& action) {
 
 void setup_import(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<ImportOptions>();
-  auto* cmd = app.add_subcommand("import", "A PyTorch state_dict (torchvision's ResNets, or a reslab export) as a run "
-                                           "folder the probes read");
+  auto* cmd = app.add_subcommand("import",
+                                 "A PyTorch state_dict (torchvision's ResNets, or a reslab export) as a run "
+                                 "folder the probes read");
   cmd->add_option("file", opts->file, "The state_dict, written by torch.save(model.state_dict(), FILE)")
       ->required()
       ->check(kNonEmpty);
-  cmd->add_option("--model", opts->model, "The model it holds, e.g. resnet50 (see reslab models)")->required()
+  cmd->add_option("--model", opts->model, "The model it holds, e.g. resnet50 (see reslab models)")
+      ->required()
       ->check(kNonEmpty);
   cmd->add_option("--out", opts->out, "The run folder to write")->required()->check(kNonEmpty);
   cmd->add_option("--dataset", opts->dataset, "The data it is probed on (default image-folder for ImageNet nets)")

@@ -77,7 +77,8 @@ int checkpoint_entry(const uint8_t* data, size_t size) {
 int pth_entry(const uint8_t* data, size_t size) {
   try {
     const StateDict sd = parse_state_dict(std::vector<char>(data, data + size), "fuzz-input.pth");
-    static auto net = std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A}));
+    static auto net =
+        std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A}));
     (void)load_reference_state_dict(*net, sd, "fuzz-input.pth");
   } catch (const PthError&) {
   }
@@ -126,11 +127,16 @@ int run_files_entry(const uint8_t* data, size_t size) {
   } catch (const JsonError&) {
     return 0;
   }
-  static const nlohmann::json summary = {{"run", "resnet8"}, {"status", "completed"}, {"iterations", 2},
-                                         {"seed", 1}, {"final", {{"train_error", 50.0}, {"test_error", 40.0}}}};
+  static const nlohmann::json summary = {{"run", "resnet8"},
+                                         {"status", "completed"},
+                                         {"iterations", 2},
+                                         {"seed", 1},
+                                         {"final", {{"train_error", 50.0}, {"test_error", 40.0}}}};
   static const nlohmann::json config =
       to_json(expand_grid(parse_experiment(parse_json(R"({"name": "f", "grid": {"depth": [8]},
-          "optim": {"epochs": 1}})", "f.json"), "f.json"))[0]);
+          "optim": {"epochs": 1}})",
+                                                      "f.json"),
+                                           "f.json"))[0]);
   std::ostringstream out;
   try {
     switch (data[0] % 3) {

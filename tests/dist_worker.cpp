@@ -5,9 +5,9 @@
 
 #include <iostream>
 
+#include "dist_setup.h"
 #include "distributed/grad_sync.h"
 #include "distributed/sharded_source.h"
-#include "dist_setup.h"
 #include "train/trainer.h"
 
 namespace {

@@ -23,8 +23,8 @@ void clear_environment() {
 }
 
 struct BlockFate {
-  bool own_mapping;    ///< the block was a mapping of its own (mmap), not part of the heap
-  size_t free_after;   ///< free bytes the heap holds once the block is freed
+  bool own_mapping;   ///< the block was a mapping of its own (mmap), not part of the heap
+  size_t free_after;  ///< free bytes the heap holds once the block is freed
 };
 
 // Allocates, touches and frees one block, and reports where it lived and what the heap kept.

@@ -158,7 +158,6 @@ TEST_F(CheckpointTest, ResumeAfterACrashAnywhereGivesIdenticalMetrics) {
   }
 }
 
-
 TEST_F(CheckpointTest, AnInterruptedRunResumesExactlyMidWindow) {
   TempDir dir;
   const std::string reference = dir.file("reference");

@@ -2,8 +2,8 @@
 #include <filesystem>
 
 #include "experiment/config.h"
-#include "train/metrics.h"
 #include "test_util.h"
+#include "train/metrics.h"
 
 namespace reslab {
 namespace {
@@ -62,7 +62,8 @@ TEST(Config, TheKnownKeysAreTheKeysTheReaderAsksFor) {
       {"expected one of: batch, clip_grad_norm, epochs, iterations, lr, momentum, nesterov, param_groups, schedule, "
        "weight_decay"});
   doc = minimal();
-  doc["data"] = {{"dataset", "image-folder"}, {"dir", "/x"}, {"classes", 10}, {"class_index", {{"cat", 3}}}, {"crops", 1}};
+  doc["data"] = {
+      {"dataset", "image-folder"}, {"dir", "/x"}, {"classes", 10}, {"class_index", {{"cat", 3}}}, {"crops", 1}};
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
                                      {"'data.crops' is not a known key", "class_index, classes, crop,", "workers"});
   doc = minimal();
@@ -89,13 +90,14 @@ TEST(Config, SetsApplyToTheDocumentBeforeItIsRead) {
   EXPECT_FALSE(runs[1].tensorboard);
   EXPECT_FALSE(runs[1].epochs.has_value());  // null removed it
   EXPECT_EQ(*runs[1].iterations, 30);
-  EXPECT_EQ(ex.source, dir.file("e.json") + " --set optim.lr=0.05 --set data.train_size=8000 --set grid.depth=[32] "
-                       "--set model.shortcut=B --set optim.schedule.milestones=[1, 1.5] --set "
-                       "optim.schedule.unit=epochs --set train.tensorboard=false --set optim.epochs=null --set "
-                       "optim.iterations=30");
+  EXPECT_EQ(ex.source, dir.file("e.json") +
+                           " --set optim.lr=0.05 --set data.train_size=8000 --set grid.depth=[32] "
+                           "--set model.shortcut=B --set optim.schedule.milestones=[1, 1.5] --set "
+                           "optim.schedule.unit=epochs --set train.tensorboard=false --set optim.epochs=null --set "
+                           "optim.iterations=30");
   // A later assignment wins; sections are made where absent.
-  const auto later = expand_grid(load_experiment(dir.file("e.json"), {"optim.lr=0.2", "optim.lr=0.3",
-                                                                      "dist.sync_bn=true"}));
+  const auto later =
+      expand_grid(load_experiment(dir.file("e.json"), {"optim.lr=0.2", "optim.lr=0.3", "dist.sync_bn=true"}));
   EXPECT_DOUBLE_EQ(later[0].lr, 0.3);
   EXPECT_TRUE(later[0].sync_bn);
   // Checked by the file's own rules, with the assignments named.
@@ -406,7 +408,7 @@ TEST(Config, ProbesSectionIsReadStrictly) {
 TEST(Config, ImageFolderTransformKeysAreReadAndChecked) {
   auto doc = minimal();
   doc["data"] = {{"dataset", "image-folder"}, {"dir", "/data/imagenette"}, {"crop", 112}, {"scale", {128, 240}},
-                 {"eval_resize", 128}, {"eval_crops", 10}, {"workers", 3}};
+                 {"eval_resize", 128},        {"eval_crops", 10},          {"workers", 3}};
   const auto runs = expand_grid(parse_experiment(doc, "exp.json"));
   const FolderTransform& t = runs[0].folder;
   EXPECT_EQ(t.crop, 112);

@@ -9,9 +9,9 @@
 
 #include <map>
 
+#include "dist_setup.h"
 #include "distributed/env.h"
 #include "distributed/sharded_source.h"
-#include "dist_setup.h"
 #include "models/batch_norm.h"
 #include "test_util.h"
 
@@ -38,8 +38,12 @@ TEST(DistEnvTest, NoVariablesIsOneProcess) {
 }
 
 TEST(DistEnvTest, TorchrunVariables) {
-  const auto env = read_dist_env(vars({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
-                                       {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "10.0.0.5"}, {"MASTER_PORT", "29501"}}));
+  const auto env = read_dist_env(vars({{"RANK", "3"},
+                                       {"WORLD_SIZE", "4"},
+                                       {"LOCAL_RANK", "1"},
+                                       {"LOCAL_WORLD_SIZE", "2"},
+                                       {"MASTER_ADDR", "10.0.0.5"},
+                                       {"MASTER_PORT", "29501"}}));
   EXPECT_TRUE(env.distributed());
   EXPECT_EQ(env.rank, 3);
   EXPECT_EQ(env.world_size, 4);
@@ -61,7 +65,8 @@ TEST(DistEnvTest, BadTorchrunVariablesNameTheVariable) {
   };
   expect_error<DistError>([&] { read_dist_env(with("RANK", "2")); }, {"RANK is '2'", "0 to 1"});
   expect_error<DistError>([&] { read_dist_env(with("WORLD_SIZE", "two")); }, {"WORLD_SIZE is 'two'"});
-  expect_error<DistError>([&] { read_dist_env(with("MASTER_PORT", "70000")); }, {"MASTER_PORT is '70000'", "1 to 65535"});
+  expect_error<DistError>([&] { read_dist_env(with("MASTER_PORT", "70000")); },
+                          {"MASTER_PORT is '70000'", "1 to 65535"});
   expect_error<DistError>([&] { read_dist_env(with("LOCAL_RANK", "-1")); }, {"LOCAL_RANK is '-1'"});
   auto missing = ok;
   missing.erase("MASTER_ADDR");
@@ -72,9 +77,14 @@ TEST(DistEnvTest, BadTorchrunVariablesNameTheVariable) {
 }
 
 TEST(DistEnvTest, SlurmStepVariables) {
-  const auto env = read_dist_env(vars({{"SLURM_STEP_ID", "0"}, {"SLURM_PROCID", "1"}, {"SLURM_STEP_NUM_TASKS", "4"},
-                                       {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "1"}, {"SLURM_STEP_TASKS_PER_NODE", "2(x2)"},
-                                       {"SLURM_JOB_NODELIST", "gpu[07-08]"}, {"SLURM_JOB_ID", "123456"}}));
+  const auto env = read_dist_env(vars({{"SLURM_STEP_ID", "0"},
+                                       {"SLURM_PROCID", "1"},
+                                       {"SLURM_STEP_NUM_TASKS", "4"},
+                                       {"SLURM_NTASKS", "4"},
+                                       {"SLURM_LOCALID", "1"},
+                                       {"SLURM_STEP_TASKS_PER_NODE", "2(x2)"},
+                                       {"SLURM_JOB_NODELIST", "gpu[07-08]"},
+                                       {"SLURM_JOB_ID", "123456"}}));
   EXPECT_EQ(env.source, "slurm");
   EXPECT_EQ(env.rank, 1);
   EXPECT_EQ(env.world_size, 4);
@@ -91,8 +101,8 @@ TEST(DistEnvTest, SlurmBatchScriptIsOneProcess) {
 }
 
 TEST(DistEnvTest, TorchrunWinsOverSlurm) {
-  const auto env = read_dist_env(vars({{"SLURM_STEP_ID", "0"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "4"},
-                                       {"WORLD_SIZE", "1"}}));
+  const auto env =
+      read_dist_env(vars({{"SLURM_STEP_ID", "0"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "4"}, {"WORLD_SIZE", "1"}}));
   EXPECT_FALSE(env.distributed());
   EXPECT_EQ(env.source, "torchrun");
 }
@@ -144,8 +154,9 @@ TEST(SyncBatchNormTest, OneProcessReducerMatchesBatchNormEvenWithLargeMeans) {
         << "mean " << mean;
   }
   EXPECT_LT((sync->running_mean.to(torch::kFloat64) - plain->running_mean).abs().max().item<double>(), 1e-3);
-  EXPECT_LT(((sync->running_var.to(torch::kFloat64) - plain->running_var).abs() / plain->running_var).max().item<double>(),
-            1e-2);
+  EXPECT_LT(
+      ((sync->running_var.to(torch::kFloat64) - plain->running_var).abs() / plain->running_var).max().item<double>(),
+      1e-2);
 }
 
 int free_port() {
@@ -169,7 +180,7 @@ void run_two_ranks(const testing::TempDir& dir, const std::string& mode, int64_t
     std::vector<std::string> env_strings;
     for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
     for (const std::string& v : {"RANK=" + std::to_string(rank), std::string("WORLD_SIZE=2"),
-                                std::string("MASTER_ADDR=127.0.0.1"), "MASTER_PORT=" + std::to_string(port)}) {
+                                 std::string("MASTER_ADDR=127.0.0.1"), "MASTER_PORT=" + std::to_string(port)}) {
       env_strings.push_back(v);
     }
     std::vector<char*> envp;
@@ -208,9 +219,10 @@ std::vector<torch::Tensor> one_process(bool sync_bn, std::vector<double>& losses
       loss = torch::nn::functional::cross_entropy(model->forward(b.inputs), b.targets);
     } else {
       const int64_t h = b.targets.size(0) / 2;
-      loss = (torch::nn::functional::cross_entropy(model->forward(b.inputs.narrow(0, 0, h)), b.targets.narrow(0, 0, h)) +
-              torch::nn::functional::cross_entropy(model->forward(b.inputs.narrow(0, h, h)), b.targets.narrow(0, h, h))) /
-             2;
+      loss =
+          (torch::nn::functional::cross_entropy(model->forward(b.inputs.narrow(0, 0, h)), b.targets.narrow(0, 0, h)) +
+           torch::nn::functional::cross_entropy(model->forward(b.inputs.narrow(0, h, h)), b.targets.narrow(0, h, h))) /
+          2;
     }
     loss.backward();
     sgd->step();
@@ -274,9 +286,7 @@ TEST(DistTrainingTest, TwoRanksMatchOneProcessWithSynchronisedBatchNorm) {
   expect_two_ranks_match_one_process("sync-bn", 8 * 1024);
 }
 
-TEST(DistTrainingTest, OneBucketGivesTheSameNet) {
-  expect_two_ranks_match_one_process("rank-bn", 64 * 1024 * 1024);
-}
+TEST(DistTrainingTest, OneBucketGivesTheSameNet) { expect_two_ranks_match_one_process("rank-bn", 64 * 1024 * 1024); }
 
 }  // namespace
 }  // namespace reslab

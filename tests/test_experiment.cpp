@@ -6,10 +6,10 @@
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "test_util.h"
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
-#include "test_util.h"
 
 namespace reslab {
 namespace {
@@ -33,9 +33,9 @@ class ExperimentTest : public testing::SeededTest {};
 TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
   TempDir dir;
   const auto results = run_experiment(tiny_experiment(), dir.path(), RunOptions{});
-  for (const char* f : {"config.json", "results.json", "plain8/config.json", "plain8/metrics.jsonl",
-                        "plain8/summary.json", "plain8/model.pt", "resnet8/summary.json",
-                        "plain8/events.out.tfevents.reslab"}) {
+  for (const char* f :
+       {"config.json", "results.json", "plain8/config.json", "plain8/metrics.jsonl", "plain8/summary.json",
+        "plain8/model.pt", "resnet8/summary.json", "plain8/events.out.tfevents.reslab"}) {
     EXPECT_TRUE(std::filesystem::exists(dir.file(f))) << f;
   }
   const auto on_disk = read_json_file(dir.file("results.json"));
@@ -166,9 +166,9 @@ TEST_F(ExperimentTest, RetriesStopAfterTheirNumberAndWithoutTheFlagTheRunEndsDiv
 
 TEST(Results, ModelTagsKeepVariantsOfOneDepthApart) {
   auto summary = [](const std::string& model, bool residual, double train) {
-    return nlohmann::json{{"run", model},     {"model", model},       {"depth", 20},
-                          {"residual", residual}, {"status", "completed"},
-                          {"final", {{"train_error", train}, {"test_error", train + 1}}}};
+    return nlohmann::json{{"run", model},          {"model", model},
+                          {"depth", 20},           {"residual", residual},
+                          {"status", "completed"}, {"final", {{"train_error", train}, {"test_error", train + 1}}}};
   };
   std::vector<RunResult> runs;
   for (const auto& s : {summary("plain20", false, 30), summary("resnet20", true, 20), summary("plain20-k1", false, 40),
@@ -195,12 +195,15 @@ TEST_F(ExperimentTest, ExistingResultsAreKeptUnlessOverwriteIsAsked) {
   std::filesystem::create_directories(dir.file("resnet8"));
   testing::write_bytes(dir.file("resnet8/summary.json"), {'{', '}'});
   testing::write_bytes(dir.file("notes.txt"), {'x'});
-  testing::expect_error<std::runtime_error>([&] { prepare_output_dir(dir.path(), {"plain8", "resnet8"}, false); },
-                                            {dir.path(), "already holds results", "--overwrite"});
+  testing::expect_error<std::runtime_error>(
+      [&] {
+        prepare_output_dir(dir.path(), {"plain8", "resnet8"}, false);
+      },
+      {dir.path(), "already holds results", "--overwrite"});
   EXPECT_TRUE(std::filesystem::exists(dir.file("resnet8/summary.json")));
   prepare_output_dir(dir.path(), {"plain8", "resnet8"}, true);
   EXPECT_FALSE(std::filesystem::exists(dir.file("resnet8")));
-  EXPECT_TRUE(std::filesystem::exists(dir.file("notes.txt")));  // not ours: left alone
+  EXPECT_TRUE(std::filesystem::exists(dir.file("notes.txt")));   // not ours: left alone
   prepare_output_dir(dir.path(), {"plain8", "resnet8"}, false);  // now empty of results: fine
 }
 

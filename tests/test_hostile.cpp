@@ -14,8 +14,8 @@
 #include "experiment/config.h"
 #include "experiment/results.h"
 #include "models/registry.h"
-#include "train/metrics.h"
 #include "test_util.h"
+#include "train/metrics.h"
 
 namespace reslab {
 namespace {
@@ -38,13 +38,11 @@ void write_text(const std::string& path, const std::string& text) {
 
 TEST(StrictJson, NestingPastTheLimitIsAnErrorNamingTheKeyNotACrash) {
   // A few hundred thousand levels overflowed the stack when parsed, copied or printed recursively.
-  expect_error<JsonError>([] { parse_json(deep(300000), "deep.json"); },
-                          {"deep.json", "nested more than 64"});
+  expect_error<JsonError>([] { parse_json(deep(300000), "deep.json"); }, {"deep.json", "nested more than 64"});
   expect_error<JsonError>([] { parse_json(R"({"name": )" + deep(300000, "\"x\"") + "}", "in_name.json"); },
                           {"in_name.json", "key 'name[0][0]", "nested more than 64"});
-  expect_error<JsonError>(
-      [] { parse_json(R"({"grid": {"depth": )" + deep(100000) + "}}", "axis.json"); },
-      {"axis.json", "key 'grid.depth[0]", "nested"});
+  expect_error<JsonError>([] { parse_json(R"({"grid": {"depth": )" + deep(100000) + "}}", "axis.json"); },
+                          {"axis.json", "key 'grid.depth[0]", "nested"});
   // At the limit it reads.
   const auto ok = parse_json(deep(kMaxJsonDepth), "ok.json");
   EXPECT_TRUE(ok.is_array());
@@ -55,11 +53,9 @@ TEST(StrictJson, NestingPastTheLimitIsAnErrorNamingTheKeyNotACrash) {
 }
 
 TEST(StrictJson, DuplicateKeysAreErrorsNamingThePath) {
-  expect_error<JsonError>([] { parse_json(R"({"a": 1, "a": 2})", "d.json"); },
-                          {"d.json", "key 'a' appears twice"});
-  expect_error<JsonError>(
-      [] { parse_json(R"({"optim": {"lr": 0.1, "momentum": 0.9, "lr": 5}})", "e.json"); },
-      {"e.json", "key 'optim.lr' appears twice"});
+  expect_error<JsonError>([] { parse_json(R"({"a": 1, "a": 2})", "d.json"); }, {"d.json", "key 'a' appears twice"});
+  expect_error<JsonError>([] { parse_json(R"({"optim": {"lr": 0.1, "momentum": 0.9, "lr": 5}})", "e.json"); },
+                          {"e.json", "key 'optim.lr' appears twice"});
   expect_error<JsonError>([] { parse_json(R"([{"k": 1}, {"k": 1, "k": 1}])", "l.json"); }, {"key '[1].k'"});
   // The same key in sibling objects is not a duplicate.
   const auto ok = parse_json(R"({"a": {"k": 1}, "b": {"k": 2}, "c": [{"k": 3}, {"k": 4}]})", "ok.json");
@@ -143,18 +139,23 @@ TEST(Ranges, EveryNumberIsCheckedBeforeWorkStarts) {
 
 TEST(Ranges, ModelsAreBuiltOnlyForSaneClassesAndInputs) {
   // 10^11 classes was an allocator failure, not an error.
-  expect_error<std::invalid_argument>([] { build_model("resnet20", ModelSpec{{3, 32, 32}, 100000000000, Shortcut::A}); },
-                                      {"resnet20", "100000000000 classes", "2 to 100000"});
-  expect_error<std::invalid_argument>([] { build_model("resnet20", ModelSpec{{0, 32, 32}, 10, Shortcut::A}); },
-                                      {"input 0x32x32"});
+  expect_error<std::invalid_argument>(
+      [] {
+        build_model("resnet20", ModelSpec{{3, 32, 32}, 100000000000, Shortcut::A});
+      },
+      {"resnet20", "100000000000 classes", "2 to 100000"});
+  expect_error<std::invalid_argument>(
+      [] {
+        build_model("resnet20", ModelSpec{{0, 32, 32}, 10, Shortcut::A});
+      },
+      {"input 0x32x32"});
 }
 
 TEST(Grid, APointCountThatWouldOverflowIsRefusedByTheCap) {
   auto doc = minimal();
   doc["grid"].erase("depth");
-  nlohmann::json models = nlohmann::json::array(), lrs = nlohmann::json::array(),
-                 batches = nlohmann::json::array(), seeds = nlohmann::json::array(),
-                 shortcuts = nlohmann::json::array();
+  nlohmann::json models = nlohmann::json::array(), lrs = nlohmann::json::array(), batches = nlohmann::json::array(),
+                 seeds = nlohmann::json::array(), shortcuts = nlohmann::json::array();
   for (int i = 0; i < 9000; ++i) {
     models.push_back("resnet8");
     lrs.push_back(0.1);
@@ -181,8 +182,8 @@ TEST(Names, NamesThatWouldLeaveTheFolderOrBreakAScriptAreErrors) {
     expect_error<ConfigError>([&] { parse_experiment(doc, "n.json"); }, {"n.json", "key 'name'"});
     EXPECT_FALSE(name_problem(bad).empty());
   }
-  for (const std::string& good : std::vector<std::string>{"fashion_degradation", "cifar10-fig6", "a.b+c=d",
-                                                          "resnet20-k1-lr0.05-s3"}) {
+  for (const std::string& good :
+       std::vector<std::string>{"fashion_degradation", "cifar10-fig6", "a.b+c=d", "resnet20-k1-lr0.05-s3"}) {
     EXPECT_EQ(name_problem(good), "") << good;
   }
   // A run's config.json whose name would put its folder elsewhere.
@@ -195,10 +196,11 @@ TEST(Names, NamesThatWouldLeaveTheFolderOrBreakAScriptAreErrors) {
                             {dir.file("config.json"), "key 'name'", "../../outside", "'/'"});
 }
 
-
 TEST(Names, ValuesInMessagesAreEscapedAsciiAndCut) {
   // A terminal escape, a right-to-left override and an invalid UTF-8 byte reach the message as escapes.
-  const std::string shown = shown_json(std::string("a\x1b[2Jb\xe2\x80\xae" "c\xff"));
+  const std::string shown =
+      shown_json(std::string("a\x1b[2Jb\xe2\x80\xae"
+                             "c\xff"));
   EXPECT_EQ(shown, "\"a\\u001b[2Jb\\u202ec\\ufffd\"");
   EXPECT_EQ(shown_json(std::string(500, 'x')).size(), 80u);
   EXPECT_EQ(shown_json(std::string(500, 'x')).substr(77), "...");
@@ -229,8 +231,7 @@ TEST(Decompression, AStreamThatExpandsPastItsHeaderIsStoppedThere) {
   const std::string bomb = dir.file("bomb-images-idx3-ubyte.gz");
   write_gz_stream(bomb, header, size_t{200} << 20);
   EXPECT_LT(std::filesystem::file_size(bomb), size_t{1} << 20);
-  expect_error<DataError>([&] { read_idx_ubyte(bomb, 3); },
-                          {bomb, "expands past the 136 bytes its header declares"});
+  expect_error<DataError>([&] { read_idx_ubyte(bomb, 3); }, {bomb, "expands past the 136 bytes its header declares"});
   // A header that declares more than the machine can hold is refused before anything past it is read.
   const std::vector<uint8_t> greedy = {0, 0, 8, 3, 0, 0x0f, 0x42, 0x40, 0, 0, 0x03, 0xe8, 0, 0, 0x03, 0xe8};
   const std::string big = dir.file("greedy.gz");
@@ -244,7 +245,9 @@ TEST(Decompression, AStreamThatExpandsPastItsHeaderIsStoppedThere) {
 }
 
 TEST(Summaries, AFileOfTheWrongShapeIsNamedWithItsKey) {
-  const nlohmann::json good = {{"run", "resnet8"}, {"status", "completed"}, {"iterations", 4},
+  const nlohmann::json good = {{"run", "resnet8"},
+                               {"status", "completed"},
+                               {"iterations", 4},
                                {"final", {{"train_error", 10.0}, {"test_error", nullptr}}}};
   EXPECT_NO_THROW(check_summary(good, "s.json"));
   const std::vector<std::pair<nlohmann::json, std::string>> bad = {
@@ -264,13 +267,16 @@ TEST(Summaries, AFileOfTheWrongShapeIsNamedWithItsKey) {
 }
 
 TEST(ModelFiles, AModelOfAnotherRunIsNeverProbedAsThisOne) {
-  auto runs = expand_grid(parse_experiment(parse_json(R"({"name": "t", "grid": {"depth": [8], "residual": [false, true]},
-      "optim": {"epochs": 1}})", "t.json"), "t.json"));
+  auto runs =
+      expand_grid(parse_experiment(parse_json(R"({"name": "t", "grid": {"depth": [8], "residual": [false, true]},
+      "optim": {"epochs": 1}})",
+                                              "t.json"),
+                                   "t.json"));
   const RunConfig& plain = runs[0];
   const RunConfig& residual = runs[1];
   const ModelSpec spec{{1, 28, 28}, 10, Shortcut::A};
   nlohmann::json meta = {{"model", plain.model}, {"shortcut", "A"}, {"dataset", plain.dataset},
-                         {"input", {1, 28, 28}}, {"classes", 10}, {"config", checkpoint_identity(plain)}};
+                         {"input", {1, 28, 28}}, {"classes", 10},   {"config", checkpoint_identity(plain)}};
   EXPECT_NO_THROW(check_model_meta(meta, plain, spec, "p/model.pt", "p/config.json"));
   // The same training configuration under other names (reslab run --reuse) is the same model.
   auto renamed = plain;
@@ -286,8 +292,11 @@ TEST(ModelFiles, AModelOfAnotherRunIsNeverProbedAsThisOne) {
                             {"/optim/lr", "0.1", "0.05"});
   meta.erase("config");  // a model file from before the configuration was recorded: its name is still checked
   EXPECT_NO_THROW(check_model_meta(meta, plain, spec, "p/model.pt", "p/config.json"));
-  expect_error<ConfigError>([&] { check_model_meta({{"classes", 10}}, plain, spec, "p/model.pt", "c"); },
-                            {"p/model.pt", "records no model name"});
+  expect_error<ConfigError>(
+      [&] {
+        check_model_meta({{"classes", 10}}, plain, spec, "p/model.pt", "c");
+      },
+      {"p/model.pt", "records no model name"});
 }
 
 }  // namespace

@@ -3,9 +3,9 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include <filesystem>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -31,7 +31,9 @@ using testing::TempDir;
 cv::Mat gradient_image(int h, int w, int blue = 77) {
   cv::Mat img(h, w, CV_8UC3);
   for (int y = 0; y < h; ++y) {
-    for (int x = 0; x < w; ++x) img.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uint8_t>(blue), static_cast<uint8_t>(4 * y), static_cast<uint8_t>(2 * x));
+    for (int x = 0; x < w; ++x)
+      img.at<cv::Vec3b>(y, x) =
+          cv::Vec3b(static_cast<uint8_t>(blue), static_cast<uint8_t>(4 * y), static_cast<uint8_t>(2 * x));
   }
   return img;
 }
@@ -150,7 +152,8 @@ TEST(ImageFolder, NormalisesPerChannel) {
   stats.std = {0.5f, 0.2f, 0.25f};
   ImageFolderLoader raw({{dir.file("a/0.png"), 0}}, ChannelStats{}, small_transform(), eval_options(1));
   ImageFolderLoader norm({{dir.file("a/0.png"), 0}}, stats, small_transform(), eval_options(1));
-  const auto m = torch::tensor({0.5f, 0.25f, 0.1f}).view({3, 1, 1}), s = torch::tensor({0.5f, 0.2f, 0.25f}).view({3, 1, 1});
+  const auto m = torch::tensor({0.5f, 0.25f, 0.1f}).view({3, 1, 1}),
+             s = torch::tensor({0.5f, 0.2f, 0.25f}).view({3, 1, 1});
   EXPECT_TRUE(torch::allclose(norm.batch(0).inputs[0], (raw.batch(0).inputs[0] - m) / s, 1e-5, 1e-5));
 }
 
@@ -292,8 +295,7 @@ TEST(ImageFolder, AHeaderAskingForGigapixelsIsRejectedBeforeDecoding) {
     png[i + 2] = 0x9C;
     png[i + 3] = 0x40;
   }
-  expect_error<DataError>([&] { decode_image_bytes(png, "huge.png"); },
-                          {"huge.png", "1600000000 pixels", "more than"});
+  expect_error<DataError>([&] { decode_image_bytes(png, "huge.png"); }, {"huge.png", "1600000000 pixels", "more than"});
   // JPEG: the start-of-frame marker's height and width set to 65535.
   size_t sof = 2;
   while (sof + 1 < jpg.size() && !(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) ++sof;
@@ -350,7 +352,8 @@ TEST(ImageFolder, SplitsHoldOutValidationAndTestOnTheValFolder) {
   fs::remove_all(dir.file("val/c"));
   expect_error<DataError>([&] { prepare_folder_splits(dir.path(), {}, small_transform()); }, {"missing: c"});
   fs::remove_all(dir.file("val"));
-  expect_error<DataError>([&] { prepare_folder_splits(dir.path(), {}, small_transform()); }, {dir.file("val"), "no such folder"});
+  expect_error<DataError>([&] { prepare_folder_splits(dir.path(), {}, small_transform()); },
+                          {dir.file("val"), "no such folder"});
   expect_error<std::invalid_argument>([&] { prepare_folder_splits("", {}, small_transform()); }, {"--data"});
 }
 
@@ -370,7 +373,9 @@ TEST(ImageFolder, ClassIndexAndFixedStatisticsServeANetTrainedElsewhere) {
   std::set<int64_t> train_labels, test_labels;
   for (const auto& f : s.train) {
     train_labels.insert(f.label);
-    const int64_t expected = f.path.find("/a/") != std::string::npos ? 0 : f.path.find("/b/") != std::string::npos ? 217 : 701;
+    const int64_t expected = f.path.find("/a/") != std::string::npos   ? 0
+                             : f.path.find("/b/") != std::string::npos ? 217
+                                                                       : 701;
     EXPECT_EQ(f.label, expected) << f.path;
   }
   for (const auto& f : s.test) test_labels.insert(f.label);
@@ -394,7 +399,8 @@ TEST(ImageFolder, ClassIndexAndFixedStatisticsServeANetTrainedElsewhere) {
                           {"3 class folders", "data.classes is 1000", "data.class_index"});
   FolderTransform partial = t;
   partial.class_index.erase("c");
-  expect_error<DataError>([&] { prepare_folder_splits(dir.path(), {}, partial); }, {dir.file("train") + "/c", "does not name"});
+  expect_error<DataError>([&] { prepare_folder_splits(dir.path(), {}, partial); },
+                          {dir.file("train") + "/c", "does not name"});
   FolderTransform out_of_range = t;
   out_of_range.class_index["c"] = 1000;
   expect_error<std::invalid_argument>([&] { check_transform(out_of_range); }, {"class_index", "0 to 999", "'c'"});

@@ -29,7 +29,8 @@ std::vector<char> file_bytes(const std::string& path) {
 }
 
 /// A torch.save-style archive holding `pickle` as data.pkl and `records` beside it (names under data/).
-std::vector<char> archive_with(const std::string& pickle, const std::vector<std::pair<std::string, std::string>>& records = {}) {
+std::vector<char> archive_with(const std::string& pickle,
+                               const std::vector<std::pair<std::string, std::string>>& records = {}) {
   std::vector<char> out;
   caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) {
     const auto* p = static_cast<const char*>(data);
@@ -59,9 +60,10 @@ std::string tensor_pickle(const std::vector<int64_t>& size, const std::vector<in
     for (int64_t x : v) out += int1(x);
     return out + "t";
   };
-  return std::string("\x80\x02") + "ccollections\nOrderedDict\n)R(" + unicode("w") + "ctorch._utils\n_rebuild_tensor_v2\n((" +
-         unicode("storage") + "ctorch\nFloatStorage\n" + unicode("0") + unicode("cpu") + int1(numel) + "tQ" + int1(offset) +
-         ints(size) + ints(stride) + "\x89" + "ccollections\nOrderedDict\n)RtRu.";
+  return std::string("\x80\x02") + "ccollections\nOrderedDict\n)R(" + unicode("w") +
+         "ctorch._utils\n_rebuild_tensor_v2\n((" + unicode("storage") + "ctorch\nFloatStorage\n" + unicode("0") +
+         unicode("cpu") + int1(numel) + "tQ" + int1(offset) + ints(size) + ints(stride) + "\x89" +
+         "ccollections\nOrderedDict\n)RtRu.";
 }
 std::string tensor_pickle(int64_t size, int64_t stride, int64_t offset, int64_t numel) {
   return tensor_pickle(std::vector<int64_t>{size}, std::vector<int64_t>{stride}, offset, numel);
@@ -94,7 +96,8 @@ TEST(Pth, RoundTripKeepsNamesOrderValuesAndTypes) {
 
 TEST(Pth, ReadsTheOpcodesTorchSaveWritesAndViewsIntoAStorage) {
   // A view with an offset and a stride, read from a storage of 6 values, as a slice of a bigger tensor saves.
-  const auto sd = parse_state_dict(archive_with(tensor_pickle(3, 2, 1, 6), {{"data/0", floats({0, 1, 2, 3, 4, 5})}}), "v.pth");
+  const auto sd =
+      parse_state_dict(archive_with(tensor_pickle(3, 2, 1, 6), {{"data/0", floats({0, 1, 2, 3, 4, 5})}}), "v.pth");
   ASSERT_EQ(sd.size(), 1u);
   EXPECT_EQ(sd[0].first, "w");
   EXPECT_TRUE(torch::equal(sd[0].second, torch::tensor({1.0f, 3.0f, 5.0f})));
@@ -108,7 +111,7 @@ TEST(Pth, ReadsFilesPyTorchWrote) {
   std::vector<std::string> names;
   for (const auto& [k, t] : seq) names.push_back(k);
   EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-                                              "1.num_batches_tracked"}));
+                                             "1.num_batches_tracked"}));
   EXPECT_EQ(seq[0].second.sizes(), (std::vector<int64_t>{2, 1, 3, 3}));
   EXPECT_TRUE(torch::equal(seq[1].second, torch::ones({2})));
   EXPECT_EQ(seq[5].second.scalar_type(), torch::kLong);
@@ -118,7 +121,8 @@ TEST(Pth, ReadsFilesPyTorchWrote) {
   EXPECT_EQ(views[1].second.scalar_type(), torch::kDouble);
   EXPECT_TRUE(torch::equal(views[1].second, torch::zeros({2}, torch::kDouble)));
   EXPECT_EQ(views[2].second.item<int64_t>(), 3);
-  expect_error<PthError>([&] { read_state_dict(seeds + "truncated.pth"); }, {"truncated.pth: truncated or not a ZIP archive"});
+  expect_error<PthError>([&] { read_state_dict(seeds + "truncated.pth"); },
+                         {"truncated.pth: truncated or not a ZIP archive"});
 }
 
 TEST(Pth, HostileFilesAreErrorsNamingTheFile) {
@@ -141,14 +145,27 @@ TEST(Pth, HostileFilesAreErrorsNamingTheFile) {
     }
   }
   expect_error<PthError>([&] { read_state_dict(dir.file("missing.pth")); }, {dir.file("missing.pth"), "no such file"});
-  expect_error<PthError>([&] { parse_state_dict({'\x80', '\x02', '\x8a', '\x0a'}, "old.pth"); }, {"old.pth", "legacy format"});
-  expect_error<PthError>([&] { parse_state_dict({'h', 'e', 'l', 'l', 'o'}, "text.pth"); }, {"text.pth", "not a ZIP archive"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict({'\x80', '\x02', '\x8a', '\x0a'}, "old.pth");
+      },
+      {"old.pth", "legacy format"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict({'h', 'e', 'l', 'l', 'o'}, "text.pth");
+      },
+      {"text.pth", "not a ZIP archive"});
   // What Python's pickle would run: refused by name, never constructed.
   expect_error<PthError>(
-      [&] { parse_state_dict(archive_with(std::string("\x80\x02") + "cos\nsystem\n" + unicode("ls") + "\x85R."), "evil.pth"); },
+      [&] {
+        parse_state_dict(archive_with(std::string("\x80\x02") + "cos\nsystem\n" + unicode("ls") + "\x85R."),
+                         "evil.pth");
+      },
       {"evil.pth: data.pkl", "os.system", "does not construct"});
   expect_error<PthError>(
-      [&] { parse_state_dict(archive_with(std::string("\x80\x02") + "ctorchvision.models.resnet\nResNet\n)R."), "net.pth"); },
+      [&] {
+        parse_state_dict(archive_with(std::string("\x80\x02") + "ctorchvision.models.resnet\nResNet\n)R."), "net.pth");
+      },
       {"torchvision.models.resnet.ResNet", "save model.state_dict() instead"});
   // A training checkpoint: named by its keys, and what to save instead.
   {
@@ -156,46 +173,88 @@ TEST(Pth, HostileFilesAreErrorsNamingTheFile) {
     ckpt.insert("epoch", int64_t{3});
     ckpt.insert("state_dict", torch::randn({2}));
     const auto bytes = torch::pickle_save(ckpt);
-    expect_error<PthError>([&] { parse_state_dict(bytes, "ckpt.pth"); }, {"ckpt.pth", "epoch, state_dict", "ckpt['state_dict']"});
+    expect_error<PthError>([&] { parse_state_dict(bytes, "ckpt.pth"); },
+                           {"ckpt.pth", "epoch, state_dict", "ckpt['state_dict']"});
   }
   // A storage shorter than it says, a view past its storage, a record that is not there.
-  expect_error<PthError>([&] { parse_state_dict(archive_with(tensor_pickle(3, 1, 0, 6), {{"data/0", floats({0, 1})}}), "s.pth"); },
-                         {"s.pth", "record 'data/0' holds 8 bytes, not 6 values of 4"});
-  expect_error<PthError>([&] { parse_state_dict(archive_with(tensor_pickle(4, 2, 0, 6), {{"data/0", floats({0, 1, 2, 3, 4, 5})}}), "p.pth"); },
-                         {"p.pth", "reads past its storage"});
-  expect_error<PthError>([&] { parse_state_dict(archive_with(tensor_pickle(3, 1, 0, 6)), "r.pth"); }, {"r.pth", "no record 'data/0'"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict(archive_with(tensor_pickle(3, 1, 0, 6), {{"data/0", floats({0, 1})}}), "s.pth");
+      },
+      {"s.pth", "record 'data/0' holds 8 bytes, not 6 values of 4"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict(archive_with(tensor_pickle(4, 2, 0, 6), {{"data/0", floats({0, 1, 2, 3, 4, 5})}}), "p.pth");
+      },
+      {"p.pth", "reads past its storage"});
+  expect_error<PthError>([&] { parse_state_dict(archive_with(tensor_pickle(3, 1, 0, 6)), "r.pth"); },
+                         {"r.pth", "no record 'data/0'"});
   // A view of stride 0 asking for 17 GB out of one value of storage.
   expect_error<PthError>(
       [&] {
-        parse_state_dict(archive_with(tensor_pickle({255, 255, 255, 255}, {0, 0, 0, 0}, 0, 1), {{"data/0", floats({1})}}),
-                         "z.pth");
+        parse_state_dict(
+            archive_with(tensor_pickle({255, 255, 255, 255}, {0, 0, 0, 0}, 0, 1), {{"data/0", floats({1})}}), "z.pth");
       },
       {"z.pth", "more bytes than twice the file"});
   // Malformed pickles: an unknown opcode, a memo never stored, nesting past the limit, no STOP.
-  expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02" "c"), "g.pth"); }, {"g.pth", "GLOBAL"});
-  expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02" "h\x05."), "m.pth"); }, {"memo index 5 was never stored"});
-  expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02" "I1\n."), "o.pth"); }, {"pickle opcode 0x49"});
-  expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02" + std::string(100, ']') + std::string(99, 'a') + "."), "d.pth"); },
-                         {"nested more than 64"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict(archive_with("\x80\x02"
+                                      "c"),
+                         "g.pth");
+      },
+      {"g.pth", "GLOBAL"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict(archive_with("\x80\x02"
+                                      "h\x05."),
+                         "m.pth");
+      },
+      {"memo index 5 was never stored"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict(archive_with("\x80\x02"
+                                      "I1\n."),
+                         "o.pth");
+      },
+      {"pickle opcode 0x49"});
+  expect_error<PthError>(
+      [&] { parse_state_dict(archive_with("\x80\x02" + std::string(100, ']') + std::string(99, 'a') + "."), "d.pth"); },
+      {"nested more than 64"});
   expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02}"), "t.pth"); }, {"truncated pickle"});
   // Nesting built top-down (a list put inside another, then given a child through the memo) is refused, so no
   // chain deeper than the limit can be made; and no container inside itself.
   {
     std::string chain = "\x80\x02]q\x00"s;
-    for (int i = 0; i < 100; ++i) chain += "]q\x01" "a0h\x01";
+    for (int i = 0; i < 100; ++i)
+      chain +=
+          "]q\x01"
+          "a0h\x01";
     expect_error<PthError>([&] { parse_state_dict(archive_with(chain + "0h\x00."s), "chain.pth"); },
                            {"APPEND on a container already inside another"});
-    expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02]q\x00h\x00" "a."s), "self.pth"); },
-                           {"a container inside itself"});
+    expect_error<PthError>(
+        [&] {
+          parse_state_dict(archive_with("\x80\x02]q\x00h\x00"
+                                        "a."s),
+                           "self.pth");
+        },
+        {"a container inside itself"});
   }
   // Values without end: refused past the budget, long before memory runs out.
-  expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02](" + std::string(3000000, 'N') + "e."), "n.pth"); },
-                         {"values (a state_dict has far fewer)"});
+  expect_error<PthError>(
+      [&] { parse_state_dict(archive_with("\x80\x02](" + std::string(3000000, 'N') + "e."), "n.pth"); },
+      {"values (a state_dict has far fewer)"});
   // Untrusted names reach a message escaped and cut short.
   expect_error<PthError>(
       [&] { parse_state_dict(archive_with(std::string("\x80\x02") + "cos\nsys\x1b[31mtem\n)R."), "esc.pth"); },
       {"os.sys\\u001b[31mtem"});
-  expect_error<PthError>([&] { parse_state_dict(archive_with("\x80\x02" "K\x01."), "i.pth"); }, {"holds an int, not a dict"});
+  expect_error<PthError>(
+      [&] {
+        parse_state_dict(archive_with("\x80\x02"
+                                      "K\x01."),
+                         "i.pth");
+      },
+      {"holds an int, not a dict"});
 }
 
 TEST(Pth, RecordsThatShareBytesAreRefused) {
@@ -230,7 +289,8 @@ TEST(TorchNames, ReferenceNamesFollowTorchvisionAndTheCifarModule) {
   EXPECT_EQ(reference_name("bn1.num_batches_tracked", NameStyle::kCifar), "bn1.num_batches_tracked");
 
   // torchvision's resnet18 state_dict has 122 entries: the same here, BN buffers included.
-  auto r18 = std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet18", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
+  auto r18 =
+      std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet18", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
   ASSERT_TRUE(r18);
   const auto sd = reference_state_dict(*r18);
   EXPECT_EQ(sd.size(), 122u);
@@ -242,12 +302,15 @@ TEST(TorchNames, ReferenceNamesFollowTorchvisionAndTheCifarModule) {
     EXPECT_TRUE(names.count(k)) << k;
   }
   // The paper's ResNet-50 strides on its first 1x1: not torchvision's, whose names it shares.
-  auto paper50 = std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet50", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
-  auto tv50 = std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet50-torchvision", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
+  auto paper50 =
+      std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet50", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
+  auto tv50 = std::dynamic_pointer_cast<ResNetImpl>(
+      build_model("resnet50-torchvision", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
   EXPECT_EQ(torchvision_equivalent(*paper50), "");
   EXPECT_EQ(torchvision_equivalent(*tv50), "resnet50");
   EXPECT_EQ(reference_state_dict(*tv50).size(), 320u);
-  auto noaffine = std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet20-noaffine", ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
+  auto noaffine =
+      std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet20-noaffine", ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
   for (const auto& [k, t] : reference_state_dict(*noaffine)) EXPECT_EQ(k.find("bn1.weight"), std::string::npos) << k;
 }
 
@@ -263,7 +326,8 @@ TEST(TorchNames, StrictLoadNamesTheFirstMissingMisshapenAndUnexpectedKey) {
   }
   StateDict sd = reference_state_dict(*source);
   EXPECT_EQ(load_reference_state_dict(*target, sd, "f.pth"), static_cast<int64_t>(sd.size()));
-  for (const auto& p : source->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), target->named_parameters()[p.key()]));
+  for (const auto& p : source->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), target->named_parameters()[p.key()]));
   for (const auto& b : source->named_buffers()) EXPECT_TRUE(torch::equal(b.value(), target->named_buffers()[b.key()]));
 
   // Files from before PyTorch 0.4.1 have no BN batch counts: set to 0, as PyTorch does, and counted.
@@ -272,12 +336,14 @@ TEST(TorchNames, StrictLoadNamesTheFirstMissingMisshapenAndUnexpectedKey) {
     if (k.find("num_batches_tracked") == std::string::npos) no_counts.emplace_back(k, t);
   }
   int64_t defaulted = 0;
-  EXPECT_EQ(load_reference_state_dict(*target, no_counts, "old.pth", &defaulted), static_cast<int64_t>(no_counts.size()));
+  EXPECT_EQ(load_reference_state_dict(*target, no_counts, "old.pth", &defaulted),
+            static_cast<int64_t>(no_counts.size()));
   EXPECT_EQ(defaulted, static_cast<int64_t>(sd.size() - no_counts.size()));
   EXPECT_GT(defaulted, 0);
   EXPECT_EQ(target->named_buffers()["bn1.num_batches_tracked"].item<int64_t>(), 0);
   StateDict missing(sd.begin() + 1, sd.end());
-  expect_error<PthError>([&] { load_reference_state_dict(*target, missing, "f.pth"); }, {"f.pth: no key 'conv1.weight'", "1 of the net's"});
+  expect_error<PthError>([&] { load_reference_state_dict(*target, missing, "f.pth"); },
+                         {"f.pth: no key 'conv1.weight'", "1 of the net's"});
   StateDict misshapen = sd;
   for (auto& [k, t] : misshapen) {
     if (k == "layer2.0.conv1.weight") t = torch::zeros({16, 16, 3, 3});
@@ -308,8 +374,13 @@ RunConfig write_run(const std::string& dir, const std::string& model) {
   fs::create_directories(dir);
   write_json_file(dir + "/config.json", to_json(run));
   save_model_file(dir + "/model.pt", *net,
-                  {{"model", model}, {"shortcut", "A"}, {"dataset", run.dataset}, {"input", {1, 28, 28}},
-                   {"classes", 10}, {"iterations", 1}, {"config", checkpoint_identity(run)}});
+                  {{"model", model},
+                   {"shortcut", "A"},
+                   {"dataset", run.dataset},
+                   {"input", {1, 28, 28}},
+                   {"classes", 10},
+                   {"iterations", 1},
+                   {"config", checkpoint_identity(run)}});
   return run;
 }
 
@@ -341,13 +412,15 @@ TEST(Interop, ExportThenImportGivesTheSameNetAndAFolderTheProbesRead) {
   load_model_file(dir.file("resnet8-run/model.pt"), *a);
   const auto meta = load_model_file(dir.file("imported/model.pt"), *b);
   EXPECT_EQ(meta["imported_from"], e.state_dict);
-  for (const auto& p : a->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), b->named_parameters()[p.key()])) << p.key();
+  for (const auto& p : a->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), b->named_parameters()[p.key()])) << p.key();
   for (const auto& p : a->named_buffers()) EXPECT_TRUE(torch::equal(p.value(), b->named_buffers()[p.key()])) << p.key();
   // The check batch's logits are the net's.
   a->eval();
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(torch::allclose(a->forward(check[0].second), check[1].second, 1e-5, 1e-5));
-  EXPECT_TRUE(read_json_file(dir.file("imported/import.json"))["trained"].get<std::string>().find("not by reslab") == 0);
+  EXPECT_TRUE(read_json_file(dir.file("imported/import.json"))["trained"].get<std::string>().find("not by reslab") ==
+              0);
 
   // The folder is not replaced silently; names and the model are checked before anything is written.
   expect_error<ConfigError>([&] { import_state_dict(o); }, {"holds an imported run already", "--overwrite"});
@@ -355,7 +428,8 @@ TEST(Interop, ExportThenImportGivesTheSameNetAndAFolderTheProbesRead) {
   EXPECT_NO_THROW(import_state_dict(o));
   ImportOptions other = o;
   other.model = "resnet8";
-  expect_error<ConfigError>([&] { import_state_dict(other); }, {"--model resnet8", "resnet8.json", "\"resnet8-fixup\""});
+  expect_error<ConfigError>([&] { import_state_dict(other); },
+                            {"--model resnet8", "resnet8.json", "\"resnet8-fixup\""});
   ImportOptions bad_name = o;
   bad_name.out = dir.file("bad name");
   expect_error<ConfigError>([&] { import_state_dict(bad_name); }, {"--out"});
@@ -375,7 +449,8 @@ TEST(Interop, ExportThenImportGivesTheSameNetAndAFolderTheProbesRead) {
 TEST(Interop, ImportOfATorchvisionFileTakesItsLayoutAndTheDataItNeeds) {
   TempDir dir;
   // A torchvision ResNet-50's file, as reslab writes the same names: --model resnet50 becomes torchvision's v1.5.
-  auto tv50 = std::dynamic_pointer_cast<ResNetImpl>(build_model("resnet50-torchvision", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
+  auto tv50 = std::dynamic_pointer_cast<ResNetImpl>(
+      build_model("resnet50-torchvision", ModelSpec{{3, 224, 224}, 1000, Shortcut::B}));
   write_state_dict(dir.file("r50.pth"), reference_state_dict(*tv50));
   fs::create_directories(dir.file("idx"));
   std::ofstream(dir.file("idx/classes.json")) << R"({"n01440764": 0, "n03888605": 701})";

@@ -54,12 +54,9 @@ TEST(Metrics, JsonFileIsReplacedWhole) {
 
 nlohmann::json summary(int64_t depth, bool residual, double train, double test) {
   const std::string model = (residual ? "resnet" : "plain") + std::to_string(depth);
-  return {{"run", model},
-          {"model", model},
-          {"depth", depth},
-          {"residual", residual},
-          {"status", "completed"},
-          {"final", {{"train_error", train}, {"test_error", test}, {"val_error", nullptr}}}};
+  return {{"run", model},          {"model", model},
+          {"depth", depth},        {"residual", residual},
+          {"status", "completed"}, {"final", {{"train_error", train}, {"test_error", test}, {"val_error", nullptr}}}};
 }
 
 /// A summary at `seed` with its config: the model's name, the seed and `extra` (other resolved settings).
@@ -105,9 +102,10 @@ TEST(Stats, StudentQuantilesMatchTheTables) {
 }
 
 TEST(Results, DegradationTableByDepthAveragesRepeats) {
-  auto results = make_results("exp", "", unseeded({summary(20, false, 10, 12), summary(20, true, 8, 11),
-                                                   summary(56, false, 20, 22), summary(56, true, 6, 9),
-                                                   summary(56, true, 8, 10)}));
+  auto results =
+      make_results("exp", "",
+                   unseeded({summary(20, false, 10, 12), summary(20, true, 8, 11), summary(56, false, 20, 22),
+                             summary(56, true, 6, 9), summary(56, true, 8, 10)}));
   ASSERT_TRUE(results.contains("degradation"));
   const auto& table = results["degradation"];
   ASSERT_EQ(table.size(), 2u);
@@ -202,10 +200,10 @@ TEST(Results, DeeperRowsArePairedBySeedWithTheShallowestOfTheirConfiguration) {
 
 TEST(Results, AMissingSeedPairsOnlyTheSeedsBothSidesHave) {
   // Plain at seeds 1 and 2, residual at 1, 2 and 3: the pairs are seeds 1 and 2 (differences -10, -11).
-  const auto results = make_results(
-      "exp", "",
-      {seeded(summary(20, false, 30, 30), 1), seeded(summary(20, false, 32, 30), 2), seeded(summary(20, true, 20, 20), 1),
-       seeded(summary(20, true, 21, 20), 2), seeded(summary(20, true, 99, 20), 3)});
+  const auto results = make_results("exp", "",
+                                    {seeded(summary(20, false, 30, 30), 1), seeded(summary(20, false, 32, 30), 2),
+                                     seeded(summary(20, true, 20, 20), 1), seeded(summary(20, true, 21, 20), 2),
+                                     seeded(summary(20, true, 99, 20), 3)});
   const auto& row = results["degradation"][0];
   EXPECT_EQ(row["plain"]["runs"], 2);
   EXPECT_EQ(row["residual"]["runs"], 3);
@@ -227,8 +225,7 @@ TEST(Results, OneSeedChangesNothingButTheCount) {
   EXPECT_TRUE(row["paired"]["train_error"]["ci95"].is_null());
   std::ostringstream out;
   print_degradation_table(results, out);
-  EXPECT_NE(out.str().find("23.40 (1)          19.45 (1) |          19.73 (1)          16.35 (1) |"),
-            std::string::npos)
+  EXPECT_NE(out.str().find("23.40 (1)          19.45 (1) |          19.73 (1)          16.35 (1) |"), std::string::npos)
       << out.str();
   EXPECT_NE(out.str().find("-3.67"), std::string::npos) << out.str();
 }
@@ -242,9 +239,10 @@ TEST(Results, VariantsArePairedWithTheirBaselineAtEachSeed) {
   };
   auto skip = summary(56, true, 18, 16);
   skip["model"] = "resnet56-skipinit";  // no resnet56 ran: no baseline to pair with
-  const auto results = make_results("exp", "", {seeded(summary(20, false, 30, 30), 1), seeded(summary(20, true, 20, 20), 1),
-                                                seeded(summary(20, false, 31, 30), 2), seeded(summary(20, true, 21, 20), 2),
-                                                k1(25, 1), k1(27, 2), seeded(skip, 1)});
+  const auto results = make_results("exp", "",
+                                    {seeded(summary(20, false, 30, 30), 1), seeded(summary(20, true, 20, 20), 1),
+                                     seeded(summary(20, false, 31, 30), 2), seeded(summary(20, true, 21, 20), 2),
+                                     k1(25, 1), k1(27, 2), seeded(skip, 1)});
   const auto& rows = results["degradation"];
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_FALSE(rows[0].contains("vs_baseline"));  // the baseline itself
@@ -265,7 +263,8 @@ TEST(Results, VariantsArePairedWithTheirBaselineAtEachSeed) {
 
 TEST(Results, AFixupNetsDefaultParameterGroupsLabelNothingButItsTag) {
   // Fixup's resolved config holds its parameter groups; the other nets' hold none. The tag says it all.
-  const nlohmann::json groups = {{{"kinds", {"scalar_bias", "multiplier", "bias"}}, {"lr_mult", 0.1}, {"weight_decay", true}}};
+  const nlohmann::json groups = {
+      {{"kinds", {"scalar_bias", "multiplier", "bias"}}, {"lr_mult", 0.1}, {"weight_decay", true}}};
   auto fixup = summary(20, true, 30, 28);
   fixup["model"] = "resnet20-fixup";
   const nlohmann::json optim = {{"optim", {{"lr", 0.1}}}};
@@ -274,8 +273,8 @@ TEST(Results, AFixupNetsDefaultParameterGroupsLabelNothingButItsTag) {
     extra["optim"]["param_groups"] = g;
     return extra;
   };
-  std::vector<RunResult> runs = {seeded(summary(20, false, 21, 18), 1, optim), seeded(summary(20, true, 18, 15), 1, optim),
-                                 seeded(fixup, 1, with_groups(groups))};
+  std::vector<RunResult> runs = {seeded(summary(20, false, 21, 18), 1, optim),
+                                 seeded(summary(20, true, 18, 15), 1, optim), seeded(fixup, 1, with_groups(groups))};
   ASSERT_EQ(to_json(default_param_groups("resnet20-fixup")[0]), groups[0]);  // what to_json(run) writes
   auto rows = make_results("exp", "", runs)["degradation"];
   ASSERT_EQ(rows.size(), 2u);
@@ -328,8 +327,9 @@ TEST(Results, ModelsOfOneDepthThatNothingElseTellsApartKeepTheirOwnRows) {
 
 TEST(Results, AResidualOnlyExperimentGetsItsTableToo) {
   // Table 6 has no plain nets: its rows still carry the means and spreads, with no plain side and no pairing.
-  const auto results = make_results("exp", "", {seeded(summary(20, true, 8, 11), 1), seeded(summary(20, true, 10, 13), 2),
-                                                seeded(summary(56, true, 6, 9), 1)});
+  const auto results = make_results(
+      "exp", "",
+      {seeded(summary(20, true, 8, 11), 1), seeded(summary(20, true, 10, 13), 2), seeded(summary(56, true, 6, 9), 1)});
   const auto& rows = results["degradation"];
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_FALSE(rows[0].contains("plain"));
@@ -338,8 +338,9 @@ TEST(Results, AResidualOnlyExperimentGetsItsTableToo) {
   expect_number(rows[0]["residual"]["test_error_sd"], std::sqrt(2.0));
   std::ostringstream out;
   print_degradation_table(results, out);
-  EXPECT_NE(out.str().find("     20 |                  -                  - |    9.00 ± 1.41 (2)   12.00 ± 1.41 (2) |\n"),
-            std::string::npos)
+  EXPECT_NE(
+      out.str().find("     20 |                  -                  - |    9.00 ± 1.41 (2)   12.00 ± 1.41 (2) |\n"),
+      std::string::npos)
       << out.str();
   EXPECT_FALSE(make_results("exp", "", unseeded({})).contains("degradation"));
 }

@@ -79,7 +79,9 @@ TEST_F(ModelsTest, ParameterCountsMatchTable6) {
     const double m = count_parameters(*resnet) / 1e6;
     const double digits = millions < 1.0 ? 0.005 : 0.05;  // the table's rounding
     EXPECT_NEAR(m, millions, digits) << "depth " << depth;
-    ResNet plain(ResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}).blocks([](ResidualBlockOptions& b) { b.residual(false); }));
+    ResNet plain(ResNetOptions(depth).spec(ModelSpec{{3, 32, 32}, 10, Shortcut::A}).blocks([](ResidualBlockOptions& b) {
+      b.residual(false);
+    }));
     EXPECT_EQ(count_parameters(*plain), count_parameters(*resnet)) << "depth " << depth;
   }
   // The exact figure for ResNet-20, as in the common PyTorch reference.
@@ -123,8 +125,8 @@ TEST_F(ModelsTest, MultiplyAddsOfResNet20ByHand) {
   EXPECT_EQ(net->macs(), 40551040);
   // Fashion-MNIST's 28x28 maps: 28, 14, 7.
   ResNet small(ResNetOptions(20).spec(ModelSpec{{1, 28, 28}, 10, Shortcut::A}));
-  EXPECT_EQ(small->macs(), 16 * 28 * 28 * 9 + 6 * (16 * 28 * 28 * 144) + 32 * 14 * 14 * 144 +
-                               5 * (32 * 14 * 14 * 288) + 64 * 7 * 7 * 288 + 5 * (64 * 7 * 7 * 576) + 640);
+  EXPECT_EQ(small->macs(), 16 * 28 * 28 * 9 + 6 * (16 * 28 * 28 * 144) + 32 * 14 * 14 * 144 + 5 * (32 * 14 * 14 * 288) +
+                               64 * 7 * 7 * 288 + 5 * (64 * 7 * 7 * 576) + 640);
 }
 
 TEST_F(ModelsTest, ConvolutionsListEveryConvWithItsMapsInForwardOrder) {
@@ -139,11 +141,11 @@ TEST_F(ModelsTest, ConvolutionsListEveryConvWithItsMapsInForwardOrder) {
   };
   EXPECT_EQ(at(0), (std::vector<int64_t>{1, 16, 28, 28}));
   EXPECT_EQ(at(6), (std::vector<int64_t>{16, 16, 28, 28}));
-  EXPECT_EQ(at(7), (std::vector<int64_t>{16, 32, 28, 14}));   // stage 2's first conv, stride 2
-  EXPECT_EQ(at(9), (std::vector<int64_t>{16, 32, 28, 14}));   // its projection, 1x1 stride 2
+  EXPECT_EQ(at(7), (std::vector<int64_t>{16, 32, 28, 14}));  // stage 2's first conv, stride 2
+  EXPECT_EQ(at(9), (std::vector<int64_t>{16, 32, 28, 14}));  // its projection, 1x1 stride 2
   EXPECT_EQ(convs[9].conv->options.kernel_size()->at(0), 1);
   EXPECT_EQ(at(14), (std::vector<int64_t>{32, 64, 14, 7}));
-  EXPECT_EQ(at(16), (std::vector<int64_t>{32, 64, 14, 7}));   // stage 3's projection
+  EXPECT_EQ(at(16), (std::vector<int64_t>{32, 64, 14, 7}));  // stage 3's projection
   EXPECT_EQ(at(20), (std::vector<int64_t>{64, 64, 7, 7}));
   // macs() is these convolutions' multiply-adds and the classifier's.
   EXPECT_EQ(net->macs(), conv_macs(convs) + 64 * 10);
@@ -195,7 +197,6 @@ TEST_F(ModelsTest, ChannelsLastKeepsTheFunction) {
   EXPECT_TRUE(net->blocks()[0]->named_parameters()["conv1.weight"].is_contiguous(at::MemoryFormat::ChannelsLast));
 }
 
-
 TEST_F(ModelsTest, ImageNetFamilyMatchesTable1AndTheReferenceCounts) {
   // Parameters with option B equal the common PyTorch reference's; multiply-adds at 224x224 are within 5% of
   // Table 1's FLOPs (the paper's bottleneck strides on its first 1x1 conv).
@@ -214,7 +215,8 @@ TEST_F(ModelsTest, ImageNetFamilyMatchesTable1AndTheReferenceCounts) {
     EXPECT_EQ(weighted, depth);
   }
   // The reference's stride on the 3x3 conv: the same parameters, more multiply-adds (4.1G for ResNet-50).
-  ResNet paper(imagenet_options(50)), reference(imagenet_options(50).blocks([](ResidualBlockOptions& b) { b.stride_on_3x3(true); }));
+  ResNet paper(imagenet_options(50)),
+      reference(imagenet_options(50).blocks([](ResidualBlockOptions&b) { b.stride_on_3x3(true); }));
   EXPECT_EQ(count_parameters(*paper), count_parameters(*reference));
   EXPECT_GT(reference->macs(), paper->macs());
   EXPECT_NEAR(reference->macs() / 1e9, 4.09, 0.02);
@@ -228,15 +230,33 @@ TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
   const std::vector<ResNetOptions> variants = {
       imagenet_options(18).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
       imagenet_options(50).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::A}),
-      imagenet_options(50).blocks([](ResidualBlockOptions& b) { b.preact(true); }).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
-      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck).preact(true); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(14).blocks([](ResidualBlockOptions& b) { b.preact(true); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.branch_layers(1); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11).blocks([](ResidualBlockOptions& b) { b.branch_layers(3); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::C}),
-      ResNetOptions(8).blocks([](ResidualBlockOptions& b) { b.norm(Norm::kBatchNormNoAffine); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(8).blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).fixup(true); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(8).blocks([](ResidualBlockOptions& b) { b.branch_scale(BranchScale::kZero); }).spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A})};
+      imagenet_options(50)
+          .blocks([](ResidualBlockOptions& b) { b.preact(true); })
+          .spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
+      ResNetOptions(11)
+          .blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11)
+          .blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck).preact(true); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(14)
+          .blocks([](ResidualBlockOptions& b) { b.preact(true); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11)
+          .blocks([](ResidualBlockOptions& b) { b.branch_layers(1); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+      ResNetOptions(11)
+          .blocks([](ResidualBlockOptions& b) { b.branch_layers(3); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::C}),
+      ResNetOptions(8)
+          .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kBatchNormNoAffine); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(8)
+          .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).fixup(true); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+      ResNetOptions(8)
+          .blocks([](ResidualBlockOptions& b) { b.branch_scale(BranchScale::kZero); })
+          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A})};
   for (const auto& o : variants) {
     ResNet net(o);
     SCOPED_TRACE(c10::str(*net));
@@ -249,9 +269,11 @@ TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
   // A bottleneck expands its output four times; the CIFAR bottleneck net is 9n+2 deep.
   EXPECT_EQ(ResidualBlock(ResidualBlockOptions(64, 16).kind(BlockKind::kBottleneck))->options.out_planes(), 64);
   testing::expect_error<std::invalid_argument>(
-      [] { ResNet net(ResNetOptions(21).blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); })); }, {"21", "9n+2", "164"});
-  testing::expect_error<std::invalid_argument>([] { ResNet net(ResNetOptions(21).blocks([](ResidualBlockOptions& b) { b.branch_layers(1); })); },
-                                               {"21", "3n+2"});
+      [] { ResNet net(ResNetOptions(21).blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); })); },
+      {"21", "9n+2", "164"});
+  testing::expect_error<std::invalid_argument>(
+      [] { ResNet net(ResNetOptions(21).blocks([](ResidualBlockOptions& b) { b.branch_layers(1); })); },
+      {"21", "3n+2"});
 }
 
 TEST_F(ModelsTest, AZeroBranchScaleMakesEveryBlockTheIdentityAtTheStart) {

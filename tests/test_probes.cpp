@@ -5,16 +5,16 @@
 
 #include "data/loader.h"
 #include "experiment/runner.h"
+#include "models/registry.h"
 #include "models/resnet.h"
 #include "probes/gradients.h"
 #include "probes/lesions.h"
 #include "probes/over_seeds.h"
 #include "probes/probe_callback.h"
 #include "probes/refinement.h"
-#include "probes/statistics.h"
 #include "probes/responses.h"
+#include "probes/statistics.h"
 #include "test_util.h"
-#include "models/registry.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 
@@ -30,9 +30,9 @@ class ProbeTrainingTest : public testing::SeededTest {};
 /// A CIFAR-style net of `depth` layers, `width` channels in every stage and `width` input channels.
 ResNet narrow_net(int64_t depth, bool residual, int64_t width = 4) {
   return ResNet(ResNetOptions(depth)
-                         .spec(ModelSpec{{width, 8, 8}, 3, Shortcut::A})
-                         .blocks([residual](ResidualBlockOptions& b) { b.residual(residual); })
-                         .widths({width, width, width}));
+                    .spec(ModelSpec{{width, 8, 8}, 3, Shortcut::A})
+                    .blocks([residual](ResidualBlockOptions& b) { b.residual(residual); })
+                    .widths({width, width, width}));
 }
 
 /// Every conv the identity (a centred 1 on the channel diagonal), every BN the identity up to its epsilon.
@@ -55,15 +55,12 @@ void make_identity(ResNetImpl& net) {
   net.eval();
 }
 
-double population_std(const torch::Tensor& t) {
-  return t.to(torch::kFloat64).std(/*unbiased=*/false).item<double>();
-}
+double population_std(const torch::Tensor& t) { return t.to(torch::kFloat64).std(/*unbiased=*/false).item<double>(); }
 
 /// `n` images of `channels` x 8 x 8 with random pixels and labels in 0..2, and a loader over them (no mean).
 struct TinyData {
   TinyData(int64_t n, int64_t channels, int64_t batch, bool shuffle = false)
-      : data(torch::randint(0, 256, {n, channels, 8, 8}, torch::kUInt8), torch::randint(0, 3, {n}, torch::kInt64),
-             3) {
+      : data(torch::randint(0, 256, {n, channels, 8, 8}, torch::kUInt8), torch::randint(0, 3, {n}, torch::kInt64), 3) {
     LoaderOptions o;
     o.batch = batch;
     o.shuffle = shuffle;
@@ -139,8 +136,8 @@ TEST_F(ProbesTest, PerExampleGradientsAreEachExamplesOwn) {
   // Eval mode: each equals the gradient of the example run alone.
   for_each_example_gradient(*net, batch, /*train_mode=*/false, [&](int64_t i, const std::vector<torch::Tensor>& g) {
     net->eval();
-    const auto loss = torch::nn::functional::cross_entropy(net->forward(batch.inputs.narrow(0, i, 1)),
-                                                           batch.targets.narrow(0, i, 1));
+    const auto loss =
+        torch::nn::functional::cross_entropy(net->forward(batch.inputs.narrow(0, i, 1)), batch.targets.narrow(0, i, 1));
     std::vector<torch::Tensor> wrt;
     for (const auto& l : weights) wrt.push_back(l.weight);
     const auto alone = torch::autograd::grad({loss}, wrt);
@@ -395,10 +392,10 @@ TEST_F(ProbesTest, RefinementOfAZeroBranchHasSizeZeroAndNoDirection) {
     others.push_back(r["per_block"][b]["cosine"].get<double>());
   }
   EXPECT_NEAR(r["cosine_median"].get<double>(), median_of(others), 1e-12);
-  EXPECT_NEAR(r["relative_size_first_half"].get<double>(),
-              (r["per_block"][0]["relative_size"].get<double>() + r["per_block"][2]["relative_size"].get<double>()) /
-                  3.0,
-              1e-12);
+  EXPECT_NEAR(
+      r["relative_size_first_half"].get<double>(),
+      (r["per_block"][0]["relative_size"].get<double>() + r["per_block"][2]["relative_size"].get<double>()) / 3.0,
+      1e-12);
   // Option A: the stride-2 blocks' shortcuts subsample, the others are the identity; option C projects everywhere.
   for (int64_t b = 0; b < 6; ++b) {
     EXPECT_EQ(r["per_block"][b]["against"], b == 2 || b == 4 ? "shortcut_output" : "input") << b;
@@ -457,7 +454,9 @@ TEST_F(ProbesTest, RefinementReadoutOfTheLastBlockIsTheNetsOwnOutput) {
   ProbeSettings s;
   s.batch = 10;
   for (bool preact : {false, true}) {
-    ResNet net(ResNetOptions(14).spec(ModelSpec{{4, 8, 8}, 3, Shortcut::A}).widths({4, 8, 16})
+    ResNet net(ResNetOptions(14)
+                   .spec(ModelSpec{{4, 8, 8}, 3, Shortcut::A})
+                   .widths({4, 8, 16})
                    .blocks([preact](ResidualBlockOptions& b) { b.preact(preact); }));
     calibrate_batchnorm(*net, *tiny.loader, 2);
     EXPECT_EQ(net->readable_blocks(), (std::vector<int64_t>{4, 5}));
@@ -482,8 +481,9 @@ TEST_F(ProbesTest, RefinementReadoutOfTheLastBlockIsTheNetsOwnOutput) {
 TEST_F(ProbesTest, HeadlineFiguresOverSeedsByHand) {
   auto subject = [](const std::string& label, const std::string& model, bool residual, int seed, double lr,
                     double cosine) {
-    return nlohmann::json{{"label", label}, {"source", "trained"}, {"model", model},    {"depth", 56},
-                          {"residual", residual}, {"seed", seed}, {"config", {{"lr", lr}}}, {"cosine", {cosine, 0.0}}};
+    return nlohmann::json{
+        {"label", label},       {"source", "trained"}, {"model", model},         {"depth", 56},
+        {"residual", residual}, {"seed", seed},        {"config", {{"lr", lr}}}, {"cosine", {cosine, 0.0}}};
   };
   nlohmann::json subjects = {subject("resnet56-s1", "resnet56", true, 1, 0.1, 0.5),
                              subject("plain56-s1", "plain56", false, 1, 0.1, 0.1),
@@ -511,7 +511,7 @@ TEST_F(ProbesTest, HeadlineFiguresOverSeedsByHand) {
       << text.str();
   std::ostringstream single;
   print_over_seeds("shattered", over_seeds("shattered", {subjects[0], subjects[1]}), single);
-  EXPECT_EQ(single.str(), "");  // no configuration ran at two seeds
+  EXPECT_EQ(single.str(), "");                             // no configuration ran at two seeds
   EXPECT_TRUE(over_seeds("responses", subjects).empty());  // no headline figure
   // Every headline figure's pointer reads its probe's output; a plain net's paths have none.
   EXPECT_TRUE(over_seeds("paths", {{{"model", "plain56"}, {"applicable", false}}}).empty());

@@ -9,8 +9,8 @@ namespace {
 
 TEST(Registry, ListsPlainAndResidualAtEveryPaperDepth) {
   const auto names = model_names();
-  for (const char* n : {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202", "plain20",
-                        "plain56", "plain110", "plain1202"}) {
+  for (const char* n : {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202", "plain20", "plain56",
+                        "plain110", "plain1202"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   }
 }
@@ -26,8 +26,7 @@ TEST(Registry, BuildsAnyValidDepthByName) {
 }
 
 TEST(Registry, RejectsUnknownNamesAndInvalidDepths) {
-  testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet21"); },
-                                               {"resnet21", "6n+2", "20", "56"});
+  testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet21"); }, {"resnet21", "6n+2", "20", "56"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("vgg16"); },
                                                {"unknown model 'vgg16'", "resnet<depth>", "plain<depth>"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet"); }, {"unknown model"});
@@ -103,7 +102,8 @@ TEST(Registry, RejectsVariantsThatCannotExist) {
   testing::expect_error<std::invalid_argument>([] { parse_model_name("plain20-bnskipinit"); }, {"residual"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet20-noaffine-skipinit"); },
                                                {"resnet20-noaffine-skipinit", "-noaffine and -skipinit", "use one"});
-  testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet20-fixup-nonorm"); }, {"-fixup and -nonorm"});
+  testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet20-fixup-nonorm"); },
+                                               {"-fixup and -nonorm"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("resnet18-k1"); }, {"Table 1"});
   testing::expect_error<std::invalid_argument>([] { parse_model_name("preact100"); }, {"preact100", "6n+2"});
 }

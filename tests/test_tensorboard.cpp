@@ -16,7 +16,7 @@ using testing::TempDir;
 uint32_t crc_of(const std::string& s) { return crc32c(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
 
 TEST(TensorBoard, Crc32cMatchesTheCastagnoliCheckValues) {
-  EXPECT_EQ(crc_of("123456789"), 0xE3069283u);  // the standard check value
+  EXPECT_EQ(crc_of("123456789"), 0xE3069283u);            // the standard check value
   EXPECT_EQ(crc_of(std::string(32, '\0')), 0x8A9136AAu);  // RFC 3720, B.4
   EXPECT_EQ(crc_of(std::string(32, '\xff')), 0x62A8AB43u);
   EXPECT_EQ(crc_of(""), 0u);
@@ -32,16 +32,25 @@ TEST(TensorBoard, EachMetricsRecordBecomesItsScalars) {
     for (const auto& s : scalars_of_record(record)) out[s.tag] = s.value;
     return out;
   };
-  const auto train = tags({{"kind", "train"}, {"iter", 50}, {"epoch", 0.2}, {"lr", 0.1}, {"loss", 1.5},
-                           {"error", 40.0}, {"img_per_s", 300.0}});
+  const auto train = tags({{"kind", "train"},
+                           {"iter", 50},
+                           {"epoch", 0.2},
+                           {"lr", 0.1},
+                           {"loss", 1.5},
+                           {"error", 40.0},
+                           {"img_per_s", 300.0}});
   EXPECT_EQ(train, (std::map<std::string, float>{
                        {"train/loss", 1.5f}, {"train/error", 40.0f}, {"train/lr", 0.1f}, {"train/img_per_s", 300.0f}}));
   const auto eval = tags({{"kind", "eval"}, {"iter", 250}, {"split", "test"}, {"loss", 0.5}, {"error", 17.25}});
   EXPECT_EQ(eval, (std::map<std::string, float>{{"test/loss", 0.5f}, {"test/error", 17.25f}}));
-  const auto norms = tags({{"kind", "probe"}, {"name", "grad_norms"}, {"iter", 0},
+  const auto norms = tags({{"kind", "probe"},
+                           {"name", "grad_norms"},
+                           {"iter", 0},
                            {"layers", {{{"name", "conv1"}, {"weight_grad_norm", 2.0}, {"input_grad_norm", 3.0}}}}});
   EXPECT_EQ(norms, (std::map<std::string, float>{{"grad_norms/weight/conv1", 2.0f}, {"grad_norms/input/conv1", 3.0f}}));
-  const auto snr = tags({{"kind", "probe"}, {"name", "grad_snr"}, {"iter", 25},
+  const auto snr = tags({{"kind", "probe"},
+                         {"name", "grad_snr"},
+                         {"iter", 25},
                          {"layers", {{{"name", "stage1.0.conv1"}, {"snr", 0.125}, {"snr_plugin", 0.2}}}}});
   EXPECT_EQ(snr, (std::map<std::string, float>{{"grad_snr/stage1.0.conv1", 0.125f}}));
   // Records without scalars, or without a step, give none.
@@ -49,7 +58,8 @@ TEST(TensorBoard, EachMetricsRecordBecomesItsScalars) {
   EXPECT_TRUE(scalars_of_record({{"kind", "train"}, {"loss", 1.0}}).empty());
   EXPECT_TRUE(scalars_of_record(nlohmann::json::array()).empty());
   EXPECT_TRUE(scalars_of_record({{"kind", 3}, {"iter", 1}, {"loss", 1.0}}).empty());  // odd records: no scalars
-  EXPECT_TRUE(scalars_of_record({{"kind", "probe"}, {"name", {1}}, {"iter", 1}, {"layers", {{{"name", "x"}}}}}).empty());
+  EXPECT_TRUE(
+      scalars_of_record({{"kind", "probe"}, {"name", {1}}, {"iter", 1}, {"layers", {{{"name", "x"}}}}}).empty());
 }
 
 TEST(TensorBoard, AnEventFileStartsWithItsVersionAndAppendsOneEventPerRecord) {
@@ -89,8 +99,8 @@ TEST(TensorBoard, RebuildingFromMetricsKeepsEachStepOnce) {
   {
     JsonlWriter metrics(dir.file("metrics.jsonl"));
     for (int64_t iter : {10, 20, 30}) {
-      metrics.write({{"kind", "train"}, {"iter", iter}, {"loss", 1.0 / iter}, {"error", 50.0}, {"lr", 0.1},
-                     {"img_per_s", 1.0}});
+      metrics.write(
+          {{"kind", "train"}, {"iter", iter}, {"loss", 1.0 / iter}, {"error", 50.0}, {"lr", 0.1}, {"img_per_s", 1.0}});
     }
   }
   // An event file that ran ahead of metrics.jsonl (a crash after a checkpoint, then metrics cut back).

@@ -274,7 +274,7 @@ TEST(Device, RanksTakeTheirOwnGpuAndKeepExplicitChoices) {
     EXPECT_EQ(parse_rank_device("cuda", last, "test").index(), last);
     EXPECT_EQ(parse_rank_device("cuda", last + 1, "test").index(), 0);  // one visible GPU per rank
     EXPECT_FALSE(parse_rank_device("cuda", -1, "test").has_index());    // not data-parallel: LibTorch's current
-    EXPECT_EQ(parse_rank_device("cuda:0", last, "test").index(), 0);     // explicit: as given
+    EXPECT_EQ(parse_rank_device("cuda:0", last, "test").index(), 0);    // explicit: as given
   } else {
     testing::expect_error<std::runtime_error>([] { parse_rank_device("cuda", 1, "run 'r'"); },
                                               {"run 'r'", "no CUDA device"});

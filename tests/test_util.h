@@ -26,7 +26,8 @@ class TempDir {
   TempDir() {
     static int made = 0;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string("reslab_") + (info ? std::string(info->test_suite_name()) + "_" + info->name() : "t");
+    std::string name =
+        std::string("reslab_") + (info ? std::string(info->test_suite_name()) + "_" + info->name() : "t");
     if (made++ > 0) name += "_" + std::to_string(made);
     for (auto& c : name) {
       if (c == '/') c = '_';

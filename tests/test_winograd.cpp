@@ -95,11 +95,11 @@ TEST_F(WinogradTest, TakesOnlyWhatItComputes) {
   const auto x = channels_last(torch::randn({2, 16, 8, 8}));
   const auto w = torch::randn({16, 16, 3, 3});
   EXPECT_TRUE(winograd_applies(x, w));
-  EXPECT_FALSE(winograd_applies(x.contiguous(), w));                                     // NCHW
-  EXPECT_FALSE(winograd_applies(x.to(torch::kDouble), w.to(torch::kDouble)));            // double
-  EXPECT_FALSE(winograd_applies(x, torch::randn({16, 16, 5, 5})));                       // 5x5
+  EXPECT_FALSE(winograd_applies(x.contiguous(), w));                           // NCHW
+  EXPECT_FALSE(winograd_applies(x.to(torch::kDouble), w.to(torch::kDouble)));  // double
+  EXPECT_FALSE(winograd_applies(x, torch::randn({16, 16, 5, 5})));             // 5x5
   EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 12, 8, 8})), torch::randn({16, 12, 3, 3})));
-  EXPECT_FALSE(winograd_applies(x, torch::randn({12, 16, 3, 3})));                       // 12 out
+  EXPECT_FALSE(winograd_applies(x, torch::randn({12, 16, 3, 3})));  // 12 out
   EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 128, 4, 4})), torch::randn({128, 128, 3, 3})));
   testing::expect_error<c10::Error>([&] { winograd_conv3x3(x.contiguous(), w); },
                                     {"winograd_conv3x3", "[2, 16, 8, 8]"});
@@ -116,13 +116,12 @@ TEST_F(WinogradTest, ConvForwardFallsBackForEveryOtherConvolution) {
   EXPECT_TRUE(winograd_takes(*same, x));
   const auto want = torch::conv2d(x.to(torch::kDouble), same->weight.detach().to(torch::kDouble), {}, 1, 1);
   EXPECT_LT(relative_error(conv_forward(*same, x), want), 1e-5);
-  for (const auto& other : {Conv2dOptions(16, 16, 3).padding(1).stride(2).bias(false),
-                            Conv2dOptions(16, 16, 3).padding(1).bias(true),
-                            Conv2dOptions(16, 16, 3).padding(0).bias(false),
-                            Conv2dOptions(16, 16, 3).padding(2).dilation(2).bias(false),
-                            Conv2dOptions(16, 16, 3).padding(1).groups(2).bias(false),
-                            Conv2dOptions(16, 16, 3).padding(1).padding_mode(torch::kReflect).bias(false),
-                            Conv2dOptions(16, 16, 1).bias(false)}) {
+  for (const auto& other :
+       {Conv2dOptions(16, 16, 3).padding(1).stride(2).bias(false), Conv2dOptions(16, 16, 3).padding(1).bias(true),
+        Conv2dOptions(16, 16, 3).padding(0).bias(false), Conv2dOptions(16, 16, 3).padding(2).dilation(2).bias(false),
+        Conv2dOptions(16, 16, 3).padding(1).groups(2).bias(false),
+        Conv2dOptions(16, 16, 3).padding(1).padding_mode(torch::kReflect).bias(false),
+        Conv2dOptions(16, 16, 1).bias(false)}) {
     torch::nn::Conv2d conv(other);
     EXPECT_FALSE(winograd_takes(*conv, x));
     EXPECT_TRUE(torch::equal(conv_forward(*conv, x), conv->forward(x)));

@@ -52,8 +52,9 @@ int run_analyze(const AnalyzeOptions& options) {
     trained.push_back(trained_subject(dir));
     ProbeSubject& s = trained.back();
     if (options.dataset_given && options.dataset != s.run.dataset) {
-      throw ConfigError("analyze: --dataset " + options.dataset + ", but " + dir + "/config.json says the run's data is '" +
-                        s.run.dataset + "' (a net is probed on the data it was built for; --data says where it is)");
+      throw ConfigError("analyze: --dataset " + options.dataset + ", but " + dir +
+                        "/config.json says the run's data is '" + s.run.dataset +
+                        "' (a net is probed on the data it was built for; --data says where it is)");
     }
     s.data_dir = options.data_dir;
     if (options.test_size_given) s.test_size = options.test_size;

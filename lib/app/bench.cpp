@@ -11,10 +11,10 @@
 
 #include "app/bench_convs.h"
 #include "app/commands.h"
-#include "experiment/config.h"
 #include "data/datasets.h"
 #include "data/worker_pool.h"
 #include "distributed/grad_sync.h"
+#include "experiment/config.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
 #include "ops/winograd.h"
@@ -69,10 +69,12 @@ int bench_loader(const BenchOptions& options, int64_t threads) {
   const double train = loader_rate(*data.train, 0, options.iterations, options.warmup);
   const double eval = loader_rate(*data.test, 0, std::min(options.iterations, data.test->batches_per_epoch()),
                                   std::min(options.warmup, data.test->batches_per_epoch() - 1));
-  nlohmann::json row = {{"dataset", options.dataset}, {"batch", options.batch},
-                        {"workers", workers},         {"input", {data.spec.input.channels, data.spec.input.height,
-                                                                  data.spec.input.width}},
-                        {"loader_train_img_per_s", train}, {"loader_eval_img_per_s", eval}};
+  nlohmann::json row = {{"dataset", options.dataset},
+                        {"batch", options.batch},
+                        {"workers", workers},
+                        {"input", {data.spec.input.channels, data.spec.input.height, data.spec.input.width}},
+                        {"loader_train_img_per_s", train},
+                        {"loader_eval_img_per_s", eval}};
   if (options.dataset == "image-folder") row["eval_crops"] = options.folder.eval_crops;
   if (options.json) {
     std::cout << row.dump(2) << "\n";
@@ -104,7 +106,6 @@ double peak_rss_mb() {
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
-
 
 /// Writes the file that scripts/bench_pytorch.py --check reads with torch.load, to show that the Python
 /// reference computes what reslab computes. It is a tuple: (model name, parameter names, parameters,
@@ -155,9 +156,9 @@ int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch
     losses.push_back(torch::nn::functional::cross_entropy(model->forward(x), y).item<double>());
   }
   const int64_t count = count_parameters(*model);
-  const auto bytes = torch::pickle_save(c10::ivalue::Tuple::create(
-      {name, param_names, params, buffer_names, buffers, inputs, targets,
-       torch::tensor(losses, torch::kFloat64), count, options.channels_last}));
+  const auto bytes = torch::pickle_save(
+      c10::ivalue::Tuple::create({name, param_names, params, buffer_names, buffers, inputs, targets,
+                                  torch::tensor(losses, torch::kFloat64), count, options.channels_last}));
   const std::string tmp = options.export_check + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -172,9 +173,8 @@ int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch
     std::remove(tmp.c_str());
     throw std::runtime_error("bench --export-check: cannot write " + options.export_check);
   }
-  std::printf("%s: %lld parameters; loss %.6f, after one step %.6f, after two %.6f, eval %.6f -> %s\n",
-              name.c_str(), static_cast<long long>(count), losses[0], losses[1], losses[2], losses[3],
-              options.export_check.c_str());
+  std::printf("%s: %lld parameters; loss %.6f, after one step %.6f, after two %.6f, eval %.6f -> %s\n", name.c_str(),
+              static_cast<long long>(count), losses[0], losses[1], losses[2], losses[3], options.export_check.c_str());
   return 0;
 }
 
@@ -205,14 +205,19 @@ int bench_allreduce(const BenchOptions& options, Distributed& dist) {
     const double bytes = static_cast<double>(count) * 4.0;
     const double algbw = bytes / seconds / 1e9;
     const double busbw = algbw * 2.0 * static_cast<double>(n - 1) / static_cast<double>(n);
-    rows.push_back({{"mb", bytes / (1024.0 * 1024.0)}, {"bytes", bytes}, {"seconds", seconds}, {"algbw_gb_per_s", algbw},
+    rows.push_back({{"mb", bytes / (1024.0 * 1024.0)},
+                    {"bytes", bytes},
+                    {"seconds", seconds},
+                    {"algbw_gb_per_s", algbw},
                     {"busbw_gb_per_s", busbw}});
     if (dist.is_root() && !options.json) {
       std::printf("%10.4f %12.3f %14.3f %14.3f\n", bytes / (1024.0 * 1024.0), seconds * 1e3, algbw, busbw);
     }
   }
   if (dist.is_root() && options.json) {
-    std::cout << nlohmann::json{{"ranks", n}, {"backend", "gloo"}, {"master_addr", dist.env().master_addr},
+    std::cout << nlohmann::json{{"ranks", n},
+                                {"backend", "gloo"},
+                                {"master_addr", dist.env().master_addr},
                                 {"allreduce", rows}}
                      .dump(2)
               << "\n";
@@ -236,13 +241,15 @@ int run_bench(const BenchOptions& options) {
   }
   for (double mb : options.allreduce_mb) {
     if (!(mb > 0 && mb <= 4096)) {
-      throw std::invalid_argument("bench: --allreduce-mb " + std::to_string(mb) + ": expected more than 0, at most 4096");
+      throw std::invalid_argument("bench: --allreduce-mb " + std::to_string(mb) +
+                                  ": expected more than 0, at most 4096");
     }
   }
   if (!options.allreduce_mb.empty()) {
     if (!dist) {
-      throw std::invalid_argument("bench --allreduce-mb times all-reduces between ranks: launch it as several, e.g. "
-                                  "scripts/launch-local 2 reslab bench --allreduce-mb 1,4");
+      throw std::invalid_argument(
+          "bench --allreduce-mb times all-reduces between ranks: launch it as several, e.g. "
+          "scripts/launch-local 2 reslab bench --allreduce-mb 1,4");
     }
     return bench_allreduce(options, *dist);
   }
@@ -260,8 +267,8 @@ int run_bench(const BenchOptions& options) {
   std::optional<RunData> epoch_data;
   DataCache cache;
   if (options.epoch) epoch_data.emplace(open_run_data(bench_run(options, threads), cache, options.batch, 0));
-  const ModelSpec spec = epoch_data ? epoch_data->spec
-                                    : ModelSpec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
+  const ModelSpec spec =
+      epoch_data ? epoch_data->spec : ModelSpec{{data.channels, data.height, data.width}, data.classes, Shortcut::A};
   if (!options.export_check.empty()) return bench_export_check(options, spec, device);
   if (dist && (options.epoch || options.batch % dist->world_size() != 0)) {
     throw std::invalid_argument("bench across " + std::to_string(dist->world_size()) + " ranks times the step alone, " +
@@ -271,8 +278,9 @@ int run_bench(const BenchOptions& options) {
   const bool report = !dist || dist->is_root();
   nlohmann::json all = nlohmann::json::array();
   if (!options.json && report) {
-    if (dist) std::printf("%lld ranks, a share of %lld images each per step\n", static_cast<long long>(dist->world_size()),
-                          static_cast<long long>(local_batch));
+    if (dist)
+      std::printf("%lld ranks, a share of %lld images each per step\n", static_cast<long long>(dist->world_size()),
+                  static_cast<long long>(local_batch));
     std::printf("%-12s %6s %8s %12s %12s %12s %10s %10s %12s\n", "model", "batch", "threads", "step img/s",
                 "epoch img/s", "eval img/s", "GMAC/s", "peak MiB", "convs img/s");
   }
@@ -345,23 +353,23 @@ int run_bench(const BenchOptions& options) {
       conv_rate = conv_bound_rate(*model, local_batch, memory, device, options.iterations, options.warmup);
     }
     const double rss = peak_rss_mb();
-    nlohmann::json row = {{"model", name},
-                          {"dataset", options.dataset},
-                          {"batch", options.batch},
-                          {"threads", threads},
-                          {"device", options.device},
-                          {"channels_last", options.channels_last},
-                          {"sgd", options.sgd_foreach ? "foreach" : "loop"},
-                          {"malloc", allocator_policy()},
-                          {"conv", convolution_policy(device)},
-                          {"train_img_per_s", img_per_s},
-                          {"epoch_img_per_s", epoch_rate},
-                          {"eval_img_per_s", eval_rate},
-                          {"macs_per_s", macs_per_s},
-                          {"peak_rss_mb", rss},
-                          {"estimated_train_mb", static_cast<double>(estimate_training_bytes(*model, options.batch)) /
-                                                     (1 << 20)},
-                          {"peak_rss_scope", peak_per_model ? "model" : "process"}};
+    nlohmann::json row = {
+        {"model", name},
+        {"dataset", options.dataset},
+        {"batch", options.batch},
+        {"threads", threads},
+        {"device", options.device},
+        {"channels_last", options.channels_last},
+        {"sgd", options.sgd_foreach ? "foreach" : "loop"},
+        {"malloc", allocator_policy()},
+        {"conv", convolution_policy(device)},
+        {"train_img_per_s", img_per_s},
+        {"epoch_img_per_s", epoch_rate},
+        {"eval_img_per_s", eval_rate},
+        {"macs_per_s", macs_per_s},
+        {"peak_rss_mb", rss},
+        {"estimated_train_mb", static_cast<double>(estimate_training_bytes(*model, options.batch)) / (1 << 20)},
+        {"peak_rss_scope", peak_per_model ? "model" : "process"}};
     if (epoch_data) row["epoch_examples"] = epoch_data->train->size();
     if (options.conv_bound) {
       row["conv_bound_img_per_s"] = conv_rate;

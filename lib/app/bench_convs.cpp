@@ -36,8 +36,8 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
       auto x = torch::randn({options.batch, shape.channels, shape.size, shape.size}).to(device).contiguous(memory);
       if (winograd && !winograd_takes(*conv, x)) continue;  // off (RESLAB_CONV=direct), a GPU, or no AVX2
       const auto run = [&](const torch::Tensor& in) { return winograd ? conv_forward(*conv, in) : conv->forward(in); };
-      const double macs = static_cast<double>(options.batch * shape.channels * shape.channels * 9 * shape.size *
-                                              shape.size);
+      const double macs =
+          static_cast<double>(options.batch * shape.channels * shape.channels * 9 * shape.size * shape.size);
       for (bool backward : {false, true}) {
         auto input = backward ? x.clone().requires_grad_(true) : x;
         auto once = [&] {
@@ -56,14 +56,18 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
         for (int64_t i = 0; i < options.iterations; ++i) once();
         synchronize(device);
         // The backward pass costs two convolutions' worth: to the inputs and to the weights.
-        const double rate = macs * (backward ? 3.0 : 1.0) * static_cast<double>(options.iterations) /
-                            seconds_since(start);
+        const double rate =
+            macs * (backward ? 3.0 : 1.0) * static_cast<double>(options.iterations) / seconds_since(start);
         double& top = winograd ? best_winograd : best;
         top = std::max(top, rate);
         const char* layout = winograd ? "winograd" : channels_last ? "channels-last" : "NCHW";
         const char* pass = backward ? "fwd+bwd" : "forward";
-        rows.push_back({{"channels", shape.channels}, {"map", shape.size}, {"batch", options.batch},
-                        {"layout", layout}, {"pass", pass}, {"macs_per_s", rate}});
+        rows.push_back({{"channels", shape.channels},
+                        {"map", shape.size},
+                        {"batch", options.batch},
+                        {"layout", layout},
+                        {"pass", pass},
+                        {"macs_per_s", rate}});
         if (!options.json) {
           std::printf("%-9lld %5lld %6lld %14s %12s %12.1f\n", static_cast<long long>(shape.channels),
                       static_cast<long long>(shape.size), static_cast<long long>(options.batch), layout, pass,
@@ -111,8 +115,8 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
     const torch::Tensor input = random(o.in_channels(), c.in_h, c.in_w);
     work.push_back({input, c.conv->weight.detach().to(device).contiguous(memory),
                     random(o.out_channels(), c.out_h, c.out_w), vec(o.stride()),
-                    vec(c10::get<torch::ExpandingArray<2>>(o.padding())), vec(o.dilation()), o.groups(),
-                    !work.empty(), winograd_takes(*c.conv, input)});
+                    vec(c10::get<torch::ExpandingArray<2>>(o.padding())), vec(o.dilation()), o.groups(), !work.empty(),
+                    winograd_takes(*c.conv, input)});
   }
   const std::vector<int64_t> no_output_padding{0, 0};
   auto pass = [&] {
@@ -129,8 +133,7 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
         continue;
       }
       (void)at::convolution_backward(it->grad_output, it->input, it->weight, c10::nullopt, it->stride, it->padding,
-                                     it->dilation, false, no_output_padding, it->groups,
-                                     {it->input_grad, true, false});
+                                     it->dilation, false, no_output_padding, it->groups, {it->input_grad, true, false});
     }
   };
   for (int64_t i = 0; i < std::max<int64_t>(warmup, 1); ++i) pass();

@@ -3,8 +3,8 @@
 // ceiling), and every convolution of one model at its own shapes (the bound its training step cannot beat with
 // these kernels; BN, ReLU, the additions, the loss and the update come on top).
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 

@@ -42,8 +42,8 @@ struct RunExperimentOptions {
   bool overwrite = false;
   bool resume = false;  ///< continue interrupted runs from their checkpoints, skip completed ones
   bool plot = true;
-  bool list = false;             ///< print the grid points with their indices instead of running
-  std::optional<int64_t> index;  ///< run only this grid point (0-based; else $SLURM_ARRAY_TASK_ID if set)
+  bool list = false;               ///< print the grid points with their indices instead of running
+  std::optional<int64_t> index;    ///< run only this grid point (0-based; else $SLURM_ARRAY_TASK_ID if set)
   std::vector<std::string> reuse;  ///< other experiments' output folders to take identical completed runs from
 };
 /// `reslab run`: every grid point of an experiment, results.json, the degradation table and the plot; or,
@@ -62,11 +62,11 @@ struct SlurmOptions {
   std::string experiment;
   std::string out;  ///< default runs/<experiment name>, as reslab run
   std::string partition, time;
-  int64_t cpus = 0;            ///< CPUs per task (0: the cluster's default)
-  int64_t nodes_per_run = 1;   ///< machines per grid point
-  int64_t tasks_per_node = 1;  ///< data-parallel ranks per machine (nodes x tasks ranks per run)
-  int64_t concurrency = 0;     ///< array tasks at once (%K; 0: no limit)
-  bool submit = false;         ///< run submit.sh (sbatch) after writing the scripts
+  int64_t cpus = 0;                   ///< CPUs per task (0: the cluster's default)
+  int64_t nodes_per_run = 1;          ///< machines per grid point
+  int64_t tasks_per_node = 1;         ///< data-parallel ranks per machine (nodes x tasks ranks per run)
+  int64_t concurrency = 0;            ///< array tasks at once (%K; 0: no limit)
+  bool submit = false;                ///< run submit.sh (sbatch) after writing the scripts
   std::vector<std::string> run_args;  ///< passed to every `reslab run` (after --)
 };
 

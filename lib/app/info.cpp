@@ -33,8 +33,8 @@ ImageShape parse_input_shape(const std::string& text) {
   ImageShape shape;
   long long c = 0, h = 0, w = 0;
   char tail = 0;
-  if (std::sscanf(text.c_str(), "%lldx%lldx%lld%c", &c, &h, &w, &tail) != 3 || c < 1 || h < 1 || w < 1 ||
-      c > 4096 || h > 65536 || w > 65536) {
+  if (std::sscanf(text.c_str(), "%lldx%lldx%lld%c", &c, &h, &w, &tail) != 3 || c < 1 || h < 1 || w < 1 || c > 4096 ||
+      h > 65536 || w > 65536) {
     throw std::invalid_argument("--input '" + text + "' is not CxHxW with positive sizes (e.g. 3x224x224)");
   }
   shape.channels = c;
@@ -55,7 +55,8 @@ int run_info(const InfoOptions& options) {
   }
   if (!options.input.empty()) spec.input = parse_input_shape(options.input);
   if (options.classes != 0) {
-    if (options.classes < 2) throw std::invalid_argument("--classes must be at least 2, got " + std::to_string(options.classes));
+    if (options.classes < 2)
+      throw std::invalid_argument("--classes must be at least 2, got " + std::to_string(options.classes));
     spec.classes = options.classes;
   }
   const auto& data = spec;
@@ -63,10 +64,14 @@ int run_info(const InfoOptions& options) {
   const int64_t params = count_parameters(*model);
   const int64_t macs = model->macs();
   if (options.json) {
-    nlohmann::json out = {{"model", options.model},       {"depth", model->depth()},
-                          {"layers", model->depth()},     {"residual", model->residual()},
-                          {"params", params},             {"flops", macs},
-                          {"dataset", source},            {"shortcut", options.shortcut},
+    nlohmann::json out = {{"model", options.model},
+                          {"depth", model->depth()},
+                          {"layers", model->depth()},
+                          {"residual", model->residual()},
+                          {"params", params},
+                          {"flops", macs},
+                          {"dataset", source},
+                          {"shortcut", options.shortcut},
                           {"input", {data.input.channels, data.input.height, data.input.width}},
                           {"classes", data.classes}};
     std::cout << out.dump(2) << "\n";

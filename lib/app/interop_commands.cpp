@@ -31,8 +31,7 @@ int run_import(const ImportOptions& options) {
   if (!r.note.empty()) std::cout << "Note: " << r.note << "\n";
   std::cout << "Imported " << options.file << " as " << r.model << " (" << r.tensors << " tensors, " << r.classes
             << " classes) into " << r.run_dir << "/ (config.json, model.pt, import.json)\n"
-            << "Probe it: reslab analyze all " << r.run_dir
-            << (options.data_dir.empty() ? " --data DIR" : "") << "\n";
+            << "Probe it: reslab analyze all " << r.run_dir << (options.data_dir.empty() ? " --data DIR" : "") << "\n";
   return 0;
 }
 

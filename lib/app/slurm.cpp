@@ -43,7 +43,8 @@ void check_sbatch_value(const std::string& value, const std::string& flag) {
   check_one_line(value, flag);
   if (value.size() > 200 || value.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                                                     "_-.:,+@%") != std::string::npos) {
-    throw std::invalid_argument(flag + " '" + value + "': expected at most 200 letters, digits and _ - . : , + @ % "
+    throw std::invalid_argument(flag + " '" + value +
+                                "': expected at most 200 letters, digits and _ - . : , + @ % "
                                 "(it goes into an #SBATCH line as it is)");
   }
 }
@@ -79,18 +80,22 @@ void write_script(const std::string& path, const std::string& text) {
     f.close();
     if (!f) throw std::runtime_error(tmp + ": could not be written");
   }
-  fs::permissions(tmp, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                           fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(tmp, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                           fs::perms::others_exec);
   fs::rename(tmp, path);
 }
 
 }  // namespace
 
 int run_slurm(const SlurmOptions& o) {
-  if (o.nodes_per_run < 1) throw std::invalid_argument("--nodes-per-run " + std::to_string(o.nodes_per_run) + ": expected at least 1");
-  if (o.tasks_per_node < 1) throw std::invalid_argument("--tasks-per-node " + std::to_string(o.tasks_per_node) + ": expected at least 1");
-  if (o.cpus < 0) throw std::invalid_argument("--cpus " + std::to_string(o.cpus) + ": expected 0 (the cluster's default) or more");
-  if (o.concurrency < 0) throw std::invalid_argument("--concurrency " + std::to_string(o.concurrency) + ": expected 0 (no limit) or more");
+  if (o.nodes_per_run < 1)
+    throw std::invalid_argument("--nodes-per-run " + std::to_string(o.nodes_per_run) + ": expected at least 1");
+  if (o.tasks_per_node < 1)
+    throw std::invalid_argument("--tasks-per-node " + std::to_string(o.tasks_per_node) + ": expected at least 1");
+  if (o.cpus < 0)
+    throw std::invalid_argument("--cpus " + std::to_string(o.cpus) + ": expected 0 (the cluster's default) or more");
+  if (o.concurrency < 0)
+    throw std::invalid_argument("--concurrency " + std::to_string(o.concurrency) + ": expected 0 (no limit) or more");
   for (const auto& a : o.run_args) {
     for (const char* own : {"--out", "--index", "--list", "--overwrite", "--resume"}) {
       if (a == own || a.rfind(std::string(own) + "=", 0) == 0) {
@@ -104,7 +109,7 @@ int run_slurm(const SlurmOptions& o) {
   if (!o.partition.empty()) check_sbatch_value(o.partition, "--partition");
   if (!o.time.empty()) check_sbatch_value(o.time, "--time");
   const ExperimentConfig experiment = load_experiment(o.experiment);  // errors name the file and key now
-  check_name(experiment.name, o.experiment + ": key 'name'");        // it names the jobs
+  check_name(experiment.name, o.experiment + ": key 'name'");         // it names the jobs
   check_one_line(self_path(), "reslab's own path");
   const std::string reslab = self_path();
   const std::string exp_path = fs::absolute(o.experiment).lexically_normal().string();
@@ -113,7 +118,8 @@ int run_slurm(const SlurmOptions& o) {
   for (const std::string& path : {out, fs::current_path().string()}) {
     check_one_line(path, "the path");
     if (path.find_first_of(" \t\n'\"") != std::string::npos) {
-      throw std::invalid_argument("'" + path + "': #SBATCH lines cannot carry a path with spaces or quotes; use --out "
+      throw std::invalid_argument("'" + path +
+                                  "': #SBATCH lines cannot carry a path with spaces or quotes; use --out "
                                   "(and a working folder) without them");
     }
   }
@@ -164,14 +170,15 @@ int run_slurm(const SlurmOptions& o) {
         << "\n";
 
   std::ostringstream collect;
-  collect << "#!/bin/bash\n"
-          << "# Written by reslab slurm: gathers whichever grid points finished (submit.sh makes it wait for the array).\n"
-          << "#SBATCH --job-name=" << name << "-collect\n"
-          << "#SBATCH --output=" << dir << "/logs/collect_%j.out\n"
-          << "#SBATCH --ntasks=1\n"
-          << common.str() << "set -euo pipefail\n"
-          << "cd " << quote(fs::current_path().string()) << "\n"
-          << quote(reslab) << " collect " << quote(out) << "\n";
+  collect
+      << "#!/bin/bash\n"
+      << "# Written by reslab slurm: gathers whichever grid points finished (submit.sh makes it wait for the array).\n"
+      << "#SBATCH --job-name=" << name << "-collect\n"
+      << "#SBATCH --output=" << dir << "/logs/collect_%j.out\n"
+      << "#SBATCH --ntasks=1\n"
+      << common.str() << "set -euo pipefail\n"
+      << "cd " << quote(fs::current_path().string()) << "\n"
+      << quote(reslab) << " collect " << quote(out) << "\n";
 
   std::ostringstream submit;
   submit << "#!/bin/bash\n"

@@ -58,8 +58,8 @@ void print_final(const nlohmann::json& s) {
     std::snprintf(text, sizeof text, "%.2f", v.get<double>());  // as the table prints errors
     return std::string(text);
   };
-  std::cout << s["run"].get<std::string>() << ": " << s["status"].get<std::string>() << " after "
-            << s["iterations"] << " iterations; train error " << show(s["final"]["train_error"]) << "%, test error "
+  std::cout << s["run"].get<std::string>() << ": " << s["status"].get<std::string>() << " after " << s["iterations"]
+            << " iterations; train error " << show(s["final"]["train_error"]) << "%, test error "
             << show(s["final"]["test_error"]) << "%\n";
 }
 }  // namespace
@@ -225,8 +225,8 @@ int run_collect(const CollectOptions& options) {
   for (const auto& r : finished) print_final(r.summary);
   std::cout << "\n";
   print_degradation_table(results, std::cout);
-  std::cout << "\nResults: " << options.dir << "/results.json (" << finished.size() << " of "
-            << config["runs"].size() << " runs)\n";
+  std::cout << "\nResults: " << options.dir << "/results.json (" << finished.size() << " of " << config["runs"].size()
+            << " runs)\n";
   if (!missing.empty()) {
     std::cout << "Not finished (no summary.json):";
     for (const auto& m : missing) std::cout << " " << m;

@@ -38,8 +38,8 @@ ImageDataset decode_records(const std::vector<std::string>& paths, const std::ve
     const auto& path = paths[f];
     const auto size = static_cast<int64_t>(contents[f].size());
     if (size == 0 || size % record != 0) {
-      throw DataError(path + ": " + std::to_string(size) + " bytes is not a whole number of " +
-                      std::to_string(record) + "-byte CIFAR records (truncated or not a CIFAR binary file)");
+      throw DataError(path + ": " + std::to_string(size) + " bytes is not a whole number of " + std::to_string(record) +
+                      "-byte CIFAR records (truncated or not a CIFAR binary file)");
     }
     total += size / record;
   }
@@ -85,7 +85,8 @@ ImageDataset parse_cifar(const std::vector<uint8_t>& bytes, const std::string& n
 
 ImageDataset read_cifar10(const std::string& dir, Mode mode) {
   const CifarLayout& layout = kCifar10;
-  const std::string root = resolve_dir(dir, layout.subdir, mode == Mode::kTrain ? "data_batch_1.bin" : "test_batch.bin");
+  const std::string root =
+      resolve_dir(dir, layout.subdir, mode == Mode::kTrain ? "data_batch_1.bin" : "test_batch.bin");
   std::vector<std::string> paths;
   if (mode == Mode::kTrain) {
     for (int i = 1; i <= 5; ++i) paths.push_back(root + "/data_batch_" + std::to_string(i) + ".bin");

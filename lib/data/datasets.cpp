@@ -35,8 +35,8 @@ ImageDataset load_dataset(const std::string& name, const std::string& dir, Mode 
   const DatasetInfo& info = dataset_info(name);
   const std::string root = dir.empty() ? info.default_dir : dir;
   if (root.empty()) {
-    throw std::invalid_argument("dataset '" + name + "' has no default location: pass --data DIR (" +
-                                info.description + ")");
+    throw std::invalid_argument("dataset '" + name + "' has no default location: pass --data DIR (" + info.description +
+                                ")");
   }
   if (name == "image-folder") {
     throw std::invalid_argument("dataset 'image-folder' is decoded from files batch by batch, not held in memory");
@@ -102,7 +102,7 @@ namespace {
 }
 
 [[maybe_unused]] std::vector<ImageFile> pick(const std::vector<ImageFile>& files, const std::vector<int64_t>& perm,
-                                              int64_t begin, int64_t end) {
+                                             int64_t begin, int64_t end) {
   std::vector<int64_t> idx(perm.begin() + begin, perm.begin() + end);
   std::sort(idx.begin(), idx.end());  // file order within the part: classes stay grouped, the loader shuffles
   std::vector<ImageFile> out;
@@ -125,7 +125,8 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
   }
   std::error_code ec;
   if (!std::filesystem::is_directory(dir + "/train", ec)) {
-    throw DataError(dir + "/train: no such folder (an image folder dataset is DIR/train/<class>/<image> and "
+    throw DataError(dir +
+                    "/train: no such folder (an image folder dataset is DIR/train/<class>/<image> and "
                     "DIR/val/<class>/<image>)");
   }
   std::string test_dir = dir + "/val";
@@ -133,12 +134,15 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
     test_dir = dir + "/test";
   }
   if (!std::filesystem::is_directory(test_dir, ec)) {
-    throw DataError(dir + "/val: no such folder (nor " + dir + "/test): the images the run is tested on, one "
-                    "folder per class as in " + dir + "/train");
+    throw DataError(dir + "/val: no such folder (nor " + dir +
+                    "/test): the images the run is tested on, one "
+                    "folder per class as in " +
+                    dir + "/train");
   }
 #ifdef RESLAB_NO_OPENCV
   (void)options;
-  throw DataError(dir + ": this reslab was built without OpenCV (RESLAB_WITH_OPENCV=OFF), which decodes image "
+  throw DataError(dir +
+                  ": this reslab was built without OpenCV (RESLAB_WITH_OPENCV=OFF), which decodes image "
                   "folders; rebuild with OpenCV (scripts/install-deps installs it)");
 #else
   ImageFolder train = scan_image_folder(dir + "/train");
@@ -150,8 +154,10 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
     for (size_t c = 0; c < train.classes.size(); ++c) {
       const auto it = t.class_index.find(train.classes[c]);
       if (it == t.class_index.end()) {
-        throw DataError(dir + "/train/" + train.classes[c] + ": a class folder that data.class_index does not name "
-                        "(it names " + std::to_string(t.class_index.size()) + " folders)");
+        throw DataError(dir + "/train/" + train.classes[c] +
+                        ": a class folder that data.class_index does not name "
+                        "(it names " +
+                        std::to_string(t.class_index.size()) + " folders)");
       }
       output[c] = it->second;
     }
@@ -160,7 +166,8 @@ FolderSplits prepare_folder_splits(const std::string& dir, const SplitOptions& o
     }
   } else if (t.classes > 0 && t.classes != folders) {
     throw DataError(dir + "/train: " + std::to_string(folders) + " class folders, but data.classes is " +
-                    std::to_string(t.classes) + ": give data.class_index, the output of each folder (e.g. "
+                    std::to_string(t.classes) +
+                    ": give data.class_index, the output of each folder (e.g. "
                     "scripts/imagenette_classes.json for Imagenette's 10 of ImageNet's 1000)");
   }
   const auto n = static_cast<int64_t>(train.files.size());
@@ -210,7 +217,8 @@ std::unique_ptr<BatchSource> FolderSplits::loader(Part part, const LoaderOptions
 
 std::shared_ptr<const SplitSource> open_splits(const std::string& name, const std::string& dir,
                                                const SplitOptions& options, const FolderTransform& transform) {
-  if (name == "image-folder") return std::make_shared<const FolderSplits>(prepare_folder_splits(dir, options, transform));
+  if (name == "image-folder")
+    return std::make_shared<const FolderSplits>(prepare_folder_splits(dir, options, transform));
   return std::make_shared<const DataSplits>(prepare_splits(name, dir, options));
 }
 

@@ -13,7 +13,8 @@ void check_transform(const FolderTransform& t) {
   };
   if (t.crop <= 0) bad("crop", t.crop, "a positive size");
   if (t.scale_min < t.crop) bad("scale_min", t.scale_min, "at least the crop (" + std::to_string(t.crop) + ")");
-  if (t.scale_max < t.scale_min) bad("scale_max", t.scale_max, "at least scale_min (" + std::to_string(t.scale_min) + ")");
+  if (t.scale_max < t.scale_min)
+    bad("scale_max", t.scale_max, "at least scale_min (" + std::to_string(t.scale_min) + ")");
   if (t.scale_max > 8192) bad("scale_max", t.scale_max, "at most 8192");
   if (t.eval_resize < t.crop || t.eval_resize > 8192) {
     bad("eval_resize", t.eval_resize, "at least the crop (" + std::to_string(t.crop) + ") and at most 8192");
@@ -32,7 +33,8 @@ void check_transform(const FolderTransform& t) {
   for (double s : t.std) {
     if (!(s > 0.0 && s <= 10.0)) bad_list("std", "values above 0 and at most 10");
   }
-  if (t.classes != 0 && (t.classes < 2 || t.classes > 100000)) bad("classes", t.classes, "2 to 100000 (0: one per class folder)");
+  if (t.classes != 0 && (t.classes < 2 || t.classes > 100000))
+    bad("classes", t.classes, "2 to 100000 (0: one per class folder)");
   if (!t.class_index.empty() && t.classes == 0) bad_list("class_index", "'classes' (the net's outputs) beside it");
   std::map<int64_t, std::string> taken;
   for (const auto& [name, index] : t.class_index) {

@@ -38,7 +38,8 @@ torch::Tensor read_idx_ubyte(const std::string& path, int64_t expected_dims) {
 }
 
 torch::Tensor parse_idx_ubyte(const std::vector<uint8_t>& bytes, const std::string& path, int64_t expected_dims) {
-  if (bytes.size() < 4) throw DataError(path + ": truncated: " + std::to_string(bytes.size()) + " bytes, no IDX header");
+  if (bytes.size() < 4)
+    throw DataError(path + ": truncated: " + std::to_string(bytes.size()) + " bytes, no IDX header");
   if (bytes[0] != 0 || bytes[1] != 0) throw DataError(path + ": not an IDX file (bad magic number)");
   if (bytes[2] != 0x08) {
     char type[8];

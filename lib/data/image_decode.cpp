@@ -15,7 +15,8 @@
 namespace reslab {
 
 const std::vector<std::string>& image_extensions() {
-  static const std::vector<std::string> ext = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"};
+  static const std::vector<std::string> ext = {".jpg", ".jpeg", ".png",  ".bmp", ".ppm",
+                                               ".pgm", ".tif",  ".tiff", ".webp"};
   return ext;
 }
 

@@ -27,7 +27,8 @@ namespace {
 
 bool is_image_name(const fs::path& p) {
   std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   const auto& known = image_extensions();
   return std::find(known.begin(), known.end(), ext) != known.end();
 }
@@ -157,9 +158,7 @@ struct ImageFolderLoader::Impl {
   // Last member: destroyed first, so no job outlives the state above.
   std::unique_ptr<WorkerPool> pool;
 
-  int64_t batches() const {
-    return batches_in_epoch(static_cast<int64_t>(files.size()), o.batch, o.drop_last);
-  }
+  int64_t batches() const { return batches_in_epoch(static_cast<int64_t>(files.size()), o.batch, o.drop_last); }
 
   /// Decodes example `position` of the epoch into views [view0, view0 + crops) of `p`.
   void decode_one(const Pending& p, int64_t row, int64_t position, int64_t file, uint64_t epoch_of_job) const {
@@ -170,7 +169,8 @@ struct ImageFolderLoader::Impl {
     const int64_t crop = t.crop;
     if (o.augment) {
       Rng rng(mix_seed(o.seed ^ mix_seed((epoch_of_job << 32) ^ static_cast<uint64_t>(position)) ^ 0x1a6e));
-      const int64_t side = t.scale_min + static_cast<int64_t>(rng.below(static_cast<uint64_t>(t.scale_max - t.scale_min + 1)));
+      const int64_t side =
+          t.scale_min + static_cast<int64_t>(rng.below(static_cast<uint64_t>(t.scale_max - t.scale_min + 1)));
       const cv::Mat r = resize_shorter(img, side);
       const int64_t y0 = static_cast<int64_t>(rng.below(static_cast<uint64_t>(r.rows - crop + 1)));
       const int64_t x0 = static_cast<int64_t>(rng.below(static_cast<uint64_t>(r.cols - crop + 1)));
@@ -195,9 +195,11 @@ struct ImageFolderLoader::Impl {
     const int64_t full = std::min(o.batch, static_cast<int64_t>(files.size()) - index * o.batch);
     const int64_t begin = index * o.batch + row_first;
     const int64_t count = (row_last < 0 ? full : std::min(row_last, full)) - row_first;
-    p->inputs = torch::empty({count * crops, 3, t.crop, t.crop},
-                             torch::TensorOptions().dtype(torch::kFloat32).memory_format(
-                                 o.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+    p->inputs = torch::empty(
+        {count * crops, 3, t.crop, t.crop},
+        torch::TensorOptions()
+            .dtype(torch::kFloat32)
+            .memory_format(o.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
     p->targets = torch::empty({count}, torch::kInt64);
     p->remaining = count;
     int64_t* tgt = p->targets.data_ptr<int64_t>();

@@ -78,8 +78,7 @@ ChannelStats channel_stats(const std::vector<ImageFile>& files, const FolderTran
 /// asked for.
 class ImageFolderLoader : public BatchSource {
  public:
-  ImageFolderLoader(std::vector<ImageFile> files, ChannelStats stats, FolderTransform transform,
-                    LoaderOptions options);
+  ImageFolderLoader(std::vector<ImageFile> files, ChannelStats stats, FolderTransform transform, LoaderOptions options);
   ~ImageFolderLoader() override;
   ImageFolderLoader(const ImageFolderLoader&) = delete;
   ImageFolderLoader& operator=(const ImageFolderLoader&) = delete;

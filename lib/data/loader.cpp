@@ -33,14 +33,16 @@ Batch BatchLoader::rows(int64_t index, int64_t first, int64_t last) const {
   TORCH_CHECK(index >= 0 && index < batches_per_epoch(), "BatchLoader: batch ", index, " out of range");
   const int64_t begin = index * options_.batch;
   const int64_t full = std::min(options_.batch, data_.size() - begin);
-  TORCH_CHECK(0 <= first && first <= last && last <= full, "BatchLoader: rows [", first, ", ", last,
-              ") of a batch of ", full);
+  TORCH_CHECK(0 <= first && first <= last && last <= full, "BatchLoader: rows [", first, ", ", last, ") of a batch of ",
+              full);
   const int64_t count = last - first;
   const int64_t C = data_.channels(), H = data_.height(), W = data_.width();
 
-  auto inputs = torch::empty({count, C, H, W}, torch::TensorOptions().dtype(torch::kFloat32).memory_format(
-                                                   options_.channels_last ? at::MemoryFormat::ChannelsLast
-                                                                          : at::MemoryFormat::Contiguous));
+  auto inputs = torch::empty(
+      {count, C, H, W},
+      torch::TensorOptions()
+          .dtype(torch::kFloat32)
+          .memory_format(options_.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
   auto targets = torch::empty({count}, torch::kInt64);
   const auto st = inputs.strides();
   const int64_t sn = st[0], sc = st[1], sh = st[2], sw = st[3];

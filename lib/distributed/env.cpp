@@ -40,9 +40,8 @@ std::string first_slurm_host(const std::string& nodelist) {
   const std::string first = inside.substr(0, inside.find_first_of("-,"));
   if (first.empty() || first.find_first_not_of("0123456789") != std::string::npos) throw bad();
   const auto suffix_end = nodelist.find(',', close);
-  return nodelist.substr(0, stop) + first + nodelist.substr(close + 1, suffix_end == std::string::npos
-                                                                           ? std::string::npos
-                                                                           : suffix_end - close - 1);
+  return nodelist.substr(0, stop) + first +
+         nodelist.substr(close + 1, suffix_end == std::string::npos ? std::string::npos : suffix_end - close - 1);
 }
 
 DistEnv read_dist_env(const std::function<std::optional<std::string>(const std::string&)>& get) {
@@ -60,8 +59,9 @@ DistEnv read_dist_env(const std::function<std::optional<std::string>(const std::
     if (!rank) {
       if (env.world_size > 1) throw DistError("WORLD_SIZE is " + *world + " but RANK is not set");
     } else {
-      env.rank = parse_int("RANK", *rank, 0, env.world_size - 1,
-                           "a rank from 0 to " + std::to_string(env.world_size - 1) + " (WORLD_SIZE is " + *world + ")");
+      env.rank =
+          parse_int("RANK", *rank, 0, env.world_size - 1,
+                    "a rank from 0 to " + std::to_string(env.world_size - 1) + " (WORLD_SIZE is " + *world + ")");
     }
     env.local_rank = env.rank;
     env.local_world_size = env.world_size;

@@ -20,7 +20,7 @@ class DistError : public std::runtime_error {
 struct DistEnv {
   int64_t rank = 0, world_size = 1;
   int64_t local_rank = 0, local_world_size = 1;  ///< among the ranks on this machine
-  std::string master_addr = "127.0.0.1";          ///< where rank 0 listens (the rendezvous store)
+  std::string master_addr = "127.0.0.1";         ///< where rank 0 listens (the rendezvous store)
   int64_t master_port = 29500;
   std::string source;  ///< "torchrun", "slurm", or "" (a single process)
   bool distributed() const { return world_size > 1; }

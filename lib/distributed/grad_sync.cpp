@@ -12,8 +12,8 @@ GradientSync::GradientSync(Distributed& dist, std::vector<torch::Tensor> params,
     const auto& p = params_[static_cast<size_t>(i)];
     if (!p.requires_grad()) continue;
     const int64_t size = p.numel() * static_cast<int64_t>(p.element_size());
-    const bool fits = !buckets_.empty() && bytes + size <= bucket_bytes &&
-                      buckets_.back().flat.dtype() == p.dtype() && buckets_.back().flat.device() == p.device();
+    const bool fits = !buckets_.empty() && bytes + size <= bucket_bytes && buckets_.back().flat.dtype() == p.dtype() &&
+                      buckets_.back().flat.device() == p.device();
     if (!fits) {
       buckets_.emplace_back();
       buckets_.back().flat = torch::empty({0}, p.options());

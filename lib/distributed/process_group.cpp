@@ -64,9 +64,7 @@ std::string message_of(const std::exception& e) {
   return e.what();
 }
 
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
-}
+bool is_loopback(const std::string& host) { return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1"; }
 
 class GlooDistributed;
 
@@ -195,7 +193,8 @@ std::shared_ptr<Distributed> Distributed::connect(const DistEnv& env, std::chron
 }
 #else
 std::shared_ptr<Distributed> Distributed::connect(const DistEnv& env, std::chrono::milliseconds /*timeout*/) {
-  throw DistError(env.describe() + ": this reslab was built without Gloo (the headers of libgloo-dev were not "
+  throw DistError(env.describe() +
+                  ": this reslab was built without Gloo (the headers of libgloo-dev were not "
                   "found), so it trains in one process only");
 }
 #endif

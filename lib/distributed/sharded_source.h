@@ -13,10 +13,12 @@ namespace reslab {
 class ShardedSource : public BatchSource {
  public:
   /// Throws std::invalid_argument when the global batch does not split evenly into `world_size` parts.
-  ShardedSource(BatchSource& global, int64_t rank, int64_t world_size) : global_(global), rank_(rank), world_(world_size) {
+  ShardedSource(BatchSource& global, int64_t rank, int64_t world_size)
+      : global_(global), rank_(rank), world_(world_size) {
     if (global.batch_size() % world_size != 0) {
       throw std::invalid_argument("the batch of " + std::to_string(global.batch_size()) + " does not split evenly " +
-                                  "across " + std::to_string(world_size) + " ranks: use a batch that is a multiple "
+                                  "across " + std::to_string(world_size) +
+                                  " ranks: use a batch that is a multiple "
                                   "of the number of processes");
     }
   }

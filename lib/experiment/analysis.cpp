@@ -20,14 +20,16 @@ namespace reslab {
 
 ProbeSubject trained_subject(const std::string& run_dir) {
   const std::string config = run_dir + "/config.json";
-  if (!fs::exists(config)) throw ConfigError(config + ": missing; expected a run folder written by reslab train or run");
+  if (!fs::exists(config))
+    throw ConfigError(config + ": missing; expected a run folder written by reslab train or run");
   ProbeSubject s;
   s.run = load_run_config(config);
   s.label = s.run.name;
   s.source = "trained";
   s.run_dir = run_dir;
   if (!fs::exists(run_dir + "/model.pt")) {
-    throw ConfigError(run_dir + "/model.pt: missing; the run's final model is written when it completes (resume it "
+    throw ConfigError(run_dir +
+                      "/model.pt: missing; the run's final model is written when it completes (resume it "
                       "with --resume)");
   }
   return s;
@@ -70,8 +72,8 @@ nlohmann::json config_without_seed(const RunConfig& run) {
 
 }  // namespace
 
-void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const ModelSpec& spec,
-                      const std::string& path, const std::string& config_path) {
+void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const ModelSpec& spec, const std::string& path,
+                      const std::string& config_path) {
   auto differs = [&](const std::string& what, const std::string& recorded, const std::string& expected) {
     throw ConfigError(path + ": records " + what + " " + recorded + ", but " + config_path + " says " + expected +
                       ": the file belongs to another run (train this one, or put its own model.pt back)");

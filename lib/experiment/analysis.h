@@ -34,8 +34,8 @@ ProbeSubject init_subject(const std::string& model, const RunConfig& data_run, b
 /// Throws ConfigError naming `path` when the final model's recorded meta (model name, shortcut, dataset, classes,
 /// input, and the configuration it was trained with) is not `run`'s as `config_path` describes it: a model.pt
 /// copied from another run is never probed as this one.
-void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const ModelSpec& spec,
-                      const std::string& path, const std::string& config_path);
+void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const ModelSpec& spec, const std::string& path,
+                      const std::string& config_path);
 
 /// Runs `probe` on one subject and returns its result, with the subject's label, source, model, depth,
 /// residual flag, seed, "config" (its run's configuration minus the seed, the names and where it ran) and the

@@ -106,8 +106,8 @@ std::vector<std::string> read_probe_list(JsonSection& s, const std::string& key,
       s.fail(key, std::string("a list of probe names (") + e.what() + ")");
     }
     if (during_training && !probe_runs_during_training(name)) {
-      s.fail(key, "probes that run during training: " + probes_during_training() + " ('" + name +
-                      "' runs after training)");
+      s.fail(key,
+             "probes that run during training: " + probes_during_training() + " ('" + name + "' runs after training)");
     }
   }
   return *v;
@@ -152,8 +152,7 @@ std::map<std::string, int64_t> read_class_index(JsonSection& parent, const std::
   for (const auto& folder : index->keys()) {
     if (folder.empty() || folder.size() > 255 || folder.find('/') != std::string::npos || folder == "." ||
         folder == ".." || first_control_char(folder) >= 0) {
-      parent.fail(key, "class folder names (one path component without control characters), not " +
-                           shown_json(folder));
+      parent.fail(key, "class folder names (one path component without control characters), not " + shown_json(folder));
     }
     const auto v = index->integer(folder);
     if (!v) parent.fail(key, "an integer output index for each class folder (" + shown_json(folder) + " has none)");
@@ -191,8 +190,8 @@ void read_folder_transform(JsonSection& d, RunConfig& run) {
     given = true;
   }
   if (given && run.dataset != "image-folder") {
-    for (const char* key : {"crop", "scale", "eval_resize", "eval_crops", "workers", "mean", "std", "classes",
-                            "class_index"}) {
+    for (const char* key :
+         {"crop", "scale", "eval_resize", "eval_crops", "workers", "mean", "std", "classes", "class_index"}) {
       if (d.has(key)) d.fail(key, "no such key for dataset '" + run.dataset + "' (image-folder only)");
     }
   }
@@ -300,7 +299,8 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     }
     if (auto v = g->numbers("lr")) ex.lrs = *v;
     if (auto v = g->integers("batch")) ex.batches = *v;
-    if (!ex.depths.empty() && g->has("model")) g->fail("model", "either 'model' or 'depth' (with 'residual'), not both");
+    if (!ex.depths.empty() && g->has("model"))
+      g->fail("model", "either 'model' or 'depth' (with 'residual'), not both");
     if (g->has("residual") && ex.depths.empty()) g->fail("residual", "'residual' only together with 'depth'");
     if (g->has("model") && model_name_given) g->fail("model", "either 'grid.model' or 'model.name', not both");
     if (g->has("depth") && model_name_given) g->fail("depth", "either 'grid.depth' or 'model.name', not both");
@@ -381,8 +381,9 @@ void apply_sets(nlohmann::json& doc, const std::vector<std::string>& sets) {
     }
     for (const auto& part : path) {
       if (part.empty() || part.size() > 100 || first_control_char(part) >= 0) {
-        throw ConfigError(shown + ": KEY must be a dotted path of keys (each 1 to 100 characters, no control "
-                                  "characters), e.g. optim.lr or data.train_size");
+        throw ConfigError(shown +
+                          ": KEY must be a dotted path of keys (each 1 to 100 characters, no control "
+                          "characters), e.g. optim.lr or data.train_size");
       }
     }
     // JSON where it reads as JSON (numbers, true, lists, null), else the text itself (a model or folder name).
@@ -546,8 +547,9 @@ void validate_run(const RunConfig& run, const std::string& source) {
   try {
     const auto& info = dataset_info(run.dataset);
     if (run.train_size < 0 || run.val_size < 0 || run.test_size < 0) {
-      bad("data sizes", std::to_string(run.train_size) + "/" + std::to_string(run.val_size) + "/" +
-                            std::to_string(run.test_size), "non-negative sizes (0 keeps all)");
+      bad("data sizes",
+          std::to_string(run.train_size) + "/" + std::to_string(run.val_size) + "/" + std::to_string(run.test_size),
+          "non-negative sizes (0 keeps all)");
     }
     // An image folder's sizes are checked when it is read.
     if (info.train_examples > 0 &&
@@ -592,8 +594,8 @@ void validate_run(const RunConfig& run, const std::string& source) {
   }
   for (double m : run.schedule.milestones) {
     if (!(m > 0 && m <= static_cast<double>(kMaxIterations))) {
-      bad("optim.schedule.milestones", number_text(m), "positive iterations or epochs of at most " +
-                                                           std::to_string(kMaxIterations));
+      bad("optim.schedule.milestones", number_text(m),
+          "positive iterations or epochs of at most " + std::to_string(kMaxIterations));
     }
   }
   if (run.schedule.warmup_lr && !(*run.schedule.warmup_lr > 0 && *run.schedule.warmup_lr <= 1000)) {
@@ -613,7 +615,8 @@ void validate_run(const RunConfig& run, const std::string& source) {
   }
   if (run.batch > kMaxBatch) bad("optim.batch", std::to_string(run.batch), "at most " + std::to_string(kMaxBatch));
   for (const auto& [key, value] : {std::pair<const char*, int64_t>{"data.train_size", run.train_size},
-                                   {"data.val_size", run.val_size}, {"data.test_size", run.test_size}}) {
+                                   {"data.val_size", run.val_size},
+                                   {"data.test_size", run.test_size}}) {
     if (value > kMaxExamples) bad(key, std::to_string(value), "at most " + std::to_string(kMaxExamples));
   }
   if (run.log_every <= 0 || run.log_every > kMaxIterations) {
@@ -658,8 +661,8 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
       for (bool r : ex.residual) models.push_back((r ? "resnet" : "plain") + std::to_string(d));
     }
   }
-  const std::vector<std::string> shortcuts = ex.shortcuts.empty() ? std::vector<std::string>{ex.base.shortcut}
-                                                                  : ex.shortcuts;
+  const std::vector<std::string> shortcuts =
+      ex.shortcuts.empty() ? std::vector<std::string>{ex.base.shortcut} : ex.shortcuts;
   const std::vector<uint64_t> seeds = ex.seeds.empty() ? std::vector<uint64_t>{ex.base.seed} : ex.seeds;
   const std::vector<double> lrs = ex.lrs.empty() ? std::vector<double>{ex.base.lr} : ex.lrs;
   const std::vector<int64_t> batches = ex.batches.empty() ? std::vector<int64_t>{ex.base.batch} : ex.batches;
@@ -673,9 +676,9 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
     if (!over) points *= n;
   }
   if (over || points > kMaxGridPoints) {
-    throw ConfigError(ex.source + ": the grid has " + (over ? "more than " + std::to_string(kMaxGridPoints) :
-                                                              std::to_string(points)) +
-                      " points (" + std::to_string(models.size()) + " models x " + std::to_string(shortcuts.size()) +
+    throw ConfigError(ex.source + ": the grid has " +
+                      (over ? "more than " + std::to_string(kMaxGridPoints) : std::to_string(points)) + " points (" +
+                      std::to_string(models.size()) + " models x " + std::to_string(shortcuts.size()) +
                       " shortcuts x " + std::to_string(lrs.size()) + " learning rates x " +
                       std::to_string(batches.size()) + " batch sizes x " + std::to_string(seeds.size()) +
                       " seeds); at most " + std::to_string(kMaxGridPoints) +
@@ -727,9 +730,9 @@ nlohmann::json to_json(const RunConfig& r) {
     if (s.warmup_until_error) schedule["warmup"]["until_error"] = *s.warmup_until_error;
     if (s.warmup_iterations) schedule["warmup"]["iterations"] = *s.warmup_iterations;
   }
-  nlohmann::json optim = {{"batch", r.batch},           {"lr", r.lr},
-                          {"momentum", r.momentum},     {"weight_decay", r.weight_decay},
-                          {"nesterov", r.nesterov},     {"schedule", schedule}};
+  nlohmann::json optim = {{"batch", r.batch},       {"lr", r.lr},
+                          {"momentum", r.momentum}, {"weight_decay", r.weight_decay},
+                          {"nesterov", r.nesterov}, {"schedule", schedule}};
   // Written where they apply, so that a run without groups reads (and checkpoints) as before.
   const auto groups = resolved_param_groups(r);
   if (!groups.empty() || r.param_groups) {
@@ -740,26 +743,26 @@ nlohmann::json to_json(const RunConfig& r) {
   if (r.epochs) optim["epochs"] = *r.epochs;
   if (r.iterations) optim["iterations"] = *r.iterations;
   nlohmann::json out = {{"experiment", r.experiment},
-          {"name", r.name},
-          {"seed", r.seed},
-          {"threads", r.threads},
-          {"model", {{"name", r.model}, {"shortcut", r.shortcut}}},
-          {"data",
-           {{"dataset", r.dataset},
-            {"dir", r.data_dir},
-            {"train_size", r.train_size},
-            {"val_size", r.val_size},
-            {"test_size", r.test_size},
-            {"split_seed", r.split_seed},
-            {"augment", r.augment}}},
-          {"optim", optim},
-          {"train",
-           {{"log_every", r.log_every},
-            {"eval_every_epoch", r.eval_every_epoch},
-            {"eval_at", r.eval_at},
-            {"eval_batch", r.eval_batch},
-            {"channels_last", r.channels_last}}},
-          {"probes", {{"during_training", r.probes}, {"at", r.probe_at}}}};
+                        {"name", r.name},
+                        {"seed", r.seed},
+                        {"threads", r.threads},
+                        {"model", {{"name", r.model}, {"shortcut", r.shortcut}}},
+                        {"data",
+                         {{"dataset", r.dataset},
+                          {"dir", r.data_dir},
+                          {"train_size", r.train_size},
+                          {"val_size", r.val_size},
+                          {"test_size", r.test_size},
+                          {"split_seed", r.split_seed},
+                          {"augment", r.augment}}},
+                        {"optim", optim},
+                        {"train",
+                         {{"log_every", r.log_every},
+                          {"eval_every_epoch", r.eval_every_epoch},
+                          {"eval_at", r.eval_at},
+                          {"eval_batch", r.eval_batch},
+                          {"channels_last", r.channels_last}}},
+                        {"probes", {{"during_training", r.probes}, {"at", r.probe_at}}}};
   if (r.dataset == "image-folder") {
     const auto& t = r.folder;
     auto& d = out["data"];
@@ -776,7 +779,8 @@ nlohmann::json to_json(const RunConfig& r) {
     if (t.classes > 0) d["classes"] = t.classes;
     if (!t.class_index.empty()) d["class_index"] = t.class_index;
   }
-  if (!r.tensorboard) out["train"]["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
+  if (!r.tensorboard)
+    out["train"]["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
   if (r.retry_diverged > 0) {
     out["train"]["retry_diverged"] = r.retry_diverged;
     out["train"]["retry_lr_scale"] = r.retry_lr_scale;
@@ -794,7 +798,7 @@ nlohmann::json checkpoint_identity(const RunConfig& run) {
   nlohmann::json identity = to_json(run);
   identity.erase("threads");
   if (identity["data"].contains("workers")) identity["data"].erase("workers");
-  identity.erase("device");  // a run continues on another device: checkpoints load onto the model's
+  identity.erase("device");                   // a run continues on another device: checkpoints load onto the model's
   identity["train"].erase("retry_diverged");  // retrying or not does not change what a checkpoint holds
   identity["train"].erase("retry_lr_scale");
   identity["train"].erase("tensorboard");  // a copy of the metrics, not part of the run

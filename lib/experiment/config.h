@@ -58,7 +58,7 @@ struct RunConfig {
   /// TensorBoard event file in the run's folder (events.out.tfevents.reslab), from the metrics.jsonl records.
   bool tensorboard = true;
   uint64_t seed = 1;
-  int64_t threads = 0;  ///< 0: every core
+  int64_t threads = 0;         ///< 0: every core
   std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N" (a LibTorch built with CUDA)
   // Data-parallel training (launched as several processes; see docs/scale.md).
   /// BatchNorm statistics over the whole global batch (every rank's part) instead of each rank's own part.
@@ -88,7 +88,7 @@ struct ExperimentConfig {
   std::string description;
   std::string source;  ///< the file it was read from
   RunConfig base;
-  std::vector<int64_t> depths;      ///< with residual, names the models (resnet<d> / plain<d>)
+  std::vector<int64_t> depths;  ///< with residual, names the models (resnet<d> / plain<d>)
   std::vector<bool> residual = {true};
   std::vector<std::string> models;  ///< explicit model names instead of depths x residual
   std::vector<std::string> shortcuts;

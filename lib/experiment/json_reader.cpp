@@ -9,8 +9,7 @@ namespace {
 
 /// An integer that int64_t holds (nlohmann reads one past its range as unsigned).
 bool fits_int64(const nlohmann::json& j) {
-  return j.is_number_integer() &&
-         (!j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX));
+  return j.is_number_integer() && (!j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX));
 }
 
 }  // namespace
@@ -110,13 +109,15 @@ std::optional<std::vector<int64_t>> JsonSection::integers(const std::string& key
   return list<int64_t>(key, "integers", fits_int64, allow_empty);
 }
 std::optional<std::vector<double>> JsonSection::numbers(const std::string& key, bool allow_empty) {
-  return list<double>(key, "numbers", [](const nlohmann::json& j) { return j.is_number(); }, allow_empty);
+  return list<double>(
+      key, "numbers", [](const nlohmann::json& j) { return j.is_number(); }, allow_empty);
 }
 std::optional<std::vector<bool>> JsonSection::booleans(const std::string& key) {
   return list<bool>(key, "true/false values", [](const nlohmann::json& j) { return j.is_boolean(); });
 }
 std::optional<std::vector<std::string>> JsonSection::strings(const std::string& key, bool allow_empty) {
-  return list<std::string>(key, "strings", [](const nlohmann::json& j) { return j.is_string(); }, allow_empty);
+  return list<std::string>(
+      key, "strings", [](const nlohmann::json& j) { return j.is_string(); }, allow_empty);
 }
 
 std::optional<JsonSection> JsonSection::section(const std::string& key) {

@@ -28,37 +28,36 @@ nlohmann::json make_summary(const RunOutcome& o) {
   };
   const RunConfig& run = o.run;
   const TrainState& state = o.state;
-  nlohmann::json summary = {
-      {"experiment", run.experiment},
-      {"run", run.name},
-      {"model", run.model},
-      {"depth", o.model.depth()},
-      {"residual", o.model.residual()},
-      {"shortcut", run.shortcut},
-      {"params", count_parameters(o.model)},
-      {"flops", o.model.macs()},
-      {"dataset", run.dataset},
-      {"train_examples", o.train_examples},
-      {"iterations", state.iter},
-      {"epochs", state.epoch()},
-      {"final",
-       {{"train_error", optional_json(o.train_error)},
-        {"val_error", optional_json(o.val_error)},
-        {"test_error", optional_json(o.test_error)}}},
-      {"best_test_error", optional_json(o.best_test_error)},
-      {"seconds", o.seconds},
-      {"train_seconds", state.train_seconds},
-      {"eval_seconds", o.eval_seconds},
-      {"img_per_s", state.train_seconds > 0 ? state.iter * run.batch / state.train_seconds : 0.0},
-      {"world_size", o.world_size},
-      {"status", to_string(state.status)},
-      {"seed", run.seed},
-      {"threads", o.threads},
-      {"malloc", allocator_policy()},
-      {"conv", o.conv},
-      {"device", run.device},
-      {"retries", o.retries},
-      {"versions", version_info()}};
+  nlohmann::json summary = {{"experiment", run.experiment},
+                            {"run", run.name},
+                            {"model", run.model},
+                            {"depth", o.model.depth()},
+                            {"residual", o.model.residual()},
+                            {"shortcut", run.shortcut},
+                            {"params", count_parameters(o.model)},
+                            {"flops", o.model.macs()},
+                            {"dataset", run.dataset},
+                            {"train_examples", o.train_examples},
+                            {"iterations", state.iter},
+                            {"epochs", state.epoch()},
+                            {"final",
+                             {{"train_error", optional_json(o.train_error)},
+                              {"val_error", optional_json(o.val_error)},
+                              {"test_error", optional_json(o.test_error)}}},
+                            {"best_test_error", optional_json(o.best_test_error)},
+                            {"seconds", o.seconds},
+                            {"train_seconds", state.train_seconds},
+                            {"eval_seconds", o.eval_seconds},
+                            {"img_per_s", state.train_seconds > 0 ? state.iter * run.batch / state.train_seconds : 0.0},
+                            {"world_size", o.world_size},
+                            {"status", to_string(state.status)},
+                            {"seed", run.seed},
+                            {"threads", o.threads},
+                            {"malloc", allocator_policy()},
+                            {"conv", o.conv},
+                            {"device", run.device},
+                            {"retries", o.retries},
+                            {"versions", version_info()}};
   if (state.diverged_at) {
     summary["diverged_at"] = *state.diverged_at;
     summary["last_finite_loss"] = optional_json(state.last_finite_loss);
@@ -129,9 +128,14 @@ nlohmann::json side_json(const std::vector<Entry>& entries) {
         {{"seed", seed}, {"run", e.run}, {"train_error", e.train}, {"test_error", e.test}, {"status", e.status}});
     statuses.push_back(e.status);
   }
-  return {{"train_error", train["mean"]}, {"train_error_sd", train["sd"]}, {"test_error", test["mean"]},
-          {"test_error_sd", test["sd"]},  {"seeds", seeds},                {"per_seed", per_seed},
-          {"runs", entries.size()},       {"status", statuses}};
+  return {{"train_error", train["mean"]},
+          {"train_error_sd", train["sd"]},
+          {"test_error", test["mean"]},
+          {"test_error_sd", test["sd"]},
+          {"seeds", seeds},
+          {"per_seed", per_seed},
+          {"runs", entries.size()},
+          {"status", statuses}};
 }
 
 /// a - b per seed, over the seeds both have a number for (a seed's first run on each side).
@@ -183,7 +187,7 @@ std::map<std::string, std::string> row_labels(const std::map<std::string, Row>& 
   std::map<std::string, nlohmann::json> flat;
   for (const auto& [key, row] : rows) {
     auto c = row.config;
-    c["model"].erase("name");  // the model's tags label it; its other settings (the shortcut) may vary
+    c["model"].erase("name");           // the model's tags label it; its other settings (the shortcut) may vary
     drop_default_groups(c, row.model);  // they come with the model's tag: they label nothing more
     flat[key] = c.flatten();
   }
@@ -246,8 +250,8 @@ void check_summary(const nlohmann::json& summary, const std::string& path) {
   }
   if (!summary.value("run", nlohmann::json()).is_string()) bad("run", "the run's name (a string)");
   const auto& status = summary.value("status", nlohmann::json());
-  if (!status.is_string() || (status != "completed" && status != "diverged" && status != "interrupted" &&
-                              status != "running")) {
+  if (!status.is_string() ||
+      (status != "completed" && status != "diverged" && status != "interrupted" && status != "running")) {
     bad("status", "completed, diverged, interrupted or running");
   }
   const auto& iterations = summary.value("iterations", nlohmann::json());
@@ -331,7 +335,8 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
       nlohmann::json vs = {{"depth", rows.at(base).depth}};
       for (const auto& [residual, entries] : row.sides) {
         const auto other = rows.at(base).sides.find(residual);
-        if (other != rows.at(base).sides.end()) vs[residual ? "residual" : "plain"] = paired_errors(entries, other->second);
+        if (other != rows.at(base).sides.end())
+          vs[residual ? "residual" : "plain"] = paired_errors(entries, other->second);
       }
       out["vs_shallowest"] = vs;
     }
@@ -355,10 +360,8 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     }
     table.push_back(out);
   }
-  nlohmann::json results = {{"experiment", experiment},
-                            {"description", description},
-                            {"versions", version_info()},
-                            {"runs", summaries}};
+  nlohmann::json results = {
+      {"experiment", experiment}, {"description", description}, {"versions", version_info()}, {"runs", summaries}};
   if (!table.empty()) results["degradation"] = table;
   return results;
 }

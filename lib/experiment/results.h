@@ -27,11 +27,11 @@ struct RunOutcome {
   const TrainState& state;
   int64_t train_examples = 0;  ///< this rank's training examples (its shard in a data-parallel job)
   std::optional<double> train_error, val_error, test_error, best_test_error;
-  double seconds = 0.0;       ///< wall clock from the first step to the end (retries included)
+  double seconds = 0.0;  ///< wall clock from the first step to the end (retries included)
   double eval_seconds = 0.0;
   int64_t world_size = 1;
   int64_t threads = 1;
-  std::string conv;           ///< the convolutions that ran (convolution_policy)
+  std::string conv;  ///< the convolutions that ran (convolution_policy)
   nlohmann::json retries = nlohmann::json::array();
 };
 
@@ -57,11 +57,11 @@ struct RunResult {
 };
 
 /// results.json: the experiment's name, every run's summary and the table by configuration ("degradation":
-/// plain beside residual where both ran; a residual-only experiment such as Table 6 gets its rows too). Runs are grouped by their resolved configuration minus the seed (and
-/// the plain/residual family of the model), so each row holds the repeats of one configuration over seeds: per
-/// side the mean, sd and per-seed final errors; per row the paired difference residual - plain over the seeds
-/// both sides have; per row of a tagged model (-k1, -noaffine, ...) the paired difference against the untagged
-/// model of the same depth and configuration (`vs_baseline`).
+/// plain beside residual where both ran; a residual-only experiment such as Table 6 gets its rows too). Runs are
+/// grouped by their resolved configuration minus the seed (and the plain/residual family of the model), so each row
+/// holds the repeats of one configuration over seeds: per side the mean, sd and per-seed final errors; per row the
+/// paired difference residual - plain over the seeds both sides have; per row of a tagged model (-k1, -noaffine, ...)
+/// the paired difference against the untagged model of the same depth and configuration (`vs_baseline`).
 nlohmann::json make_results(const std::string& experiment, const std::string& description,
                             const std::vector<RunResult>& runs);
 

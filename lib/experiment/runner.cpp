@@ -110,8 +110,8 @@ std::pair<std::string, nlohmann::json> newest_usable_checkpoint(
       const auto written_with = meta.value("config", nlohmann::json());
       if (written_with != identity) {
         const auto d = first_difference(written_with, identity);
-        throw CheckpointError(path + ": written by another configuration (it differs at '" + d.at + "': " +
-                              d.recorded.value_or("(absent)") + " in the checkpoint, " +
+        throw CheckpointError(path + ": written by another configuration (it differs at '" + d.at +
+                              "': " + d.recorded.value_or("(absent)") + " in the checkpoint, " +
                               d.expected.value_or("(absent)") +
                               " in this run); resume with the same settings, or start again with --overwrite");
       }
@@ -129,8 +129,8 @@ void cut_metrics(const std::string& run_dir, const nlohmann::json& meta, const s
   const auto offset = meta.at("metrics_offset").get<int64_t>();
   const std::string metrics_path = run_dir + "/metrics.jsonl";
   if (!fs::exists(metrics_path) || static_cast<int64_t>(fs::file_size(metrics_path)) < offset) {
-    throw CheckpointError(metrics_path + ": shorter than the " + std::to_string(offset) + " bytes that " +
-                          checkpoint + " was written with; start again with --overwrite");
+    throw CheckpointError(metrics_path + ": shorter than the " + std::to_string(offset) + " bytes that " + checkpoint +
+                          " was written with; start again with --overwrite");
   }
   fs::resize_file(metrics_path, static_cast<uintmax_t>(offset));
 }
@@ -138,15 +138,16 @@ void cut_metrics(const std::string& run_dir, const nlohmann::json& meta, const s
 /// The checkpoint to continue from: the newest usable one as rank 0 sees it (in one process, this process's
 /// own choice). The other ranks load that very file rather than listing the folder themselves, which a cached
 /// network file system may show them otherwise; one that cannot read it stops every rank with a DistError.
-std::pair<std::string, nlohmann::json> choose_checkpoint(
-    Distributed* dist, const std::string& run_dir, const nlohmann::json& identity,
-    const std::function<std::shared_ptr<NetworkBase>()>& fresh, const SgdConfig& sgd, std::ostream* log,
-    const std::string& what) {
+std::pair<std::string, nlohmann::json> choose_checkpoint(Distributed* dist, const std::string& run_dir,
+                                                         const nlohmann::json& identity,
+                                                         const std::function<std::shared_ptr<NetworkBase>()>& fresh,
+                                                         const SgdConfig& sgd, std::ostream* log,
+                                                         const std::string& what) {
   std::pair<std::string, nlohmann::json> chosen;
   if (dist == nullptr || dist->is_root()) chosen = newest_usable_checkpoint(run_dir, identity, fresh, sgd, log);
   if (dist == nullptr) return chosen;
-  const int64_t iter = dist->broadcast_value(
-      chosen.first.empty() ? -1 : chosen.second.at("trainer").at("iter").get<int64_t>(), what);
+  const int64_t iter =
+      dist->broadcast_value(chosen.first.empty() ? -1 : chosen.second.at("trainer").at("iter").get<int64_t>(), what);
   std::string error;
   if (!dist->is_root() && iter >= 0) {
     chosen.first = checkpoint_path(run_dir, iter);
@@ -187,7 +188,8 @@ ConfigDifference first_difference(const nlohmann::json& recorded, const nlohmann
 void check_reuse_folders(const std::vector<std::string>& from) {
   for (const auto& dir : from) {
     if (!fs::is_directory(dir)) {
-      throw ConfigError(dir + ": --reuse expects an experiment's output folder (reslab run --out); there is no "
+      throw ConfigError(dir +
+                        ": --reuse expects an experiment's output folder (reslab run --out); there is no "
                         "such folder");
     }
   }
@@ -202,7 +204,8 @@ std::string find_reusable_run(const RunConfig& run, const std::vector<std::strin
   for (const auto& dir : from) {
     std::vector<fs::path> folders;
     for (const auto& entry : fs::directory_iterator(dir)) {
-      if (entry.is_directory() && fs::exists(entry.path() / "config.json") && fs::exists(entry.path() / "summary.json")) {
+      if (entry.is_directory() && fs::exists(entry.path() / "config.json") &&
+          fs::exists(entry.path() / "summary.json")) {
         folders.push_back(entry.path());
       }
     }
@@ -220,9 +223,9 @@ std::string find_reusable_run(const RunConfig& run, const std::vector<std::strin
         const nlohmann::json retries = summary.value("retries", nlohmann::json::array());
         if (summary["status"] != "completed" || summary.value("threads", nlohmann::json()) != threads ||
             summary.value("device", nlohmann::json()) != device || summary.value("world_size", 1) != 1 ||
-            summary.value("conv", nlohmann::json()) != conv || summary.value("versions", nlohmann::json()) != versions ||
-            !retries.is_array() || !retries.empty() || summary.contains("reused_from") ||
-            !fs::exists(folder / "metrics.jsonl")) {
+            summary.value("conv", nlohmann::json()) != conv ||
+            summary.value("versions", nlohmann::json()) != versions || !retries.is_array() || !retries.empty() ||
+            summary.contains("reused_from") || !fs::exists(folder / "metrics.jsonl")) {
           continue;
         }
         return folder.string();
@@ -270,8 +273,13 @@ namespace {
 class RunSession {
  public:
   RunSession(const RunConfig& run, std::string run_dir, DataCache& cache, const RunOptions& options)
-      : run_(run), run_dir_(std::move(run_dir)), cache_(cache), options_(options), dist_(options.dist.get()),
-        root_(dist_ == nullptr || dist_->is_root()), progress_(root_ ? options.progress : nullptr) {}
+      : run_(run),
+        run_dir_(std::move(run_dir)),
+        cache_(cache),
+        options_(options),
+        dist_(options.dist.get()),
+        root_(dist_ == nullptr || dist_->is_root()),
+        progress_(root_ ? options.progress : nullptr) {}
 
   /// With --resume, the summary of a run that completed earlier (every rank agreeing), else nullopt.
   std::optional<nlohmann::json> completed_earlier();
@@ -299,8 +307,9 @@ class RunSession {
   /// metrics.jsonl, with the TensorBoard events rebuilt from what it holds and then mirroring it.
   void open_metrics();
   std::pair<std::string, nlohmann::json> choose(const std::string& what) {
-    return choose_checkpoint(dist_, run_dir_, identity_, [this] { return make_model(replica_options_); },
-                             replica_options_.sgd, progress_, what);
+    return choose_checkpoint(
+        dist_, run_dir_, identity_, [this] { return make_model(replica_options_); }, replica_options_.sgd, progress_,
+        what);
   }
 
   const RunConfig& run_;
@@ -345,9 +354,8 @@ std::optional<nlohmann::json> RunSession::completed_earlier() {
     completed = done["status"] == "completed";
   }
   // Ranks skip a completed run together, and only when they all see it completed.
-  if (dist_ != nullptr &&
-      dist_->any((dist_->broadcast_value(completed ? 1 : 0, "the resume check") == 1) != completed,
-                 "the resume check")) {
+  if (dist_ != nullptr && dist_->any((dist_->broadcast_value(completed ? 1 : 0, "the resume check") == 1) != completed,
+                                     "the resume check")) {
     throw DistError(dist_->env().describe() + ": the ranks disagree on whether " + run_dir_ +
                     "/summary.json holds a completed run; every rank must see the same run folder (a shared file "
                     "system)");
@@ -366,7 +374,8 @@ void RunSession::set_up_environment() {
 
 std::optional<nlohmann::json> RunSession::reuse_completed() {
   // Not for a data-parallel job, nor when callbacks would record something during training that a copy lacks.
-  if (options_.reuse_from.empty() || fs::exists(run_dir_ + "/metrics.jsonl") || fs::exists(run_dir_ + "/summary.json")) {
+  if (options_.reuse_from.empty() || fs::exists(run_dir_ + "/metrics.jsonl") ||
+      fs::exists(run_dir_ + "/summary.json")) {
     return std::nullopt;
   }
   if (dist_ != nullptr || !options_.callbacks.empty()) {
@@ -525,9 +534,12 @@ void RunSession::train_with_retries() {
     schedule_cb_->set_lr_scale(scale_in_force * run_.retry_lr_scale);
     ctx.state.status = RunStatus::kRunning;
     ctx.state.diverged_at.reset();
-    nlohmann::json retry = {{"kind", "retry"},        {"iter", ctx.state.iter},
-                            {"epoch", ctx.state.epoch()}, {"diverged_at", diverged_at},
-                            {"lr_scale", schedule_cb_->lr_scale()}, {"checkpoint", fs::path(path).filename().string()}};
+    nlohmann::json retry = {{"kind", "retry"},
+                            {"iter", ctx.state.iter},
+                            {"epoch", ctx.state.epoch()},
+                            {"diverged_at", diverged_at},
+                            {"lr_scale", schedule_cb_->lr_scale()},
+                            {"checkpoint", fs::path(path).filename().string()}};
     if (metrics_) metrics_->write(retry);
     // The checkpoint again, with the lowered scale and the retry record: a run stopped from here on resumes
     // with the learning rate it was retrying at.
@@ -536,7 +548,8 @@ void RunSession::train_with_retries() {
     retries_.push_back(retry);
     if (progress_ != nullptr) {
       *progress_ << run_.name << ": loss not finite at iteration " << diverged_at << "; retrying from " << path
-                 << " (iteration " << ctx.state.iter << ") with the learning rate x" << schedule_cb_->lr_scale() << "\n";
+                 << " (iteration " << ctx.state.iter << ") with the learning rate x" << schedule_cb_->lr_scale()
+                 << "\n";
     }
     trainer_->run();
   }
@@ -562,9 +575,13 @@ nlohmann::json RunSession::finish() {
   if (options_.save_model && state.status == RunStatus::kCompleted) {
     const ModelSpec& spec = data_.spec;
     save_model_file(run_dir_ + "/model.pt", *replica_.model,
-                    {{"model", run_.model}, {"shortcut", run_.shortcut}, {"dataset", run_.dataset},
+                    {{"model", run_.model},
+                     {"shortcut", run_.shortcut},
+                     {"dataset", run_.dataset},
                      {"input", {spec.input.channels, spec.input.height, spec.input.width}},
-                     {"classes", spec.classes}, {"iterations", state.iter}, {"config", identity_}});
+                     {"classes", spec.classes},
+                     {"iterations", state.iter},
+                     {"config", identity_}});
   }
   write_json_file(run_dir_ + "/summary.json", summary);
   return summary;
@@ -605,7 +622,8 @@ void prepare_output_dir(const std::string& dir, const std::vector<std::string>& 
                              (found.size() > 1 ? " and " + std::to_string(found.size() - 1) + " more" : "") +
                              "); pass --overwrite to replace them, or --out to write elsewhere");
   }
-  for (const char* file : {"results.json", "summary.json", "metrics.jsonl", "curves.png"}) fs::remove(dir + "/" + file, ec);
+  for (const char* file : {"results.json", "summary.json", "metrics.jsonl", "curves.png"})
+    fs::remove(dir + "/" + file, ec);
   for (const auto& name : run_names) fs::remove_all(fs::path(dir) / name, ec);
 }
 

@@ -27,7 +27,8 @@ ModelSpec spec_of_meta(const nlohmann::json& meta, const RunConfig& run, const s
   const auto input = meta.value("input", nlohmann::json());
   const auto classes = meta.value("classes", nlohmann::json());
   if (!input.is_array() || input.size() != 3 || !classes.is_number_integer()) {
-    throw ConfigError(path + ": records no input shape and classes (a model file from an older reslab): train "
+    throw ConfigError(path +
+                      ": records no input shape and classes (a model file from an older reslab): train "
                       "the run again to export it");
   }
   for (const auto& v : input) {
@@ -174,7 +175,8 @@ ImportResult import_state_dict(const ImportOptions& o) {
     throw ConfigError(o.out + ": holds a run's checkpoints; import into a folder of its own");
   }
   if ((fs::exists(o.out + "/model.pt", ec) || fs::exists(o.out + "/config.json", ec)) && !o.overwrite) {
-    throw ConfigError(o.out + ": holds an imported run already (config.json or model.pt); pass --overwrite to replace it");
+    throw ConfigError(o.out +
+                      ": holds an imported run already (config.json or model.pt); pass --overwrite to replace it");
   }
 
   // A reslab export names its model and data beside the weights.
@@ -194,7 +196,8 @@ ImportResult import_state_dict(const ImportOptions& o) {
       throw ConfigError("import: --model " + o.model + ", but " + arch_path + " says the file holds " +
                         shown_json(named) + ": name that model");
     }
-  } else if (parsed.family->imagenet && parsed.options.block().kind() == BlockKind::kBottleneck && !parsed.tags.stride_on_3x3) {
+  } else if (parsed.family->imagenet && parsed.options.block().kind() == BlockKind::kBottleneck &&
+             !parsed.tags.stride_on_3x3) {
     // torchvision's Bottleneck strides on its 3x3 conv (ResNet v1.5); the paper's on the first 1x1. The weights
     // have the same shapes either way, so only the name can say which net they belong to.
     r.model = o.model + "-torchvision";
@@ -253,7 +256,8 @@ ImportResult import_state_dict(const ImportOptions& o) {
                                              : ImageShape{info.channels, info.height, info.width};
   if (conv1->size(1) != spec.input.channels) {
     throw PthError(o.file + ": key 'conv1.weight' reads " + std::to_string(conv1->size(1)) + " input channels, but " +
-                   run.dataset + " has " + std::to_string(spec.input.channels) + ": give the --dataset it was trained on");
+                   run.dataset + " has " + std::to_string(spec.input.channels) +
+                   ": give the --dataset it was trained on");
   }
   if (run.dataset == "image-folder") {
     run.folder.classes = spec.classes;
@@ -325,9 +329,13 @@ ImportResult import_state_dict(const ImportOptions& o) {
   r.run_dir = o.out;
   write_json_file(o.out + "/config.json", to_json(run));
   save_model_file(o.out + "/model.pt", resnet,
-                  {{"model", run.model}, {"shortcut", run.shortcut}, {"dataset", run.dataset},
+                  {{"model", run.model},
+                   {"shortcut", run.shortcut},
+                   {"dataset", run.dataset},
                    {"input", {spec.input.channels, spec.input.height, spec.input.width}},
-                   {"classes", spec.classes}, {"iterations", 0}, {"config", checkpoint_identity(run)},
+                   {"classes", spec.classes},
+                   {"iterations", 0},
+                   {"config", checkpoint_identity(run)},
                    {"imported_from", o.file}});
   write_json_file(o.out + "/import.json",
                   {{"source", o.file},

@@ -18,7 +18,7 @@ struct ExportResult {
   std::string check;         ///< FILE.check.pth: {"input": a batch, "logits": reslab's outputs on it}
   int64_t tensors = 0;
   NameStyle style = NameStyle::kCifar;
-  std::string torchvision;   ///< the torchvision.models function the state_dict loads into, or ""
+  std::string torchvision;  ///< the torchvision.models function the state_dict loads into, or ""
   std::string model;
 };
 
@@ -27,9 +27,9 @@ struct ExportResult {
 ExportResult export_run(const std::string& run_dir, const std::string& to);
 
 struct ImportOptions {
-  std::string file;   ///< a state_dict written by torch.save
-  std::string model;  ///< a registry name, e.g. resnet50
-  std::string out;    ///< the run folder to write
+  std::string file;     ///< a state_dict written by torch.save
+  std::string model;    ///< a registry name, e.g. resnet50
+  std::string out;      ///< the run folder to write
   std::string dataset;  ///< the data the run is probed on (default: image-folder for ImageNet nets, else the
                         ///< dataset named by a reslab export's FILE.json)
   std::string data_dir;

@@ -40,12 +40,12 @@ struct Value {
   int64_t i = 0;
   double f = 0.0;
   std::string s;
-  std::vector<ValuePtr> items;                          ///< tuple, list
-  std::vector<std::pair<ValuePtr, ValuePtr>> entries;   ///< dict, in insertion order
+  std::vector<ValuePtr> items;                         ///< tuple, list
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  ///< dict, in insertion order
   Global global;
   Storage storage;
   torch::Tensor tensor;
-  int depth = 1;  ///< nesting: containers deeper than kMaxDepth are refused (their destruction recurses)
+  int depth = 1;        ///< nesting: containers deeper than kMaxDepth are refused (their destruction recurses)
   bool inside = false;  ///< put inside a container: it may not change any more (so `depth` stays true)
 };
 
@@ -59,29 +59,41 @@ constexpr int64_t kMaxDims = 16;
 
 const char* kind_name(Value::Kind k) {
   switch (k) {
-    case Value::Kind::kNone: return "None";
-    case Value::Kind::kBool: return "a bool";
-    case Value::Kind::kInt: return "an int";
-    case Value::Kind::kFloat: return "a float";
-    case Value::Kind::kString: return "a string";
-    case Value::Kind::kTuple: return "a tuple";
-    case Value::Kind::kList: return "a list";
-    case Value::Kind::kDict: return "a dict";
-    case Value::Kind::kGlobal: return "a class or function";
-    case Value::Kind::kStorage: return "a storage";
-    case Value::Kind::kTensor: return "a tensor";
-    case Value::Kind::kMark: return "a mark";
+    case Value::Kind::kNone:
+      return "None";
+    case Value::Kind::kBool:
+      return "a bool";
+    case Value::Kind::kInt:
+      return "an int";
+    case Value::Kind::kFloat:
+      return "a float";
+    case Value::Kind::kString:
+      return "a string";
+    case Value::Kind::kTuple:
+      return "a tuple";
+    case Value::Kind::kList:
+      return "a list";
+    case Value::Kind::kDict:
+      return "a dict";
+    case Value::Kind::kGlobal:
+      return "a class or function";
+    case Value::Kind::kStorage:
+      return "a storage";
+    case Value::Kind::kTensor:
+      return "a tensor";
+    case Value::Kind::kMark:
+      return "a mark";
   }
   return "?";
 }
 
 std::optional<std::pair<torch::ScalarType, int64_t>> storage_dtype(const std::string& name) {
   static const std::map<std::string, std::pair<torch::ScalarType, int64_t>> types = {
-      {"FloatStorage", {torch::kFloat, 4}},   {"DoubleStorage", {torch::kDouble, 8}},
-      {"HalfStorage", {torch::kHalf, 2}},     {"BFloat16Storage", {torch::kBFloat16, 2}},
-      {"LongStorage", {torch::kLong, 8}},     {"IntStorage", {torch::kInt, 4}},
-      {"ShortStorage", {torch::kShort, 2}},   {"CharStorage", {torch::kChar, 1}},
-      {"ByteStorage", {torch::kByte, 1}},     {"BoolStorage", {torch::kBool, 1}}};
+      {"FloatStorage", {torch::kFloat, 4}}, {"DoubleStorage", {torch::kDouble, 8}},
+      {"HalfStorage", {torch::kHalf, 2}},   {"BFloat16Storage", {torch::kBFloat16, 2}},
+      {"LongStorage", {torch::kLong, 8}},   {"IntStorage", {torch::kInt, 4}},
+      {"ShortStorage", {torch::kShort, 2}}, {"CharStorage", {torch::kChar, 1}},
+      {"ByteStorage", {torch::kByte, 1}},   {"BoolStorage", {torch::kBool, 1}}};
   const auto it = types.find(name);
   if (it == types.end()) return std::nullopt;
   return it->second;
@@ -90,8 +102,8 @@ std::optional<std::pair<torch::ScalarType, int64_t>> storage_dtype(const std::st
 /// The classes and functions a state_dict's pickle names; anything else is refused.
 bool allowed(const Global& g) {
   if (g.module == "collections" && g.name == "OrderedDict") return true;
-  if (g.module == "torch._utils" && (g.name == "_rebuild_tensor_v2" || g.name == "_rebuild_parameter" ||
-                                     g.name == "_rebuild_parameter_with_state")) {
+  if (g.module == "torch._utils" &&
+      (g.name == "_rebuild_tensor_v2" || g.name == "_rebuild_parameter" || g.name == "_rebuild_parameter_with_state")) {
     return true;
   }
   if (g.module == "torch.jit._pickle" && g.name == "restore_type_tag") return true;
@@ -107,23 +119,36 @@ class Unpickler {
     while (true) {
       const auto op = static_cast<uint8_t>(byte());
       switch (op) {
-        case 0x80: byte(); break;                // PROTO
-        case 0x95: take(8); break;               // FRAME
-        case '.': {                              // STOP
+        case 0x80:
+          byte();
+          break;  // PROTO
+        case 0x95:
+          take(8);
+          break;     // FRAME
+        case '.': {  // STOP
           if (stack_.size() != 1) fail("the pickle ends with " + std::to_string(stack_.size()) + " values, not one");
           return stack_.back();
         }
-        case 'N': push(make(Value::Kind::kNone)); break;
-        case 0x88: case 0x89: {                  // NEWTRUE, NEWFALSE
+        case 'N':
+          push(make(Value::Kind::kNone));
+          break;
+        case 0x88:
+        case 0x89: {  // NEWTRUE, NEWFALSE
           auto v = make(Value::Kind::kBool);
           v->b = op == 0x88;
           push(v);
           break;
         }
-        case 'K': push_int(static_cast<uint8_t>(byte())); break;   // BININT1
-        case 'M': push_int(static_cast<int64_t>(le(take(2)))); break;  // BININT2
-        case 'J': push_int(static_cast<int32_t>(le(take(4)))); break;  // BININT
-        case 0x8a: {                             // LONG1
+        case 'K':
+          push_int(static_cast<uint8_t>(byte()));
+          break;  // BININT1
+        case 'M':
+          push_int(static_cast<int64_t>(le(take(2))));
+          break;  // BININT2
+        case 'J':
+          push_int(static_cast<int32_t>(le(take(4))));
+          break;      // BININT
+        case 0x8a: {  // LONG1
           const auto n = static_cast<uint8_t>(byte());
           if (n > 8) fail("an integer of " + std::to_string(n) + " bytes (more than 64 bits)");
           const std::string_view d = take(n);
@@ -132,7 +157,7 @@ class Unpickler {
           push_int(static_cast<int64_t>(v));
           break;
         }
-        case 'G': {                              // BINFLOAT, big-endian
+        case 'G': {  // BINFLOAT, big-endian
           const std::string_view d = take(8);
           uint64_t bits = 0;
           for (char c : d) bits = (bits << 8) | static_cast<uint8_t>(c);
@@ -141,76 +166,118 @@ class Unpickler {
           push(v);
           break;
         }
-        case 'X': push_string(take(checked_len(le(take(4))))); break;        // BINUNICODE
-        case 0x8c: push_string(take(static_cast<uint8_t>(byte()))); break;  // SHORT_BINUNICODE
-        case 0x8d: push_string(take(checked_len(le(take(8))))); break;       // BINUNICODE8
-        case 'B': push_string(take(checked_len(le(take(4))))); break;        // BINBYTES
-        case 'C': push_string(take(static_cast<uint8_t>(byte()))); break;   // SHORT_BINBYTES
-        case 'c': {                              // GLOBAL module\nname\n
+        case 'X':
+          push_string(take(checked_len(le(take(4)))));
+          break;  // BINUNICODE
+        case 0x8c:
+          push_string(take(static_cast<uint8_t>(byte())));
+          break;  // SHORT_BINUNICODE
+        case 0x8d:
+          push_string(take(checked_len(le(take(8)))));
+          break;  // BINUNICODE8
+        case 'B':
+          push_string(take(checked_len(le(take(4)))));
+          break;  // BINBYTES
+        case 'C':
+          push_string(take(static_cast<uint8_t>(byte())));
+          break;     // SHORT_BINBYTES
+        case 'c': {  // GLOBAL module\nname\n
           Global g;
           g.module = line();
           g.name = line();
           push_global(g);
           break;
         }
-        case 0x93: {                             // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           const auto name = pop(), module = pop();
-          if (name->kind != Value::Kind::kString || module->kind != Value::Kind::kString) fail("a malformed STACK_GLOBAL");
+          if (name->kind != Value::Kind::kString || module->kind != Value::Kind::kString)
+            fail("a malformed STACK_GLOBAL");
           push_global(Global{module->s, name->s});
           break;
         }
-        case 'q': memo_put(static_cast<uint8_t>(byte())); break;  // BINPUT
-        case 'r': memo_put(le(take(4))); break;                   // LONG_BINPUT
-        case 0x94: memo_put(memo_.size()); break;                 // MEMOIZE
-        case 'h': push(memo_get(static_cast<uint8_t>(byte()))); break;  // BINGET
-        case 'j': push(memo_get(le(take(4)))); break;                   // LONG_BINGET
-        case '(': push(make(Value::Kind::kMark)); break;
-        case '0': pop(); break;                  // POP
-        case '2': push(top()); break;            // DUP
-        case '1': pop_mark(); break;             // POP_MARK
-        case ')': push(container(Value::Kind::kTuple, {})); break;
-        case 't': push(container(Value::Kind::kTuple, pop_mark())); break;
-        case 0x85: case 0x86: case 0x87: {       // TUPLE1, TUPLE2, TUPLE3
+        case 'q':
+          memo_put(static_cast<uint8_t>(byte()));
+          break;  // BINPUT
+        case 'r':
+          memo_put(le(take(4)));
+          break;  // LONG_BINPUT
+        case 0x94:
+          memo_put(memo_.size());
+          break;  // MEMOIZE
+        case 'h':
+          push(memo_get(static_cast<uint8_t>(byte())));
+          break;  // BINGET
+        case 'j':
+          push(memo_get(le(take(4))));
+          break;  // LONG_BINGET
+        case '(':
+          push(make(Value::Kind::kMark));
+          break;
+        case '0':
+          pop();
+          break;  // POP
+        case '2':
+          push(top());
+          break;  // DUP
+        case '1':
+          pop_mark();
+          break;  // POP_MARK
+        case ')':
+          push(container(Value::Kind::kTuple, {}));
+          break;
+        case 't':
+          push(container(Value::Kind::kTuple, pop_mark()));
+          break;
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE1, TUPLE2, TUPLE3
           std::vector<ValuePtr> items(op - 0x84);
           for (auto it = items.rbegin(); it != items.rend(); ++it) *it = pop();
           push(container(Value::Kind::kTuple, std::move(items)));
           break;
         }
-        case ']': push(container(Value::Kind::kList, {})); break;
-        case '}': push(container(Value::Kind::kDict, {})); break;
-        case 'a': {                              // APPEND
+        case ']':
+          push(container(Value::Kind::kList, {}));
+          break;
+        case '}':
+          push(container(Value::Kind::kDict, {}));
+          break;
+        case 'a': {  // APPEND
           auto v = pop();
           add_items(top(), {v});
           break;
         }
-        case 'e': {                              // APPENDS
+        case 'e': {  // APPENDS
           auto items = pop_mark();
           add_items(top(), std::move(items));
           break;
         }
-        case 's': {                              // SETITEM
+        case 's': {  // SETITEM
           auto v = pop(), k = pop();
           set_items(top(), {k, v});
           break;
         }
-        case 'u': {                              // SETITEMS
+        case 'u': {  // SETITEMS
           auto items = pop_mark();
           set_items(top(), std::move(items));
           break;
         }
-        case 'b': {                              // BUILD: an OrderedDict's _metadata; nothing a tensor needs
+        case 'b': {  // BUILD: an OrderedDict's _metadata; nothing a tensor needs
           pop();
           if (top()->kind != Value::Kind::kDict && top()->kind != Value::Kind::kTensor) {
             fail("BUILD on " + std::string(kind_name(top()->kind)) + " (expected a state_dict's OrderedDict)");
           }
           break;
         }
-        case 'R': case 0x81: {                   // REDUCE, NEWOBJ
+        case 'R':
+        case 0x81: {  // REDUCE, NEWOBJ
           auto args = pop(), callable = pop();
           push(call(callable, args));
           break;
         }
-        case 'Q': push(persistent(pop())); break;  // BINPERSID
+        case 'Q':
+          push(persistent(pop()));
+          break;  // BINPERSID
         default: {
           char hex[8];
           std::snprintf(hex, sizeof hex, "0x%02x", op);
@@ -476,13 +543,15 @@ StateDict parse_state_dict(std::vector<char> bytes, const std::string& source) {
   const ZipArchive zip(std::move(bytes), source);
   if (zip.has("byteorder")) {
     const auto order = zip.record("byteorder");
-    if (order != "little") throw PthError(source + ": written on a big-endian machine (byteorder '" + safe_text(std::string(order.substr(0, 16))) +
-                   "'); reslab reads little-endian files");
+    if (order != "little")
+      throw PthError(source + ": written on a big-endian machine (byteorder '" +
+                     safe_text(std::string(order.substr(0, 16))) + "'); reslab reads little-endian files");
   }
   Unpickler unpickler(zip, zip.record("data.pkl"));
   const ValuePtr root = unpickler.run();
   if (root->kind != Value::Kind::kDict) {
-    throw PthError(source + ": holds " + kind_name(root->kind) + ", not a dict; expected a state_dict (tensors by name)");
+    throw PthError(source + ": holds " + kind_name(root->kind) +
+                   ", not a dict; expected a state_dict (tensors by name)");
   }
   StateDict out;
   std::string keys;
@@ -499,8 +568,9 @@ StateDict parse_state_dict(std::vector<char> bytes, const std::string& source) {
     out.emplace_back(k->s, v->tensor);
   }
   if (!all_tensors) {
-    throw PthError(source + ": a dict whose values are not all tensors (keys: " + keys +
-                   "): a training checkpoint? Save its model's state_dict alone, e.g. torch.save(ckpt['state_dict'], f)");
+    throw PthError(
+        source + ": a dict whose values are not all tensors (keys: " + keys +
+        "): a training checkpoint? Save its model's state_dict alone, e.g. torch.save(ckpt['state_dict'], f)");
   }
   std::unordered_set<std::string> seen;
   for (const auto& [name, t] : out) {
@@ -521,7 +591,8 @@ StateDict read_state_dict(const std::string& path) {
   std::vector<char> bytes(size);
   std::ifstream in(path, std::ios::binary);
   in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (static_cast<uint64_t>(in.gcount()) != size) throw PthError(path + ": cannot read all " + std::to_string(size) + " bytes");
+  if (static_cast<uint64_t>(in.gcount()) != size)
+    throw PthError(path + ": cannot read all " + std::to_string(size) + " bytes");
   return parse_state_dict(std::move(bytes), path);
 }
 
@@ -577,17 +648,28 @@ class StateDictPickler {
 
 std::string storage_name(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat: return "FloatStorage";
-    case torch::kDouble: return "DoubleStorage";
-    case torch::kHalf: return "HalfStorage";
-    case torch::kBFloat16: return "BFloat16Storage";
-    case torch::kLong: return "LongStorage";
-    case torch::kInt: return "IntStorage";
-    case torch::kShort: return "ShortStorage";
-    case torch::kChar: return "CharStorage";
-    case torch::kByte: return "ByteStorage";
-    case torch::kBool: return "BoolStorage";
-    default: break;
+    case torch::kFloat:
+      return "FloatStorage";
+    case torch::kDouble:
+      return "DoubleStorage";
+    case torch::kHalf:
+      return "HalfStorage";
+    case torch::kBFloat16:
+      return "BFloat16Storage";
+    case torch::kLong:
+      return "LongStorage";
+    case torch::kInt:
+      return "IntStorage";
+    case torch::kShort:
+      return "ShortStorage";
+    case torch::kChar:
+      return "CharStorage";
+    case torch::kByte:
+      return "ByteStorage";
+    case torch::kBool:
+      return "BoolStorage";
+    default:
+      break;
   }
   throw std::invalid_argument(std::string("write_state_dict: no PyTorch storage type for ") + c10::toString(t));
 }

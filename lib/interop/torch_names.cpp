@@ -89,9 +89,9 @@ int64_t load_reference_state_dict(ResNetImpl& net, const StateDict& file, const 
   }
   for (const auto& [name, t] : file) {
     if (wanted.count(name) == 0) {
-      throw PthError(source + ": key '" + safe_text(name) + "' has no place in this model (" + std::to_string(file.size()) +
-                     " tensors in the file, " + std::to_string(targets.size()) + " in the net): a state_dict of " +
-                     "another architecture?");
+      throw PthError(source + ": key '" + safe_text(name) + "' has no place in this model (" +
+                     std::to_string(file.size()) + " tensors in the file, " + std::to_string(targets.size()) +
+                     " in the net): a state_dict of " + "another architecture?");
     }
   }
   torch::NoGradGuard no_grad;
@@ -141,9 +141,10 @@ nlohmann::json architecture_json(const ResNetImpl& net) {
 
 std::string torchvision_equivalent(const ResNetImpl& net) {
   const auto& o = net.options;
-  const bool standard = o.stem() == Stem::kImageNet && o.block().residual() && !o.block().preact() && o.block().norm() == Norm::kBatchNorm &&
-                        o.block().branch_scale() == BranchScale::kNone && !o.block().fixup() && o.spec().shortcut == Shortcut::B &&
-                        o.spec().input.channels == 3 && o.widths() == StageWidths{64, 128, 256, 512};
+  const bool standard = o.stem() == Stem::kImageNet && o.block().residual() && !o.block().preact() &&
+                        o.block().norm() == Norm::kBatchNorm && o.block().branch_scale() == BranchScale::kNone &&
+                        !o.block().fixup() && o.spec().shortcut == Shortcut::B && o.spec().input.channels == 3 &&
+                        o.widths() == StageWidths{64, 128, 256, 512};
   if (!standard) return "";
   const bool bottleneck = o.block().kind() == BlockKind::kBottleneck;
   if (bottleneck ? !o.block().stride_on_3x3() : o.block().branch_layers() != 2) return "";

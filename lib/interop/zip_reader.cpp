@@ -32,14 +32,17 @@ std::string safe_text(const std::string& text) {
 
 void ZipArchive::fail(const std::string& what) const { throw PthError(source_ + ": " + what); }
 
-ZipArchive::ZipArchive(std::vector<char> bytes, std::string source) : bytes_(std::move(bytes)), source_(std::move(source)) {
+ZipArchive::ZipArchive(std::vector<char> bytes, std::string source)
+    : bytes_(std::move(bytes)), source_(std::move(source)) {
   const uint64_t n = bytes_.size();
   const char* b = bytes_.data();
   if (n >= 2 && static_cast<uint8_t>(b[0]) == 0x80 && static_cast<uint8_t>(b[1]) <= 5) {
-    fail("written by torch.save's legacy format (before PyTorch 1.6, or _use_new_zipfile_serialization=False), "
-         "which reslab does not read; save it again in PyTorch: torch.save(torch.load(f), 'new.pth')");
+    fail(
+        "written by torch.save's legacy format (before PyTorch 1.6, or _use_new_zipfile_serialization=False), "
+        "which reslab does not read; save it again in PyTorch: torch.save(torch.load(f), 'new.pth')");
   }
-  if (n < 22 || le(b, 4) != kLocalHeader) fail("not a ZIP archive (torch.save's format): no local file header at its start");
+  if (n < 22 || le(b, 4) != kLocalHeader)
+    fail("not a ZIP archive (torch.save's format): no local file header at its start");
   // The end-of-directory record is in the last 65,557 bytes (22 and a comment of at most 65,535).
   int64_t eocd = -1;
   for (int64_t at = static_cast<int64_t>(n) - 22; at >= 0 && at >= static_cast<int64_t>(n) - 65557; --at) {
@@ -65,7 +68,8 @@ ZipArchive::ZipArchive(std::vector<char> bytes, std::string source) : bytes_(std
   uint64_t at = dir_offset;
   const uint64_t end = dir_offset + dir_size;
   for (uint64_t i = 0; i < count; ++i) {
-    if (end - at < 46 || le(b + at, 4) != kDirectoryEntry) fail("corrupt ZIP archive: directory entry " + std::to_string(i));
+    if (end - at < 46 || le(b + at, 4) != kDirectoryEntry)
+      fail("corrupt ZIP archive: directory entry " + std::to_string(i));
     const char* e = b + at;
     Entry entry;
     entry.method = static_cast<uint16_t>(le(e + 10, 2));
@@ -74,7 +78,8 @@ ZipArchive::ZipArchive(std::vector<char> bytes, std::string source) : bytes_(std
     entry.size = le(e + 24, 4);
     const uint64_t name_len = le(e + 28, 2), extra_len = le(e + 30, 2), comment_len = le(e + 32, 2);
     entry.offset = le(e + 42, 4);
-    if (end - at - 46 < name_len + extra_len + comment_len) fail("corrupt ZIP archive: directory entry " + std::to_string(i));
+    if (end - at - 46 < name_len + extra_len + comment_len)
+      fail("corrupt ZIP archive: directory entry " + std::to_string(i));
     std::string name(e + 46, name_len);
     const std::string shown = safe_text(name);
     // ZIP64 sizes and offset, in that order, for the fields that read 0xffffffff.
@@ -101,12 +106,14 @@ ZipArchive::ZipArchive(std::vector<char> bytes, std::string source) : bytes_(std
       fail("corrupt ZIP archive: record '" + shown + "' has no local header");
     }
     entry.start = entry.offset + 30 + le(b + entry.offset + 26, 2) + le(b + entry.offset + 28, 2);
-    if (entry.start > n || compressed > n - entry.start) fail("truncated: record '" + shown + "' runs past the end of the file");
+    if (entry.start > n || compressed > n - entry.start)
+      fail("truncated: record '" + shown + "' runs past the end of the file");
     const auto slash = name.find('/');
     if (slash == std::string::npos) fail("not torch.save's layout: record '" + shown + "' is not inside a folder");
     if (i == 0) prefix = name.substr(0, slash + 1);
     if (name.compare(0, prefix.size(), prefix) != 0) {
-      fail("not torch.save's layout: records in two folders ('" + safe_text(prefix) + "', '" + safe_text(name.substr(0, slash + 1)) + "')");
+      fail("not torch.save's layout: records in two folders ('" + safe_text(prefix) + "', '" +
+           safe_text(name.substr(0, slash + 1)) + "')");
     }
     if (!records_.emplace(name.substr(prefix.size()), entry).second) fail("corrupt ZIP archive: '" + shown + "' twice");
     at += 46 + name_len + extra_len + comment_len;
@@ -126,7 +133,9 @@ std::string_view ZipArchive::record(const std::string& name) const {
   const std::string shown = safe_text(name);
   if (it == records_.end()) fail("no record '" + shown + "' (truncated, or not written by torch.save)");
   const Entry& e = it->second;
-  if (e.method != 0) fail("record '" + shown + "' is compressed (method " + std::to_string(e.method) + "); torch.save stores records uncompressed");
+  if (e.method != 0)
+    fail("record '" + shown + "' is compressed (method " + std::to_string(e.method) +
+         "); torch.save stores records uncompressed");
   const char* b = bytes_.data();
   const uint64_t start = e.start;
   if (e.crc == 0) return std::string_view(b + start, e.size);  // no checksum recorded (set_crc32_options(False))

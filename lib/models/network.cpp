@@ -10,9 +10,12 @@ namespace reslab {
 
 std::string to_string(Shortcut s) {
   switch (s) {
-    case Shortcut::A: return "A";
-    case Shortcut::B: return "B";
-    case Shortcut::C: return "C";
+    case Shortcut::A:
+      return "A";
+    case Shortcut::B:
+      return "B";
+    case Shortcut::C:
+      return "C";
   }
   return "?";
 }
@@ -60,8 +63,7 @@ int64_t activation_bytes(const NetworkBase& net, int64_t batch) {
 }
 
 int64_t estimate_training_bytes(const NetworkBase& net, int64_t batch) {
-  return activation_bytes(net, batch) + 2 * count_parameters(net) * static_cast<int64_t>(sizeof(float)) +
-         kScratchBytes;
+  return activation_bytes(net, batch) + 2 * count_parameters(net) * static_cast<int64_t>(sizeof(float)) + kScratchBytes;
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

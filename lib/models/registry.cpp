@@ -10,8 +10,9 @@ namespace {
 
 ResNetOptions with_tags(ResNetOptions o, const ModelTags& t, bool residual) {
   if (!residual && (t.zero_init_last || t.scale != BranchScale::kNone || t.fixup)) {
-    throw std::invalid_argument("-zerogamma, -skipinit, -bnskipinit, -scalar and -fixup act on a residual branch; a "
-                                "plain net would lose its signal");
+    throw std::invalid_argument(
+        "-zerogamma, -skipinit, -bnskipinit, -scalar and -fixup act on a residual branch; a "
+        "plain net would lose its signal");
   }
   // The one place a name's tags become block options.
   o.block()
@@ -28,7 +29,8 @@ ModelFamily imagenet_family(const std::string& prefix, bool residual, bool preac
   ModelFamily f;
   f.prefix = prefix;
   f.imagenet = true;
-  f.description = preact ? "ImageNet pre-activation ResNet (He et al. 2016): Table 1's layouts, BN-ReLU before each conv"
+  f.description = preact
+                      ? "ImageNet pre-activation ResNet (He et al. 2016): Table 1's layouts, BN-ReLU before each conv"
                   : residual ? "ImageNet ResNet (Table 1): 7x7 stem, basic blocks (18, 34) or bottlenecks (50+)"
                              : "ImageNet plain net: Table 1's layout without shortcuts (the paper's plain-18, -34)";
   f.paper_depths = preact || residual ? std::vector<int64_t>{18, 34, 50, 101, 152} : std::vector<int64_t>{18, 34};
@@ -46,13 +48,14 @@ ModelFamily imagenet_family(const std::string& prefix, bool residual, bool preac
 ModelFamily cifar_family(const std::string& prefix, bool residual, bool preact) {
   ModelFamily f;
   f.prefix = prefix;
-  f.description = preact ? "CIFAR pre-activation ResNet (He et al. 2016): basic blocks (6n+2) below 164 layers, "
-                           "bottlenecks (9n+2) from 164"
+  f.description = preact     ? "CIFAR pre-activation ResNet (He et al. 2016): basic blocks (6n+2) below 164 layers, "
+                               "bottlenecks (9n+2) from 164"
                   : residual ? "CIFAR-style ResNet (paper Sec. 4.2): 6n+2 layers, basic blocks with shortcuts"
                              : "CIFAR-style plain net: the ResNet of the same depth without shortcuts";
   f.paper_depths = preact ? std::vector<int64_t>{110, 164, 1001} : std::vector<int64_t>{20, 32, 44, 56, 110, 1202};
   f.options = [residual, preact](int64_t depth, const ModelTags& t) {
-    if (t.bottleneck && t.branch_layers != 0) throw std::invalid_argument("-bottleneck and -k<layers> exclude each other");
+    if (t.bottleneck && t.branch_layers != 0)
+      throw std::invalid_argument("-bottleneck and -k<layers> exclude each other");
     const bool bottleneck = t.bottleneck || (preact && t.branch_layers == 0 && depth >= 164);
     ResNetOptions o(depth);
     o.block().preact(preact);
@@ -109,26 +112,38 @@ const std::vector<ModelFamily>& model_families() {
 
 const std::vector<ModelTag>& model_tag_table() {
   static const std::vector<ModelTag> table = {
-      {"-bottleneck", "CIFAR nets of bottleneck blocks (1x1, 3x3, 1x1), 9n+2 layers: resnet164-bottleneck", {},
+      {"-bottleneck",
+       "CIFAR nets of bottleneck blocks (1x1, 3x3, 1x1), 9n+2 layers: resnet164-bottleneck",
+       {},
        [](ModelTags& t) { t.bottleneck = true; }},
       {"-k1", "one 3x3 layer per block (3n+2 layers): resnet20-k1", {}, [](ModelTags& t) { t.branch_layers = 1; }},
       {"-k2", "two 3x3 layers per block, the paper's (6n+2)", {}, [](ModelTags& t) { t.branch_layers = 2; }},
       {"-k3", "three 3x3 layers per block (9n+2): resnet20-k3", {}, [](ModelTags& t) { t.branch_layers = 3; }},
-      {"-noaffine", "BN without learned gamma and beta (Caffe's BatchNorm without its Scale layer)",
-       Norm::kBatchNormNoAffine, {}},
-      {"-zerogamma", "the last BN gamma of each branch starts at 0 (Goyal et al. 2017)", {},
+      {"-noaffine",
+       "BN without learned gamma and beta (Caffe's BatchNorm without its Scale layer)",
+       Norm::kBatchNormNoAffine,
+       {}},
+      {"-zerogamma",
+       "the last BN gamma of each branch starts at 0 (Goyal et al. 2017)",
+       {},
        [](ModelTags& t) { t.zero_init_last = true; }},
       // De & Smith 2020: normalisation removed, a learnable scalar at 0 at the end of each branch.
       {"-skipinit", "no normalisation, a learnable scalar on each branch starting at 0 (SkipInit, De & Smith 2020)",
        Norm::kNone, [](ModelTags& t) { t.scale = BranchScale::kZero; }},
-      {"-bnskipinit", "BN kept, and a learnable scalar on each branch starting at 0 (ReZero's CIFAR ResNets keep BN)",
-       {}, [](ModelTags& t) { t.scale = BranchScale::kZero; }},
-      {"-scalar", "a learnable scalar on each branch, starting at 1", {},
+      {"-bnskipinit",
+       "BN kept, and a learnable scalar on each branch starting at 0 (ReZero's CIFAR ResNets keep BN)",
+       {},
+       [](ModelTags& t) { t.scale = BranchScale::kZero; }},
+      {"-scalar",
+       "a learnable scalar on each branch, starting at 1",
+       {},
        [](ModelTags& t) { t.scale = BranchScale::kOne; }},
       {"-nonorm", "no normalisation, He initialisation", Norm::kNone, {}},
       {"-fixup", "no normalisation, Fixup initialisation and scalar biases (Zhang et al. 2019)", Norm::kNone,
        [](ModelTags& t) { t.fixup = true; }},
-      {"-torchvision", "bottleneck stride on the 3x3 conv, as the common PyTorch reference (the paper: first 1x1)", {},
+      {"-torchvision",
+       "bottleneck stride on the 3x3 conv, as the common PyTorch reference (the paper: first 1x1)",
+       {},
        [](ModelTags& t) { t.stride_on_3x3 = true; }}};
   return table;
 }

@@ -16,13 +16,13 @@ namespace reslab {
 
 /// What the "-tag" modifiers of a name ask for.
 struct ModelTags {
-  bool bottleneck = false;        ///< -bottleneck: CIFAR bottleneck blocks (9n+2)
-  int64_t branch_layers = 0;      ///< -k1, -k2, -k3: 3x3 layers per basic block (0: the family's default)
-  Norm norm = Norm::kBatchNorm;   ///< -noaffine, -nonorm, -fixup
-  bool zero_init_last = false;    ///< -zerogamma
+  bool bottleneck = false;                 ///< -bottleneck: CIFAR bottleneck blocks (9n+2)
+  int64_t branch_layers = 0;               ///< -k1, -k2, -k3: 3x3 layers per basic block (0: the family's default)
+  Norm norm = Norm::kBatchNorm;            ///< -noaffine, -nonorm, -fixup
+  bool zero_init_last = false;             ///< -zerogamma
   BranchScale scale = BranchScale::kNone;  ///< -skipinit (0), -scalar (1)
-  bool fixup = false;             ///< -fixup
-  bool stride_on_3x3 = false;     ///< -torchvision: bottleneck stride on the 3x3 conv
+  bool fixup = false;                      ///< -fixup
+  bool stride_on_3x3 = false;              ///< -torchvision: bottleneck stride on the 3x3 conv
 };
 
 /// A family of networks: names are the prefix, a depth and tags.

@@ -9,25 +9,30 @@ namespace reslab {
 
 namespace {
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
 }
 }  // namespace
 
 std::string to_string(Norm n) {
   switch (n) {
-    case Norm::kBatchNorm: return "bn";
-    case Norm::kBatchNormNoAffine: return "bn-noaffine";
-    case Norm::kNone: return "none";
+    case Norm::kBatchNorm:
+      return "bn";
+    case Norm::kBatchNormNoAffine:
+      return "bn-noaffine";
+    case Norm::kNone:
+      return "none";
   }
   return "?";
 }
 
 std::string to_string(BranchScale s) {
   switch (s) {
-    case BranchScale::kNone: return "none";
-    case BranchScale::kZero: return "zero";
-    case BranchScale::kOne: return "one";
+    case BranchScale::kNone:
+      return "none";
+    case BranchScale::kZero:
+      return "zero";
+    case BranchScale::kOne:
+      return "one";
   }
   return "?";
 }
@@ -75,8 +80,8 @@ ResidualBlockImpl::ResidualBlockImpl(const ResidualBlockOptions& opts) : options
     torch::nn::Sequential seq(conv(o.in_planes(), o.out_planes(), 1, o.stride()));
     // A pre-activation projection reads the already normalised input; Fixup has no normalisation.
     if (o.norm() != Norm::kNone && !o.preact()) {
-      seq->push_back(SyncableBatchNorm2d(
-          torch::nn::BatchNorm2dOptions(o.out_planes()).affine(o.norm() == Norm::kBatchNorm)));
+      seq->push_back(
+          SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(o.out_planes()).affine(o.norm() == Norm::kBatchNorm)));
     }
     projection_ = register_module("projection", seq);
   }
@@ -164,7 +169,7 @@ torch::Tensor ResidualBlockImpl::tapped_output(torch::Tensor out) {
 }
 
 std::pair<int64_t, int64_t> ResidualBlockImpl::convolutions(int64_t in_h, int64_t in_w,
-                                                             std::vector<ConvAt>& out) const {
+                                                            std::vector<ConvAt>& out) const {
   int64_t h = in_h, w = in_w;
   for (const auto& c : convs_) {
     const auto [oh, ow] = conv_output_hw(*c, h, w);
@@ -198,8 +203,8 @@ void ResidualBlockImpl::init_fixup(int64_t residual_blocks) {
 
 void ResidualBlockImpl::pretty_print(std::ostream& stream) const {
   const auto& o = options;
-  stream << "reslab::ResidualBlock(" << o.in_planes() << " -> " << o.out_planes() << ", stride=" << o.stride()
-         << ", " << (o.kind() == BlockKind::kBottleneck ? "bottleneck" : std::to_string(o.branch_layers()) + "x3x3");
+  stream << "reslab::ResidualBlock(" << o.in_planes() << " -> " << o.out_planes() << ", stride=" << o.stride() << ", "
+         << (o.kind() == BlockKind::kBottleneck ? "bottleneck" : std::to_string(o.branch_layers()) + "x3x3");
   if (o.preact()) stream << ", preact";
   if (o.norm() != Norm::kBatchNorm) stream << ", norm=" << to_string(o.norm());
   if (o.branch_scale() != BranchScale::kNone) stream << ", scale=" << to_string(o.branch_scale());

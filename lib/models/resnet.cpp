@@ -13,11 +13,10 @@ int64_t cifar_blocks_per_stage(int64_t depth, int64_t layers_per_block) {
     std::string examples;
     for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9}) examples += std::to_string(step * n + 2) + ", ";
     std::string paper = layers_per_block == 2 ? "110, ..., 1202 " : layers_per_block == 3 ? "164, ..., 1001 " : "";
-    throw std::invalid_argument("depth " + std::to_string(depth) + " is not " + std::to_string(step) +
-                                "n+2: CIFAR-style nets with " + std::to_string(layers_per_block) +
-                                " layers a block have depths " + examples + "..., " + paper + "(any " +
-                                std::to_string(step) + "n+2 from " + std::to_string(step + 2) + " to " +
-                                std::to_string(max_depth) + ")");
+    throw std::invalid_argument(
+        "depth " + std::to_string(depth) + " is not " + std::to_string(step) + "n+2: CIFAR-style nets with " +
+        std::to_string(layers_per_block) + " layers a block have depths " + examples + "..., " + paper + "(any " +
+        std::to_string(step) + "n+2 from " + std::to_string(step + 2) + " to " + std::to_string(max_depth) + ")");
   }
   return (depth - 2) / step;
 }
@@ -38,7 +37,10 @@ ResNetOptions imagenet_options(int64_t depth) {
                                 " is not an ImageNet depth of the paper's Table 1: 18, 34, 50, 101, 152");
   }
   ResNetOptions o(depth);
-  o.stem(Stem::kImageNet).widths({64, 128, 256, 512}).stage_blocks(blocks).spec(ModelSpec{{3, 224, 224}, 1000, Shortcut::B});
+  o.stem(Stem::kImageNet)
+      .widths({64, 128, 256, 512})
+      .stage_blocks(blocks)
+      .spec(ModelSpec{{3, 224, 224}, 1000, Shortcut::B});
   o.block().kind(depth >= 50 ? BlockKind::kBottleneck : BlockKind::kBasic);
   return o;
 }
@@ -52,24 +54,26 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
   TORCH_CHECK(!stages.empty() && stages.size() == o.widths().size(), "ResNet: ", stages.size(), " stages but ",
               o.widths().size(), " widths");
   const int64_t total = std::accumulate(stages.begin(), stages.end(), int64_t{0});
-  TORCH_CHECK(o.depth() == 2 + per_block * total, "ResNet: depth ", o.depth(), " does not match ", total,
-              " blocks of ", per_block, " layers (", 2 + per_block * total, ")");
+  TORCH_CHECK(o.depth() == 2 + per_block * total, "ResNet: depth ", o.depth(), " does not match ", total, " blocks of ",
+              per_block, " layers (", 2 + per_block * total, ")");
   const int64_t min_size = o.stem() == Stem::kImageNet ? 32 : 4;
   TORCH_CHECK(spec.input.channels > 0 && spec.input.height >= min_size && spec.input.width >= min_size,
               "ResNet: input must have channels > 0 and at least ", min_size, "x", min_size, " pixels");
   TORCH_CHECK(spec.classes > 1, "ResNet: classes must be at least 2, got ", spec.classes);
-  TORCH_CHECK(!o.block().fixup() || o.block().norm() == Norm::kNone, "ResNet: Fixup replaces normalisation (norm must be none)");
+  TORCH_CHECK(!o.block().fixup() || o.block().norm() == Norm::kNone,
+              "ResNet: Fixup replaces normalisation (norm must be none)");
 
   const bool imagenet = o.stem() == Stem::kImageNet;
-  conv1_ = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.input.channels, o.widths()[0],
-                                                                               imagenet ? 7 : 3)
-                                                          .stride(imagenet ? 2 : 1)
-                                                          .padding(imagenet ? 3 : 1)
-                                                          .bias(false)));
+  conv1_ = register_module(
+      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(spec.input.channels, o.widths()[0], imagenet ? 7 : 3)
+                                     .stride(imagenet ? 2 : 1)
+                                     .padding(imagenet ? 3 : 1)
+                                     .bias(false)));
   // A pre-activation net's first BN-ReLU is inside its first block.
   if (o.block().norm() != Norm::kNone && !o.block().preact()) {
-    bn1_ = register_module("bn1", SyncableBatchNorm2d(
-                                      torch::nn::BatchNorm2dOptions(o.widths()[0]).affine(o.block().norm() == Norm::kBatchNorm)));
+    bn1_ = register_module(
+        "bn1",
+        SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(o.widths()[0]).affine(o.block().norm() == Norm::kBatchNorm)));
   }
   if (o.block().fixup()) stem_bias_ = register_parameter("bias1", torch::zeros({1}));
   int64_t in_planes = o.widths()[0];
@@ -91,7 +95,8 @@ ResNetImpl::ResNetImpl(const ResNetOptions& opts) : options(opts) {
   }
   if (o.block().preact() && o.block().norm() != Norm::kNone) {
     final_bn_ = register_module(
-        "final_bn", SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(in_planes).affine(o.block().norm() == Norm::kBatchNorm)));
+        "final_bn",
+        SyncableBatchNorm2d(torch::nn::BatchNorm2dOptions(in_planes).affine(o.block().norm() == Norm::kBatchNorm)));
   }
   if (o.block().fixup()) fc_bias_ = register_parameter("bias2", torch::zeros({1}));
   fc_ = register_module("fc", torch::nn::Linear(in_planes, spec.classes));
@@ -194,7 +199,8 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
   const auto& o = options;
   stream << "reslab::ResNet(depth=" << o.depth() << ", " << (o.block().residual() ? "residual" : "plain") << ", "
          << (o.stem() == Stem::kImageNet ? "imagenet" : "cifar") << " stem, "
-         << (o.block().kind() == BlockKind::kBottleneck ? "bottleneck" : std::to_string(o.block().branch_layers()) + "x3x3")
+         << (o.block().kind() == BlockKind::kBottleneck ? "bottleneck"
+                                                        : std::to_string(o.block().branch_layers()) + "x3x3")
          << " blocks" << (o.block().preact() ? ", preact" : "") << ", input=" << o.spec().input.channels << "x"
          << o.spec().input.height << "x" << o.spec().input.width << ", classes=" << o.spec().classes << ")";
 }

@@ -46,9 +46,9 @@ constexpr int64_t kMaxChannels = 64;
 constexpr int64_t kLanes = 8;  // floats per AVX2 register
 
 struct Geometry {
-  int64_t n, h, w;    // batch and map size (input and output: stride 1, padding 1)
-  int64_t th, tw;     // tiles per column and row
-  int64_t tiles;      // n * th * tw
+  int64_t n, h, w;  // batch and map size (input and output: stride 1, padding 1)
+  int64_t th, tw;   // tiles per column and row
+  int64_t tiles;    // n * th * tw
 };
 
 // F(m x m, 3x3): output tiles of m x m from (m + 2) x (m + 2) input patches, (m + 2)^2 positions.
@@ -86,8 +86,7 @@ int64_t block_tiles(int64_t positions, int64_t c, int64_t k) {
   return std::clamp<int64_t>((32768 / (positions * (c + k))) / 6 * 6, 6, 120);
 }
 
-RESLAB_AVX2 inline void transform_patch4(const float* const* pixel, int64_t channels, float* out,
-                                         int64_t xi_stride);
+RESLAB_AVX2 inline void transform_patch4(const float* const* pixel, int64_t channels, float* out, int64_t xi_stride);
 
 // V[xi][slot][c..] = B^T d B for the 4x4 patch d whose pixel (a, b) starts at pixel[4a + b] (channels floats).
 RESLAB_AVX2 inline void transform_patch(const float* const* pixel, int64_t channels, float* out, int64_t xi_stride) {
@@ -199,8 +198,8 @@ RESLAB_AVX2 void gradient_tile(const float* dy, const Geometry& g, int64_t chann
 // r = B^T d for six vectors.
 RESLAB_AVX2 inline void input_rows4(const __m256* d, __m256* r) {
   const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
-  const __m256 a = _mm256_fnmadd_ps(four, d[2], d[4]);            // d4 - 4 d2
-  const __m256 b = _mm256_fnmadd_ps(four, d[1], d[3]);            // d3 - 4 d1
+  const __m256 a = _mm256_fnmadd_ps(four, d[2], d[4]);  // d4 - 4 d2
+  const __m256 b = _mm256_fnmadd_ps(four, d[1], d[3]);  // d3 - 4 d1
   const __m256 c = _mm256_sub_ps(d[4], d[2]);
   const __m256 e = _mm256_mul_ps(two, _mm256_sub_ps(d[3], d[1]));
   r[0] = _mm256_fnmadd_ps(five, d[2], _mm256_fmadd_ps(four, d[0], d[4]));
@@ -211,8 +210,7 @@ RESLAB_AVX2 inline void input_rows4(const __m256* d, __m256* r) {
   r[5] = _mm256_fnmadd_ps(five, d[3], _mm256_fmadd_ps(four, d[1], d[5]));
 }
 
-RESLAB_AVX2 inline void transform_patch4(const float* const* pixel, int64_t channels, float* out,
-                                         int64_t xi_stride) {
+RESLAB_AVX2 inline void transform_patch4(const float* const* pixel, int64_t channels, float* out, int64_t xi_stride) {
   for (int64_t c = 0; c < channels; c += kLanes) {
     __m256 t[6][6];  // t[a][b] = (B^T d)[a][b]
     for (int b = 0; b < 6; ++b) {
@@ -264,8 +262,8 @@ RESLAB_AVX2 void output_tile4(const float* m, int64_t slot, int64_t xi_stride, i
 // r = A g for four vectors g (A = (A^T)^T, 6 x 4).
 RESLAB_AVX2 inline void gradient_rows4(const __m256* g, __m256* r) {
   const __m256 s02 = _mm256_add_ps(g[0], g[2]), s13 = _mm256_add_ps(g[1], g[3]);
-  const __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), g[2], g[0]);   // g0 + 4 g2
-  const __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), g[3], g[1]);   // g1 + 4 g3
+  const __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), g[2], g[0]);  // g0 + 4 g2
+  const __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), g[3], g[1]);  // g1 + 4 g3
   const __m256 two = _mm256_set1_ps(2.0f);
   r[0] = g[0];
   r[1] = _mm256_add_ps(s02, s13);
@@ -333,22 +331,34 @@ RESLAB_AVX2 void update_rows(const float* a, int64_t stride, const float* b, int
 }
 
 template <Update U, int KV>
-RESLAB_AVX2 void update_rows_n(int rows, const float* a, int64_t stride, const float* b, int64_t columns,
-                               int64_t steps, float* out) {
+RESLAB_AVX2 void update_rows_n(int rows, const float* a, int64_t stride, const float* b, int64_t columns, int64_t steps,
+                               float* out) {
   switch (rows) {
-    case 6: update_rows<U, 6, KV>(a, stride, b, columns, steps, out); break;
-    case 5: update_rows<U, 5, KV>(a, stride, b, columns, steps, out); break;
-    case 4: update_rows<U, 4, KV>(a, stride, b, columns, steps, out); break;
-    case 3: update_rows<U, 3, KV>(a, stride, b, columns, steps, out); break;
-    case 2: update_rows<U, 2, KV>(a, stride, b, columns, steps, out); break;
-    default: update_rows<U, 1, KV>(a, stride, b, columns, steps, out); break;
+    case 6:
+      update_rows<U, 6, KV>(a, stride, b, columns, steps, out);
+      break;
+    case 5:
+      update_rows<U, 5, KV>(a, stride, b, columns, steps, out);
+      break;
+    case 4:
+      update_rows<U, 4, KV>(a, stride, b, columns, steps, out);
+      break;
+    case 3:
+      update_rows<U, 3, KV>(a, stride, b, columns, steps, out);
+      break;
+    case 2:
+      update_rows<U, 2, KV>(a, stride, b, columns, steps, out);
+      break;
+    default:
+      update_rows<U, 1, KV>(a, stride, b, columns, steps, out);
+      break;
   }
 }
 
 // update_rows over all `columns` (a multiple of 8): two registers wide, then one for the rest.
 template <Update U>
-RESLAB_AVX2 void update_block(int rows, const float* a, int64_t stride, const float* b, int64_t columns,
-                              int64_t steps, float* out) {
+RESLAB_AVX2 void update_block(int rows, const float* a, int64_t stride, const float* b, int64_t columns, int64_t steps,
+                              float* out) {
   int64_t k = 0;
   for (; k + 2 * kLanes <= columns; k += 2 * kLanes) {
     update_rows_n<U, 2>(rows, a, stride, b + k, columns, steps, out + k);
@@ -602,9 +612,8 @@ bool winograd_applies(const torch::Tensor& input, const torch::Tensor& weight) {
   return winograd_on.load() && cpu_has_avx2() && input.device().is_cpu() && weight.device().is_cpu() &&
          input.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat && input.dim() == 4 &&
          input.is_contiguous(torch::MemoryFormat::ChannelsLast) && weight.dim() == 4 && weight.size(2) == 3 &&
-         weight.size(3) == 3 && weight.size(1) == input.size(1) && input.size(1) % 8 == 0 &&
-         weight.size(0) % 8 == 0 && input.size(1) <= kMaxChannels && weight.size(0) <= kMaxChannels &&
-         input.numel() > 0;
+         weight.size(3) == 3 && weight.size(1) == input.size(1) && input.size(1) % 8 == 0 && weight.size(0) % 8 == 0 &&
+         input.size(1) <= kMaxChannels && weight.size(0) <= kMaxChannels && input.numel() > 0;
 }
 
 torch::Tensor winograd_conv3x3(const torch::Tensor& input, const torch::Tensor& weight) {

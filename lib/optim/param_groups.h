@@ -2,8 +2,8 @@
 // Parameter groups: each a learning-rate multiplier and a weight-decay switch, chosen by the kind of parameter
 // (Fixup's reference trains its scalar biases and multipliers at a tenth of the learning rate).
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>

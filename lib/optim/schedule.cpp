@@ -6,7 +6,8 @@
 
 namespace reslab {
 
-StepDecay::StepDecay(std::vector<int64_t> milestones, double gamma) : milestones_(std::move(milestones)), gamma_(gamma) {
+StepDecay::StepDecay(std::vector<int64_t> milestones, double gamma)
+    : milestones_(std::move(milestones)), gamma_(gamma) {
   std::sort(milestones_.begin(), milestones_.end());
 }
 

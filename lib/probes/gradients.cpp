@@ -227,8 +227,8 @@ nlohmann::json gradient_correlation(NetworkBase& net, const BatchSource& test, c
   }
   std::vector<int64_t> lags;
   for (int64_t lag = 1; lag <= s.max_lag; ++lag) lags.push_back(lag);
-  return {{"points", s.points}, {"lines", s.lines}, {"step", step}, {"lags", lags},
-          {"cosine", cosine}, {"input_grad_norm", grad_norm}};
+  return {{"points", s.points}, {"lines", s.lines}, {"step", step},
+          {"lags", lags},       {"cosine", cosine}, {"input_grad_norm", grad_norm}};
 }
 
 }  // namespace reslab

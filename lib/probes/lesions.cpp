@@ -77,7 +77,8 @@ nlohmann::json lesion_study(NetworkBase& net, const BatchSource& test, const Pro
       removable.push_back(b);
       single_errors.push_back(error_without(net, test, {b}));
     }
-    single.push_back({{"block", b}, {"removable", ok},
+    single.push_back({{"block", b},
+                      {"removable", ok},
                       {"error", ok ? nlohmann::json(single_errors.back()) : nlohmann::json(nullptr)}});
   }
   Rng rng(mix_seed(s.seed ^ 0x1e510a5ULL));
@@ -111,8 +112,9 @@ nlohmann::json path_gradients(NetworkBase& net, const Batch& batch, const ProbeS
   const int64_t n = net.num_blocks();
   const double full = input_gradient_norm(net, batch, nullptr);
   if (!net.residual()) {
-    return {{"blocks", n}, {"applicable", false}, {"reason", "a plain net has a single path, of length " +
-                                                                 std::to_string(n) + " blocks"},
+    return {{"blocks", n},
+            {"applicable", false},
+            {"reason", "a plain net has a single path, of length " + std::to_string(n) + " blocks"},
             {"input_grad_norm", full}};
   }
   std::vector<int64_t> lengths;
@@ -138,8 +140,11 @@ nlohmann::json path_gradients(NetworkBase& net, const Batch& batch, const ProbeS
     }
     const auto [mean, sd] = mean_std(norms);
     log_mean.push_back(std::log(std::max(mean, 1e-300)));
-    rows.push_back({{"length", k}, {"paths_log10", log_choose(n, k) / std::log(10.0)}, {"grad_norm", mean},
-                    {"grad_norm_std", sd}, {"samples", draws}});
+    rows.push_back({{"length", k},
+                    {"paths_log10", log_choose(n, k) / std::log(10.0)},
+                    {"grad_norm", mean},
+                    {"grad_norm_std", sd},
+                    {"samples", draws}});
   }
   // Share of the summed gradient magnitude (number of paths x single-path magnitude) by length, with the
   // log-magnitude interpolated between sampled lengths.

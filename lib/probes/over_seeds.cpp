@@ -77,8 +77,8 @@ void print_over_seeds(const std::string& probe, const nlohmann::json& entries, s
       std::snprintf(text, sizeof text, "%.4g (%lld)", f["mean"].get<double>(),
                     static_cast<long long>(f["n"].get<int64_t>()));
     }
-    out << "  over seeds, " << e["model"].get<std::string>() << " (" << e["source"].get<std::string>() << "; "
-        << labels << "): " << info.description << " " << text << "\n";
+    out << "  over seeds, " << e["model"].get<std::string>() << " (" << e["source"].get<std::string>() << "; " << labels
+        << "): " << info.description << " " << text << "\n";
   }
 }
 

@@ -78,8 +78,8 @@ void probe_chunk(NetworkBase& net, const torch::Tensor& inputs, const torch::Ten
     logits = net.forward(inputs);
   }
   const auto& blocks = tap.blocks();
-  TORCH_CHECK(blocks.size() == sums.size(), "refinement: the forward pass reached ", blocks.size(), " of ",
-              sums.size(), " blocks");
+  TORCH_CHECK(blocks.size() == sums.size(), "refinement: the forward pass reached ", blocks.size(), " of ", sums.size(),
+              " blocks");
   std::vector<torch::Tensor> wrt;
   for (const auto& b : blocks) wrt.push_back(b.identity ? b.input : b.shortcut);
   // Summed, not averaged, so that each example's gradient is its own loss's (eval mode: examples are independent).
@@ -146,7 +146,8 @@ void add_headline(nlohmann::json& out) {
 nlohmann::json refinement_study(NetworkBase& net, const BatchSource& test, const ProbeSettings& s) {
   const int64_t n = net.num_blocks();
   if (!net.residual()) {
-    return {{"applies", false}, {"blocks", n},
+    return {{"applies", false},
+            {"blocks", n},
             {"reason", "a plain net has no shortcut: a block's output is not its input plus a branch"}};
   }
   TORCH_CHECK(s.batch > 0, "refinement: the batch must be positive, got ", s.batch);
@@ -168,8 +169,11 @@ nlohmann::json refinement_study(NetworkBase& net, const BatchSource& test, const
     }
   }
   TORCH_CHECK(examples > 0, "refinement: the test set is empty");
-  nlohmann::json out = {{"applies", true}, {"blocks", n}, {"examples", examples},
-                        {"per_block", nlohmann::json::array()}, {"readout", nlohmann::json::array()}};
+  nlohmann::json out = {{"applies", true},
+                        {"blocks", n},
+                        {"examples", examples},
+                        {"per_block", nlohmann::json::array()},
+                        {"readout", nlohmann::json::array()}};
   for (int64_t b = 0; b < n; ++b) out["per_block"].push_back(block_json(b, sums[static_cast<size_t>(b)]));
   const auto count = static_cast<double>(examples);
   for (size_t r = 0; r < readable.size(); ++r) {

@@ -23,8 +23,7 @@ class RefinementTap : public ForwardTap {
     bool identity = true;  ///< the shortcut is the identity (s(h) is h)
   };
   torch::Tensor block_input(int64_t block, torch::Tensor input) override;
-  void block_branch(int64_t block, const torch::Tensor& branch, const torch::Tensor& shortcut,
-                    bool identity) override;
+  void block_branch(int64_t block, const torch::Tensor& branch, const torch::Tensor& shortcut, bool identity) override;
   void block_output(int64_t block, const torch::Tensor& output) override;
   const std::vector<Block>& blocks() const { return blocks_; }
   void clear() { blocks_.clear(); }

@@ -53,8 +53,8 @@ nlohmann::json layer_responses(NetworkBase& net, const BatchSource& loader) {
   std::vector<double> stds;
   for (int64_t l = 0; l < tap.layers(); ++l) {
     stds.push_back(tap.std(l));
-    rows.push_back({{"layer", l}, {"name", layers[static_cast<size_t>(l)].name}, {"mean", tap.mean(l)},
-                    {"std", stds.back()}});
+    rows.push_back(
+        {{"layer", l}, {"name", layers[static_cast<size_t>(l)].name}, {"mean", tap.mean(l)}, {"std", stds.back()}});
   }
   auto sorted = stds;
   std::sort(sorted.begin(), sorted.end(), std::greater<>());

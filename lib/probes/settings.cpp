@@ -71,9 +71,11 @@ std::string probes_during_training() {
 }
 
 nlohmann::json to_json(const ProbeSettings& s) {
-  return {{"batch", s.batch},   {"lesion_k", s.lesion_k}, {"samples", s.samples},
-          {"max_lengths", s.max_lengths}, {"points", s.points}, {"lines", s.lines},
-          {"max_lag", s.max_lag}, {"calibration_batches", s.calibration_batches}, {"seed", s.seed}};
+  return {{"batch", s.batch},     {"lesion_k", s.lesion_k},
+          {"samples", s.samples}, {"max_lengths", s.max_lengths},
+          {"points", s.points},   {"lines", s.lines},
+          {"max_lag", s.max_lag}, {"calibration_batches", s.calibration_batches},
+          {"seed", s.seed}};
 }
 
 void check_probe_settings(const ProbeSettings& s) {

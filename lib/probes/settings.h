@@ -24,7 +24,7 @@ struct ProbeInputs {
 /// One probe of the table that the CLI, the experiment files and the summaries over seeds read.
 struct ProbeInfo {
   std::string name;
-  std::string help;  ///< what it measures, in a line (`reslab analyze --help`)
+  std::string help;              ///< what it measures, in a line (`reslab analyze --help`)
   bool during_training = false;  ///< can run during training, at chosen iterations
   /// The probe's headline figure, summarised over seeds: its key in "over_seeds" entries (empty: none), a JSON
   /// pointer to it in a subject's result, and what it is, in words.

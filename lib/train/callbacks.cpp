@@ -204,9 +204,8 @@ void ProgressCallback::print(TrainContext& ctx, bool final_line) {
   const double error = s.last_window ? s.last_window->error : 0.0;
   const double rate = s.last_window ? s.last_window->img_per_s : 0.0;
   std::snprintf(line, sizeof line, "%-10s it %6lld/%-6lld ep %6.2f  loss %.4f  err %5.2f%%  %6.0f img/s  %s %s",
-                label_.c_str(), static_cast<long long>(s.iter), static_cast<long long>(s.total_iters), s.epoch(),
-                loss, error, rate, final_line ? "took" : "ETA",
-                format_duration(final_line ? elapsed : eta).c_str());
+                label_.c_str(), static_cast<long long>(s.iter), static_cast<long long>(s.total_iters), s.epoch(), loss,
+                error, rate, final_line ? "took" : "ETA", format_duration(final_line ? elapsed : eta).c_str());
   if (terminal_) {
     out_ << "\r\033[K" << line;
     if (final_line) out_ << "\n";

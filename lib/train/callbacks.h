@@ -124,13 +124,27 @@ class RankLocalBatchNorm : public Callback {
  public:
   RankLocalBatchNorm(std::shared_ptr<Callback> inner, NetworkBase& model, StatReduce reduce)
       : inner_(std::move(inner)), model_(model), reduce_(std::move(reduce)) {}
-  void on_train_begin(TrainContext& ctx) override { local([&] { inner_->on_train_begin(ctx); }); }
-  void on_batch_begin(TrainContext& ctx) override { local([&] { inner_->on_batch_begin(ctx); }); }
-  void on_after_backward(TrainContext& ctx) override { local([&] { inner_->on_after_backward(ctx); }); }
-  void on_batch_end(TrainContext& ctx) override { local([&] { inner_->on_batch_end(ctx); }); }
-  void on_log(TrainContext& ctx, const WindowStats& w) override { local([&] { inner_->on_log(ctx, w); }); }
-  void on_epoch_end(TrainContext& ctx) override { local([&] { inner_->on_epoch_end(ctx); }); }
-  void on_train_end(TrainContext& ctx) override { local([&] { inner_->on_train_end(ctx); }); }
+  void on_train_begin(TrainContext& ctx) override {
+    local([&] { inner_->on_train_begin(ctx); });
+  }
+  void on_batch_begin(TrainContext& ctx) override {
+    local([&] { inner_->on_batch_begin(ctx); });
+  }
+  void on_after_backward(TrainContext& ctx) override {
+    local([&] { inner_->on_after_backward(ctx); });
+  }
+  void on_batch_end(TrainContext& ctx) override {
+    local([&] { inner_->on_batch_end(ctx); });
+  }
+  void on_log(TrainContext& ctx, const WindowStats& w) override {
+    local([&] { inner_->on_log(ctx, w); });
+  }
+  void on_epoch_end(TrainContext& ctx) override {
+    local([&] { inner_->on_epoch_end(ctx); });
+  }
+  void on_train_end(TrainContext& ctx) override {
+    local([&] { inner_->on_train_end(ctx); });
+  }
   std::string state_name() const override { return inner_->state_name(); }
   nlohmann::json save_state() const override { return inner_->save_state(); }
   void load_state(const nlohmann::json& state) override { inner_->load_state(state); }

@@ -1,8 +1,8 @@
 #pragma once
 // Checkpoints: everything a run's future depends on, written atomically, loaded with clear errors.
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <stdexcept>
 #include <string>

@@ -35,8 +35,8 @@ std::optional<int64_t> mem_available_bytes() {
 
 }  // namespace
 
-void check_training_memory(const NetworkBase& model, const std::string& model_name, torch::Device device,
-                           int64_t batch, int64_t ranks_here, const std::string& what) {
+void check_training_memory(const NetworkBase& model, const std::string& model_name, torch::Device device, int64_t batch,
+                           int64_t ranks_here, const std::string& what) {
   if (!device.is_cpu()) return;
   const char* skip = std::getenv("RESLAB_SKIP_MEMORY_CHECK");
   if (skip != nullptr && std::string(skip) == "1") return;
@@ -46,10 +46,10 @@ void check_training_memory(const NetworkBase& model, const std::string& model_na
   if (needed <= *available) return;
   const auto mib = [](int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; };
   throw std::runtime_error(
-      what + ": training " + model_name + " at batch " + std::to_string(batch) + " needs about " +
-      mib(needed) + (ranks_here > 1 ? " for its " + std::to_string(ranks_here) + " ranks on this machine" : "") +
-      " (activations kept for the backward pass: " +
-      mib(activation_bytes(model, batch)) + ") but this machine has " + mib(*available) +
+      what + ": training " + model_name + " at batch " + std::to_string(batch) + " needs about " + mib(needed) +
+      (ranks_here > 1 ? " for its " + std::to_string(ranks_here) + " ranks on this machine" : "") +
+      " (activations kept for the backward pass: " + mib(activation_bytes(model, batch)) + ") but this machine has " +
+      mib(*available) +
       " available (MemAvailable in /proc/meminfo); use a smaller batch, or set RESLAB_SKIP_MEMORY_CHECK=1 if the "
       "estimate is wrong");
 }
@@ -68,9 +68,7 @@ int64_t resolve_threads(int64_t requested, int64_t local_ranks) {
   return std::max<int64_t>(cores, 1);
 }
 
-bool valid_device_name(const std::string& name) {
-  return name == "cpu" || name == "cuda" || cuda_index(name) >= 0;
-}
+bool valid_device_name(const std::string& name) { return name == "cpu" || name == "cuda" || cuda_index(name) >= 0; }
 
 torch::Device parse_device(const std::string& name, const std::string& what) {
   if (!valid_device_name(name)) {

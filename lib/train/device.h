@@ -38,8 +38,8 @@ int64_t resolve_threads(int64_t requested, int64_t local_ranks = 1);
 /// at `batch` on each of `ranks_here` processes needs more than MemAvailable. The data and the model are
 /// already in memory when it is called, so MemAvailable is what training has left. Nothing on a GPU, nor with
 /// RESLAB_SKIP_MEMORY_CHECK=1.
-void check_training_memory(const NetworkBase& model, const std::string& model_name, torch::Device device,
-                           int64_t batch, int64_t ranks_here, const std::string& what);
+void check_training_memory(const NetworkBase& model, const std::string& model_name, torch::Device device, int64_t batch,
+                           int64_t ranks_here, const std::string& what);
 
 /// Waits for the work queued on `device` (CUDA launches are asynchronous); nothing on the CPU.
 void synchronize(torch::Device device);

@@ -4,10 +4,10 @@
 
 #include <cerrno>
 #include <cmath>
-#include <filesystem>
-#include <set>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -81,8 +81,7 @@ class StrictBuilder : public nlohmann::json_sax<nlohmann::json> {
   bool end_object() override { return close(); }
   bool start_array(std::size_t /*elements*/) override { return open(nlohmann::json::array()); }
   bool end_array() override { return close(); }
-  bool parse_error(std::size_t position, const std::string& token,
-                   const nlohmann::detail::exception& e) override {
+  bool parse_error(std::size_t position, const std::string& token, const nlohmann::detail::exception& e) override {
     // nlohmann reports a number past a double (1e999) here, before it would reach number_float.
     if (e.id == 406) fail("has value " + token + "; expected a finite number");
     std::string what = e.what();

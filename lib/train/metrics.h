@@ -46,8 +46,8 @@ class JsonError : public std::runtime_error {
 /// Limits on every JSON document reslab reads. No file reslab writes comes near them; a document past them is
 /// an error, not a crash (nesting drives recursion in copying and printing) nor an allocation of the machine.
 constexpr size_t kMaxJsonDepth = 64;
-constexpr uintmax_t kMaxJsonFileBytes = uintmax_t{256} << 20;   ///< a JSON file
-constexpr uintmax_t kMaxJsonlFileBytes = uintmax_t{2} << 30;    ///< a metrics.jsonl
+constexpr uintmax_t kMaxJsonFileBytes = uintmax_t{256} << 20;  ///< a JSON file
+constexpr uintmax_t kMaxJsonlFileBytes = uintmax_t{2} << 30;   ///< a metrics.jsonl
 
 /// Parses `text` strictly, the one JSON path for everything reslab reads: a syntax error, nesting deeper than
 /// kMaxJsonDepth, a key that appears twice in one object (JSON would keep the last one unseen), a number too

@@ -92,11 +92,14 @@ void Trainer::run() {
     for (auto& cb : callbacks_) cb->on_batch_begin(ctx_);
     double hook_seconds = seconds_since(hook_start);
 
-    const auto out = train_step(model, ctx_.optimizer, batch.inputs, batch.targets, ctx_.grad_sync, [&] {
-      const auto start = std::chrono::steady_clock::now();
-      for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
-      hook_seconds += seconds_since(start);
-    }, ctx_.clip_grad_norm);
+    const auto out = train_step(
+        model, ctx_.optimizer, batch.inputs, batch.targets, ctx_.grad_sync,
+        [&] {
+          const auto start = std::chrono::steady_clock::now();
+          for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
+          hook_seconds += seconds_since(start);
+        },
+        ctx_.clip_grad_norm);
 
     window_losses_.push_back(out.loss.detach());
     window_wrong_.push_back(out.logits.detach().argmax(1).ne(batch.targets).sum());
@@ -135,8 +138,8 @@ void Trainer::globalize_window() {
   for (int64_t i = 0; i < n; ++i) {
     const size_t k = window_global_ + static_cast<size_t>(i);
     window_losses_[k] = torch::tensor(both[i].item<double>() / ranks, on.dtype(window_losses_[k].scalar_type()));
-    window_wrong_[k] = torch::tensor(static_cast<int64_t>(std::llround(both[n + i].item<double>())),
-                                     on.dtype(torch::kInt64));
+    window_wrong_[k] =
+        torch::tensor(static_cast<int64_t>(std::llround(both[n + i].item<double>())), on.dtype(torch::kInt64));
     window_sizes_[k] *= ctx_.dist->world_size();
   }
   window_global_ = window_sizes_.size();
