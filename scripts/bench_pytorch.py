@@ -167,10 +167,13 @@ def sync(device):
 
 def bench_model(name, args, device):
     torch.manual_seed(0)
-    model = build(name, 1, 10).to(device)
+    net = build(name, 1, 10).to(device)
     memory = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    net = net.to(memory_format=memory)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    # torch.compile (PyTorch 2): the inductor backend generates C++ kernels for the CPU with this machine's
+    # compiler, during the untimed warm-up steps (training, then again for eval mode).
+    model = torch.compile(net) if args.compile else net
     inputs = torch.randn(args.batch, 1, 28, 28, device=device).contiguous(memory_format=memory)
     targets = torch.randint(0, 10, (args.batch,), device=device)
 
@@ -215,7 +218,7 @@ def bench_model(name, args, device):
         sync(device)
         eval_rate = args.batch * args.iterations / (time.perf_counter() - start)
 
-    macs = count_macs(model, (1, 28, 28))
+    macs = count_macs(net, (1, 28, 28))
     return {
         "model": name,
         "dataset": "fashion-mnist",
@@ -230,8 +233,9 @@ def bench_model(name, args, device):
         "macs_per_s": step_rate * 3.0 * macs,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "peak_rss_scope": "process",
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": sum(p.numel() for p in net.parameters()),
         "torch": torch.__version__,
+        "compile": args.compile,
     }
 
 
@@ -316,6 +320,8 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: every core)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--channels-last", action="store_true", help="channels-last layout (default NCHW)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (PyTorch 2; compiled during the warm-up steps)")
     parser.add_argument("--epoch", action="store_true", help="also time a whole epoch through a DataLoader")
     parser.add_argument("--train-size", type=int, default=0, help="training examples in the epoch (0: all)")
     parser.add_argument("--data", default=FASHION_DIR, help="folder of Fashion-MNIST's gzipped IDX files")
@@ -325,6 +331,10 @@ def main():
     parser.add_argument("--tolerance", type=float, default=None,
                         help="largest relative loss difference for --check (default 1e-6 NCHW, 1e-5 channels-last)")
     args = parser.parse_args()
+    if args.compile:
+        if not hasattr(torch, "compile"):
+            sys.exit(f"error: --compile needs PyTorch 2 (this is {torch.__version__}); scripts/torch2-venv installs it")
+        args.warmup = max(args.warmup, 3)  # compilation happens in the first steps
     torch.set_num_threads(args.threads if args.threads > 0 else os.cpu_count())
     device = torch.device(args.device)
     if args.check:
