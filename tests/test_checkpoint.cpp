@@ -17,38 +17,11 @@ namespace {
 
 using testing::TempDir;
 
-struct SimulatedCrash : std::runtime_error {
-  SimulatedCrash() : std::runtime_error("simulated crash") {}
-};
+using testing::CrashAt;
+using testing::SimulatedCrash;
 
-/// Throws after the step that makes iteration `at`, before anything else sees it: the files on disk are then
-/// what a SIGKILL at that moment leaves.
-class CrashAt : public Callback {
- public:
-  explicit CrashAt(int64_t at) : at_(at) {}
-  void on_batch_end(TrainContext& ctx) override {
-    if (ctx.state.iter == at_) throw SimulatedCrash();
-  }
-
- private:
-  int64_t at_;
-};
-
-RunConfig tiny_run() {
-  RunConfig run;
-  run.name = "resnet8";
-  run.model = "resnet8";
-  run.data_dir = testing::fashion_dir();
-  run.train_size = 512;
-  run.test_size = 128;
-  run.batch = 32;  // 16 iterations an epoch
-  run.epochs = 3;
-  run.log_every = 5;  // windows straddle epoch ends
-  run.threads = 2;
-  run.schedule.milestones = {2};
-  run.schedule.milestones_in_epochs = true;
-  return run;
-}
+/// 16 iterations an epoch, 3 epochs; windows of 5 straddle the epoch ends.
+RunConfig tiny_run() { return testing::fashion_run("resnet8", 512, 128, 32, 3, 5); }
 
 std::vector<nlohmann::json> records_without_timing(const std::string& path) {
   auto records = read_jsonl_file(path);

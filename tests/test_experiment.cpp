@@ -6,6 +6,7 @@
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "test_callbacks.h"
 #include "test_util.h"
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
@@ -69,21 +70,7 @@ TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
   EXPECT_EQ(config["data"]["val_size"], 256);
 }
 
-/// Makes the loss non-finite on the step after `at` iterations, but only while the learning rate is at least
-/// `min_lr`: a run that diverges at its learning rate and trains at a lower one.
-class PoisonAtHighLr : public Callback {
- public:
-  PoisonAtHighLr(int64_t at, double min_lr) : at_(at), min_lr_(min_lr) {}
-  void on_batch_begin(TrainContext& ctx) override {
-    if (ctx.state.iter != at_ || ctx.state.lr < min_lr_) return;
-    torch::NoGradGuard no_grad;
-    ctx.model.parameters()[0].fill_(std::numeric_limits<float>::quiet_NaN());
-  }
-
- private:
-  int64_t at_;
-  double min_lr_;
-};
+using testing::PoisonAt;
 
 RunConfig tiny_run(int64_t retries) {
   RunConfig run = expand_grid(tiny_experiment())[1];  // resnet8, 8 iterations an epoch, lr 0.1 then 0.01
@@ -104,7 +91,7 @@ TEST_F(ExperimentTest, ADivergedRunRetriesFromItsLastCheckpointWithALowerLearnin
   TempDir dir;
   DataCache cache;
   RunOptions options;
-  options.callbacks.push_back(std::make_shared<PoisonAtHighLr>(11, 0.005));  // epoch 2 runs at lr 0.01
+  options.callbacks.push_back(std::make_shared<PoisonAt>(12, 0.005));  // epoch 2 runs at lr 0.01
   const auto summary = train_run(tiny_run(1), dir.file("r"), cache, options);
   EXPECT_EQ(summary["status"], "completed");
   EXPECT_EQ(summary["iterations"], 16);
@@ -139,7 +126,7 @@ TEST_F(ExperimentTest, ADivergenceBeforeTheFirstEpochRetriesFromTheStart) {
   TempDir dir;
   DataCache cache;
   RunOptions options;
-  options.callbacks.push_back(std::make_shared<PoisonAtHighLr>(2, 0.05));
+  options.callbacks.push_back(std::make_shared<PoisonAt>(3, 0.05));
   const auto summary = train_run(tiny_run(2), dir.file("r"), cache, options);
   EXPECT_EQ(summary["status"], "completed");
   ASSERT_EQ(summary["retries"].size(), 1u);
@@ -153,7 +140,7 @@ TEST_F(ExperimentTest, RetriesStopAfterTheirNumberAndWithoutTheFlagTheRunEndsDiv
     TempDir dir;
     DataCache cache;
     RunOptions options;
-    options.callbacks.push_back(std::make_shared<PoisonAtHighLr>(11, 0.0));  // at any learning rate
+    options.callbacks.push_back(std::make_shared<PoisonAt>(12));  // at any learning rate
     const auto summary = train_run(tiny_run(retries), dir.file("r"), cache, options);
     EXPECT_EQ(summary["status"], "diverged") << retries;
     EXPECT_EQ(summary["diverged_at"], 12);

@@ -13,22 +13,8 @@ namespace {
 
 using testing::TempDir;
 
-RunConfig small_run(const std::string& model) {
-  RunConfig run;
-  run.name = model;
-  run.model = model;
-  run.dataset = "fashion-mnist";
-  run.data_dir = testing::fashion_dir();
-  run.train_size = 2048;
-  run.test_size = 500;
-  run.batch = 64;
-  run.epochs = 3;
-  run.schedule.milestones = {2};  // lr / 10 for the last epoch: the final weights settle
-  run.schedule.milestones_in_epochs = true;
-  run.log_every = 4;
-  run.threads = 2;
-  return run;
-}
+/// 32 iterations an epoch, 3 epochs, lr / 10 for the last one (the final weights settle).
+RunConfig small_run(const std::string& model) { return testing::fashion_run(model, 2048, 500, 64, 3, 4); }
 
 class TrainerTest : public testing::SeededTest {
  protected:
@@ -84,20 +70,6 @@ TEST_F(TrainerTest, SameSeedSameMetrics) {
   EXPECT_NE(m1, m3);
 }
 
-/// Poisons a weight with NaN just before the step that makes iteration `at`.
-class PoisonAt : public Callback {
- public:
-  explicit PoisonAt(int64_t at) : at_(at) {}
-  void on_batch_begin(TrainContext& ctx) override {
-    if (ctx.state.iter + 1 != at_) return;
-    torch::NoGradGuard no_grad;
-    ctx.model.parameters()[0].fill_(std::numeric_limits<float>::quiet_NaN());
-  }
-
- private:
-  int64_t at_;
-};
-
 TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
   torch::manual_seed(0);
   auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
@@ -112,7 +84,7 @@ TEST_F(TrainerTest, NonFiniteLossEndsTheRunAsDivergedAtItsIteration) {
   TrainContext ctx{*model, *optimizer, loader, &metrics, {}};
   Trainer trainer(ctx, /*total_iters=*/40, /*log_every=*/5);
   trainer.add(std::make_shared<TrainRecordCallback>());
-  trainer.add(std::make_shared<PoisonAt>(7));
+  trainer.add(std::make_shared<testing::PoisonAt>(7));
   trainer.run();
   EXPECT_EQ(ctx.state.status, RunStatus::kDiverged);
   ASSERT_TRUE(ctx.state.diverged_at.has_value());
