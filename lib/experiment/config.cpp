@@ -321,13 +321,34 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
   return ex;
 }
 
-RunConfig load_run_config(const std::string& path) {
-  nlohmann::json doc;
+namespace {
+
+/// The JSON document in `path`; a missing, unreadable or malformed file is a ConfigError naming it.
+nlohmann::json read_config_file(const std::string& path) {
   try {
-    doc = read_json_file(path);
+    return read_json_file(path);
   } catch (const std::runtime_error& e) {
     throw ConfigError(e.what());
   }
+}
+
+/// A run's config.json (as to_json writes it) in the experiment file's layout: the experiment named under "name".
+void as_experiment_document(nlohmann::json& doc) {
+  doc["name"] = doc["experiment"];
+  doc.erase("experiment");
+}
+
+/// The one run an experiment document describes; a ConfigError naming `source` when it describes several.
+RunConfig only_run(const nlohmann::json& doc, const std::string& source) {
+  auto runs = expand_grid(parse_experiment(doc, source));
+  if (runs.size() != 1) throw ConfigError(source + ": describes " + std::to_string(runs.size()) + " runs, not one");
+  return runs[0];
+}
+
+}  // namespace
+
+RunConfig load_run_config(const std::string& path) {
+  nlohmann::json doc = read_config_file(path);
   if (!doc.is_object() || !doc.value("name", nlohmann::json()).is_string() ||
       !doc.value("experiment", nlohmann::json()).is_string()) {
     throw ConfigError(path + ": not a run's config.json (expected an object with 'experiment' and 'name')");
@@ -335,21 +356,14 @@ RunConfig load_run_config(const std::string& path) {
   // A run's config has the experiment file's shape, with the experiment named under "experiment".
   const std::string run_name = doc["name"];
   check_name(run_name, path + ": key 'name'");
-  doc["name"] = doc["experiment"];
-  doc.erase("experiment");
-  auto runs = expand_grid(parse_experiment(doc, path));
-  if (runs.size() != 1) throw ConfigError(path + ": describes " + std::to_string(runs.size()) + " runs, not one");
-  runs[0].name = run_name;
-  return runs[0];
+  as_experiment_document(doc);
+  RunConfig run = only_run(doc, path);
+  run.name = run_name;
+  return run;
 }
 
 ExperimentConfig load_experiment(const std::string& path, const std::vector<std::string>& sets) {
-  nlohmann::json doc;
-  try {
-    doc = read_json_file(path);
-  } catch (const std::runtime_error& e) {
-    throw ConfigError(e.what());
-  }
+  nlohmann::json doc = read_config_file(path);
   if (sets.empty()) return parse_experiment(doc, path);
   if (!doc.is_object()) throw ConfigError(path + ": the file must be a JSON object, got " + shown_json(doc));
   apply_sets(doc, sets);
@@ -414,18 +428,14 @@ RunConfig apply_sets(const RunConfig& run, const std::vector<std::string>& sets)
   // The run's config.json in the experiment file's layout (the experiment named under "name"), without the
   // values that train derives or defaults later, so that a --set of one of them is not contradicted.
   nlohmann::json doc = to_json(run);
-  doc["name"] = doc["experiment"];
-  doc.erase("experiment");
+  as_experiment_document(doc);
   if (!run.param_groups) doc["optim"].erase("param_groups");  // the model's default, whatever model is set
   apply_sets(doc, sets);
   if (doc.is_object() && doc.contains("optim") && doc["optim"].is_object() && !doc["optim"].contains("epochs") &&
       !doc["optim"].contains("iterations")) {
     doc["optim"]["epochs"] = 1.0;  // train's default
   }
-  const std::string source = with_sets("command line", sets);
-  auto runs = expand_grid(parse_experiment(doc, source));
-  if (runs.size() != 1) throw ConfigError(source + ": describes " + std::to_string(runs.size()) + " runs, not one");
-  RunConfig out = runs[0];
+  RunConfig out = only_run(doc, with_sets("command line", sets));
   out.name = run.name;
   return out;
 }

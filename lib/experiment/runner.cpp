@@ -3,16 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <ostream>
-#include <thread>
 #include <tuple>
-
-#include <sched.h>
 
 #include "data/loader.h"
 #include "data/random.h"
