@@ -7,10 +7,7 @@
 #include "data/random.h"
 #include "models/registry.h"
 #include "probes/gradients.h"
-#include "probes/lesions.h"
 #include "probes/over_seeds.h"
-#include "probes/refinement.h"
-#include "probes/responses.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 
