@@ -67,21 +67,21 @@ void setup_info(CLI::App& app, std::function<int()>& action) {
 void setup_train(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<TrainOptions>();
   auto* cmd = app.add_subcommand("train", "Train one network");
-  cmd->add_option("--model", opts->run.model, "Model name, e.g. resnet20, plain56")->required();
-  cmd->add_option("--dataset", opts->run.dataset, "fashion-mnist, mnist, cifar10, cifar100 or image-folder")
+  cmd->add_option("--model", opts->run.model.name, "Model name, e.g. resnet20, plain56")->required();
+  cmd->add_option("--dataset", opts->run.data.dataset, "fashion-mnist, mnist, cifar10, cifar100 or image-folder")
       ->capture_default_str();
   cmd->add_option("--out", opts->out, "Folder for config.json, metrics.jsonl, summary.json")
       ->required()
       ->check(kNonEmpty);
-  auto& folder = opts->run.folder;
+  auto& folder = opts->run.data.folder;
   cmd->add_option("--crop", folder.crop, "image-folder: side of the square crop the network sees")
       ->capture_default_str();
   cmd->add_option_function<std::vector<int64_t>>(
          "--scale",
          [opts](const std::vector<int64_t>& v) {
            if (v.size() != 2) throw CLI::ValidationError("--scale", "expected MIN,MAX, e.g. 256,480");
-           opts->run.folder.scale_min = v[0];
-           opts->run.folder.scale_max = v[1];
+           opts->run.data.folder.scale_min = v[0];
+           opts->run.data.folder.scale_max = v[1];
          },
          "image-folder: training resizes the shorter side to a random size in MIN,MAX (default 256,480)")
       ->delimiter(',');
@@ -90,17 +90,18 @@ void setup_train(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--eval-crops", folder.eval_crops, "image-folder: 1 (centre crop) or 10 (ten-crop) views to test")
       ->capture_default_str();
   cmd->add_option("--workers", folder.workers, "image-folder: decoding threads (0: every core)")->capture_default_str();
-  cmd->add_option("--shortcut", opts->run.shortcut, "Shortcut option A, B or C")->capture_default_str();
-  cmd->add_option("--val-size", opts->run.val_size, "Training examples held out for validation");
-  cmd->add_option("--milestones", opts->run.schedule.milestones, "Epochs at which the lr drops by 10x")->delimiter(',');
-  cmd->add_option("--eval-at", opts->run.eval_at, "Extra iterations at which to evaluate")->delimiter(',');
+  cmd->add_option("--shortcut", opts->run.model.shortcut, "Shortcut option A, B or C")->capture_default_str();
+  cmd->add_option("--val-size", opts->run.data.split.val_size, "Training examples held out for validation");
+  cmd->add_option("--milestones", opts->run.optim.schedule.milestones, "Epochs at which the lr drops by 10x")
+      ->delimiter(',');
+  cmd->add_option("--eval-at", opts->run.train.eval_at, "Extra iterations at which to evaluate")->delimiter(',');
   auto* no_augment = cmd->add_flag("--no-augment", "Train without padding, cropping and flipping");
   auto* overwrite = cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in --out");
   cmd->add_flag("--resume", opts->resume, "Continue from the newest checkpoint in --out")->excludes(overwrite);
   bind_overrides(cmd, opts->overrides);
   cmd->callback([opts, no_augment, &action] {
-    opts->run.schedule.milestones_in_epochs = true;
-    if (no_augment->count() > 0) opts->run.augment = false;
+    opts->run.optim.schedule.milestones_in_epochs = true;
+    if (no_augment->count() > 0) opts->run.data.augment = false;
     action = [opts] { return run_train(*opts); };
   });
 }
@@ -186,7 +187,7 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--model", opts->models, "Model names, e.g. resnet20,resnet56")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--dataset", opts->dataset, "Dataset whose input shape to use")->capture_default_str();
+  cmd->add_option("--dataset", opts->data.dataset, "Dataset whose input shape to use")->capture_default_str();
   cmd->add_option("--batch", opts->batch, "Mini-batch size")->capture_default_str();
   cmd->add_option("--iterations", opts->iterations, "Timed steps")->capture_default_str();
   cmd->add_option("--warmup", opts->warmup, "Untimed steps first")->capture_default_str();
@@ -209,14 +210,14 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_flag("--ceiling", opts->ceiling,
                 "Time single 3x3 convolutions (16, 32, 64 channels; forward, backward) at --batch: the "
                 "machine's ceiling");
-  cmd->add_option("--train-size", opts->train_size,
+  cmd->add_option("--train-size", opts->data.split.train_size,
                   "Training examples read by --epoch and --loader (0: the whole training set)")
       ->capture_default_str();
-  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (--loader)")->check(kNonEmpty);
-  cmd->add_option("--workers", opts->folder.workers, "image-folder: decoding threads (0: every core)")
+  cmd->add_option("--data", opts->data.dir, "Folder the dataset is read from (--loader)")->check(kNonEmpty);
+  cmd->add_option("--workers", opts->data.folder.workers, "image-folder: decoding threads (0: every core)")
       ->capture_default_str();
-  cmd->add_option("--crop", opts->folder.crop, "image-folder: crop side")->capture_default_str();
-  cmd->add_option("--eval-crops", opts->folder.eval_crops, "image-folder: 1 or 10 views when evaluating")
+  cmd->add_option("--crop", opts->data.folder.crop, "image-folder: crop side")->capture_default_str();
+  cmd->add_option("--eval-crops", opts->data.folder.eval_crops, "image-folder: 1 or 10 views when evaluating")
       ->capture_default_str();
   cmd->callback([opts, nchw, sgd_loop, &action] {
     opts->channels_last = nchw->count() == 0;
@@ -238,12 +239,12 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
       ->delimiter(',');
   cmd->add_option("--out", opts->out, "Folder for PROBE.json and PROBE.png (default: the runs' parent folder)")
       ->check(kNonEmpty);
-  auto* dataset =
-      cmd->add_option("--dataset", opts->dataset, "Data for --at-init without run folders (with them: must be theirs)")
-          ->capture_default_str();
-  cmd->add_option("--data", opts->data_dir, "Folder the dataset is read from (replaces the runs' own)")
+  auto* dataset = cmd->add_option("--dataset", opts->data.dataset,
+                                  "Data for --at-init without run folders (with them: must be theirs)")
+                      ->capture_default_str();
+  cmd->add_option("--data", opts->data.dir, "Folder the dataset is read from (replaces the runs' own)")
       ->check(kNonEmpty);
-  auto* test_size = cmd->add_option("--test-size", opts->test_size,
+  auto* test_size = cmd->add_option("--test-size", opts->data.split.test_size,
                                     "Test images to probe on (0: all; default: the runs' own, else 2000)")
                         ->capture_default_str();
   cmd->add_option("--seed,--seeds", opts->seeds,

@@ -30,16 +30,16 @@ inline RunConfig fashion_run(const std::string& model, int64_t train_size, int64
                              double epochs, int64_t log_every) {
   RunConfig run;
   run.name = model;
-  run.model = model;
-  run.dataset = "fashion-mnist";
-  run.data_dir = fashion_dir();
-  run.train_size = train_size;
-  run.test_size = test_size;
-  run.batch = batch;
-  run.epochs = epochs;
-  run.schedule.milestones = {2};
-  run.schedule.milestones_in_epochs = true;
-  run.log_every = log_every;
+  run.model.name = model;
+  run.data.dataset = "fashion-mnist";
+  run.data.dir = fashion_dir();
+  run.data.split.train_size = train_size;
+  run.data.split.test_size = test_size;
+  run.optim.batch = batch;
+  run.optim.epochs = epochs;
+  run.optim.schedule.milestones = {2};
+  run.optim.schedule.milestones_in_epochs = true;
+  run.train.log_every = log_every;
   run.threads = 2;
   return run;
 }

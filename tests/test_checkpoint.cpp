@@ -38,8 +38,8 @@ TEST_F(CheckpointTest, AFixupRunResumesWithItsParameterGroups) {
   // Fixup's groups (its scalars and the classifier's bias at lr / 10) live in the checkpoint: a run that crashes
   // and resumes ends with the uninterrupted run's records; one whose groups differ is not continued from it.
   RunConfig run = tiny_run();
-  run.model = run.name = "resnet8-fixup";
-  run.epochs = 2;
+  run.model.name = run.name = "resnet8-fixup";
+  run.optim.epochs = 2;
   TempDir dir;
   const std::string reference = dir.file("reference"), out = dir.file("crashed");
   train_run(run, reference, data_, RunOptions{});
@@ -47,7 +47,7 @@ TEST_F(CheckpointTest, AFixupRunResumesWithItsParameterGroups) {
   crashing.callbacks = {std::make_shared<CrashAt>(20)};
   EXPECT_THROW(train_run(run, out, data_, crashing), SimulatedCrash);
   RunConfig other = run;
-  other.param_groups = std::vector<ParamGroupRule>{};  // one group: another optimizer
+  other.optim.param_groups = std::vector<ParamGroupRule>{};  // one group: another optimizer
   std::ostringstream log;
   RunOptions resume;
   resume.resume = true;
@@ -197,7 +197,7 @@ TEST_F(CheckpointTest, ACheckpointOfAnotherConfigurationIsNotContinued) {
   crashing.callbacks = {std::make_shared<CrashAt>(20)};
   EXPECT_THROW(train_run(tiny_run(), dir.path(), data_, crashing), SimulatedCrash);
   auto changed = tiny_run();
-  changed.lr = 0.05;
+  changed.optim.sgd.lr = 0.05;
   std::ostringstream log;
   RunOptions resume;
   resume.resume = true;
@@ -206,7 +206,7 @@ TEST_F(CheckpointTest, ACheckpointOfAnotherConfigurationIsNotContinued) {
   EXPECT_NE(log.str().find("another configuration"), std::string::npos) << log.str();
   EXPECT_NE(log.str().find("/optim/lr"), std::string::npos) << log.str();
   // Both values, so the message says which run the file belongs to.
-  EXPECT_NE(log.str().find(nlohmann::json(tiny_run().lr).dump() + " in the checkpoint, 0.05 in this run"),
+  EXPECT_NE(log.str().find(nlohmann::json(tiny_run().optim.sgd.lr).dump() + " in the checkpoint, 0.05 in this run"),
             std::string::npos)
       << log.str();
   EXPECT_EQ(log.str().find("resuming"), std::string::npos);  // started again from scratch

@@ -21,15 +21,15 @@ TEST(Config, ExpandsDepthsTimesPlainAndResidual) {
   auto runs = expand_grid(ex);
   ASSERT_EQ(runs.size(), 4u);
   EXPECT_EQ(runs[0].name, "plain20");
-  EXPECT_EQ(runs[1].model, "resnet20");
+  EXPECT_EQ(runs[1].model.name, "resnet20");
   EXPECT_EQ(runs[3].name, "resnet56");
   EXPECT_EQ(runs[3].experiment, "t");
-  EXPECT_EQ(*runs[0].epochs, 2.0);
+  EXPECT_EQ(*runs[0].optim.epochs, 2.0);
   // Paper defaults where the file is silent.
-  EXPECT_EQ(runs[0].batch, 128);
-  EXPECT_DOUBLE_EQ(runs[0].momentum, 0.9);
-  EXPECT_DOUBLE_EQ(runs[0].weight_decay, 1e-4);
-  EXPECT_EQ(runs[0].shortcut, "A");
+  EXPECT_EQ(runs[0].optim.batch, 128);
+  EXPECT_DOUBLE_EQ(runs[0].optim.sgd.momentum, 0.9);
+  EXPECT_DOUBLE_EQ(runs[0].optim.sgd.weight_decay, 1e-4);
+  EXPECT_EQ(runs[0].model.shortcut, "A");
 }
 
 TEST(Config, ExtraAxesNameTheirRuns) {
@@ -82,14 +82,14 @@ TEST(Config, SetsApplyToTheDocumentBeforeItIsRead) {
   const auto runs = expand_grid(ex);
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[1].name, "resnet32");
-  EXPECT_DOUBLE_EQ(runs[1].lr, 0.05);
-  EXPECT_EQ(runs[1].train_size, 8000);
-  EXPECT_EQ(runs[1].shortcut, "B");  // not JSON: taken as a string
-  EXPECT_EQ(runs[1].schedule.milestones, (std::vector<double>{1, 1.5}));
-  EXPECT_TRUE(runs[1].schedule.milestones_in_epochs);
-  EXPECT_FALSE(runs[1].tensorboard);
-  EXPECT_FALSE(runs[1].epochs.has_value());  // null removed it
-  EXPECT_EQ(*runs[1].iterations, 30);
+  EXPECT_DOUBLE_EQ(runs[1].optim.sgd.lr, 0.05);
+  EXPECT_EQ(runs[1].data.split.train_size, 8000);
+  EXPECT_EQ(runs[1].model.shortcut, "B");  // not JSON: taken as a string
+  EXPECT_EQ(runs[1].optim.schedule.milestones, (std::vector<double>{1, 1.5}));
+  EXPECT_TRUE(runs[1].optim.schedule.milestones_in_epochs);
+  EXPECT_FALSE(runs[1].train.tensorboard);
+  EXPECT_FALSE(runs[1].optim.epochs.has_value());  // null removed it
+  EXPECT_EQ(*runs[1].optim.iterations, 30);
   EXPECT_EQ(ex.source, dir.file("e.json") +
                            " --set optim.lr=0.05 --set data.train_size=8000 --set grid.depth=[32] "
                            "--set model.shortcut=B --set optim.schedule.milestones=[1, 1.5] --set "
@@ -98,8 +98,8 @@ TEST(Config, SetsApplyToTheDocumentBeforeItIsRead) {
   // A later assignment wins; sections are made where absent.
   const auto later =
       expand_grid(load_experiment(dir.file("e.json"), {"optim.lr=0.2", "optim.lr=0.3", "dist.sync_bn=true"}));
-  EXPECT_DOUBLE_EQ(later[0].lr, 0.3);
-  EXPECT_TRUE(later[0].sync_bn);
+  EXPECT_DOUBLE_EQ(later[0].optim.sgd.lr, 0.3);
+  EXPECT_TRUE(later[0].dist.sync_bn);
   // Checked by the file's own rules, with the assignments named.
   testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim.lrr=0.05"}); },
                                      {"e.json --set optim.lrr=0.05: key 'optim.lrr' is not a known key", "lr"});
@@ -121,28 +121,28 @@ TEST(Config, SetsApplyToTheDocumentBeforeItIsRead) {
 
 TEST(Config, SetsApplyToATrainRunsConfiguration) {
   RunConfig run;
-  run.model = "resnet20";
+  run.model.name = "resnet20";
   run.name = "mine";
-  run.schedule.milestones_in_epochs = true;
+  run.optim.schedule.milestones_in_epochs = true;
   // Untouched keys keep their values, the name is kept, and 1 epoch is the default when neither is set.
   const auto set = apply_sets(run, {"optim.lr=0.05", "data.train_size=640"});
-  EXPECT_DOUBLE_EQ(set.lr, 0.05);
-  EXPECT_EQ(set.train_size, 640);
+  EXPECT_DOUBLE_EQ(set.optim.sgd.lr, 0.05);
+  EXPECT_EQ(set.data.split.train_size, 640);
   EXPECT_EQ(set.name, "mine");
-  EXPECT_EQ(set.model, "resnet20");
-  EXPECT_EQ(*set.epochs, 1.0);
+  EXPECT_EQ(set.model.name, "resnet20");
+  EXPECT_EQ(*set.optim.epochs, 1.0);
   EXPECT_EQ(to_json(apply_sets(run, {"optim.lr=0.1"}))["optim"], to_json([&] {
               RunConfig r = run;
-              r.epochs = 1.0;
+              r.optim.epochs = 1.0;
               return r;
             }())["optim"]);
   const auto it = apply_sets(run, {"optim.iterations=7"});
-  EXPECT_FALSE(it.epochs.has_value());
-  EXPECT_EQ(*it.iterations, 7);
+  EXPECT_FALSE(it.optim.epochs.has_value());
+  EXPECT_EQ(*it.optim.iterations, 7);
   // Another model brings its own default parameter groups, not the first model's.
   const auto fixup = apply_sets(run, {"model.name=resnet20-fixup"});
   EXPECT_EQ(resolved_param_groups(fixup).size(), 1u);
-  run.model = "resnet20-fixup";
+  run.model.name = "resnet20-fixup";
   EXPECT_TRUE(resolved_param_groups(apply_sets(run, {"model.name=resnet20"})).empty());
   testing::expect_error<ConfigError>([&] { apply_sets(run, {"optim.momentum=2"}); },
                                      {"command line --set optim.momentum=2", "optim.momentum", "[0, 1)"});
@@ -219,8 +219,8 @@ TEST(Config, EmptyListsWhereNothingIsAValidAnswer) {
   doc["train"] = {{"eval_at", nlohmann::json::array()}};
   doc["optim"]["schedule"] = {{"milestones", nlohmann::json::array()}};
   auto runs = expand_grid(parse_experiment(doc, "t.json"));
-  EXPECT_TRUE(runs[0].eval_at.empty());
-  EXPECT_TRUE(runs[0].schedule.milestones.empty());
+  EXPECT_TRUE(runs[0].train.eval_at.empty());
+  EXPECT_TRUE(runs[0].optim.schedule.milestones.empty());
   doc["grid"]["depth"] = nlohmann::json::array();
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "t.json"); }, {"'grid.depth'", "non-empty"});
 }
@@ -235,11 +235,11 @@ TEST(Config, CommandLineOverridesReplaceFileValues) {
   apply_overrides(ex, o);
   auto runs = expand_grid(ex);
   ASSERT_EQ(runs.size(), 2u);
-  EXPECT_EQ(runs[1].model, "resnet32");
-  EXPECT_FALSE(runs[1].epochs.has_value());
-  EXPECT_EQ(*runs[1].iterations, 50);
+  EXPECT_EQ(runs[1].model.name, "resnet32");
+  EXPECT_FALSE(runs[1].optim.epochs.has_value());
+  EXPECT_EQ(*runs[1].optim.iterations, 50);
   EXPECT_EQ(runs[1].seed, 9u);
-  EXPECT_EQ(runs[1].train_size, 1000);
+  EXPECT_EQ(runs[1].data.split.train_size, 1000);
   o.depths = std::vector<int64_t>{33};
   testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"33", "6n+2"});
 }
@@ -254,7 +254,7 @@ TEST(Config, SeedsFromTheCommandLineRunEveryPointAtEachSeed) {
   EXPECT_EQ(runs[0].name, "plain20-s1");
   EXPECT_EQ(runs[2].seed, 3u);
   EXPECT_EQ(runs[3].name, "resnet20-s1");
-  EXPECT_EQ(runs[0].split_seed, runs[2].split_seed);  // one split for the whole experiment
+  EXPECT_EQ(runs[0].data.split.split_seed, runs[2].data.split.split_seed);  // one split for the whole experiment
   o.seed = 4;
   testing::expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"--seed or --seeds"});
   o.seed.reset();
@@ -331,11 +331,11 @@ TEST(Config, DeviceIsReadCheckedAndWrittenOnlyWhenNotTheCpu) {
 TEST(Config, TensorBoardIsOnByDefaultAndWrittenOnlyWhenOff) {
   auto doc = minimal();
   auto run = expand_grid(parse_experiment(doc, "exp.json"))[0];
-  EXPECT_TRUE(run.tensorboard);
+  EXPECT_TRUE(run.train.tensorboard);
   EXPECT_FALSE(to_json(run)["train"].contains("tensorboard"));  // config.json reads as before the key existed
   doc["train"]["tensorboard"] = false;
   run = expand_grid(parse_experiment(doc, "exp.json"))[0];
-  EXPECT_FALSE(run.tensorboard);
+  EXPECT_FALSE(run.train.tensorboard);
   EXPECT_EQ(to_json(run)["train"]["tensorboard"], false);
   // A copy of the metrics: not part of what a checkpoint or model belongs to.
   EXPECT_EQ(checkpoint_identity(run), checkpoint_identity(expand_grid(parse_experiment(minimal(), "exp.json"))[0]));
@@ -354,17 +354,17 @@ TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
 
 TEST(Config, GradientClippingIsReadCheckedAndWrittenOnlyWhenOn) {
   auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
-  EXPECT_EQ(run.clip_grad_norm, 0.0);
+  EXPECT_EQ(run.optim.clip_grad_norm, 0.0);
   EXPECT_FALSE(to_json(run)["optim"].contains("clip_grad_norm"));  // configs and identities of old runs stay
   auto doc = minimal();
   doc["optim"]["clip_grad_norm"] = 5;
   run = expand_grid(parse_experiment(doc, "t.json"))[0];
-  EXPECT_EQ(run.clip_grad_norm, 5.0);
+  EXPECT_EQ(run.optim.clip_grad_norm, 5.0);
   EXPECT_EQ(to_json(run)["optim"]["clip_grad_norm"], 5.0);
   EXPECT_NE(checkpoint_identity(run), checkpoint_identity(expand_grid(parse_experiment(minimal(), "t.json"))[0]));
   testing::TempDir dir;
   write_json_file(dir.file("config.json"), to_json(run));
-  EXPECT_EQ(load_run_config(dir.file("config.json")).clip_grad_norm, 5.0);
+  EXPECT_EQ(load_run_config(dir.file("config.json")).optim.clip_grad_norm, 5.0);
   for (const nlohmann::json& bad : {nlohmann::json(-1), nlohmann::json(1e7), nlohmann::json("big")}) {
     doc["optim"]["clip_grad_norm"] = bad;
     testing::expect_error<ConfigError>([&] { parse_experiment(doc, "t.json"); }, {"optim.clip_grad_norm"});
@@ -379,9 +379,9 @@ TEST(Config, ProbesSectionIsReadStrictly) {
     "settings": {"batch": 16, "lesion_k": [1, 3], "points": 20, "max_lag": 5}
   })");
   auto ex = parse_experiment(doc, "p.json");
-  EXPECT_EQ(ex.base.probes, std::vector<std::string>{"grad_norms"});
-  EXPECT_EQ(ex.base.probe_at, (std::vector<int64_t>{0, 10}));
-  EXPECT_EQ(expand_grid(ex)[3].probe_at, (std::vector<int64_t>{0, 10}));  // every run probes
+  EXPECT_EQ(ex.base.probes.during_training, std::vector<std::string>{"grad_norms"});
+  EXPECT_EQ(ex.base.probes.at, (std::vector<int64_t>{0, 10}));
+  EXPECT_EQ(expand_grid(ex)[3].probes.at, (std::vector<int64_t>{0, 10}));  // every run probes
   EXPECT_EQ(ex.analysis.after_training, (std::vector<std::string>{"lesions", "paths"}));
   EXPECT_EQ(ex.analysis.init_depths, (std::vector<int64_t>{8, 110}));
   EXPECT_EQ(ex.analysis.settings.batch, 16);
@@ -410,7 +410,7 @@ TEST(Config, ImageFolderTransformKeysAreReadAndChecked) {
   doc["data"] = {{"dataset", "image-folder"}, {"dir", "/data/imagenette"}, {"crop", 112}, {"scale", {128, 240}},
                  {"eval_resize", 128},        {"eval_crops", 10},          {"workers", 3}};
   const auto runs = expand_grid(parse_experiment(doc, "exp.json"));
-  const FolderTransform& t = runs[0].folder;
+  const FolderTransform& t = runs[0].data.folder;
   EXPECT_EQ(t.crop, 112);
   EXPECT_EQ(t.scale_min, 128);
   EXPECT_EQ(t.scale_max, 240);
@@ -474,21 +474,21 @@ TEST(Config, ShippedExperimentsParse) {
   auto fig6 = load_experiment(dir + "/cifar10_fig6.json");
   auto runs = expand_grid(fig6);
   EXPECT_EQ(runs.size(), 10u);
-  EXPECT_EQ(*runs[0].iterations, 64000);
+  EXPECT_EQ(*runs[0].optim.iterations, 64000);
   // The paper's final protocol: Figure 6 and Table 6 train on all 50k images; the 45k/5k split the schedule was
   // chosen on is cifar10_val.json.
-  EXPECT_EQ(runs[0].val_size, 0);
-  EXPECT_EQ(runs[0].schedule.milestones, (std::vector<double>{32000, 48000}));
+  EXPECT_EQ(runs[0].data.split.val_size, 0);
+  EXPECT_EQ(runs[0].optim.schedule.milestones, (std::vector<double>{32000, 48000}));
   const auto val = expand_grid(load_experiment(dir + "/cifar10_val.json"));
   EXPECT_EQ(val.size(), 10u);
-  EXPECT_EQ(val[0].val_size, 5000);
-  EXPECT_EQ(*val[0].iterations, 64000);
+  EXPECT_EQ(val[0].data.split.val_size, 5000);
+  EXPECT_EQ(*val[0].optim.iterations, 64000);
   // Table 6: ResNet-110 and -1202 warm up, shallower nets do not.
   auto table6 = expand_grid(load_experiment(dir + "/cifar10_table6.json"));
   EXPECT_EQ(table6.size(), 6u);
-  EXPECT_EQ(table6.back().model, "resnet1202");
-  EXPECT_EQ(table6.back().warmup_min_depth, 110);
-  EXPECT_EQ(table6.back().val_size, 0);
+  EXPECT_EQ(table6.back().model.name, "resnet1202");
+  EXPECT_EQ(table6.back().optim.schedule.warmup_min_depth, 110);
+  EXPECT_EQ(table6.back().data.split.val_size, 0);
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ using testing::PoisonAt;
 
 RunConfig tiny_run(int64_t retries) {
   RunConfig run = expand_grid(tiny_experiment())[1];  // resnet8, 8 iterations an epoch, lr 0.1 then 0.01
-  run.retry_diverged = retries;
+  run.train.retry_diverged = retries;
   return run;
 }
 
@@ -269,7 +269,7 @@ TEST_F(ExperimentTest, ReuseTakesACompletedRunOfTheSameTrainingConfigurationAndN
 
 TEST_F(ExperimentTest, MissingDataIsAnErrorNamingTheFolder) {
   auto ex = tiny_experiment();
-  ex.base.data_dir = "/nonexistent/fashion";
+  ex.base.data.dir = "/nonexistent/fashion";
   TempDir dir;
   testing::expect_error<DataError>([&] { run_experiment(ex, dir.path(), RunOptions{}); },
                                    {"/nonexistent/fashion", "train-images-idx3-ubyte"});

@@ -275,8 +275,8 @@ TEST(ModelFiles, AModelOfAnotherRunIsNeverProbedAsThisOne) {
   const RunConfig& plain = runs[0];
   const RunConfig& residual = runs[1];
   const ModelSpec spec{{1, 28, 28}, 10, Shortcut::A};
-  nlohmann::json meta = {{"model", plain.model}, {"shortcut", "A"}, {"dataset", plain.dataset},
-                         {"input", {1, 28, 28}}, {"classes", 10},   {"config", checkpoint_identity(plain)}};
+  nlohmann::json meta = {{"model", plain.model.name}, {"shortcut", "A"}, {"dataset", plain.data.dataset},
+                         {"input", {1, 28, 28}},      {"classes", 10},   {"config", checkpoint_identity(plain)}};
   EXPECT_NO_THROW(check_model_meta(meta, plain, spec, "p/model.pt", "p/config.json"));
   // The same training configuration under other names (reslab run --reuse) is the same model.
   auto renamed = plain;
@@ -287,7 +287,7 @@ TEST(ModelFiles, AModelOfAnotherRunIsNeverProbedAsThisOne) {
   expect_error<ConfigError>([&] { check_model_meta(meta, residual, spec, "r/model.pt", "r/config.json"); },
                             {"r/model.pt", "records model \"plain8\"", "r/config.json", "\"resnet8\""});
   auto other_lr = plain;
-  other_lr.lr = 0.05;
+  other_lr.optim.sgd.lr = 0.05;
   expect_error<ConfigError>([&] { check_model_meta(meta, other_lr, spec, "p/model.pt", "p/config.json"); },
                             {"/optim/lr", "0.1", "0.05"});
   meta.erase("config");  // a model file from before the configuration was recorded: its name is still checked

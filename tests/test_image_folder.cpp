@@ -448,17 +448,17 @@ TEST(ImageFolder, ARunTrainsOnAFolderAndEvaluatesTenCrops) {
   write_folder(dir.file("data/val"), 3, 36, 44);
   RunConfig run;
   run.name = "folder";
-  run.model = "resnet8";
-  run.dataset = "image-folder";
-  run.data_dir = dir.file("data");
-  run.val_size = 3;
-  run.folder = small_transform();
-  run.folder.eval_crops = 10;
-  run.batch = 7;
-  run.eval_batch = 5;
-  run.iterations = 6;
-  run.lr = 0.05;
-  run.log_every = 3;
+  run.model.name = "resnet8";
+  run.data.dataset = "image-folder";
+  run.data.dir = dir.file("data");
+  run.data.split.val_size = 3;
+  run.data.folder = small_transform();
+  run.data.folder.eval_crops = 10;
+  run.optim.batch = 7;
+  run.train.eval_batch = 5;
+  run.optim.iterations = 6;
+  run.optim.sgd.lr = 0.05;
+  run.train.log_every = 3;
   DataCache cache;
   RunOptions options;
   const auto summary = train_run(run, dir.file("out"), cache, options);
@@ -472,10 +472,10 @@ TEST(ImageFolder, ARunTrainsOnAFolderAndEvaluatesTenCrops) {
   EXPECT_EQ(config.at("data").at("scale"), nlohmann::json({20, 30}));
   // The trained model evaluated again on the test part gives the run's figure.
   torch::manual_seed(run.seed);
-  auto net = build_model(run.model, ModelSpec{{3, 16, 16}, 3, Shortcut::A});
+  auto net = build_model(run.model.name, ModelSpec{{3, 16, 16}, 3, Shortcut::A});
   load_model_file(dir.file("out/model.pt"), *net);
   to_channels_last(*net);
-  const auto data = open_run_data(run, cache, run.batch, 0);
+  const auto data = open_run_data(run, cache, run.optim.batch, 0);
   EXPECT_NEAR(evaluate(*net, *data.test).error, summary.at("final").at("test_error").get<double>(), 1e-9);
 }
 

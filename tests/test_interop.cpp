@@ -360,8 +360,8 @@ TEST(TorchNames, StrictLoadNamesTheFirstMissingMisshapenAndUnexpectedKey) {
 RunConfig write_run(const std::string& dir, const std::string& model) {
   RunConfig run;
   run.name = fs::path(dir).filename().string();
-  run.model = model;
-  run.epochs = 1.0;
+  run.model.name = model;
+  run.optim.epochs = 1.0;
   const ModelSpec spec{{1, 28, 28}, 10, Shortcut::A};
   auto net = build_model(model, spec);
   {
@@ -376,7 +376,7 @@ RunConfig write_run(const std::string& dir, const std::string& model) {
   save_model_file(dir + "/model.pt", *net,
                   {{"model", model},
                    {"shortcut", "A"},
-                   {"dataset", run.dataset},
+                   {"dataset", run.data.dataset},
                    {"input", {1, 28, 28}},
                    {"classes", 10},
                    {"iterations", 1},
@@ -406,7 +406,7 @@ TEST(Interop, ExportThenImportGivesTheSameNetAndAFolderTheProbesRead) {
   const ImportResult r = import_state_dict(o);
   EXPECT_EQ(r.model, "resnet8-fixup");
   const RunConfig imported = load_run_config(dir.file("imported/config.json"));
-  EXPECT_EQ(imported.dataset, "fashion-mnist");  // from the export's FILE.json
+  EXPECT_EQ(imported.data.dataset, "fashion-mnist");  // from the export's FILE.json
   const ModelSpec spec{{1, 28, 28}, 10, Shortcut::A};
   auto a = build_model("resnet8-fixup", spec), b = build_model("resnet8-fixup", spec);
   load_model_file(dir.file("resnet8-run/model.pt"), *a);
@@ -464,11 +464,11 @@ TEST(Interop, ImportOfATorchvisionFileTakesItsLayoutAndTheDataItNeeds) {
   EXPECT_NE(r.note.find("v1.5"), std::string::npos);
   EXPECT_EQ(r.classes, 1000);
   const RunConfig run = load_run_config(dir.file("r50/config.json"));
-  EXPECT_EQ(run.dataset, "image-folder");
-  EXPECT_EQ(run.shortcut, "B");
-  EXPECT_EQ(run.folder.mean, kTorchvisionMean);
-  EXPECT_EQ(run.folder.classes, 1000);
-  EXPECT_EQ(run.folder.class_index.at("n03888605"), 701);
+  EXPECT_EQ(run.data.dataset, "image-folder");
+  EXPECT_EQ(run.model.shortcut, "B");
+  EXPECT_EQ(run.data.folder.mean, kTorchvisionMean);
+  EXPECT_EQ(run.data.folder.classes, 1000);
+  EXPECT_EQ(run.data.folder.class_index.at("n03888605"), 701);
   // A class index with a folder name that leaves its folder, or an output past the net's, is refused.
   std::ofstream(dir.file("idx/bad.json")) << R"({"../n01440764": 0})";
   o.class_index = dir.file("idx/bad.json");

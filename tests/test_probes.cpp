@@ -522,21 +522,21 @@ TEST_F(ProbesTest, HeadlineFiguresOverSeedsByHand) {
 
 TEST_F(ProbeTrainingTest, RecordsWithoutChangingTraining) {
   RunConfig run;
-  run.name = run.model = "resnet8";
-  run.data_dir = testing::fashion_dir();
-  run.train_size = 256;
-  run.test_size = 100;
-  run.batch = 32;
-  run.iterations = 6;
-  run.log_every = 3;
+  run.name = run.model.name = "resnet8";
+  run.data.dir = testing::fashion_dir();
+  run.data.split.train_size = 256;
+  run.data.split.test_size = 100;
+  run.optim.batch = 32;
+  run.optim.iterations = 6;
+  run.train.log_every = 3;
   run.threads = 2;
   DataCache data;
   // Two folders of one TempDir (TempDir names its folder after the test).
   TempDir dir;
   const std::string plain_path = dir.file("plain"), probed_path = dir.file("probed");
   train_run(run, plain_path, data, RunOptions{});
-  run.probes = {"grad_norms", "grad_snr"};
-  run.probe_at = {0, 4};
+  run.probes.during_training = {"grad_norms", "grad_snr"};
+  run.probes.at = {0, 4};
   train_run(run, probed_path, data, RunOptions{});
   std::vector<nlohmann::json> probes, others_plain, others_probed;
   for (auto& r : read_jsonl_file(probed_path + "/metrics.jsonl")) {

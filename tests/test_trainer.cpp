@@ -50,7 +50,7 @@ TEST_F(TrainerTest, TrainingErrorFallsOnFashionMnist) {
 
 TEST_F(TrainerTest, SameSeedSameMetrics) {
   auto run = small_run("plain8");
-  run.epochs = 1;
+  run.optim.epochs = 1;
   TempDir a;
   const std::string second = a.file("again");
   train_run(run, a.path(), data_, RunOptions{});

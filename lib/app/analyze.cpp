@@ -41,8 +41,9 @@ int run_analyze(const AnalyzeOptions& options) {
   if (options.threads < 0 || options.threads > 4096) {
     throw ConfigError("analyze: --threads " + std::to_string(options.threads) + ": expected 0 (every core) to 4096");
   }
-  if (options.test_size < 0 || options.test_size > (int64_t{1} << 32)) {
-    throw ConfigError("analyze: --test-size " + std::to_string(options.test_size) + ": expected 0 (all) to 2^32");
+  const int64_t test_size = options.data.split.test_size;
+  if (test_size < 0 || test_size > (int64_t{1} << 32)) {
+    throw ConfigError("analyze: --test-size " + std::to_string(test_size) + ": expected 0 (all) to 2^32");
   }
   if (options.run_dirs.empty() && options.at_init.empty()) {
     throw ConfigError("analyze: name run folders (RUN_DIR...) and/or models to probe at initialisation (--at-init)");
@@ -51,25 +52,22 @@ int run_analyze(const AnalyzeOptions& options) {
   for (const auto& dir : options.run_dirs) {
     trained.push_back(trained_subject(dir));
     ProbeSubject& s = trained.back();
-    if (options.dataset_given && options.dataset != s.run.dataset) {
-      throw ConfigError("analyze: --dataset " + options.dataset + ", but " + dir +
-                        "/config.json says the run's data is '" + s.run.dataset +
+    if (options.dataset_given && options.data.dataset != s.run.data.dataset) {
+      throw ConfigError("analyze: --dataset " + options.data.dataset + ", but " + dir +
+                        "/config.json says the run's data is '" + s.run.data.dataset +
                         "' (a net is probed on the data it was built for; --data says where it is)");
     }
-    s.data_dir = options.data_dir;
-    if (options.test_size_given) s.test_size = options.test_size;
+    s.data_dir = options.data.dir;
+    if (options.test_size_given) s.test_size = test_size;
   }
 
   RunConfig data_run;
   if (!trained.empty()) {
     data_run = trained.front().run;
-    if (!options.data_dir.empty()) data_run.data_dir = options.data_dir;
-    if (options.test_size_given) data_run.test_size = options.test_size;
+    if (!options.data.dir.empty()) data_run.data.dir = options.data.dir;
+    if (options.test_size_given) data_run.data.split.test_size = test_size;
   } else {
-    data_run.dataset = options.dataset;
-    data_run.data_dir = options.data_dir;
-    data_run.train_size = options.train_size;
-    data_run.test_size = options.test_size;
+    data_run.data = options.data;
   }
   data_run.threads = options.threads;
   for (auto& s : trained) s.run.threads = options.threads;
@@ -85,8 +83,8 @@ int run_analyze(const AnalyzeOptions& options) {
     for (uint64_t seed : options.seeds) {
       RunConfig run = data_run;
       run.seed = seed;
-      run.model = run.name = model;
-      if (!run.epochs && !run.iterations) run.epochs = 1.0;  // not used: the net is not trained
+      run.model.name = run.name = model;
+      if (!run.optim.epochs && !run.optim.iterations) run.optim.epochs = 1.0;  // not used: the net is not trained
       validate_run(run, "--at-init");
       data_run.seed = seed;
       fresh.push_back(init_subject(model, data_run, options.seeds.size() > 1));

@@ -43,14 +43,11 @@ double loader_rate(const BatchSource& loader, int64_t first, int64_t batches, in
 RunConfig bench_run(const BenchOptions& options, int64_t threads) {
   RunConfig run;
   run.name = "bench";
-  run.dataset = options.dataset;
-  run.data_dir = options.data_dir;
-  run.train_size = options.train_size;
-  run.batch = options.batch;
-  run.eval_batch = options.batch;
-  run.iterations = options.iterations;
-  run.channels_last = options.channels_last;
-  run.folder = options.folder;
+  run.data = options.data;
+  run.optim.batch = options.batch;
+  run.train.eval_batch = options.batch;
+  run.optim.iterations = options.iterations;
+  run.train.channels_last = options.channels_last;
   run.threads = threads;
   validate_run(run, "bench");
   return run;
@@ -59,29 +56,29 @@ RunConfig bench_run(const BenchOptions& options, int64_t threads) {
 int bench_loader(const BenchOptions& options, int64_t threads) {
   const RunConfig run = bench_run(options, threads);
   DataCache cache;
-  RunData data = open_run_data(run, cache, run.batch, 0);
+  RunData data = open_run_data(run, cache, run.optim.batch, 0);
   if (data.train->batches_per_epoch() == 0) {
     throw std::invalid_argument("bench: --batch " + std::to_string(options.batch) + " is larger than the " +
                                 std::to_string(data.train->size()) + " training examples");
   }
   // The decoding threads an image folder's loader starts (in-memory datasets have none).
-  const int64_t workers = options.dataset == "image-folder" ? resolve_workers(options.folder.workers) : 0;
+  const int64_t workers = options.data.dataset == "image-folder" ? resolve_workers(options.data.folder.workers) : 0;
   const double train = loader_rate(*data.train, 0, options.iterations, options.warmup);
   const double eval = loader_rate(*data.test, 0, std::min(options.iterations, data.test->batches_per_epoch()),
                                   std::min(options.warmup, data.test->batches_per_epoch() - 1));
-  nlohmann::json row = {{"dataset", options.dataset},
+  nlohmann::json row = {{"dataset", options.data.dataset},
                         {"batch", options.batch},
                         {"workers", workers},
                         {"input", {data.spec.input.channels, data.spec.input.height, data.spec.input.width}},
                         {"loader_train_img_per_s", train},
                         {"loader_eval_img_per_s", eval}};
-  if (options.dataset == "image-folder") row["eval_crops"] = options.folder.eval_crops;
+  if (options.data.dataset == "image-folder") row["eval_crops"] = options.data.folder.eval_crops;
   if (options.json) {
     std::cout << row.dump(2) << "\n";
   } else {
     std::printf("%-14s %6s %8s %18s %18s\n", "dataset", "batch", "workers", "train img/s (aug)", "eval img/s");
-    std::printf("%-14s %6lld %8lld %18.1f %18.1f\n", options.dataset.c_str(), static_cast<long long>(options.batch),
-                static_cast<long long>(workers), train, eval);
+    std::printf("%-14s %6lld %8lld %18.1f %18.1f\n", options.data.dataset.c_str(),
+                static_cast<long long>(options.batch), static_cast<long long>(workers), train, eval);
   }
   return 0;
 }
@@ -255,7 +252,7 @@ int run_bench(const BenchOptions& options) {
   }
   const int64_t threads = resolve_threads(options.threads, env.local_world_size);
   torch::set_num_threads(static_cast<int>(threads));
-  const DatasetInfo& data = dataset_info(options.dataset);
+  const DatasetInfo& data = dataset_info(options.data.dataset);
   if (options.batch <= 0 || options.iterations <= 0 || options.warmup < 0) {
     throw std::invalid_argument("bench: --batch and --iterations must be positive, --warmup non-negative");
   }
@@ -355,7 +352,7 @@ int run_bench(const BenchOptions& options) {
     const double rss = peak_rss_mb();
     nlohmann::json row = {
         {"model", name},
-        {"dataset", options.dataset},
+        {"dataset", options.data.dataset},
         {"batch", options.batch},
         {"threads", threads},
         {"device", options.device},

@@ -83,7 +83,9 @@ int run_plot(const PlotOptions& options);
 
 struct BenchOptions {
   std::vector<std::string> models = {"resnet20"};
-  std::string dataset = "fashion-mnist";
+  /// The dataset whose shape the step is timed at; with `epoch` and `loader`, the data read (its folder, its
+  /// first split.train_size training examples, 0: all, and an image folder's transform), checked as a run's.
+  DataConfig data;
   int64_t batch = 128;
   int64_t iterations = 20;
   int64_t warmup = 3;
@@ -105,26 +107,29 @@ struct BenchOptions {
   std::vector<double> allreduce_mb;
   /// Also time a whole epoch of the dataset (its first train_size examples; 0: all), data pipeline included.
   bool epoch = false;
-  int64_t train_size = 0;
-  std::string data_dir;
-  FolderTransform folder;  ///< image-folder datasets
 };
 /// `reslab bench`: per model, training images per second of the full step on synthetic data of the dataset's
 /// shape, of a whole epoch on the dataset (with `epoch`), of evaluation, the multiply-add rate and the peak
 /// resident memory; or, with `loader`, the data pipeline alone.
 int run_bench(const BenchOptions& options);
 
+/// The data `reslab analyze --at-init` probes on without run folders: the first 2000 test images of
+/// Fashion-MNIST unless told otherwise.
+inline DataConfig probe_data() {
+  DataConfig data;
+  data.split.test_size = 2000;
+  return data;
+}
+
 struct AnalyzeOptions {
   std::string probe;  ///< a probe name, or "all"
   std::vector<std::string> run_dirs;
   std::vector<std::string> at_init;  ///< model names probed freshly initialised
   /// Data for --at-init when no run folder is given (with run folders, the first run's data is used; the
-  /// dataset, when given, must be theirs, and data_dir says where it is now).
-  std::string dataset = "fashion-mnist";
+  /// dataset, when given, must be theirs, and data.dir says where it is now).
+  DataConfig data = probe_data();
   bool dataset_given = false;
-  std::string data_dir;
-  int64_t train_size = 0, test_size = 2000;
-  bool test_size_given = false;  ///< with run folders: probe on this many test examples, not the runs' own
+  bool test_size_given = false;  ///< with run folders: probe on data.split.test_size test examples, not the runs' own
   int64_t threads = 0;
   std::vector<uint64_t> seeds = {1};  ///< model initialisation of the fresh nets, one set of them per seed
   ProbeSettings settings;

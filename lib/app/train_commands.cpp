@@ -67,8 +67,8 @@ void print_final(const nlohmann::json& s) {
 int run_train(const TrainOptions& options) {
   RunConfig run = apply_sets(options.run, options.overrides.sets);
   apply_overrides(run, options.overrides);
-  if (!run.epochs && !run.iterations) run.epochs = 1.0;
-  if (run.name.empty()) run.name = run.model;
+  if (!run.optim.epochs && !run.optim.iterations) run.optim.epochs = 1.0;
+  if (run.name.empty()) run.name = run.model.name;
   validate_run(run, "command line");
   install_interrupt_handlers();
   RunOptions run_options = console_options();
@@ -124,7 +124,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
   const std::vector<RunConfig> runs = expand_grid(experiment);
   if (options.list) {
     for (size_t i = 0; i < runs.size(); ++i) {
-      std::cout << i << "\t" << runs[i].name << "\t" << runs[i].model << "\t" << runs[i].dataset << "\n";
+      std::cout << i << "\t" << runs[i].name << "\t" << runs[i].model.name << "\t" << runs[i].data.dataset << "\n";
     }
     return 0;
   }
@@ -141,8 +141,9 @@ int run_experiment_command(const RunExperimentOptions& options) {
       if (!options.resume) prepare_output_dir(run_dir, {}, options.overwrite);
       fs::create_directories(out);
       write_json_file(out + "/config.json", to_json(experiment));
-      std::cout << "[" << *index << " of 0.." << runs.size() - 1 << "] " << run.name << " on " << run.dataset << "\n";
-      if (run.tensorboard) std::cout << "Watch it: tensorboard --logdir " << out << "\n";
+      std::cout << "[" << *index << " of 0.." << runs.size() - 1 << "] " << run.name << " on " << run.data.dataset
+                << "\n";
+      if (run.train.tensorboard) std::cout << "Watch it: tensorboard --logdir " << out << "\n";
     });
     if (!root) run_options.progress = nullptr;
     DataCache data;
@@ -162,7 +163,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
   const bool root = run_options.dist == nullptr || run_options.dist->is_root();
   on_root(run_options.dist.get(), "preparing " + out, [&] {
     if (!options.resume) prepare_output_dir(out, names, options.overwrite);
-    if (experiment.base.tensorboard) std::cout << "Watch it: tensorboard --logdir " << out << "\n";
+    if (experiment.base.train.tensorboard) std::cout << "Watch it: tensorboard --logdir " << out << "\n";
   });
   if (!root) run_options.progress = nullptr;
   run_options.resume = options.resume;

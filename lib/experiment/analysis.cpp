@@ -40,7 +40,7 @@ ProbeSubject init_subject(const std::string& model, const RunConfig& data_run, b
   }
   ProbeSubject s;
   s.run = data_run;
-  s.run.model = model;
+  s.run.model.name = model;
   s.run.name = model;
   s.label = seed_in_label ? model + "-s" + std::to_string(data_run.seed) : model;
   s.source = "init";
@@ -79,7 +79,7 @@ void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const Mo
     throw ConfigError(path + ": records no model name; expected a run's final model written by reslab");
   }
   const std::pair<const char*, const std::string*> fields[] = {
-      {"model", &run.model}, {"shortcut", &run.shortcut}, {"dataset", &run.dataset}};
+      {"model", &run.model.name}, {"shortcut", &run.model.shortcut}, {"dataset", &run.data.dataset}};
   for (const auto& [key, expected] : fields) {
     if (!meta.contains(key)) continue;  // files from before a field was recorded
     if (meta[key] != *expected) differs(std::string(key), meta[key].dump(), "\"" + *expected + "\"");
@@ -113,13 +113,13 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
   if (torch::get_num_threads() != threads) torch::set_num_threads(static_cast<int>(threads));
   // Probes compare a net's outputs example by example: one view per example, whatever the run evaluated on.
   RunConfig data_view = run;  // the model is checked against `run`, the data read from where it is now
-  if (!subject.data_dir.empty()) data_view.data_dir = subject.data_dir;
-  if (subject.test_size) data_view.test_size = *subject.test_size;
+  if (!subject.data_dir.empty()) data_view.data.dir = subject.data_dir;
+  if (subject.test_size) data_view.data.split.test_size = *subject.test_size;
   RunData run_data =
       open_run_data(data_view, data, settings.batch, mix_seed(run.seed ^ settings.seed), /*single_view=*/true);
   torch::manual_seed(run.seed);
-  auto net = build_model(run.model, run_data.spec);
-  if (run.channels_last) to_channels_last(*net);
+  auto net = build_model(run.model.name, run_data.spec);
+  if (run.train.channels_last) to_channels_last(*net);
   const BatchSource& train_loader = *run_data.train;
   const BatchSource& test_loader = *run_data.test;
   if (train_loader.batches_per_epoch() == 0) {
@@ -136,7 +136,7 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
       throw ConfigError(e.what());
     }
     check_model_meta(meta, run, run_data.spec, path, subject.run_dir + "/config.json");
-    if (run.channels_last) to_channels_last(*net);
+    if (run.train.channels_last) to_channels_last(*net);
   } else {
     // At initialisation BN's running statistics (0 and 1) describe no data: set them as training would.
     calibrate_batchnorm(*net, train_loader, settings.calibration_batches);
@@ -148,7 +148,7 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
   }
   result["label"] = subject.label;
   result["source"] = subject.source;
-  result["model"] = run.model;
+  result["model"] = run.model.name;
   result["depth"] = net->depth();
   result["residual"] = net->residual();
   result["seed"] = run.seed;

@@ -16,8 +16,199 @@ namespace reslab {
 
 namespace {
 
-void read_schedule(JsonSection s, RunConfig& run) {
-  auto& sc = run.schedule;
+/// A number as a person wrote it: 0.1, 1e+300, inf.
+std::string number_text(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+/// Reports a value out of range in a resolved run: "SOURCE: run 'NAME': KEY = VALUE; expected WHAT".
+struct RunCheck {
+  const std::string& source;
+  const std::string& run;
+  [[noreturn]] void bad(const std::string& key, const std::string& value, const std::string& expected) const {
+    throw ConfigError(source + ": run '" + run + "': " + key + " = " + value + "; expected " + expected);
+  }
+  /// "SOURCE: WHAT", for a message a component's own check wrote.
+  [[noreturn]] void fail(const std::string& what) const { throw ConfigError(source + ": " + what); }
+};
+
+// Each section of the file below: its reader, its to_json and its check, side by side.
+
+// ---- model ----
+
+void read_model(JsonSection m, ModelConfig& model) {
+  if (auto v = m.string("name")) model.name = *v;
+  if (auto v = m.string("shortcut")) model.shortcut = *v;
+  m.finish();
+}
+
+void check_model(const ModelConfig& model, const RunCheck& check) {
+  try {
+    parse_model_name(model.name);
+  } catch (const std::invalid_argument& e) {
+    check.fail(e.what());
+  }
+  try {
+    parse_shortcut(model.shortcut);
+  } catch (const std::invalid_argument& e) {
+    check.fail(std::string("model.shortcut: ") + e.what());
+  }
+}
+
+}  // namespace
+
+nlohmann::json to_json(const ModelConfig& model) { return {{"name", model.name}, {"shortcut", model.shortcut}}; }
+
+// ---- data ----
+
+std::map<std::string, int64_t> read_class_index(JsonSection& parent, const std::string& key) {
+  std::map<std::string, int64_t> out;
+  auto index = parent.section(key);
+  if (!index) return out;
+  for (const auto& folder : index->keys()) {
+    if (folder.empty() || folder.size() > 255 || folder.find('/') != std::string::npos || folder == "." ||
+        folder == ".." || first_control_char(folder) >= 0) {
+      parent.fail(key, "class folder names (one path component without control characters), not " + shown_json(folder));
+    }
+    const auto v = index->integer(folder);
+    if (!v) parent.fail(key, "an integer output index for each class folder (" + shown_json(folder) + " has none)");
+    out[folder] = *v;
+  }
+  if (out.empty()) parent.fail(key, "an object naming the output index of each class folder");
+  return out;
+}
+
+namespace {
+
+void read_folder_transform(JsonSection& d, DataConfig& data) {
+  FolderTransform& t = data.folder;
+  bool given = false;
+  if (auto v = d.integer("crop")) t.crop = *v, given = true;
+  if (auto v = d.integers("scale")) {
+    if (v->size() != 2) d.fail("scale", "[min, max]: the range the shorter side is resized to in training");
+    t.scale_min = (*v)[0];
+    t.scale_max = (*v)[1];
+    given = true;
+  }
+  if (auto v = d.integer("eval_resize")) t.eval_resize = *v, given = true;
+  if (auto v = d.integer("eval_crops")) t.eval_crops = *v, given = true;
+  if (auto v = d.integer("workers")) t.workers = *v, given = true;
+  for (const char* key : {"mean", "std"}) {
+    if (auto v = d.numbers(key)) {
+      if (v->size() != 3) d.fail(key, "three numbers, one for each of R, G and B (pixel/255)");
+      (std::string(key) == "mean" ? t.mean : t.std) = *v;
+      given = true;
+    }
+  }
+  if (auto v = d.integer("classes")) t.classes = *v, given = true;
+  if (d.has("class_index")) {
+    t.class_index = read_class_index(d, "class_index");
+    given = true;
+  }
+  if (given && data.dataset != "image-folder") {
+    for (const char* key :
+         {"crop", "scale", "eval_resize", "eval_crops", "workers", "mean", "std", "classes", "class_index"}) {
+      if (d.has(key)) d.fail(key, "no such key for dataset '" + data.dataset + "' (image-folder only)");
+    }
+  }
+  try {
+    check_transform(t);
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    const std::string field = what.substr(0, what.find(' '));
+    const std::string named = field.back() == ':' ? field.substr(0, field.size() - 1) : field;
+    const std::string key = named == "scale_min" || named == "scale_max" ? "scale" : named;
+    const auto at = what.find(": expected ");
+    d.fail(key, (key == named ? "" : named + " ") + (at == std::string::npos ? what : what.substr(at + 11)));
+  }
+}
+
+void read_data(JsonSection d, DataConfig& data) {
+  if (auto v = d.string("dataset")) data.dataset = *v;
+  if (auto v = d.string("dir")) data.dir = *v;
+  if (auto v = d.integer("train_size")) data.split.train_size = *v;
+  if (auto v = d.integer("val_size")) data.split.val_size = *v;
+  if (auto v = d.integer("test_size")) data.split.test_size = *v;
+  if (auto v = d.integer("split_seed")) {
+    if (*v < 0) d.fail("split_seed", "a non-negative integer");
+    data.split.split_seed = static_cast<uint64_t>(*v);
+  }
+  if (auto v = d.boolean("augment")) data.augment = *v;
+  read_folder_transform(d, data);
+  d.finish();
+}
+
+void check_data(const DataConfig& data, const RunCheck& check) {
+  const SplitOptions& split = data.split;
+  if (data.dataset == "image-folder") {
+    try {
+      check_transform(data.folder);
+    } catch (const std::invalid_argument& e) {
+      check.fail("run '" + check.run + "': image folder transform: " + e.what());
+    }
+  }
+  try {
+    const auto& info = dataset_info(data.dataset);
+    if (split.train_size < 0 || split.val_size < 0 || split.test_size < 0) {
+      check.bad("data sizes",
+                std::to_string(split.train_size) + "/" + std::to_string(split.val_size) + "/" +
+                    std::to_string(split.test_size),
+                "non-negative sizes (0 keeps all)");
+    }
+    // An image folder's sizes are checked when it is read.
+    if (info.train_examples > 0 &&
+        (split.val_size + split.train_size > info.train_examples || split.val_size >= info.train_examples)) {
+      check.bad("data.train_size + data.val_size", std::to_string(split.train_size + split.val_size),
+                "at most " + std::to_string(info.train_examples) + " (" + info.name + " training examples)");
+    }
+    if (info.test_examples > 0 && split.test_size > info.test_examples) {
+      check.bad("data.test_size", std::to_string(split.test_size), "at most " + std::to_string(info.test_examples));
+    }
+  } catch (const std::invalid_argument& e) {
+    check.fail(std::string("data.dataset: ") + e.what());
+  }
+  for (const auto& [key, value] : {std::pair<const char*, int64_t>{"data.train_size", split.train_size},
+                                   {"data.val_size", split.val_size},
+                                   {"data.test_size", split.test_size}}) {
+    if (value > kMaxExamples) check.bad(key, std::to_string(value), "at most " + std::to_string(kMaxExamples));
+  }
+}
+
+}  // namespace
+
+nlohmann::json to_json(const DataConfig& data) {
+  nlohmann::json d = {{"dataset", data.dataset},
+                      {"dir", data.dir},
+                      {"train_size", data.split.train_size},
+                      {"val_size", data.split.val_size},
+                      {"test_size", data.split.test_size},
+                      {"split_seed", data.split.split_seed},
+                      {"augment", data.augment}};
+  if (data.dataset == "image-folder") {
+    const auto& t = data.folder;
+    d["crop"] = t.crop;
+    d["scale"] = {t.scale_min, t.scale_max};
+    d["eval_resize"] = t.eval_resize;
+    d["eval_crops"] = t.eval_crops;
+    d["workers"] = t.workers;
+    // Written only when given, so that configs (and checkpoint identities) of estimated-statistics runs stay.
+    if (!t.mean.empty()) {
+      d["mean"] = t.mean;
+      d["std"] = t.std;
+    }
+    if (t.classes > 0) d["classes"] = t.classes;
+    if (!t.class_index.empty()) d["class_index"] = t.class_index;
+  }
+  return d;
+}
+
+// ---- optim ----
+
+namespace {
+
+void read_schedule(JsonSection s, ScheduleConfig& sc) {
   if (auto v = s.numbers("milestones", /*allow_empty=*/true)) sc.milestones = *v;
   if (auto v = s.string("unit")) {
     if (*v != "iterations" && *v != "epochs") s.fail("unit", "\"iterations\" or \"epochs\"");
@@ -33,10 +224,51 @@ void read_schedule(JsonSection s, RunConfig& run) {
     if (!sc.warmup_until_error && !sc.warmup_iterations) {
       w->fail("until_error", "'until_error' (percent) or 'iterations' to end the warm-up");
     }
-    if (auto v = w->integer("min_depth")) run.warmup_min_depth = *v;
+    if (auto v = w->integer("min_depth")) sc.warmup_min_depth = *v;
     w->finish();
   }
   s.finish();
+}
+
+nlohmann::json schedule_json(const ScheduleConfig& s) {
+  nlohmann::json schedule = {{"milestones", s.milestones},
+                             {"unit", s.milestones_in_epochs ? "epochs" : "iterations"},
+                             {"gamma", s.gamma},
+                             {"cosine", s.cosine}};
+  if (s.warmup_lr) {
+    schedule["warmup"] = {{"lr", *s.warmup_lr}, {"min_depth", s.warmup_min_depth}};
+    if (s.warmup_until_error) schedule["warmup"]["until_error"] = *s.warmup_until_error;
+    if (s.warmup_iterations) schedule["warmup"]["iterations"] = *s.warmup_iterations;
+  }
+  return schedule;
+}
+
+void check_schedule(const ScheduleConfig& s, const RunCheck& check) {
+  if (!(s.gamma > 0 && s.gamma <= 1000)) {
+    check.bad("optim.schedule.gamma", number_text(s.gamma), "a factor above 0 and at most 1000");
+  }
+  if (s.milestones.size() > 1000) {
+    check.bad("optim.schedule.milestones", std::to_string(s.milestones.size()) + " milestones", "at most 1000");
+  }
+  for (double m : s.milestones) {
+    if (!(m > 0 && m <= static_cast<double>(kMaxIterations))) {
+      check.bad("optim.schedule.milestones", number_text(m),
+                "positive iterations or epochs of at most " + std::to_string(kMaxIterations));
+    }
+  }
+  if (s.warmup_lr && !(*s.warmup_lr > 0 && *s.warmup_lr <= 1000)) {
+    check.bad("optim.schedule.warmup.lr", number_text(*s.warmup_lr), "a positive number of at most 1000");
+  }
+  if (s.warmup_until_error && !(*s.warmup_until_error >= 0 && *s.warmup_until_error <= 100)) {
+    check.bad("optim.schedule.warmup.until_error", number_text(*s.warmup_until_error), "a percentage, 0 to 100");
+  }
+  if (s.warmup_iterations && (*s.warmup_iterations < 0 || *s.warmup_iterations > kMaxIterations)) {
+    check.bad("optim.schedule.warmup.iterations", std::to_string(*s.warmup_iterations),
+              "0 to " + std::to_string(kMaxIterations));
+  }
+  if (s.warmup_min_depth < 0 || s.warmup_min_depth > 100000) {
+    check.bad("optim.schedule.warmup.min_depth", std::to_string(s.warmup_min_depth), "0 to 100000 layers");
+  }
 }
 
 ParamGroupRule read_param_group(JsonSection& g) {
@@ -60,6 +292,172 @@ ParamGroupRule read_param_group(JsonSection& g) {
   g.finish();
   return rule;
 }
+
+void read_optim(JsonSection o, OptimConfig& optim) {
+  SgdConfig& sgd = optim.sgd;
+  if (auto v = o.integer("batch")) optim.batch = *v;
+  optim.epochs = o.number("epochs");
+  optim.iterations = o.integer("iterations");
+  if (optim.epochs && optim.iterations) o.fail("iterations", "either 'epochs' or 'iterations', not both");
+  if (auto v = o.number("lr")) sgd.lr = *v;
+  if (auto v = o.number("momentum")) sgd.momentum = *v;
+  if (auto v = o.number("weight_decay")) sgd.weight_decay = *v;
+  if (auto v = o.boolean("nesterov")) sgd.nesterov = *v;
+  if (auto v = o.number("clip_grad_norm")) optim.clip_grad_norm = *v;
+  if (auto s = o.section("schedule")) read_schedule(*s, optim.schedule);
+  if (auto groups = o.sections("param_groups", /*allow_empty=*/true)) {
+    optim.param_groups.emplace();
+    for (auto& g : *groups) optim.param_groups->push_back(read_param_group(g));
+    try {
+      check_rules(*optim.param_groups);
+    } catch (const std::invalid_argument& e) {
+      o.fail("param_groups", std::string("groups of distinct parameter kinds (") + e.what() + ")");
+    }
+  }
+  o.finish();
+}
+
+/// The optimiser's values, checked against the data it trains on (a batch no larger than the training set).
+void check_optim(const OptimConfig& optim, const DataConfig& data, const RunCheck& check) {
+  const SgdConfig& sgd = optim.sgd;
+  if (optim.batch <= 0) check.bad("optim.batch", std::to_string(optim.batch), "a positive integer");
+  try {
+    const auto& info = dataset_info(data.dataset);
+    const int64_t train_size = data.split.train_size;
+    if ((train_size > 0 || info.train_examples > 0) &&
+        optim.batch > (train_size > 0 ? train_size : info.train_examples - data.split.val_size)) {
+      check.bad("optim.batch", std::to_string(optim.batch), "at most the number of training examples");
+    }
+  } catch (const std::invalid_argument& e) {
+    check.fail(std::string("data.dataset: ") + e.what());
+  }
+  if (!optim.epochs && !optim.iterations) check.bad("optim.epochs", "(missing)", "'epochs' or 'iterations'");
+  // Every number has a finite range, checked before anything runs: a run of 1e300 epochs would "complete" after
+  // one iteration (the count overflows), an infinite one never.
+  if (optim.epochs && !(*optim.epochs > 0 && *optim.epochs <= kMaxEpochs)) {
+    check.bad("optim.epochs", number_text(*optim.epochs),
+              "a number of epochs above 0 and at most " + number_text(kMaxEpochs));
+  }
+  if (optim.iterations && (*optim.iterations <= 0 || *optim.iterations > kMaxIterations)) {
+    check.bad("optim.iterations", std::to_string(*optim.iterations), "1 to " + std::to_string(kMaxIterations));
+  }
+  if (!(sgd.lr > 0 && sgd.lr <= 1000)) check.bad("optim.lr", number_text(sgd.lr), "a positive number of at most 1000");
+  if (!(sgd.momentum >= 0 && sgd.momentum < 1)) check.bad("optim.momentum", number_text(sgd.momentum), "in [0, 1)");
+  if (!(sgd.weight_decay >= 0 && sgd.weight_decay <= 1)) {
+    check.bad("optim.weight_decay", number_text(sgd.weight_decay), "from 0 to 1");
+  }
+  if (!(optim.clip_grad_norm >= 0 && optim.clip_grad_norm <= 1e6)) {
+    check.bad("optim.clip_grad_norm", number_text(optim.clip_grad_norm), "a gradient norm from 0 (no clipping) to 1e6");
+  }
+  check_schedule(optim.schedule, check);
+  if (optim.batch > kMaxBatch) {
+    check.bad("optim.batch", std::to_string(optim.batch), "at most " + std::to_string(kMaxBatch));
+  }
+}
+
+}  // namespace
+
+nlohmann::json to_json(const OptimConfig& optim, const std::vector<ParamGroupRule>& groups) {
+  const SgdConfig& sgd = optim.sgd;
+  nlohmann::json out = {{"batch", optim.batch},     {"lr", sgd.lr},
+                        {"momentum", sgd.momentum}, {"weight_decay", sgd.weight_decay},
+                        {"nesterov", sgd.nesterov}, {"schedule", schedule_json(optim.schedule)}};
+  // Written where they apply, so that a run without groups reads (and checkpoints) as before.
+  if (!groups.empty() || optim.param_groups) {
+    out["param_groups"] = nlohmann::json::array();
+    for (const auto& g : groups) out["param_groups"].push_back(to_json(g));
+  }
+  if (optim.clip_grad_norm > 0) out["clip_grad_norm"] = optim.clip_grad_norm;  // only when on: configs stay
+  if (optim.epochs) out["epochs"] = *optim.epochs;
+  if (optim.iterations) out["iterations"] = *optim.iterations;
+  return out;
+}
+
+// ---- train (the loop) ----
+
+namespace {
+
+void read_loop(JsonSection t, LoopConfig& loop) {
+  if (auto v = t.integer("log_every")) loop.log_every = *v;
+  if (auto v = t.boolean("eval_every_epoch")) loop.eval_every_epoch = *v;
+  if (auto v = t.integers("eval_at", /*allow_empty=*/true)) loop.eval_at = *v;
+  if (auto v = t.integer("eval_batch")) loop.eval_batch = *v;
+  if (auto v = t.boolean("channels_last")) loop.channels_last = *v;
+  if (auto v = t.integer("retry_diverged")) loop.retry_diverged = *v;
+  if (auto v = t.number("retry_lr_scale")) loop.retry_lr_scale = *v;
+  if (auto v = t.boolean("tensorboard")) loop.tensorboard = *v;
+  t.finish();
+}
+
+/// A list of iterations (train.eval_at, probes.at): at most 100000 of them, each in range.
+void check_iterations(const char* key, const std::vector<int64_t>& list, const RunCheck& check) {
+  if (list.size() > 100000) check.bad(key, std::to_string(list.size()) + " iterations", "at most 100000");
+  for (int64_t it : list) {
+    if (it < 0 || it > kMaxIterations) check.bad(key, std::to_string(it), "0 to " + std::to_string(kMaxIterations));
+  }
+}
+
+void check_loop(const LoopConfig& loop, const RunCheck& check) {
+  if (loop.log_every <= 0 || loop.log_every > kMaxIterations) {
+    check.bad("train.log_every", std::to_string(loop.log_every), "1 to " + std::to_string(kMaxIterations));
+  }
+  if (loop.eval_batch <= 0 || loop.eval_batch > kMaxBatch) {
+    check.bad("train.eval_batch", std::to_string(loop.eval_batch), "1 to " + std::to_string(kMaxBatch));
+  }
+  check_iterations("train.eval_at", loop.eval_at, check);
+  if (loop.retry_diverged < 0 || loop.retry_diverged > 100) {
+    check.bad("train.retry_diverged", std::to_string(loop.retry_diverged), "0 to 100 retries");
+  }
+  if (!(loop.retry_lr_scale > 0 && loop.retry_lr_scale < 1)) {
+    check.bad("train.retry_lr_scale", std::to_string(loop.retry_lr_scale), "a factor between 0 and 1 (exclusive)");
+  }
+}
+
+}  // namespace
+
+nlohmann::json to_json(const LoopConfig& loop) {
+  nlohmann::json out = {{"log_every", loop.log_every},
+                        {"eval_every_epoch", loop.eval_every_epoch},
+                        {"eval_at", loop.eval_at},
+                        {"eval_batch", loop.eval_batch},
+                        {"channels_last", loop.channels_last}};
+  if (!loop.tensorboard) out["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
+  if (loop.retry_diverged > 0) {
+    out["retry_diverged"] = loop.retry_diverged;
+    out["retry_lr_scale"] = loop.retry_lr_scale;
+  }
+  return out;
+}
+
+// ---- dist ----
+
+namespace {
+
+void read_dist(JsonSection d, DistConfig& dist) {
+  if (auto v = d.boolean("sync_bn")) dist.sync_bn = *v;
+  if (auto v = d.number("bucket_mb")) dist.bucket_mb = *v;
+  if (auto v = d.number("timeout_s")) dist.timeout_s = *v;
+  d.finish();
+}
+
+void check_dist(const DistConfig& dist, const RunCheck& check) {
+  if (!(dist.bucket_mb > 0 && dist.bucket_mb <= 1024)) {
+    check.bad("dist.bucket_mb", std::to_string(dist.bucket_mb), "MiB per all-reduce, more than 0 and at most 1024");
+  }
+  if (!(dist.timeout_s >= 1 && dist.timeout_s <= 86400)) {
+    check.bad("dist.timeout_s", std::to_string(dist.timeout_s), "seconds, 1 to 86400");
+  }
+}
+
+}  // namespace
+
+nlohmann::json to_json(const DistConfig& dist) {
+  return {{"sync_bn", dist.sync_bn}, {"bucket_mb", dist.bucket_mb}, {"timeout_s", dist.timeout_s}};
+}
+
+// ---- probes ----
+
+namespace {
 
 void read_probe_settings(JsonSection s, ProbeSettings& p) {
   auto positive = [&s](const char* key, int64_t& target) {
@@ -113,16 +511,19 @@ std::vector<std::string> read_probe_list(JsonSection& s, const std::string& key,
   return *v;
 }
 
+/// The probes section: the run's probes during training, and the experiment's analysis after it.
 void read_probes(JsonSection s, ExperimentConfig& ex) {
-  RunConfig& run = ex.base;
-  run.probes = read_probe_list(s, "during_training", /*during_training=*/true);
+  ProbeSchedule& during = ex.base.probes;
+  during.during_training = read_probe_list(s, "during_training", /*during_training=*/true);
   if (auto v = s.integers("at", /*allow_empty=*/true)) {
     for (int64_t it : *v) {
       if (it < 0) s.fail("at", "a list of iterations (non-negative integers)");
     }
-    run.probe_at = *v;
+    during.at = *v;
   }
-  if (!run.probes.empty() && run.probe_at.empty()) s.fail("at", "the iterations at which 'during_training' probes run");
+  if (!during.during_training.empty() && during.at.empty()) {
+    s.fail("at", "the iterations at which 'during_training' probes run");
+  }
   auto& a = ex.analysis;
   a.after_training = read_probe_list(s, "after_training", false);
   a.at_init = read_probe_list(s, "at_init", false);
@@ -143,71 +544,17 @@ void read_probes(JsonSection s, ExperimentConfig& ex) {
   s.finish();
 }
 
-}  // namespace
-
-std::map<std::string, int64_t> read_class_index(JsonSection& parent, const std::string& key) {
-  std::map<std::string, int64_t> out;
-  auto index = parent.section(key);
-  if (!index) return out;
-  for (const auto& folder : index->keys()) {
-    if (folder.empty() || folder.size() > 255 || folder.find('/') != std::string::npos || folder == "." ||
-        folder == ".." || first_control_char(folder) >= 0) {
-      parent.fail(key, "class folder names (one path component without control characters), not " + shown_json(folder));
-    }
-    const auto v = index->integer(folder);
-    if (!v) parent.fail(key, "an integer output index for each class folder (" + shown_json(folder) + " has none)");
-    out[folder] = *v;
-  }
-  if (out.empty()) parent.fail(key, "an object naming the output index of each class folder");
-  return out;
-}
-
-namespace {
-
-void read_folder_transform(JsonSection& d, RunConfig& run) {
-  FolderTransform& t = run.folder;
-  bool given = false;
-  if (auto v = d.integer("crop")) t.crop = *v, given = true;
-  if (auto v = d.integers("scale")) {
-    if (v->size() != 2) d.fail("scale", "[min, max]: the range the shorter side is resized to in training");
-    t.scale_min = (*v)[0];
-    t.scale_max = (*v)[1];
-    given = true;
-  }
-  if (auto v = d.integer("eval_resize")) t.eval_resize = *v, given = true;
-  if (auto v = d.integer("eval_crops")) t.eval_crops = *v, given = true;
-  if (auto v = d.integer("workers")) t.workers = *v, given = true;
-  for (const char* key : {"mean", "std"}) {
-    if (auto v = d.numbers(key)) {
-      if (v->size() != 3) d.fail(key, "three numbers, one for each of R, G and B (pixel/255)");
-      (std::string(key) == "mean" ? t.mean : t.std) = *v;
-      given = true;
-    }
-  }
-  if (auto v = d.integer("classes")) t.classes = *v, given = true;
-  if (d.has("class_index")) {
-    t.class_index = read_class_index(d, "class_index");
-    given = true;
-  }
-  if (given && run.dataset != "image-folder") {
-    for (const char* key :
-         {"crop", "scale", "eval_resize", "eval_crops", "workers", "mean", "std", "classes", "class_index"}) {
-      if (d.has(key)) d.fail(key, "no such key for dataset '" + run.dataset + "' (image-folder only)");
-    }
-  }
-  try {
-    check_transform(t);
-  } catch (const std::invalid_argument& e) {
-    const std::string what = e.what();
-    const std::string field = what.substr(0, what.find(' '));
-    const std::string named = field.back() == ':' ? field.substr(0, field.size() - 1) : field;
-    const std::string key = named == "scale_min" || named == "scale_max" ? "scale" : named;
-    const auto at = what.find(": expected ");
-    d.fail(key, (key == named ? "" : named + " ") + (at == std::string::npos ? what : what.substr(at + 11)));
-  }
+void check_probes(const ProbeSchedule& probes, const RunCheck& check) {
+  check_iterations("probes.at", probes.at, check);
 }
 
 }  // namespace
+
+nlohmann::json to_json(const ProbeSchedule& probes) {
+  return {{"during_training", probes.during_training}, {"at", probes.at}};
+}
+
+// ---- the experiment file ----
 
 ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& source) {
   ExperimentConfig ex;
@@ -232,60 +579,13 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
 
   bool model_name_given = false;
   if (auto m = top.section("model")) {
-    if (auto v = m->string("name")) {
-      ex.models = {*v};
-      model_name_given = true;
-    }
-    if (auto v = m->string("shortcut")) run.shortcut = *v;
-    m->finish();
+    model_name_given = m->has("name");
+    read_model(*m, run.model);
+    if (model_name_given) ex.models = {run.model.name};
   }
-  if (auto d = top.section("data")) {
-    if (auto v = d->string("dataset")) run.dataset = *v;
-    if (auto v = d->string("dir")) run.data_dir = *v;
-    if (auto v = d->integer("train_size")) run.train_size = *v;
-    if (auto v = d->integer("val_size")) run.val_size = *v;
-    if (auto v = d->integer("test_size")) run.test_size = *v;
-    if (auto v = d->integer("split_seed")) {
-      if (*v < 0) d->fail("split_seed", "a non-negative integer");
-      run.split_seed = static_cast<uint64_t>(*v);
-    }
-    if (auto v = d->boolean("augment")) run.augment = *v;
-    read_folder_transform(*d, run);
-    d->finish();
-  }
-  if (auto o = top.section("optim")) {
-    if (auto v = o->integer("batch")) run.batch = *v;
-    run.epochs = o->number("epochs");
-    run.iterations = o->integer("iterations");
-    if (run.epochs && run.iterations) o->fail("iterations", "either 'epochs' or 'iterations', not both");
-    if (auto v = o->number("lr")) run.lr = *v;
-    if (auto v = o->number("momentum")) run.momentum = *v;
-    if (auto v = o->number("weight_decay")) run.weight_decay = *v;
-    if (auto v = o->boolean("nesterov")) run.nesterov = *v;
-    if (auto v = o->number("clip_grad_norm")) run.clip_grad_norm = *v;
-    if (auto s = o->section("schedule")) read_schedule(*s, run);
-    if (auto groups = o->sections("param_groups", /*allow_empty=*/true)) {
-      run.param_groups.emplace();
-      for (auto& g : *groups) run.param_groups->push_back(read_param_group(g));
-      try {
-        check_rules(*run.param_groups);
-      } catch (const std::invalid_argument& e) {
-        o->fail("param_groups", std::string("groups of distinct parameter kinds (") + e.what() + ")");
-      }
-    }
-    o->finish();
-  }
-  if (auto t = top.section("train")) {
-    if (auto v = t->integer("log_every")) run.log_every = *v;
-    if (auto v = t->boolean("eval_every_epoch")) run.eval_every_epoch = *v;
-    if (auto v = t->integers("eval_at", /*allow_empty=*/true)) run.eval_at = *v;
-    if (auto v = t->integer("eval_batch")) run.eval_batch = *v;
-    if (auto v = t->boolean("channels_last")) run.channels_last = *v;
-    if (auto v = t->integer("retry_diverged")) run.retry_diverged = *v;
-    if (auto v = t->number("retry_lr_scale")) run.retry_lr_scale = *v;
-    if (auto v = t->boolean("tensorboard")) run.tensorboard = *v;
-    t->finish();
-  }
+  if (auto d = top.section("data")) read_data(*d, run.data);
+  if (auto o = top.section("optim")) read_optim(*o, run.optim);
+  if (auto t = top.section("train")) read_loop(*t, run.train);
   if (auto g = top.section("grid")) {
     if (auto v = g->integers("depth")) ex.depths = *v;
     if (auto v = g->booleans("residual")) ex.residual = *v;
@@ -307,12 +607,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     g->finish();
   }
   if (auto p = top.section("probes")) read_probes(*p, ex);
-  if (auto d = top.section("dist")) {
-    if (auto v = d->boolean("sync_bn")) run.sync_bn = *v;
-    if (auto v = d->number("bucket_mb")) run.dist_bucket_mb = *v;
-    if (auto v = d->number("timeout_s")) run.dist_timeout_s = *v;
-    d->finish();
-  }
+  if (auto d = top.section("dist")) read_dist(*d, run.dist);
   if (ex.depths.empty() && ex.models.empty()) {
     top.fail("grid", "'grid.depth' (with 'grid.residual'), 'grid.model' or 'model.name' to say what to train");
   }
@@ -429,7 +724,7 @@ RunConfig apply_sets(const RunConfig& run, const std::vector<std::string>& sets)
   // values that train derives or defaults later, so that a --set of one of them is not contradicted.
   nlohmann::json doc = to_json(run);
   as_experiment_document(doc);
-  if (!run.param_groups) doc["optim"].erase("param_groups");  // the model's default, whatever model is set
+  if (!run.optim.param_groups) doc["optim"].erase("param_groups");  // the model's default, whatever model is set
   apply_sets(doc, sets);
   if (doc.is_object() && doc.contains("optim") && doc["optim"].is_object() && !doc["optim"].contains("epochs") &&
       !doc["optim"].contains("iterations")) {
@@ -441,26 +736,27 @@ RunConfig apply_sets(const RunConfig& run, const std::vector<std::string>& sets)
 }
 
 void apply_overrides(RunConfig& run, const Overrides& o) {
+  OptimConfig& optim = run.optim;
   if (o.epochs) {
-    run.epochs = o.epochs;
-    run.iterations.reset();
+    optim.epochs = o.epochs;
+    optim.iterations.reset();
   }
   if (o.iterations) {
-    run.iterations = o.iterations;
-    run.epochs.reset();
+    optim.iterations = o.iterations;
+    optim.epochs.reset();
   }
-  if (o.train_size) run.train_size = *o.train_size;
-  if (o.test_size) run.test_size = *o.test_size;
-  if (o.batch) run.batch = *o.batch;
+  if (o.train_size) run.data.split.train_size = *o.train_size;
+  if (o.test_size) run.data.split.test_size = *o.test_size;
+  if (o.batch) optim.batch = *o.batch;
   if (o.threads) run.threads = *o.threads;
-  if (o.log_every) run.log_every = *o.log_every;
+  if (o.log_every) run.train.log_every = *o.log_every;
   if (o.seed) run.seed = *o.seed;
-  if (o.lr) run.lr = *o.lr;
-  if (o.data_dir) run.data_dir = *o.data_dir;
+  if (o.lr) optim.sgd.lr = *o.lr;
+  if (o.data_dir) run.data.dir = *o.data_dir;
   if (o.device) run.device = *o.device;
-  if (o.retry_diverged) run.retry_diverged = *o.retry_diverged;
-  if (o.sync_bn) run.sync_bn = *o.sync_bn;
-  if (o.dist_timeout_s) run.dist_timeout_s = *o.dist_timeout_s;
+  if (o.retry_diverged) run.train.retry_diverged = *o.retry_diverged;
+  if (o.sync_bn) run.dist.sync_bn = *o.sync_bn;
+  if (o.dist_timeout_s) run.dist.timeout_s = *o.dist_timeout_s;
 }
 
 void apply_overrides(ExperimentConfig& ex, const Overrides& o) {
@@ -493,19 +789,8 @@ std::vector<ParamGroupRule> default_param_groups(const std::string& model) {
 }
 
 std::vector<ParamGroupRule> resolved_param_groups(const RunConfig& run) {
-  return run.param_groups ? *run.param_groups : default_param_groups(run.model);
+  return run.optim.param_groups ? *run.optim.param_groups : default_param_groups(run.model.name);
 }
-
-namespace {
-
-/// A number as a person wrote it: 0.1, 1e+300, inf.
-std::string number_text(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
-
-}  // namespace
 
 std::string name_problem(const std::string& name) {
   if (name.empty()) return "is empty";
@@ -534,128 +819,16 @@ void check_name(const std::string& name, const std::string& where) {
 }
 
 void validate_run(const RunConfig& run, const std::string& source) {
-  auto bad = [&](const std::string& key, const std::string& value, const std::string& expected) {
-    throw ConfigError(source + ": run '" + run.name + "': " + key + " = " + value + "; expected " + expected);
-  };
-  try {
-    parse_model_name(run.model);
-  } catch (const std::invalid_argument& e) {
-    throw ConfigError(source + ": " + e.what());
-  }
-  if (run.dataset == "image-folder") {
-    try {
-      check_transform(run.folder);
-    } catch (const std::invalid_argument& e) {
-      throw ConfigError(source + ": run '" + run.name + "': image folder transform: " + e.what());
-    }
-  }
-  try {
-    parse_shortcut(run.shortcut);
-  } catch (const std::invalid_argument& e) {
-    throw ConfigError(source + ": model.shortcut: " + e.what());
-  }
-  try {
-    const auto& info = dataset_info(run.dataset);
-    if (run.train_size < 0 || run.val_size < 0 || run.test_size < 0) {
-      bad("data sizes",
-          std::to_string(run.train_size) + "/" + std::to_string(run.val_size) + "/" + std::to_string(run.test_size),
-          "non-negative sizes (0 keeps all)");
-    }
-    // An image folder's sizes are checked when it is read.
-    if (info.train_examples > 0 &&
-        (run.val_size + run.train_size > info.train_examples || run.val_size >= info.train_examples)) {
-      bad("data.train_size + data.val_size", std::to_string(run.train_size + run.val_size),
-          "at most " + std::to_string(info.train_examples) + " (" + info.name + " training examples)");
-    }
-    if (info.test_examples > 0 && run.test_size > info.test_examples) {
-      bad("data.test_size", std::to_string(run.test_size), "at most " + std::to_string(info.test_examples));
-    }
-  } catch (const std::invalid_argument& e) {
-    throw ConfigError(source + ": data.dataset: " + e.what());
-  }
-  if (run.batch <= 0) bad("optim.batch", std::to_string(run.batch), "a positive integer");
-  if (const auto& info = dataset_info(run.dataset);
-      (run.train_size > 0 || info.train_examples > 0) &&
-      run.batch > (run.train_size > 0 ? run.train_size : info.train_examples - run.val_size)) {
-    bad("optim.batch", std::to_string(run.batch), "at most the number of training examples");
-  }
-  if (!run.epochs && !run.iterations) bad("optim.epochs", "(missing)", "'epochs' or 'iterations'");
-  // Every number has a finite range, checked before anything runs: a run of 1e300 epochs would "complete" after
-  // one iteration (the count overflows), an infinite one never.
-  if (run.epochs && !(*run.epochs > 0 && *run.epochs <= kMaxEpochs)) {
-    bad("optim.epochs", number_text(*run.epochs), "a number of epochs above 0 and at most " + number_text(kMaxEpochs));
-  }
-  if (run.iterations && (*run.iterations <= 0 || *run.iterations > kMaxIterations)) {
-    bad("optim.iterations", std::to_string(*run.iterations), "1 to " + std::to_string(kMaxIterations));
-  }
-  if (!(run.lr > 0 && run.lr <= 1000)) bad("optim.lr", number_text(run.lr), "a positive number of at most 1000");
-  if (!(run.momentum >= 0 && run.momentum < 1)) bad("optim.momentum", number_text(run.momentum), "in [0, 1)");
-  if (!(run.weight_decay >= 0 && run.weight_decay <= 1)) {
-    bad("optim.weight_decay", number_text(run.weight_decay), "from 0 to 1");
-  }
-  if (!(run.clip_grad_norm >= 0 && run.clip_grad_norm <= 1e6)) {
-    bad("optim.clip_grad_norm", number_text(run.clip_grad_norm), "a gradient norm from 0 (no clipping) to 1e6");
-  }
-  if (!(run.schedule.gamma > 0 && run.schedule.gamma <= 1000)) {
-    bad("optim.schedule.gamma", number_text(run.schedule.gamma), "a factor above 0 and at most 1000");
-  }
-  if (run.schedule.milestones.size() > 1000) {
-    bad("optim.schedule.milestones", std::to_string(run.schedule.milestones.size()) + " milestones", "at most 1000");
-  }
-  for (double m : run.schedule.milestones) {
-    if (!(m > 0 && m <= static_cast<double>(kMaxIterations))) {
-      bad("optim.schedule.milestones", number_text(m),
-          "positive iterations or epochs of at most " + std::to_string(kMaxIterations));
-    }
-  }
-  if (run.schedule.warmup_lr && !(*run.schedule.warmup_lr > 0 && *run.schedule.warmup_lr <= 1000)) {
-    bad("optim.schedule.warmup.lr", number_text(*run.schedule.warmup_lr), "a positive number of at most 1000");
-  }
-  if (run.schedule.warmup_until_error &&
-      !(*run.schedule.warmup_until_error >= 0 && *run.schedule.warmup_until_error <= 100)) {
-    bad("optim.schedule.warmup.until_error", number_text(*run.schedule.warmup_until_error), "a percentage, 0 to 100");
-  }
-  if (run.schedule.warmup_iterations &&
-      (*run.schedule.warmup_iterations < 0 || *run.schedule.warmup_iterations > kMaxIterations)) {
-    bad("optim.schedule.warmup.iterations", std::to_string(*run.schedule.warmup_iterations),
-        "0 to " + std::to_string(kMaxIterations));
-  }
-  if (run.warmup_min_depth < 0 || run.warmup_min_depth > 100000) {
-    bad("optim.schedule.warmup.min_depth", std::to_string(run.warmup_min_depth), "0 to 100000 layers");
-  }
-  if (run.batch > kMaxBatch) bad("optim.batch", std::to_string(run.batch), "at most " + std::to_string(kMaxBatch));
-  for (const auto& [key, value] : {std::pair<const char*, int64_t>{"data.train_size", run.train_size},
-                                   {"data.val_size", run.val_size},
-                                   {"data.test_size", run.test_size}}) {
-    if (value > kMaxExamples) bad(key, std::to_string(value), "at most " + std::to_string(kMaxExamples));
-  }
-  if (run.log_every <= 0 || run.log_every > kMaxIterations) {
-    bad("train.log_every", std::to_string(run.log_every), "1 to " + std::to_string(kMaxIterations));
-  }
-  if (run.eval_batch <= 0 || run.eval_batch > kMaxBatch) {
-    bad("train.eval_batch", std::to_string(run.eval_batch), "1 to " + std::to_string(kMaxBatch));
-  }
-  for (const auto& [key, list] : {std::pair<const char*, const std::vector<int64_t>*>{"train.eval_at", &run.eval_at},
-                                  {"probes.at", &run.probe_at}}) {
-    if (list->size() > 100000) bad(key, std::to_string(list->size()) + " iterations", "at most 100000");
-    for (int64_t it : *list) {
-      if (it < 0 || it > kMaxIterations) bad(key, std::to_string(it), "0 to " + std::to_string(kMaxIterations));
-    }
-  }
-  if (run.threads < 0 || run.threads > 4096) bad("threads", std::to_string(run.threads), "0 (every core) to 4096");
-  if (run.retry_diverged < 0 || run.retry_diverged > 100) {
-    bad("train.retry_diverged", std::to_string(run.retry_diverged), "0 to 100 retries");
-  }
-  if (!(run.retry_lr_scale > 0 && run.retry_lr_scale < 1)) {
-    bad("train.retry_lr_scale", std::to_string(run.retry_lr_scale), "a factor between 0 and 1 (exclusive)");
-  }
-  if (!valid_device_name(run.device)) bad("device", "'" + run.device + "'", "cpu, cuda or cuda:N");
-  if (!(run.dist_bucket_mb > 0 && run.dist_bucket_mb <= 1024)) {
-    bad("dist.bucket_mb", std::to_string(run.dist_bucket_mb), "MiB per all-reduce, more than 0 and at most 1024");
-  }
-  if (!(run.dist_timeout_s >= 1 && run.dist_timeout_s <= 86400)) {
-    bad("dist.timeout_s", std::to_string(run.dist_timeout_s), "seconds, 1 to 86400");
-  }
+  const RunCheck check{source, run.name};
+  check_model(run.model, check);
+  check_data(run.data, check);
+  check_optim(run.optim, run.data, check);
+  check_loop(run.train, check);
+  check_probes(run.probes, check);
+  if (run.threads < 0 || run.threads > 4096)
+    check.bad("threads", std::to_string(run.threads), "0 (every core) to 4096");
+  if (!valid_device_name(run.device)) check.bad("device", "'" + run.device + "'", "cpu, cuda or cuda:N");
+  check_dist(run.dist, check);
 }
 
 std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
@@ -672,10 +845,10 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
     }
   }
   const std::vector<std::string> shortcuts =
-      ex.shortcuts.empty() ? std::vector<std::string>{ex.base.shortcut} : ex.shortcuts;
+      ex.shortcuts.empty() ? std::vector<std::string>{ex.base.model.shortcut} : ex.shortcuts;
   const std::vector<uint64_t> seeds = ex.seeds.empty() ? std::vector<uint64_t>{ex.base.seed} : ex.seeds;
-  const std::vector<double> lrs = ex.lrs.empty() ? std::vector<double>{ex.base.lr} : ex.lrs;
-  const std::vector<int64_t> batches = ex.batches.empty() ? std::vector<int64_t>{ex.base.batch} : ex.batches;
+  const std::vector<double> lrs = ex.lrs.empty() ? std::vector<double>{ex.base.optim.sgd.lr} : ex.lrs;
+  const std::vector<int64_t> batches = ex.batches.empty() ? std::vector<int64_t>{ex.base.optim.batch} : ex.batches;
 
   // The product, stopped past the cap (five axes of 10,000 values each would overflow it).
   size_t points = 1;
@@ -702,10 +875,10 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
         for (int64_t batch : batches) {
           for (uint64_t seed : seeds) {
             RunConfig run = ex.base;
-            run.model = model;
-            run.shortcut = shortcut;
-            run.lr = lr;
-            run.batch = batch;
+            run.model.name = model;
+            run.model.shortcut = shortcut;
+            run.optim.sgd.lr = lr;
+            run.optim.batch = batch;
             run.seed = seed;
             std::ostringstream name;
             name << model;
@@ -730,76 +903,21 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
 }
 
 nlohmann::json to_json(const RunConfig& r) {
-  const auto& s = r.schedule;
-  nlohmann::json schedule = {{"milestones", s.milestones},
-                             {"unit", s.milestones_in_epochs ? "epochs" : "iterations"},
-                             {"gamma", s.gamma},
-                             {"cosine", s.cosine}};
-  if (s.warmup_lr) {
-    schedule["warmup"] = {{"lr", *s.warmup_lr}, {"min_depth", r.warmup_min_depth}};
-    if (s.warmup_until_error) schedule["warmup"]["until_error"] = *s.warmup_until_error;
-    if (s.warmup_iterations) schedule["warmup"]["iterations"] = *s.warmup_iterations;
-  }
-  nlohmann::json optim = {{"batch", r.batch},       {"lr", r.lr},
-                          {"momentum", r.momentum}, {"weight_decay", r.weight_decay},
-                          {"nesterov", r.nesterov}, {"schedule", schedule}};
-  // Written where they apply, so that a run without groups reads (and checkpoints) as before.
-  const auto groups = resolved_param_groups(r);
-  if (!groups.empty() || r.param_groups) {
-    optim["param_groups"] = nlohmann::json::array();
-    for (const auto& g : groups) optim["param_groups"].push_back(to_json(g));
-  }
-  if (r.clip_grad_norm > 0) optim["clip_grad_norm"] = r.clip_grad_norm;  // only when on: configs stay as they were
-  if (r.epochs) optim["epochs"] = *r.epochs;
-  if (r.iterations) optim["iterations"] = *r.iterations;
   nlohmann::json out = {{"experiment", r.experiment},
                         {"name", r.name},
                         {"seed", r.seed},
                         {"threads", r.threads},
-                        {"model", {{"name", r.model}, {"shortcut", r.shortcut}}},
-                        {"data",
-                         {{"dataset", r.dataset},
-                          {"dir", r.data_dir},
-                          {"train_size", r.train_size},
-                          {"val_size", r.val_size},
-                          {"test_size", r.test_size},
-                          {"split_seed", r.split_seed},
-                          {"augment", r.augment}}},
-                        {"optim", optim},
-                        {"train",
-                         {{"log_every", r.log_every},
-                          {"eval_every_epoch", r.eval_every_epoch},
-                          {"eval_at", r.eval_at},
-                          {"eval_batch", r.eval_batch},
-                          {"channels_last", r.channels_last}}},
-                        {"probes", {{"during_training", r.probes}, {"at", r.probe_at}}}};
-  if (r.dataset == "image-folder") {
-    const auto& t = r.folder;
-    auto& d = out["data"];
-    d["crop"] = t.crop;
-    d["scale"] = {t.scale_min, t.scale_max};
-    d["eval_resize"] = t.eval_resize;
-    d["eval_crops"] = t.eval_crops;
-    d["workers"] = t.workers;
-    // Written only when given, so that configs (and checkpoint identities) of estimated-statistics runs stay.
-    if (!t.mean.empty()) {
-      d["mean"] = t.mean;
-      d["std"] = t.std;
-    }
-    if (t.classes > 0) d["classes"] = t.classes;
-    if (!t.class_index.empty()) d["class_index"] = t.class_index;
-  }
-  if (!r.tensorboard)
-    out["train"]["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
-  if (r.retry_diverged > 0) {
-    out["train"]["retry_diverged"] = r.retry_diverged;
-    out["train"]["retry_lr_scale"] = r.retry_lr_scale;
-  }
+                        {"model", to_json(r.model)},
+                        {"data", to_json(r.data)},
+                        {"optim", to_json(r.optim, resolved_param_groups(r))},
+                        {"train", to_json(r.train)},
+                        {"probes", to_json(r.probes)}};
   // Where the run computed; written only when not the CPU, so CPU runs' files read as before.
   if (r.device != "cpu") out["device"] = r.device;
   // Data-parallel settings, written only when not the defaults (as "device").
-  if (r.sync_bn || r.dist_bucket_mb != RunConfig{}.dist_bucket_mb || r.dist_timeout_s != RunConfig{}.dist_timeout_s) {
-    out["dist"] = {{"sync_bn", r.sync_bn}, {"bucket_mb", r.dist_bucket_mb}, {"timeout_s", r.dist_timeout_s}};
+  const DistConfig defaults;
+  if (r.dist.sync_bn || r.dist.bucket_mb != defaults.bucket_mb || r.dist.timeout_s != defaults.timeout_s) {
+    out["dist"] = to_json(r.dist);
   }
   return out;
 }

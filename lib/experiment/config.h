@@ -9,43 +9,55 @@
 #include <string>
 #include <vector>
 
+#include "data/datasets.h"
 #include "data/image_folder.h"
 #include "experiment/json_reader.h"
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
+#include "optim/sgd.h"
 #include "probes/settings.h"
 
 namespace reslab {
 
-/// Everything one training run depends on.
-struct RunConfig {
-  std::string experiment = "train";
-  std::string name;  ///< the run's folder name, e.g. "plain56"
-  std::string model = "resnet20";
+// A run's configuration is made of one struct per section of the experiment file (model, data, optim, train,
+// dist, probes), named as the file names them: `run.optim.sgd.lr` is the file's optim.lr and `--set optim.lr`.
+// Each section has one reader, one to_json and one validation, side by side in config.cpp; the reader's
+// JsonSection records the keys it asks for, so the list of known keys is never kept by hand.
+
+/// The net: a registry name with its tags, and the shortcut of its dimension-changing blocks.
+struct ModelConfig {
+  std::string name = "resnet20";  ///< e.g. "plain56", "resnet110-noaffine"
   std::string shortcut = "A";
-  // Data.
+};
+
+/// The dataset, the part of it a run uses, and how its images become inputs.
+struct DataConfig {
   std::string dataset = "fashion-mnist";
-  std::string data_dir;  ///< empty: the dataset's default folder
-  int64_t train_size = 0, val_size = 0, test_size = 0;
-  uint64_t split_seed = 0;
+  std::string dir;  ///< empty: the dataset's default folder
+  SplitOptions split;
   bool augment = true;
   /// How an image folder's files become inputs (dataset "image-folder" only).
   FolderTransform folder;
-  // Optimisation.
+};
+
+/// The optimiser, the learning-rate schedule and the length of the run.
+struct OptimConfig {
   int64_t batch = 128;
   std::optional<double> epochs;
   std::optional<int64_t> iterations;
-  double lr = 0.1, momentum = 0.9, weight_decay = 1e-4;
-  bool nesterov = false;
-  /// The largest L2 norm of the whole gradient before each step (torch.nn.utils.clip_grad_norm_); 0: no clipping.
-  double clip_grad_norm = 0.0;
+  /// lr, momentum, weight_decay and nesterov; its groups are resolved_param_groups(run), set when the optimiser
+  /// is built.
+  SgdConfig sgd;
   /// Learning-rate multipliers and weight decay by parameter kind (optim.param_groups); unset: the model's
   /// default (Fixup's reference: scalar biases, multipliers and the classifier's bias at lr / 10; none else).
   std::optional<std::vector<ParamGroupRule>> param_groups;
+  /// The largest L2 norm of the whole gradient before each step (torch.nn.utils.clip_grad_norm_); 0: no clipping.
+  double clip_grad_norm = 0.0;
   ScheduleConfig schedule;
-  /// Warm-up applies only to runs at least this deep (the paper warms up ResNet-110 only); 0: all runs.
-  int64_t warmup_min_depth = 0;
-  // Loop.
+};
+
+/// The training loop: logging, evaluation, layout, retries and the TensorBoard copy of the metrics.
+struct LoopConfig {
   int64_t log_every = 50;
   bool eval_every_epoch = true;
   std::vector<int64_t> eval_at;
@@ -57,20 +69,38 @@ struct RunConfig {
   double retry_lr_scale = 0.1;
   /// TensorBoard event file in the run's folder (events.out.tfevents.reslab), from the metrics.jsonl records.
   bool tensorboard = true;
-  uint64_t seed = 1;
-  int64_t threads = 0;         ///< 0: every core
-  std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N" (a LibTorch built with CUDA)
-  // Data-parallel training (launched as several processes; see docs/scale.md).
+};
+
+/// Data-parallel training (launched as several processes; see docs/scale.md).
+struct DistConfig {
   /// BatchNorm statistics over the whole global batch (every rank's part) instead of each rank's own part.
   bool sync_bn = false;
   /// The most gradient bytes per all-reduce, in MiB.
-  double dist_bucket_mb = 1.0;
+  double bucket_mb = 1.0;
   /// Seconds a rank waits at the rendezvous or in a collective before it stops with an error.
-  double dist_timeout_s = 300.0;
-  /// Probes that write "probe" records during training ("grad_norms", "grad_snr"), on the steps that follow
-  /// these numbers of iterations done (0: the first step).
-  std::vector<std::string> probes;
-  std::vector<int64_t> probe_at;
+  double timeout_s = 300.0;
+};
+
+/// Probes that write "probe" records during training ("grad_norms", "grad_snr"), on the steps that follow
+/// these numbers of iterations done (0: the first step).
+struct ProbeSchedule {
+  std::vector<std::string> during_training;
+  std::vector<int64_t> at;
+};
+
+/// Everything one training run depends on.
+struct RunConfig {
+  std::string experiment = "train";
+  std::string name;  ///< the run's folder name, e.g. "plain56"
+  uint64_t seed = 1;
+  int64_t threads = 0;         ///< 0: every core
+  std::string device = "cpu";  ///< "cpu", "cuda" or "cuda:N" (a LibTorch built with CUDA)
+  ModelConfig model;
+  DataConfig data;
+  OptimConfig optim;
+  LoopConfig train;
+  DistConfig dist;
+  ProbeSchedule probes;
 };
 
 /// Probes an experiment runs after its grid: on every run's final model, and on fresh nets at initialisation.
@@ -185,6 +215,14 @@ std::vector<ParamGroupRule> resolved_param_groups(const RunConfig& run);
 /// Throws ConfigError (naming `source`) for any value out of range in a resolved run.
 void validate_run(const RunConfig& run, const std::string& source);
 
+/// Each section as config.json writes it (to_json(RunConfig) is made of them). The optimiser's parameter groups
+/// are the run's resolved ones (resolved_param_groups), written where any apply or the run names its own.
+nlohmann::json to_json(const ModelConfig& model);
+nlohmann::json to_json(const DataConfig& data);
+nlohmann::json to_json(const OptimConfig& optim, const std::vector<ParamGroupRule>& groups);
+nlohmann::json to_json(const LoopConfig& loop);
+nlohmann::json to_json(const DistConfig& dist);
+nlohmann::json to_json(const ProbeSchedule& probes);
 nlohmann::json to_json(const RunConfig& run);
 nlohmann::json to_json(const ExperimentConfig& experiment);
 

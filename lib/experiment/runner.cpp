@@ -27,12 +27,13 @@ namespace fs = std::filesystem;
 
 namespace reslab {
 
-std::shared_ptr<const SplitSource> DataCache::get(const RunConfig& run) {
-  std::string key = run.dataset + "|" + run.data_dir + "|" + std::to_string(run.train_size) + "|" +
-                    std::to_string(run.val_size) + "|" + std::to_string(run.test_size) + "|" +
-                    std::to_string(run.split_seed);
-  if (run.dataset == "image-folder") {
-    const auto& t = run.folder;
+std::shared_ptr<const SplitSource> DataCache::get(const DataConfig& data) {
+  const SplitOptions& split = data.split;
+  std::string key = data.dataset + "|" + data.dir + "|" + std::to_string(split.train_size) + "|" +
+                    std::to_string(split.val_size) + "|" + std::to_string(split.test_size) + "|" +
+                    std::to_string(split.split_seed);
+  if (data.dataset == "image-folder") {
+    const auto& t = data.folder;
     // The cached splits carry the transform their loaders use, decoding threads included.
     for (int64_t v : {t.crop, t.scale_min, t.scale_max, t.eval_resize, t.eval_crops, t.workers, t.prefetch}) {
       key += "|" + std::to_string(v);
@@ -43,12 +44,7 @@ std::shared_ptr<const SplitSource> DataCache::get(const RunConfig& run) {
   }
   auto it = cache_.find(key);
   if (it != cache_.end()) return it->second;
-  SplitOptions split;
-  split.train_size = run.train_size;
-  split.val_size = run.val_size;
-  split.test_size = run.test_size;
-  split.split_seed = run.split_seed;
-  auto splits = open_splits(run.dataset, run.data_dir, split, run.folder);
+  auto splits = open_splits(data.dataset, data.dir, split, data.folder);
   cache_[key] = splits;
   return splits;
 }
@@ -56,17 +52,17 @@ std::shared_ptr<const SplitSource> DataCache::get(const RunConfig& run) {
 RunData open_run_data(const RunConfig& run, DataCache& cache, int64_t train_batch, uint64_t loader_seed,
                       bool single_view) {
   RunData d;
-  d.splits = cache.get(run);
+  d.splits = cache.get(run.data);
   const SplitSource& s = *d.splits;
-  d.spec = ModelSpec{{s.channels(), s.height(), s.width()}, s.classes(), parse_shortcut(run.shortcut)};
+  d.spec = ModelSpec{{s.channels(), s.height(), s.width()}, s.classes(), parse_shortcut(run.model.shortcut)};
   LoaderOptions train_opts;
   train_opts.batch = train_batch;
-  train_opts.augment = run.augment;
+  train_opts.augment = run.data.augment;
   train_opts.seed = loader_seed;
-  train_opts.channels_last = run.channels_last;
+  train_opts.channels_last = run.train.channels_last;
   d.train = s.loader(Part::kTrain, train_opts);
   LoaderOptions eval_opts = train_opts;
-  eval_opts.batch = run.eval_batch;
+  eval_opts.batch = run.train.eval_batch;
   eval_opts.shuffle = eval_opts.augment = eval_opts.drop_last = false;
   eval_opts.single_view = single_view;
   if (s.size(Part::kVal) > 0) d.val = s.loader(Part::kVal, eval_opts);
@@ -77,7 +73,7 @@ RunData open_run_data(const RunConfig& run, DataCache& cache, int64_t train_batc
 std::shared_ptr<Distributed> join_job(const RunConfig& run, std::ostream* log) {
   const DistEnv env = read_dist_env();
   if (!env.distributed()) return nullptr;
-  const auto timeout = std::chrono::milliseconds(std::llround(run.dist_timeout_s * 1000.0));
+  const auto timeout = std::chrono::milliseconds(std::llround(run.dist.timeout_s * 1000.0));
   auto dist = Distributed::connect(env, timeout);
   if (log != nullptr && dist->is_root()) {
     *log << "data-parallel: " << env.world_size << " ranks (" << env.source << " variables), rendezvous at "
@@ -250,7 +246,7 @@ nlohmann::json copy_reused_run(const RunConfig& run, const std::string& source, 
   nlohmann::json config = to_json(run);
   config["threads"] = threads;  // resolved, as train_run writes it
   write_json_file(run_dir + "/config.json", config);
-  if (run.tensorboard) rebuild_event_file(run_dir);
+  if (run.train.tensorboard) rebuild_event_file(run_dir);
   nlohmann::json summary = read_json_file(source + "/summary.json");
   summary["run"] = run.name;
   summary["experiment"] = run.experiment;
@@ -391,42 +387,44 @@ std::optional<nlohmann::json> RunSession::reuse_completed() {
 }
 
 void RunSession::open_data() {
-  data_ = open_run_data(run_, cache_, run_.batch, mix_seed(run_.seed));
+  data_ = open_run_data(run_, cache_, run_.optim.batch, mix_seed(run_.seed));
   if (dist_ != nullptr) {
-    if (run_.batch % dist_->world_size() != 0) {
-      throw ConfigError("run '" + run_.name + "': optim.batch " + std::to_string(run_.batch) + " does not split " +
-                        "evenly across " + std::to_string(dist_->world_size()) + " ranks: use a multiple of " +
-                        std::to_string(dist_->world_size()) + " (the batch is the global one, across all ranks)");
+    if (run_.optim.batch % dist_->world_size() != 0) {
+      throw ConfigError("run '" + run_.name + "': optim.batch " + std::to_string(run_.optim.batch) +
+                        " does not split " + "evenly across " + std::to_string(dist_->world_size()) +
+                        " ranks: use a multiple of " + std::to_string(dist_->world_size()) +
+                        " (the batch is the global one, across all ranks)");
     }
     shard_ = std::make_unique<ShardedSource>(*data_.train, dist_->rank(), dist_->world_size());
   }
   train_loader_ = shard_ ? shard_.get() : data_.train.get();
-  local_batch_ = shard_ ? shard_->local_batch() : run_.batch;
+  local_batch_ = shard_ ? shard_->local_batch() : run_.optim.batch;
   per_epoch_ = train_loader_->batches_per_epoch();
   if (per_epoch_ == 0) {
     throw ConfigError("run '" + run_.name + "': the training set has " + std::to_string(train_loader_->size()) +
-                      " examples, fewer than one batch of " + std::to_string(run_.batch));
+                      " examples, fewer than one batch of " + std::to_string(run_.optim.batch));
   }
 }
 
 void RunSession::build_replica() {
   auto& o = replica_options_;
-  o.model = run_.model;
+  o.model = run_.model.name;
   o.spec = data_.spec;
   o.device = device_;
-  o.channels_last = run_.channels_last;
+  o.channels_last = run_.train.channels_last;
   o.seed = run_.seed;
-  o.sgd = SgdConfig{run_.lr, run_.momentum, run_.weight_decay, run_.nesterov};
+  o.sgd = run_.optim.sgd;
   o.sgd.groups = resolved_param_groups(run_);
   o.dist = dist_;
-  o.bucket_bytes = std::llround(run_.dist_bucket_mb * 1024.0 * 1024.0);
-  o.sync_bn = run_.sync_bn;
+  o.bucket_bytes = std::llround(run_.dist.bucket_mb * 1024.0 * 1024.0);
+  o.sync_bn = run_.dist.sync_bn;
   replica_ = make_replica(o);
-  total_ = run_.iterations ? *run_.iterations
-                           : std::max<int64_t>(1, std::llround(*run_.epochs * static_cast<double>(per_epoch_)));
-  schedule_ = run_.schedule;
-  if (parse_model_name(run_.model).depth < run_.warmup_min_depth) schedule_.warmup_lr.reset();
-  check_training_memory(*replica_.model, run_.model, device_, local_batch_,
+  total_ = run_.optim.iterations
+               ? *run_.optim.iterations
+               : std::max<int64_t>(1, std::llround(*run_.optim.epochs * static_cast<double>(per_epoch_)));
+  schedule_ = run_.optim.schedule;
+  if (parse_model_name(run_.model.name).depth < run_.optim.schedule.warmup_min_depth) schedule_.warmup_lr.reset();
+  check_training_memory(*replica_.model, run_.model.name, device_, local_batch_,
                         dist_ != nullptr ? dist_->env().local_world_size : 1, "run '" + run_.name + "'");
 }
 
@@ -438,7 +436,7 @@ void RunSession::choose_resume_point() {
 void RunSession::open_metrics() {
   metrics_ = std::make_unique<JsonlWriter>(run_dir_ + "/metrics.jsonl");
   events_.reset();
-  if (!run_.tensorboard) {
+  if (!run_.train.tensorboard) {
     fs::remove(run_dir_ + "/" + kEventFileName);  // one from before it was turned off would be stale
     return;
   }
@@ -468,14 +466,14 @@ void RunSession::assemble_trainer() {
       TrainContext{*replica_.model, *replica_.optimizer, *train_loader_, metrics_.get(), {}});
   ctx_->dist = dist_;
   ctx_->grad_sync = replica_.grad_sync.get();
-  ctx_->clip_grad_norm = run_.clip_grad_norm;
-  trainer_ = std::make_unique<Trainer>(*ctx_, total_, run_.log_every);
+  ctx_->clip_grad_norm = run_.optim.clip_grad_norm;
+  trainer_ = std::make_unique<Trainer>(*ctx_, total_, run_.train.log_every);
   Trainer& trainer = *trainer_;
-  schedule_cb_ = std::make_shared<ScheduleCallback>(make_schedule(schedule_, run_.lr, per_epoch_, total_));
+  schedule_cb_ = std::make_shared<ScheduleCallback>(make_schedule(schedule_, run_.optim.sgd.lr, per_epoch_, total_));
   trainer.add(schedule_cb_);
   trainer.add(std::make_shared<TrainRecordCallback>());
-  eval_ = std::make_shared<EvalCallback>(data_.val.get(), data_.test.get(), run_.eval_every_epoch,
-                                         std::set<int64_t>(run_.eval_at.begin(), run_.eval_at.end()));
+  eval_ = std::make_shared<EvalCallback>(data_.val.get(), data_.test.get(), run_.train.eval_every_epoch,
+                                         std::set<int64_t>(run_.train.eval_at.begin(), run_.train.eval_at.end()));
   trainer.add(eval_);
   if (progress_ != nullptr) trainer.add(std::make_shared<ProgressCallback>(run_.name, *progress_, options_.terminal));
   // Callbacks that run on rank 0 alone see rank-local BatchNorm (see RankLocalBatchNorm).
@@ -484,14 +482,14 @@ void RunSession::assemble_trainer() {
     return std::make_shared<RankLocalBatchNorm>(std::move(cb), *replica_.model, replica_.bn_reduce);
   };
   // Probes and extra callbacks observe and write: rank 0's job (they see the all-reduced gradients).
-  if (!run_.probes.empty() && root_) {
+  if (!run_.probes.during_training.empty() && root_) {
     trainer.add(rank_local(std::make_shared<GradientProbeCallback>(
-        run_.probes, std::set<int64_t>(run_.probe_at.begin(), run_.probe_at.end()))));
+        run_.probes.during_training, std::set<int64_t>(run_.probes.at.begin(), run_.probes.at.end()))));
   }
   if (root_) {
     for (const auto& cb : options_.callbacks) trainer.add(rank_local(cb));
     checkpoints_ = std::make_shared<CheckpointCallback>(trainer, run_dir_, options_.checkpoint_every, identity_, 2,
-                                                        /*save_at_start=*/run_.retry_diverged > 0);
+                                                        /*save_at_start=*/run_.train.retry_diverged > 0);
     trainer.add(checkpoints_);
   }
   if (!resume_from_.empty()) {
@@ -510,7 +508,8 @@ void RunSession::train_with_retries() {
   trainer_->run();
   // Retries after a non-finite loss: back to the newest checkpoint (the records cut back to it), the learning
   // rate scaled down; each retry is a "retry" record and an entry of the summary's "retries".
-  while (ctx.state.status == RunStatus::kDiverged && static_cast<int64_t>(retries_.size()) < run_.retry_diverged) {
+  while (ctx.state.status == RunStatus::kDiverged &&
+         static_cast<int64_t>(retries_.size()) < run_.train.retry_diverged) {
     const int64_t diverged_at = ctx.state.diverged_at.value_or(ctx.state.iter + 1);
     const double scale_in_force = schedule_cb_->lr_scale();  // earlier retries' included
     auto [path, meta] = choose("choosing the checkpoint to retry from");
@@ -526,7 +525,7 @@ void RunSession::train_with_retries() {
     // Rank 0 rewrites that checkpoint below: every rank has read it first.
     if (dist_ != nullptr) dist_->barrier("loading the checkpoint to retry from");
     trainer_->load_state(meta.at("trainer"));
-    schedule_cb_->set_lr_scale(scale_in_force * run_.retry_lr_scale);
+    schedule_cb_->set_lr_scale(scale_in_force * run_.train.retry_lr_scale);
     ctx.state.status = RunStatus::kRunning;
     ctx.state.diverged_at.reset();
     nlohmann::json retry = {{"kind", "retry"},
@@ -570,9 +569,9 @@ nlohmann::json RunSession::finish() {
   if (options_.save_model && state.status == RunStatus::kCompleted) {
     const ModelSpec& spec = data_.spec;
     save_model_file(run_dir_ + "/model.pt", *replica_.model,
-                    {{"model", run_.model},
-                     {"shortcut", run_.shortcut},
-                     {"dataset", run_.dataset},
+                    {{"model", run_.model.name},
+                     {"shortcut", run_.model.shortcut},
+                     {"dataset", run_.data.dataset},
                      {"input", {spec.input.channels, spec.input.height, spec.input.width}},
                      {"classes", spec.classes},
                      {"iterations", state.iter},
@@ -635,8 +634,8 @@ nlohmann::json run_experiment(const ExperimentConfig& experiment, const std::str
   nlohmann::json results;
   for (size_t i = 0; i < runs.size(); ++i) {
     if (options.progress != nullptr && root) {
-      *options.progress << "[" << (i + 1) << "/" << runs.size() << "] " << runs[i].name << " on " << runs[i].dataset
-                        << "\n";
+      *options.progress << "[" << (i + 1) << "/" << runs.size() << "] " << runs[i].name << " on "
+                        << runs[i].data.dataset << "\n";
     }
     done.push_back({train_run(runs[i], out_dir + "/" + runs[i].name, data, options), to_json(runs[i])});
     results = make_results(experiment.name, experiment.description, done);

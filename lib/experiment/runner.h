@@ -22,7 +22,8 @@ namespace reslab {
 /// by dataset, folder, split and transform.
 class DataCache {
  public:
-  std::shared_ptr<const SplitSource> get(const RunConfig& run);
+  /// The splits of `data`, opened once for every run that reads the same data the same way.
+  std::shared_ptr<const SplitSource> get(const DataConfig& data);
 
  private:
   std::map<std::string, std::shared_ptr<const SplitSource>> cache_;

@@ -39,7 +39,7 @@ ModelSpec spec_of_meta(const nlohmann::json& meta, const RunConfig& run, const s
   ModelSpec spec;
   spec.input = {input[0].get<int64_t>(), input[1].get<int64_t>(), input[2].get<int64_t>()};
   spec.classes = classes.get<int64_t>();
-  spec.shortcut = parse_shortcut(run.shortcut);
+  spec.shortcut = parse_shortcut(run.model.shortcut);
   return spec;
 }
 
@@ -85,10 +85,10 @@ ExportResult export_run(const std::string& run_dir, const std::string& to) {
   const ModelSpec spec = spec_of_meta(meta, run, model_path);
   check_model_meta(meta, run, spec, model_path, config_path);
   torch::manual_seed(run.seed);
-  auto net = build_model(run.model, spec);
+  auto net = build_model(run.model.name, spec);
   load_model_file(model_path, *net);
-  if (run.channels_last) to_channels_last(*net);  // as the probes run it: the check batch's logits are theirs
-  ResNetImpl& resnet = as_resnet(*net, run.model);
+  if (run.train.channels_last) to_channels_last(*net);  // as the probes run it: the check batch's logits are theirs
+  ResNetImpl& resnet = as_resnet(*net, run.model.name);
   resnet.eval();
 
   ExportResult r;
@@ -97,7 +97,7 @@ ExportResult export_run(const std::string& run_dir, const std::string& to) {
   r.check = companion(to, ".check.pth");
   r.style = name_style(resnet.options);
   r.torchvision = torchvision_equivalent(resnet);
-  r.model = run.model;
+  r.model = run.model.name;
   const auto parent = fs::path(to).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
 
@@ -113,8 +113,8 @@ ExportResult export_run(const std::string& run_dir, const std::string& to) {
 
   nlohmann::json doc = {{"format", "reslab-export"},
                         {"version", 1},
-                        {"model", run.model},
-                        {"dataset", run.dataset},
+                        {"model", run.model.name},
+                        {"dataset", run.data.dataset},
                         {"run", run_dir},
                         {"architecture", architecture_json(resnet)},
                         {"torchvision", r.torchvision.empty() ? nlohmann::json() : nlohmann::json(r.torchvision)},
@@ -209,33 +209,29 @@ ImportResult import_state_dict(const ImportOptions& o) {
   // The data: the export's where it has one (normalisation, labels, crop and sizes as the run had them), else
   // image folders for torchvision's nets with torchvision's normalisation.
   const auto exported = exported_data(arch, arch_path);
-  run.dataset = !o.dataset.empty() ? o.dataset : exported ? exported->dataset : "";
-  if (run.dataset.empty()) {
+  run.data.dataset = !o.dataset.empty() ? o.dataset : exported ? exported->data.dataset : "";
+  if (run.data.dataset.empty()) {
     if (style != NameStyle::kTorchvision) {
       throw ConfigError("import: --dataset: name the data " + r.model + " is probed on (e.g. cifar10)");
     }
-    run.dataset = "image-folder";
+    run.data.dataset = "image-folder";
   }
   try {
-    (void)dataset_info(run.dataset);
+    (void)dataset_info(run.data.dataset);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("import: --dataset: ") + e.what());
   }
-  if (exported && exported->dataset == run.dataset) {
-    run.data_dir = exported->data_dir;
-    run.train_size = exported->train_size;
-    run.val_size = exported->val_size;
-    run.test_size = exported->test_size;
-    run.split_seed = exported->split_seed;
-    run.folder = exported->folder;
-  } else if (run.dataset == "image-folder" && style == NameStyle::kTorchvision) {
-    run.folder.mean = kTorchvisionMean;
-    run.folder.std = kTorchvisionStd;
+  if (exported && exported->data.dataset == run.data.dataset) {
+    run.data = exported->data;  // its folder, split and transform (augmentation is set off below)
+  } else if (run.data.dataset == "image-folder" && style == NameStyle::kTorchvision) {
+    run.data.folder.mean = kTorchvisionMean;
+    run.data.folder.std = kTorchvisionStd;
   }
-  if (!o.data_dir.empty()) run.data_dir = o.data_dir;
-  run.augment = false;
-  run.model = r.model;
-  run.epochs = 1.0;  // not trained here: a config needs a budget, and this is the one a fine-tune would start from
+  if (!o.data_dir.empty()) run.data.dir = o.data_dir;
+  run.data.augment = false;
+  run.model.name = r.model;
+  run.optim.epochs =
+      1.0;  // not trained here: a config needs a budget, and this is the one a fine-tune would start from
 
   const StateDict sd = read_state_dict(o.file);
   const std::string fc = style == NameStyle::kTorchvision ? "fc.weight" : "linear.weight";
@@ -251,16 +247,16 @@ ImportResult import_state_dict(const ImportOptions& o) {
   ModelSpec spec;
   spec.classes = fc_weight->size(0);
   // The input is the data's: what the net is probed on, and what the model file records for analyze to check.
-  const auto& info = dataset_info(run.dataset);
-  spec.input = run.dataset == "image-folder" ? ImageShape{3, run.folder.crop, run.folder.crop}
-                                             : ImageShape{info.channels, info.height, info.width};
+  const auto& info = dataset_info(run.data.dataset);
+  spec.input = run.data.dataset == "image-folder" ? ImageShape{3, run.data.folder.crop, run.data.folder.crop}
+                                                  : ImageShape{info.channels, info.height, info.width};
   if (conv1->size(1) != spec.input.channels) {
     throw PthError(o.file + ": key 'conv1.weight' reads " + std::to_string(conv1->size(1)) + " input channels, but " +
-                   run.dataset + " has " + std::to_string(spec.input.channels) +
+                   run.data.dataset + " has " + std::to_string(spec.input.channels) +
                    ": give the --dataset it was trained on");
   }
-  if (run.dataset == "image-folder") {
-    run.folder.classes = spec.classes;
+  if (run.data.dataset == "image-folder") {
+    run.data.folder.classes = spec.classes;
     if (!o.class_index.empty()) {
       nlohmann::json doc;
       try {
@@ -269,13 +265,13 @@ ImportResult import_state_dict(const ImportOptions& o) {
         throw ConfigError(e.what());
       }
       JsonSection top(doc, o.class_index, "");
-      run.folder.class_index = read_class_index(top, "class_index");
+      run.data.folder.class_index = read_class_index(top, "class_index");
     }
   } else if (!o.class_index.empty()) {
-    throw ConfigError("import: --class-index applies to image folders, not dataset '" + run.dataset + "'");
+    throw ConfigError("import: --class-index applies to image folders, not dataset '" + run.data.dataset + "'");
   } else if (spec.classes != info.classes) {
-    throw PthError(o.file + ": key '" + fc + "' has " + std::to_string(spec.classes) + " outputs, but " + run.dataset +
-                   " has " + std::to_string(info.classes) + " classes");
+    throw PthError(o.file + ": key '" + fc + "' has " + std::to_string(spec.classes) + " outputs, but " +
+                   run.data.dataset + " has " + std::to_string(info.classes) + " classes");
   }
 
   // Shortcuts from the keys: none (A); projections where the shape changes (B) or on every block (C), told apart
@@ -305,17 +301,17 @@ ImportResult import_state_dict(const ImportOptions& o) {
     }
     spec.shortcut = projected > with_b ? Shortcut::C : Shortcut::B;
   }
-  run.shortcut = to_string(spec.shortcut);
+  run.model.shortcut = to_string(spec.shortcut);
   validate_run(run, "import");
 
   torch::manual_seed(run.seed);
   std::shared_ptr<NetworkBase> net;
   try {
-    net = build_model(run.model, spec);
+    net = build_model(run.model.name, spec);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("import: ") + e.what());
   }
-  ResNetImpl& resnet = as_resnet(*net, run.model);
+  ResNetImpl& resnet = as_resnet(*net, run.model.name);
   int64_t defaulted = 0;
   r.tensors = load_reference_state_dict(resnet, sd, o.file, &defaulted);
   if (defaulted > 0) {
@@ -329,9 +325,9 @@ ImportResult import_state_dict(const ImportOptions& o) {
   r.run_dir = o.out;
   write_json_file(o.out + "/config.json", to_json(run));
   save_model_file(o.out + "/model.pt", resnet,
-                  {{"model", run.model},
-                   {"shortcut", run.shortcut},
-                   {"dataset", run.dataset},
+                  {{"model", run.model.name},
+                   {"shortcut", run.model.shortcut},
+                   {"dataset", run.data.dataset},
                    {"input", {spec.input.channels, spec.input.height, spec.input.width}},
                    {"classes", spec.classes},
                    {"iterations", 0},
@@ -340,7 +336,7 @@ ImportResult import_state_dict(const ImportOptions& o) {
   write_json_file(o.out + "/import.json",
                   {{"source", o.file},
                    {"bytes", static_cast<int64_t>(fs::file_size(o.file))},
-                   {"model", run.model},
+                   {"model", run.model.name},
                    {"names", to_string(style)},
                    {"tensors", r.tensors},
                    {"note", r.note.empty() ? nlohmann::json() : nlohmann::json(r.note)},

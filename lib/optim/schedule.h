@@ -90,6 +90,9 @@ struct ScheduleConfig {
   std::optional<double> warmup_lr;
   std::optional<double> warmup_until_error;
   std::optional<int64_t> warmup_iterations;
+  /// Warm-up applies only to runs at least this deep (the paper warms up ResNet-110 only); 0: all runs. The
+  /// runner applies it (make_schedule does not know the depth).
+  int64_t warmup_min_depth = 0;
 };
 
 /// Builds the schedule for a run of `total_iters` iterations with `iters_per_epoch` iterations per epoch.
