@@ -6,6 +6,7 @@ reslab=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+export RESLAB_CACHE_DIR="$work/kernel-cache"  # the kernel timings of these runs (train/kernels.h)
 source "$(dirname "$0")/check.sh"
 
 check "models lists names" 0 "resnet1202" -- "$reslab" models
@@ -192,7 +193,10 @@ for r in rows:
         assert isinstance(r[k], (int, float)) and r[k] > 0, (k, r)
     assert r['epoch_examples'] == 256 and r['batch'] == 32, r
     assert r['malloc'] == 'keep', r
-    assert r['conv'] == 'winograd', r
+    assert r['conv'] == 'auto', r
+    kernels = r['kernels']
+    assert kernels['policy'] == 'auto' and kernels['batch'] == 32 and kernels['source'] in ('measured', 'cache'), r
+    assert sorted(kernels['shapes']) == ['16-16-28x28', '32-32-14x14', '64-64-7x7'], kernels
     assert r['conv_bound_img_per_s'] > 0 and r['step_of_conv_bound'] > 0, r
 print('ok')"
 check "bench glibc malloc" 0 '"malloc": "system"' -- env RESLAB_MALLOC=system "$reslab" bench --model resnet8 \
@@ -201,11 +205,14 @@ check "bad RESLAB_MALLOC" 2 "RESLAB_MALLOC: unknown value 'fast' \(expected keep
   "$reslab" bench --model resnet8 --iterations 1 --warmup 0
 check "bench direct convolutions" 0 '"conv": "direct"' -- env RESLAB_CONV=direct "$reslab" bench --model resnet8 \
   --iterations 1 --warmup 0 --json
-check "bad RESLAB_CONV" 2 "RESLAB_CONV: unknown value 'fast' \(expected winograd" -- env RESLAB_CONV=fast \
+check "bad RESLAB_CONV" 2 "RESLAB_CONV: unknown value 'fast' \(expected auto" -- env RESLAB_CONV=fast \
   "$reslab" bench --model resnet8 --iterations 1 --warmup 0
+check "bad RESLAB_CONV_ISA" 2 "RESLAB_CONV_ISA: 'neon' is not an instruction set .*avx2 or avx512" -- \
+  env RESLAB_CONV_ISA=neon "$reslab" bench --model resnet8 --iterations 1 --warmup 0
 check "bench ceiling" 0 '"best_macs_per_s"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 --warmup 0 --json
-check "bench ceiling winograd" 0 '"layout": "winograd"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 \
-  --warmup 0 --json
+check "bench ceiling winograd" 0 '"kernel": "winograd2x2-avx2"' -- "$reslab" bench --ceiling --batch 4 \
+  --iterations 1 --warmup 0 --json
+check "bench ceiling picks" 0 '"fastest_above"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 --warmup 0 --json
 check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \
   --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json

@@ -1,15 +1,18 @@
 // A whole experiment on a slice of Fashion-MNIST: the files of docs/design.md, the results table, overwrite rules.
 #include <algorithm>
+#include <fstream>
 #include <limits>
 #include <sstream>
 
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "ops/winograd.h"
 #include "test_callbacks.h"
 #include "test_util.h"
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
+#include "train/kernels.h"
 #include "train/metrics.h"
 
 namespace reslab {
@@ -30,6 +33,47 @@ ExperimentConfig tiny_experiment() {
 }
 
 class ExperimentTest : public testing::SeededTest {};
+
+TEST_F(ExperimentTest, ARunRecordsItsKernelsAndKeepsThemWhenResumed) {
+  TempDir dir;
+  set_conv_policy(ConvPolicy::kAuto);
+  DataCache data;
+  const RunConfig run = testing::fashion_run("resnet8", 256, 128, 64, 1, 2);
+  const std::string out = dir.file("resnet8");
+  clear_interrupt();
+  RunOptions interrupting;
+  interrupting.callbacks = {std::make_shared<testing::InterruptAt>(2)};
+  const auto stopped = train_run(run, out, data, interrupting);
+  clear_interrupt();
+  ASSERT_EQ(stopped["status"], "interrupted");
+  // The plan is in kernels.json and in the summary: resnet8's three stage shapes at the run's batch.
+  const auto recorded = read_json_file(out + "/kernels.json");
+  EXPECT_EQ(recorded["batch"], 64);
+  EXPECT_EQ(recorded["policy"], "auto");
+  EXPECT_EQ(recorded["shapes"].size(), 3u);
+  EXPECT_EQ(stopped["kernels"], recorded);
+  // As if the run had begun on a machine where the direct convolution won everywhere: the resumed part computes
+  // as the run began, whatever this machine would choose now.
+  auto direct = recorded;
+  for (auto& [shape, entry] : direct["shapes"].items()) entry = {{"kernel", "direct"}};
+  write_json_file(out + "/kernels.json", direct);
+  RunOptions resume;
+  resume.resume = true;
+  const auto summary = train_run(run, out, data, resume);
+  EXPECT_EQ(summary["status"], "completed");
+  EXPECT_EQ(summary["kernels"]["source"], "resumed");
+  for (const auto& [shape, entry] : summary["kernels"]["shapes"].items()) EXPECT_EQ(entry["kernel"], "direct") << shape;
+  for (const auto& [shape, kernel] : conv_plan()) EXPECT_EQ(kernel.algorithm, ConvAlgorithm::kDirect);
+  // A record that is not one stops a resume, naming the file.
+  std::filesystem::remove(out + "/summary.json");
+  clear_interrupt();
+  train_run(run, dir.file("again"), data, interrupting);
+  clear_interrupt();
+  std::ofstream(dir.file("again/kernels.json")) << R"({"policy": "auto", "batch": 64})";
+  testing::expect_error<std::runtime_error>([&] { train_run(run, dir.file("again"), data, resume); },
+                                            {"again/kernels.json", "threads"});
+  set_conv_policy(ConvPolicy::kAuto);
+}
 
 TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
   TempDir dir;

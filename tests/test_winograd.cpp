@@ -1,6 +1,7 @@
 // The Winograd 3x3 convolution against torch::conv2d computed in double precision: the forward pass and both
 // gradients, on map sizes with odd edges, several blocks of tiles and channel counts that take every kernel
-// shape; where it applies and where conv_forward falls back; and inside a ResNet.
+// shape, at every vector width this CPU has (and the widths against each other, to the bit); where it applies and
+// where conv_forward falls back; the plan and the policy; and inside a ResNet.
 
 #include <cstdlib>
 
@@ -15,12 +16,13 @@ class WinogradTest : public testing::SeededTest {
  protected:
   void SetUp() override {
     testing::SeededTest::SetUp();
-    set_winograd(true);
-    if (convolution_policy() != "winograd") GTEST_SKIP() << "this CPU has no AVX2 and FMA";
+    set_conv_policy(ConvPolicy::kWinograd2x2);
+    set_conv_isa(std::nullopt);
+    if (!isa_available(ConvIsa::kAvx2)) GTEST_SKIP() << "this CPU has no AVX2 and FMA";
   }
   void TearDown() override {
-    set_winograd(true);
-    set_winograd_tile(0);
+    set_conv_policy(ConvPolicy::kAuto);
+    set_conv_isa(std::nullopt);
   }
 };
 
@@ -35,18 +37,32 @@ struct Case {
   int64_t n, c, k, h, w;
 };
 
+// The widths this CPU runs the kernels at.
+std::vector<ConvIsa> available_isas() {
+  std::vector<ConvIsa> out;
+  for (ConvIsa isa : {ConvIsa::kAvx2, ConvIsa::kAvx512}) {
+    if (isa_available(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
 // 7x7, 5x6 and 10x9: edge tiles partly outside the map; 28x28 at batch 5: hundreds of tiles, many blocks and a
-// ragged last one; 24 and 8 output channels: the one-register kernels; 64: the widest it takes.
-void expect_matches_conv2d(int tile, double tolerance) {
-  set_winograd_tile(tile);
+// ragged last one; 24 and 8 output channels: the one-register kernels; 64: the widest it takes. AVX-512 takes the
+// multiples of 16 among them.
+void expect_matches_conv2d(ConvAlgorithm algorithm, ConvIsa isa, double tolerance) {
+  int64_t taken = 0;
   for (const Case& s : {Case{3, 16, 16, 7, 7}, Case{2, 8, 24, 5, 6}, Case{5, 16, 32, 28, 28}, Case{2, 64, 64, 8, 8},
-                        Case{4, 32, 8, 1, 3}, Case{2, 16, 16, 10, 9}}) {
-    SCOPED_TRACE(::testing::Message() << "tile " << tile << " n " << s.n << " c " << s.c << " k " << s.k << " " << s.h
-                                      << "x" << s.w);
+                        Case{4, 32, 8, 1, 3}, Case{2, 16, 16, 10, 9}, Case{2, 16, 48, 6, 7}}) {
+    SCOPED_TRACE(::testing::Message() << to_string(ConvKernel{algorithm, isa}) << " n " << s.n << " c " << s.c << " k "
+                                      << s.k << " " << s.h << "x" << s.w);
     const auto x = channels_last(torch::randn({s.n, s.c, s.h, s.w})).requires_grad_();
     const auto w = (torch::randn({s.k, s.c, 3, 3}) * 0.2).requires_grad_();
-    ASSERT_TRUE(winograd_applies(x, w));
-    const auto y = winograd_conv3x3(x, w);
+    const bool multiple =
+        s.c % (isa == ConvIsa::kAvx512 ? 16 : 8) == 0 && s.k % (isa == ConvIsa::kAvx512 ? 16 : 8) == 0;
+    ASSERT_EQ(winograd_applies(x, w, isa), multiple);
+    if (!multiple) continue;
+    ++taken;
+    const auto y = winograd_conv3x3(x, w, algorithm, isa);
     EXPECT_TRUE(y.is_contiguous(torch::MemoryFormat::ChannelsLast));
     ASSERT_EQ(y.sizes(), (std::vector<int64_t>{s.n, s.k, s.h, s.w}));
     const auto grad = torch::randn_like(y);
@@ -60,12 +76,39 @@ void expect_matches_conv2d(int tile, double tolerance) {
     EXPECT_LT(relative_error(got[0], want[0]), tolerance);
     EXPECT_LT(relative_error(got[1], want[1]), tolerance);
   }
+  EXPECT_GE(taken, 4);
 }
 
 TEST_F(WinogradTest, ForwardAndGradientsMatchConv2dInDoublePrecision) {
-  expect_matches_conv2d(2, 1e-5);
-  // F(4x4, 3x3) rounds more: its transforms multiply by up to 8 and divide by 24.
-  expect_matches_conv2d(4, 1e-4);
+  for (ConvIsa isa : available_isas()) {
+    expect_matches_conv2d(ConvAlgorithm::kWinograd2x2, isa, 1e-5);
+    // F(4x4, 3x3) rounds more: its transforms multiply by up to 8 and divide by 24.
+    expect_matches_conv2d(ConvAlgorithm::kWinograd4x4, isa, 1e-4);
+  }
+}
+
+TEST_F(WinogradTest, EveryWidthComputesTheSameFloats) {
+  // Each lane is one channel and every sum runs in the same order, so AVX-512 gives AVX2's bits: a plan's width
+  // is a matter of speed, and a run resumed on a CPU without AVX-512 computes as it did. Where this CPU has no
+  // AVX-512, the check is that the kernels say so and take nothing at that width.
+  const auto x = channels_last(torch::randn({3, 32, 13, 11})).requires_grad_();
+  const auto w = (torch::randn({16, 32, 3, 3}) * 0.2).requires_grad_();
+  if (!isa_available(ConvIsa::kAvx512)) {
+    EXPECT_FALSE(winograd_applies(x, w, ConvIsa::kAvx512));
+    testing::expect_error<std::invalid_argument>([] { set_conv_isa(ConvIsa::kAvx512); }, {"no avx512"});
+    return;
+  }
+  for (ConvAlgorithm a : {ConvAlgorithm::kWinograd2x2, ConvAlgorithm::kWinograd4x4}) {
+    SCOPED_TRACE(to_string(a));
+    const auto y2 = winograd_conv3x3(x, w, a, ConvIsa::kAvx2);
+    const auto y5 = winograd_conv3x3(x, w, a, ConvIsa::kAvx512);
+    EXPECT_TRUE(torch::equal(y2, y5));
+    const auto grad = torch::randn_like(y2);
+    const auto g2 = torch::autograd::grad({y2}, {x, w}, {grad});
+    const auto g5 = torch::autograd::grad({y5}, {x, w}, {grad});
+    EXPECT_TRUE(torch::equal(g2[0], g5[0]));
+    EXPECT_TRUE(torch::equal(g2[1], g5[1]));
+  }
 }
 
 TEST_F(WinogradTest, BackwardAloneGivesWhatAutogradGives) {
@@ -103,10 +146,42 @@ TEST_F(WinogradTest, TakesOnlyWhatItComputes) {
   EXPECT_FALSE(winograd_applies(channels_last(torch::randn({2, 128, 4, 4})), torch::randn({128, 128, 3, 3})));
   testing::expect_error<c10::Error>([&] { winograd_conv3x3(x.contiguous(), w); },
                                     {"winograd_conv3x3", "[2, 16, 8, 8]"});
-  testing::expect_error<std::invalid_argument>([] { set_winograd_tile(3); }, {"3", "2 or 4"});
-  set_winograd(false);
-  EXPECT_FALSE(winograd_applies(x, w));
+  testing::expect_error<c10::Error>([&] { winograd_conv3x3(x, w, ConvAlgorithm::kDirect); }, {"direct"});
+  testing::expect_error<std::invalid_argument>([] { parse_conv_algorithm("winograd3x3"); },
+                                               {"winograd3x3", "direct, winograd2x2 or winograd4x4"});
+  testing::expect_error<std::invalid_argument>([] { parse_conv_kernel("winograd2x2-sse"); }, {"sse", "avx2 or avx512"});
+  testing::expect_error<std::invalid_argument>([] { parse_conv_shape("16-16-32"); }, {"16-16-32", "IN-OUT-HxW"});
+  testing::expect_error<std::invalid_argument>([] { parse_conv_shape("16-16-32x32 "); }, {"IN-OUT-HxW"});
+  EXPECT_EQ(parse_conv_shape("16-32-8x9"), (ConvShape{16, 32, 8, 9}));
+  EXPECT_EQ(parse_conv_kernel("winograd4x4-avx2"), (ConvKernel{ConvAlgorithm::kWinograd4x4, ConvIsa::kAvx2}));
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 16, 3).padding(1).bias(false));
+  EXPECT_TRUE(winograd_takes(*conv, x));
+  set_conv_policy(ConvPolicy::kDirect);
+  EXPECT_FALSE(winograd_takes(*conv, x));
   EXPECT_EQ(convolution_policy(), "direct");
+}
+
+TEST_F(WinogradTest, ThePlanDecidesEachShapeAndThePolicyTheRest) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 16, 3).padding(1).bias(false));
+  const auto small = channels_last(torch::randn({2, 16, 8, 8}));
+  const auto large = channels_last(torch::randn({2, 16, 12, 12}));
+  set_conv_plan({{ConvShape{16, 16, 8, 8}, ConvKernel{ConvAlgorithm::kDirect, ConvIsa::kAvx2}},
+                 {ConvShape{16, 16, 12, 12}, ConvKernel{ConvAlgorithm::kWinograd4x4, ConvIsa::kAvx2}}});
+  EXPECT_EQ(conv_kernel(*conv, small).algorithm, ConvAlgorithm::kDirect);
+  EXPECT_TRUE(torch::equal(conv_forward(*conv, small), conv->forward(small)));
+  EXPECT_EQ(conv_kernel(*conv, large), (ConvKernel{ConvAlgorithm::kWinograd4x4, ConvIsa::kAvx2}));
+  EXPECT_TRUE(torch::equal(conv_forward(*conv, large),
+                           winograd_conv3x3(large, conv->weight, ConvAlgorithm::kWinograd4x4, ConvIsa::kAvx2)));
+  // A shape the plan does not name: the policy's algorithm at the widest width.
+  const auto other = channels_last(torch::randn({2, 16, 10, 10}));
+  EXPECT_EQ(conv_kernel(*conv, other).algorithm, ConvAlgorithm::kWinograd2x2);
+  EXPECT_EQ(conv_kernel(*conv, other).isa, *widest_isa());
+  // A fixed width applies to the plan's shapes too; setting a policy clears the plan.
+  set_conv_isa(ConvIsa::kAvx2);
+  EXPECT_EQ(conv_kernel(*conv, other).isa, ConvIsa::kAvx2);
+  set_conv_policy(ConvPolicy::kWinograd2x2);
+  EXPECT_TRUE(conv_plan().empty());
+  EXPECT_EQ(conv_kernel(*conv, small).algorithm, ConvAlgorithm::kWinograd2x2);
 }
 
 TEST_F(WinogradTest, ConvForwardFallsBackForEveryOtherConvolution) {
@@ -141,7 +216,7 @@ TEST_F(WinogradTest, AResNetRunsItsStrideOneConvolutionsThroughIt) {
   const auto x = channels_last(torch::randn({8, 1, 28, 28}));
   const auto labels = torch::randint(10, {8}, torch::kLong);
   auto step = [&](bool winograd, torch::Dtype dtype) {
-    set_winograd(winograd);
+    set_conv_policy(winograd ? ConvPolicy::kWinograd2x2 : ConvPolicy::kDirect);
     net->zero_grad(/*set_to_none=*/true);
     net->to(dtype);
     const auto logits = net->forward(x.to(dtype));
@@ -170,17 +245,26 @@ TEST_F(WinogradTest, AResNetRunsItsStrideOneConvolutionsThroughIt) {
 TEST_F(WinogradTest, TheEnvironmentChoosesAndABadValueIsNamed) {
   ::setenv("RESLAB_CONV", "direct", 1);
   EXPECT_EQ(choose_convolutions(), "direct");
-  EXPECT_FALSE(winograd_enabled());
+  EXPECT_EQ(conv_policy(), ConvPolicy::kDirect);
   ::setenv("RESLAB_CONV", "winograd4x4", 1);
   EXPECT_EQ(choose_convolutions(), "winograd4x4");
   ::setenv("RESLAB_CONV", "winograd2x2", 1);
   EXPECT_EQ(choose_convolutions(), "winograd2x2");
-  ::setenv("RESLAB_CONV", "winograd", 1);
-  EXPECT_EQ(choose_convolutions(), "winograd");
+  ::setenv("RESLAB_CONV", "winograd", 1);  // the older name of F(2x2, 3x3) everywhere
+  EXPECT_EQ(choose_convolutions(), "winograd2x2");
   ::setenv("RESLAB_CONV", "fast", 1);
-  testing::expect_error<std::invalid_argument>([] { choose_convolutions(); }, {"RESLAB_CONV", "fast", "direct"});
+  testing::expect_error<std::invalid_argument>([] { choose_convolutions(); }, {"RESLAB_CONV", "fast", "auto"});
   ::unsetenv("RESLAB_CONV");
-  EXPECT_EQ(choose_convolutions(), "winograd");
+  EXPECT_EQ(choose_convolutions(), "auto");
+  ::setenv("RESLAB_CONV_ISA", "avx2", 1);
+  EXPECT_EQ(choose_convolutions(), "auto");
+  EXPECT_EQ(conv_isa(), ConvIsa::kAvx2);
+  EXPECT_EQ(widest_isa(), ConvIsa::kAvx2);
+  ::setenv("RESLAB_CONV_ISA", "neon", 1);
+  testing::expect_error<std::invalid_argument>([] { choose_convolutions(); }, {"RESLAB_CONV_ISA", "neon", "avx512"});
+  ::unsetenv("RESLAB_CONV_ISA");
+  EXPECT_EQ(choose_convolutions(), "auto");
+  EXPECT_FALSE(conv_isa().has_value());
   EXPECT_EQ(convolution_policy(torch::Device("cuda:0")), "direct");
 }
 

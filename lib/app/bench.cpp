@@ -21,6 +21,7 @@
 #include "optim/sgd.h"
 #include "train/allocator.h"
 #include "train/device.h"
+#include "train/kernels.h"
 #include "train/replica.h"
 
 namespace reslab {
@@ -294,6 +295,13 @@ int run_bench(const BenchOptions& options) {
     replica_options.dist = dist.get();
     Replica replica = make_replica(replica_options);
     auto& model = replica.model;
+    // The kernels a run at this batch takes (train/kernels.h): under "auto", measured once per machine and cached.
+    nlohmann::json kernels = nullptr;
+    if (device.is_cpu()) {
+      const KernelPlan plan = plan_kernels(winograd_shapes(*model), local_batch, default_kernel_cache(), nullptr);
+      set_conv_plan(plan.plan());
+      kernels = to_json(plan);
+    }
     const auto memory = options.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
     const auto& in = spec.input;
     auto inputs = torch::randn({local_batch, in.channels, in.height, in.width}).to(device).contiguous(memory);
@@ -360,6 +368,7 @@ int run_bench(const BenchOptions& options) {
         {"sgd", options.sgd_foreach ? "foreach" : "loop"},
         {"malloc", allocator_policy()},
         {"conv", convolution_policy(device)},
+        {"kernels", kernels},
         {"train_img_per_s", img_per_s},
         {"epoch_img_per_s", epoch_rate},
         {"eval_img_per_s", eval_rate},

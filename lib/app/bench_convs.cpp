@@ -3,17 +3,22 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "ops/winograd.h"
 #include "train/device.h"
+#include "train/kernels.h"
 
 namespace reslab {
 
 /// Multiply-adds per second of single 3x3 convolutions, stride 1, padding 1, no bias, as the CIFAR nets' stages
 /// have them (16 channels on 32x32 maps, 32 on 16x16, 64 on 8x8, and 32 on 32x32), forward alone and forward
-/// with backward to inputs and weights, in both memory layouts (LibTorch's direct convolutions: the best is what
-/// the machine gives this work) and through reslab's Winograd convolution where it runs (its rate counts the
-/// direct convolution's multiply-adds, so it shows the speed-up; it does fewer).
+/// with backward to inputs and weights: LibTorch's direct convolutions in both memory layouts (the best is what
+/// the machine gives this work) and every Winograd kernel this CPU runs (its rate counts the direct convolution's
+/// multiply-adds, so it shows the speed-up; it does fewer). Then, per shape, the kernel the "auto" policy picks
+/// (train/kernels.h), from the cache or measured, beside the fastest of the timings above.
 int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device device) {
   struct Shape {
     int64_t channels, size;
@@ -22,20 +27,37 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
   nlohmann::json rows = nlohmann::json::array();
   double best = 0.0, best_winograd = 0.0;
   if (!options.json) {
-    std::printf("%-9s %5s %6s %14s %12s %12s\n", "channels", "map", "batch", "layout", "pass", "GMAC/s");
+    std::printf("%-9s %5s %6s %20s %12s %12s\n", "channels", "map", "batch", "kernel", "pass", "GMAC/s");
   }
-  enum class Kind { kChannelsLast, kNchw, kWinograd };
+  struct Kind {
+    std::string label;
+    bool channels_last;
+    std::optional<ConvKernel> winograd;
+  };
+  std::vector<Kind> kinds = {{"direct-channels-last", true, std::nullopt}, {"direct-NCHW", false, std::nullopt}};
+  if (device.is_cpu()) {
+    for (ConvAlgorithm a : {ConvAlgorithm::kWinograd2x2, ConvAlgorithm::kWinograd4x4}) {
+      for (ConvIsa isa : {ConvIsa::kAvx2, ConvIsa::kAvx512}) {
+        if (isa_available(isa)) kinds.push_back({to_string(ConvKernel{a, isa}), true, ConvKernel{a, isa}});
+      }
+    }
+  }
+  nlohmann::json picks = nlohmann::json::array();
   for (const Shape& shape : shapes) {
-    for (Kind kind : {Kind::kChannelsLast, Kind::kNchw, Kind::kWinograd}) {
+    double fastest_fwd_bwd = 0.0;
+    std::string fastest_label;
+    for (const Kind& kind : kinds) {
       torch::manual_seed(0);
-      const bool channels_last = kind != Kind::kNchw, winograd = kind == Kind::kWinograd;
-      const auto memory = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+      const auto memory = kind.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
       torch::nn::Conv2d conv(torch::nn::Conv2dOptions(shape.channels, shape.channels, 3).padding(1).bias(false));
       conv->to(device);
       conv->weight.set_data(conv->weight.contiguous(memory));
       auto x = torch::randn({options.batch, shape.channels, shape.size, shape.size}).to(device).contiguous(memory);
-      if (winograd && !winograd_takes(*conv, x)) continue;  // off (RESLAB_CONV=direct), a GPU, or no AVX2
-      const auto run = [&](const torch::Tensor& in) { return winograd ? conv_forward(*conv, in) : conv->forward(in); };
+      if (kind.winograd && !winograd_applies(x, conv->weight, kind.winograd->isa)) continue;
+      const auto run = [&](const torch::Tensor& in) {
+        return kind.winograd ? winograd_conv3x3(in, conv->weight, kind.winograd->algorithm, kind.winograd->isa)
+                             : conv->forward(in);
+      };
       const double macs =
           static_cast<double>(options.batch * shape.channels * shape.channels * 9 * shape.size * shape.size);
       for (bool backward : {false, true}) {
@@ -58,21 +80,38 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
         // The backward pass costs two convolutions' worth: to the inputs and to the weights.
         const double rate =
             macs * (backward ? 3.0 : 1.0) * static_cast<double>(options.iterations) / seconds_since(start);
-        double& top = winograd ? best_winograd : best;
+        double& top = kind.winograd ? best_winograd : best;
         top = std::max(top, rate);
-        const char* layout = winograd ? "winograd" : channels_last ? "channels-last" : "NCHW";
+        if (backward && rate > fastest_fwd_bwd) fastest_fwd_bwd = rate, fastest_label = kind.label;
         const char* pass = backward ? "fwd+bwd" : "forward";
         rows.push_back({{"channels", shape.channels},
                         {"map", shape.size},
                         {"batch", options.batch},
-                        {"layout", layout},
+                        {"kernel", kind.label},
                         {"pass", pass},
                         {"macs_per_s", rate}});
         if (!options.json) {
-          std::printf("%-9lld %5lld %6lld %14s %12s %12.1f\n", static_cast<long long>(shape.channels),
-                      static_cast<long long>(shape.size), static_cast<long long>(options.batch), layout, pass,
-                      rate / 1e9);
+          std::printf("%-9lld %5lld %6lld %20s %12s %12.1f\n", static_cast<long long>(shape.channels),
+                      static_cast<long long>(shape.size), static_cast<long long>(options.batch), kind.label.c_str(),
+                      pass, rate / 1e9);
         }
+      }
+    }
+    if (device.is_cpu()) {
+      // What a run at this batch would take for this shape (the policy in force; "auto" measures or reads the
+      // cache), beside the fastest channels-last or Winograd timing above.
+      const ConvShape conv_shape{shape.channels, shape.channels, shape.size, shape.size};
+      const KernelPlan plan = plan_kernels({conv_shape}, options.batch, default_kernel_cache(), nullptr);
+      const std::string pick = to_string(plan.shapes.at(0).kernel);
+      picks.push_back({{"shape", conv_shape.key()},
+                       {"batch", options.batch},
+                       {"policy", to_string(plan.policy)},
+                       {"kernel", pick},
+                       {"source", plan.source},
+                       {"fastest_above", fastest_label}});
+      if (!options.json) {
+        std::printf("  %s picks %s (%s); fastest above: %s\n", to_string(plan.policy).c_str(), pick.c_str(),
+                    plan.source.c_str(), fastest_label.c_str());
       }
     }
   }
@@ -81,7 +120,8 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
     std::cout << nlohmann::json{{"threads", threads},
                                 {"best_macs_per_s", best},
                                 {"best_winograd_macs_per_s", winograd_best},
-                                {"convolutions", rows}}
+                                {"convolutions", rows},
+                                {"picks", picks}}
                      .dump(2)
               << "\n";
   } else {
@@ -100,7 +140,7 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
     std::vector<int64_t> stride, padding, dilation;
     int64_t groups;
     bool input_grad;
-    bool winograd;  // the model runs this one through winograd_conv3x3 (conv_forward)
+    ConvKernel kernel;  // the kernel the model runs this one with (conv_kernel, as conv_forward decides)
   };
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
@@ -116,20 +156,20 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
     work.push_back({input, c.conv->weight.detach().to(device).contiguous(memory),
                     random(o.out_channels(), c.out_h, c.out_w), vec(o.stride()),
                     vec(c10::get<torch::ExpandingArray<2>>(o.padding())), vec(o.dilation()), o.groups(), !work.empty(),
-                    winograd_takes(*c.conv, input)});
+                    conv_kernel(*c.conv, input)});
   }
   const std::vector<int64_t> no_output_padding{0, 0};
   auto pass = [&] {
     for (const Work& w : work) {
-      if (w.winograd) {
-        (void)winograd_conv3x3(w.input, w.weight);
+      if (w.kernel.algorithm != ConvAlgorithm::kDirect) {
+        (void)winograd_conv3x3(w.input, w.weight, w.kernel.algorithm, w.kernel.isa);
         continue;
       }
       (void)at::convolution(w.input, w.weight, {}, w.stride, w.padding, w.dilation, false, no_output_padding, w.groups);
     }
     for (auto it = work.rbegin(); it != work.rend(); ++it) {
-      if (it->winograd) {
-        (void)winograd_conv3x3_backward(it->grad_output, it->input, it->weight);
+      if (it->kernel.algorithm != ConvAlgorithm::kDirect) {
+        (void)winograd_conv3x3_backward(it->grad_output, it->input, it->weight, it->kernel.algorithm, it->kernel.isa);
         continue;
       }
       (void)at::convolution_backward(it->grad_output, it->input, it->weight, c10::nullopt, it->stride, it->padding,

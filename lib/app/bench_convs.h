@@ -23,8 +23,8 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
 /// Images per second of `model`'s convolutions alone at `batch`: each one's forward pass in order, then its
 /// backward pass (to the weights, and to the input for all but the first) in reverse, on random data of the
 /// shapes `model.convolutions()` lists, in `memory` layout, with the model's own weights; after `warmup`
-/// untimed passes, over `iterations`. Each runs the kernel the model runs it with: winograd_conv3x3 where
-/// winograd_takes() (as conv_forward decides), LibTorch's convolution otherwise.
+/// untimed passes, over `iterations`. Each runs the kernel the model runs it with (conv_kernel, as conv_forward
+/// decides under the plan in force): a Winograd kernel, or LibTorch's convolution.
 double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat memory, torch::Device device,
                        int64_t iterations, int64_t warmup);
 

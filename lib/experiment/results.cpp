@@ -59,6 +59,7 @@ nlohmann::json make_summary(const RunOutcome& o) {
       {"device", run.device},
       {"retries", o.retries},
       {"versions", version_info()}};
+  if (!o.kernels.is_null()) summary["kernels"] = o.kernels;
   if (state.diverged_at) {
     summary["diverged_at"] = *state.diverged_at;
     summary["last_finite_loss"] = optional_json(state.last_finite_loss);

@@ -20,6 +20,8 @@
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
+#include "train/kernels.h"
+#include "train/metrics.h"
 #include "train/replica.h"
 #include "train/tensorboard.h"
 
@@ -287,6 +289,10 @@ class RunSession {
   void choose_resume_point();
   /// Rank 0: config.json, no stale summary, and metrics.jsonl begun afresh or cut back to the checkpoint.
   void prepare_folder();
+  /// The convolution kernel of each shape the model uses: on a fresh run the plan the policy makes (under "auto",
+  /// measured or cached; rank 0's in a data-parallel job), recorded in kernels.json; on a resumed one, the plan
+  /// it recorded, so that it computes as it did.
+  void plan_convolutions();
   /// The trainer with the standard callbacks, the probes and the caller's; the checkpoint's state loaded.
   void assemble_trainer();
   /// Trains; after a non-finite loss, goes back to the newest checkpoint up to retry_diverged times.
@@ -324,6 +330,7 @@ class RunSession {
   nlohmann::json identity_;
   std::string resume_from_;
   nlohmann::json resume_meta_;
+  KernelPlan kernels_;
   std::unique_ptr<EventWriter> events_;  // before metrics_, whose mirror writes to it: destroyed after it
   std::unique_ptr<JsonlWriter> metrics_;
   std::unique_ptr<TrainContext> ctx_;
@@ -461,6 +468,40 @@ void RunSession::prepare_folder() {
   open_metrics();
 }
 
+void RunSession::plan_convolutions() {
+  if (!device_.is_cpu()) return;  // LibTorch's convolutions, as convolution_policy(device) says
+  const std::string file = run_dir_ + "/kernels.json";
+  const std::vector<ConvShape> shapes = winograd_shapes(*replica_.model);
+  if (root_) {
+    if (!resume_from_.empty()) {
+      kernels_ = fs::exists(file) ? plan_from_json(read_json_file(file), file) : earlier_plan(shapes, local_batch_);
+    } else {
+      kernels_ = plan_kernels(shapes, local_batch_, default_kernel_cache(), progress_);
+    }
+  }
+  if (dist_ != nullptr) {
+    // Every rank computes with rank 0's algorithms, each at the widest width its CPU has (the same floats).
+    const ConvPlan chosen = kernels_.plan();
+    KernelPlan mine = kernels_;
+    if (!root_) {
+      mine = earlier_plan(shapes, local_batch_);
+      mine.source = "rank 0";
+    }
+    for (auto& s : mine.shapes) {
+      const auto it = chosen.find(s.shape);
+      const int64_t algorithm = dist_->broadcast_value(
+          static_cast<int64_t>(it != chosen.end() ? it->second.algorithm : s.kernel.algorithm), "sharing the kernels");
+      if (!root_) {
+        s.kernel.algorithm = static_cast<ConvAlgorithm>(algorithm);
+        if (s.kernel.algorithm == ConvAlgorithm::kDirect) s.kernel.isa = ConvIsa::kAvx2;
+      }
+    }
+    if (!root_) kernels_ = mine;
+  }
+  set_conv_plan(kernels_.plan());
+  if (root_) write_json_file(file, to_json(kernels_));
+}
+
 void RunSession::assemble_trainer() {
   ctx_ = std::make_unique<TrainContext>(
       TrainContext{*replica_.model, *replica_.optimizer, *train_loader_, metrics_.get(), {}});
@@ -563,6 +604,7 @@ nlohmann::json RunSession::finish() {
   outcome.world_size = dist_ != nullptr ? dist_->world_size() : 1;
   outcome.threads = threads_;
   outcome.conv = convolution_policy(device_);
+  if (device_.is_cpu()) outcome.kernels = to_json(kernels_);
   outcome.retries = retries_;
   nlohmann::json summary = make_summary(outcome);
   if (!root_) return summary;  // rank 0 writes the folder
@@ -592,6 +634,7 @@ nlohmann::json train_run(const RunConfig& run, const std::string& run_dir, DataC
   session.build_replica();
   session.choose_resume_point();
   session.prepare_folder();
+  session.plan_convolutions();
   session.assemble_trainer();
   session.train_with_retries();
   return session.finish();
