@@ -28,8 +28,7 @@ TEST_F(KernelsTest, AModelAsksForItsStageShapesOnce) {
   // Fashion-MNIST resnet20: three stages of 16, 32 and 64 channels on 28, 14 and 7 pixels; the stem (1 channel in)
   // and the strided convolutions are not Winograd's.
   const auto net = build_model("resnet20", ModelSpec{{1, 28, 28}, 10, Shortcut::A});
-  EXPECT_EQ(winograd_shapes(*net),
-            (std::vector<ConvShape>{{16, 16, 28, 28}, {32, 32, 14, 14}, {64, 64, 7, 7}}));
+  EXPECT_EQ(winograd_shapes(*net), (std::vector<ConvShape>{{16, 16, 28, 28}, {32, 32, 14, 14}, {64, 64, 7, 7}}));
 }
 
 TEST_F(KernelsTest, CandidatesFollowThePolicyAndTheCpu) {
@@ -64,8 +63,8 @@ TEST_F(KernelsTest, AutoMeasuresOnceAndThenReadsTheCache) {
     // The choice is the fastest candidate.
     for (const auto& [kernel, seconds] : s.seconds) {
       EXPECT_GT(seconds, 0.0);
-      const auto chosen = std::find_if(s.seconds.begin(), s.seconds.end(),
-                                       [&](const auto& t) { return t.first == s.kernel; });
+      const auto chosen =
+          std::find_if(s.seconds.begin(), s.seconds.end(), [&](const auto& t) { return t.first == s.kernel; });
       ASSERT_NE(chosen, s.seconds.end());
       EXPECT_LE(chosen->second, seconds);
     }
@@ -110,8 +109,7 @@ TEST_F(KernelsTest, ACacheThatIsNotOneIsNamed) {
   const std::string cache = dir.file("conv-plans.json");
   const auto write = [&](const std::string& text) { std::ofstream(cache) << text; };
   write("{\"format\": \"reslab-conv-plans\", \"version\"");
-  testing::expect_error<std::runtime_error>([&] { plan_kernels(kShapes, 4, cache, nullptr); },
-                                            {cache, "delete it"});
+  testing::expect_error<std::runtime_error>([&] { plan_kernels(kShapes, 4, cache, nullptr); }, {cache, "delete it"});
   write(R"({"format": "something-else", "version": 1, "timings": {}})");
   testing::expect_error<std::runtime_error>([&] { plan_kernels(kShapes, 4, cache, nullptr); },
                                             {cache, "not a cache", "reslab-conv-plans"});

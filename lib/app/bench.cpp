@@ -107,10 +107,10 @@ double peak_rss_mb() {
 
 /// Writes the file that scripts/bench_pytorch.py --check reads with torch.load, to show that the Python
 /// reference computes what reslab computes. It is a tuple: (model name, parameter names, parameters,
-/// buffer names, buffers, inputs, targets, losses, parameter count, channels-last, LibTorch's version). The tensors are the freshly
-/// initialised model's (NCHW, on the CPU); the losses (float64) are the training-mode cross-entropy on the batch at the
-/// start, after one SGD step and after two (the paper's SGD: momentum 0.9, weight decay 1e-4, lr 0.1), then the
-/// evaluation-mode loss (running BN statistics) after those steps, computed in the layout the last field says.
+/// buffer names, buffers, inputs, targets, losses, parameter count, channels-last, LibTorch's version). The tensors are
+/// the freshly initialised model's (NCHW, on the CPU); the losses (float64) are the training-mode cross-entropy on the
+/// batch at the start, after one SGD step and after two (the paper's SGD: momentum 0.9, weight decay 1e-4, lr 0.1),
+/// then the evaluation-mode loss (running BN statistics) after those steps, computed in the layout the last field says.
 int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch::Device device) {
   if (options.models.size() != 1) {
     throw std::invalid_argument("bench --export-check: name one model (--model), got " +
@@ -154,10 +154,9 @@ int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch
     losses.push_back(torch::nn::functional::cross_entropy(model->forward(x), y).item<double>());
   }
   const int64_t count = count_parameters(*model);
-  const auto bytes = torch::pickle_save(
-      c10::ivalue::Tuple::create({name, param_names, params, buffer_names, buffers, inputs, targets,
-                                  torch::tensor(losses, torch::kFloat64), count, options.channels_last,
-                                  std::string(TORCH_VERSION)}));
+  const auto bytes = torch::pickle_save(c10::ivalue::Tuple::create(
+      {name, param_names, params, buffer_names, buffers, inputs, targets, torch::tensor(losses, torch::kFloat64), count,
+       options.channels_last, std::string(TORCH_VERSION)}));
   const std::string tmp = options.export_check + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

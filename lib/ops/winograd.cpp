@@ -98,19 +98,6 @@ namespace avx2 {
 #define RW_ZERO _mm256_setzero_ps
 #define RW_BCAST _mm256_broadcast_ss
 #include "ops/winograd_kernels.inc"
-#undef RW_LANES
-#undef RW_VEC
-#undef RW_TARGET
-#undef RW_LOAD
-#undef RW_STORE
-#undef RW_ADD
-#undef RW_SUB
-#undef RW_MUL
-#undef RW_FMADD
-#undef RW_FNMADD
-#undef RW_SET1
-#undef RW_ZERO
-#undef RW_BCAST
 }  // namespace avx2
 
 namespace avx512 {
@@ -128,19 +115,6 @@ namespace avx512 {
 #define RW_ZERO _mm512_setzero_ps
 #define RW_BCAST(p) _mm512_set1_ps(*(p))
 #include "ops/winograd_kernels.inc"
-#undef RW_LANES
-#undef RW_VEC
-#undef RW_TARGET
-#undef RW_LOAD
-#undef RW_STORE
-#undef RW_ADD
-#undef RW_SUB
-#undef RW_MUL
-#undef RW_FMADD
-#undef RW_FNMADD
-#undef RW_SET1
-#undef RW_ZERO
-#undef RW_BCAST
 }  // namespace avx512
 
 bool cpu_has(ConvIsa isa) {

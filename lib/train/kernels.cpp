@@ -31,7 +31,8 @@ ConvPolicy parse_policy(const std::string& name) {
   for (ConvPolicy p : {ConvPolicy::kAuto, ConvPolicy::kDirect, ConvPolicy::kWinograd2x2, ConvPolicy::kWinograd4x4}) {
     if (to_string(p) == name) return p;
   }
-  throw std::invalid_argument("'" + name + "' is not a convolution policy (expected auto, direct, winograd2x2 or "
+  throw std::invalid_argument("'" + name +
+                              "' is not a convolution policy (expected auto, direct, winograd2x2 or "
                               "winograd4x4)");
 }
 
@@ -82,13 +83,15 @@ nlohmann::json read_cache(const std::string& path) {
   }
   if (!doc.is_object() || doc.value("format", "") != kCacheFormat || !doc.contains("version") ||
       doc["version"] != kCacheVersion || !doc.contains("timings") || !doc["timings"].is_object()) {
-    throw std::runtime_error(path + ": not a cache of convolution timings reslab wrote (expected an object with "
-                                    "\"format\": \"" +
+    throw std::runtime_error(path +
+                             ": not a cache of convolution timings reslab wrote (expected an object with "
+                             "\"format\": \"" +
                              std::string(kCacheFormat) + "\", \"version\": " + std::to_string(kCacheVersion) +
                              " and \"timings\")" + advice);
   }
   for (const auto& [machine, batches] : doc["timings"].items()) {
-    if (!batches.is_object()) throw std::runtime_error(path + ": timings of '" + machine + "' are not an object" + advice);
+    if (!batches.is_object())
+      throw std::runtime_error(path + ": timings of '" + machine + "' are not an object" + advice);
     for (const auto& [batch, shapes] : batches.items()) {
       if (!shapes.is_object()) throw std::runtime_error(path + ": timings at " + batch + " are not an object" + advice);
       for (const auto& [shape, kernels] : shapes.items()) {
@@ -98,7 +101,8 @@ nlohmann::json read_cache(const std::string& path) {
         } catch (const std::invalid_argument& e) {
           throw std::runtime_error(where + ": " + e.what() + advice);
         }
-        if (!kernels.is_object()) throw std::runtime_error(where + ": expected an object of seconds by kernel" + advice);
+        if (!kernels.is_object())
+          throw std::runtime_error(where + ": expected an object of seconds by kernel" + advice);
         for (const auto& [kernel, seconds] : kernels.items()) {
           try {
             (void)parse_conv_kernel(kernel);
@@ -225,8 +229,7 @@ KernelPlan plan_kernels(const std::vector<ConvShape>& shapes, int64_t batch, con
     if (log != nullptr) {
       *log << "convolutions " << shape.key() << " at batch " << batch << ": " << to_string(choice.kernel) << " (";
       for (size_t i = 0; i < choice.seconds.size(); ++i) {
-        *log << (i ? ", " : "") << to_string(choice.seconds[i].first) << " " << choice.seconds[i].second * 1e3
-             << " ms";
+        *log << (i ? ", " : "") << to_string(choice.seconds[i].first) << " " << choice.seconds[i].second * 1e3 << " ms";
       }
       *log << (choice.from_cache ? "; cached)" : "; measured)") << "\n";
     }
