@@ -77,6 +77,7 @@ TEST_F(KernelsTest, AutoMeasuresOnceAndThenReadsTheCache) {
   EXPECT_EQ(second.source, "cache");
   EXPECT_EQ(second.plan(), first.plan());
   EXPECT_EQ(plan_kernels({kShapes[0]}, 2, cache, nullptr).source, "measured");
+  EXPECT_EQ(plan_kernels({}, 4, cache, nullptr).source, "none");
   // The record round-trips.
   const KernelPlan back = plan_from_json(to_json(first), "kernels.json");
   EXPECT_EQ(back.source, "resumed");

@@ -235,7 +235,7 @@ KernelPlan plan_kernels(const std::vector<ConvShape>& shapes, int64_t batch, con
     }
     plan.shapes.push_back(std::move(choice));
   }
-  plan.source = measured ? "measured" : "cache";
+  plan.source = shapes.empty() ? "none" : measured ? "measured" : "cache";
   if (measured && !cache_file.empty()) {
     try {
       fs::create_directories(fs::path(cache_file).parent_path());

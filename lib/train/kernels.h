@@ -46,7 +46,8 @@ struct ShapeChoice {
 struct KernelPlan {
   ConvPolicy policy = ConvPolicy::kAuto;
   int64_t batch = 0, threads = 0;
-  /// "measured" (timed here, now), "cache" (every shape's timing read from `cache_file`), "fixed" (the policy's
+  /// "measured" (timed here, now), "cache" (every shape's timing read from `cache_file`), "none" (the model has
+  /// no shape a Winograd kernel takes), "fixed" (the policy's
   /// one algorithm), "resumed" (the run's own kernels.json) or "earlier" (a run begun before plans were kept:
   /// the F(2x2, 3x3) everywhere that reslab ran then).
   std::string source;
