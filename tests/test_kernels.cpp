@@ -85,6 +85,14 @@ TEST_F(KernelsTest, AutoMeasuresOnceAndThenReadsTheCache) {
   EXPECT_EQ(back.batch, 4);
 }
 
+TEST_F(KernelsTest, MeasuringLeavesTheGlobalGeneratorAlone) {
+  torch::manual_seed(7);
+  const auto expected = torch::randn({4});
+  torch::manual_seed(7);
+  (void)time_conv_kernel(ConvShape{16, 16, 8, 8}, 2, ConvKernel{ConvAlgorithm::kDirect, ConvIsa::kAvx2}, 1);
+  EXPECT_TRUE(torch::equal(torch::randn({4}), expected));
+}
+
 TEST_F(KernelsTest, AFixedPolicyMeasuresNothing) {
   TempDir dir;
   set_conv_policy(ConvPolicy::kDirect);

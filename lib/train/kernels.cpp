@@ -1,5 +1,6 @@
 #include "train/kernels.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -146,9 +147,12 @@ std::vector<ConvKernel> plan_candidates(ConvPolicy policy, const ConvShape& shap
 double time_conv_kernel(const ConvShape& shape, int64_t batch, const ConvKernel& kernel, int repeats) {
   torch::NoGradGuard no_grad;
   const auto cl = torch::MemoryFormat::ChannelsLast;
-  const auto x = torch::randn({batch, shape.in_channels, shape.height, shape.width}).contiguous(cl);
-  const auto w = (torch::randn({shape.out_channels, shape.in_channels, 3, 3}) * 0.1).contiguous(cl);
-  const auto dy = torch::randn({batch, shape.out_channels, shape.height, shape.width}).contiguous(cl);
+  // A generator of its own: measuring leaves LibTorch's global one where it was, so that a run that measured
+  // and one that read the cache draw the same numbers afterwards.
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  const auto x = at::randn({batch, shape.in_channels, shape.height, shape.width}, gen).contiguous(cl);
+  const auto w = (at::randn({shape.out_channels, shape.in_channels, 3, 3}, gen) * 0.1).contiguous(cl);
+  const auto dy = at::randn({batch, shape.out_channels, shape.height, shape.width}, gen).contiguous(cl);
   const std::vector<int64_t> one{1, 1}, zero{0, 0};
   const auto pass = [&] {
     if (kernel.algorithm == ConvAlgorithm::kDirect) {
