@@ -317,19 +317,16 @@ void read_optim(JsonSection o, OptimConfig& optim) {
   o.finish();
 }
 
-/// The optimiser's values, checked against the data it trains on (a batch no larger than the training set).
+/// The optimiser's values, checked against the data it trains on (a batch no larger than the training set);
+/// after check_data.
 void check_optim(const OptimConfig& optim, const DataConfig& data, const RunCheck& check) {
   const SgdConfig& sgd = optim.sgd;
   if (optim.batch <= 0) check.bad("optim.batch", std::to_string(optim.batch), "a positive integer");
-  try {
-    const auto& info = dataset_info(data.dataset);
-    const int64_t train_size = data.split.train_size;
-    if ((train_size > 0 || info.train_examples > 0) &&
-        optim.batch > (train_size > 0 ? train_size : info.train_examples - data.split.val_size)) {
-      check.bad("optim.batch", std::to_string(optim.batch), "at most the number of training examples");
-    }
-  } catch (const std::invalid_argument& e) {
-    check.fail(std::string("data.dataset: ") + e.what());
+  const auto& info = dataset_info(data.dataset);  // check_data, which runs first, names an unknown dataset
+  const int64_t train_size = data.split.train_size;
+  if ((train_size > 0 || info.train_examples > 0) &&
+      optim.batch > (train_size > 0 ? train_size : info.train_examples - data.split.val_size)) {
+    check.bad("optim.batch", std::to_string(optim.batch), "at most the number of training examples");
   }
   if (!optim.epochs && !optim.iterations) check.bad("optim.epochs", "(missing)", "'epochs' or 'iterations'");
   // Every number has a finite range, checked before anything runs: a run of 1e300 epochs would "complete" after

@@ -32,6 +32,9 @@ namespace {
 // wider layers were not measured and go to oneDNN.
 constexpr int64_t kMaxChannels = 64;
 
+// Floats per register at `isa`: the channel multiple its kernels take.
+int64_t lanes(ConvIsa isa) { return isa == ConvIsa::kAvx512 ? 16 : 8; }
+
 #if RESLAB_WINOGRAD_X86
 // Notation (Lavin and Gray): F(m x m, 3x3) turns an (m + 2) x (m + 2) input patch d into V = B^T d B and a 3x3
 // filter g into U = G g G^T, and gives the m x m output tile as A^T (sum over input channels of U . V) A. The
@@ -123,8 +126,6 @@ bool cpu_has(ConvIsa isa) {
   return isa == ConvIsa::kAvx512 ? avx512 : avx2;
 }
 
-int64_t lanes(ConvIsa isa) { return isa == ConvIsa::kAvx512 ? 16 : 8; }
-
 template <int M>
 void convolve(ConvIsa isa, const float* x, const Geometry& g, int64_t c_count, const float* u, int64_t k_count,
               float* y) {
@@ -141,7 +142,6 @@ void accumulate_weight_gradient(ConvIsa isa, const float* x, const float* dy, co
 
 #else
 bool cpu_has(ConvIsa) { return false; }
-int64_t lanes(ConvIsa isa) { return isa == ConvIsa::kAvx512 ? 16 : 8; }
 #endif
 
 // G of F(2x2, 3x3) and of F(4x4, 3x3), a row per position along one side.
