@@ -4,6 +4,7 @@
 #include <limits>
 #include <sstream>
 
+#include "experiment/analysis.h"
 #include "experiment/results.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
@@ -72,6 +73,52 @@ TEST_F(ExperimentTest, ARunRecordsItsKernelsAndKeepsThemWhenResumed) {
   std::ofstream(dir.file("again/kernels.json")) << R"({"policy": "auto", "batch": 64})";
   testing::expect_error<std::runtime_error>([&] { train_run(run, dir.file("again"), data, resume); },
                                             {"again/kernels.json", "threads"});
+  set_conv_policy(ConvPolicy::kAuto);
+}
+
+TEST_F(ExperimentTest, AnalyzeProbesARunWithTheKernelsItTrainedWith) {
+  TempDir dir;
+  set_conv_policy(ConvPolicy::kAuto);
+  DataCache data;
+  const RunConfig run = testing::fashion_run("resnet8", 256, 128, 64, 1, 2);
+  const std::string out = dir.file("resnet8");
+  ASSERT_EQ(train_run(run, out, data, RunOptions{})["status"], "completed");
+  // As if the run had trained where the direct convolution won every shape.
+  auto direct = read_json_file(out + "/kernels.json");
+  for (auto& [shape, entry] : direct["shapes"].items()) entry = {{"kernel", "direct"}};
+  write_json_file(out + "/kernels.json", direct);
+  ProbeSettings settings;
+  settings.batch = 32;
+  const auto probe = [&] { return probe_subject("grad_norms", trained_subject(out), settings, data); };
+  const auto figures = [](nlohmann::json r) {
+    r.erase("seconds");
+    r.erase("kernels");
+    return r;
+  };
+  const ConvPlan before = {{ConvShape{16, 16, 28, 28}, {ConvAlgorithm::kWinograd2x2, ConvIsa::kAvx2}}};
+  set_conv_plan(before);
+  const auto as_recorded = probe();
+  EXPECT_EQ(as_recorded["kernels"]["source"], "run");
+  EXPECT_EQ(as_recorded["kernels"]["shapes"], direct["shapes"]);
+  EXPECT_EQ(conv_plan(), before) << "the plan in force before the probe is put back";
+  // The same numbers as under the direct policy, and not those of F(2x2, 3x3) everywhere (what analyze ran before
+  // it read the run's record), so the record is what decided them.
+  set_conv_policy(ConvPolicy::kDirect);
+  const auto under_direct = probe();
+  EXPECT_EQ(under_direct["kernels"]["source"], "policy");
+  EXPECT_EQ(under_direct["kernels"]["policy"], "direct");
+  EXPECT_EQ(figures(as_recorded), figures(under_direct));
+  set_conv_policy(ConvPolicy::kWinograd2x2);
+  EXPECT_NE(figures(probe()), figures(under_direct));
+  // A run without a record trained with F(2x2, 3x3) everywhere, and is probed so.
+  set_conv_policy(ConvPolicy::kAuto);
+  std::filesystem::remove(out + "/kernels.json");
+  const auto earlier = probe();
+  EXPECT_EQ(earlier["kernels"]["source"], "earlier");
+  EXPECT_NE(figures(earlier), figures(under_direct));
+  // A record that is not one stops the probe, naming the file and the key.
+  std::ofstream(out + "/kernels.json") << R"({"policy": "auto", "batch": 64, "threads": 2, "shapes": 3})";
+  testing::expect_error<ConfigError>(probe, {"resnet8/kernels.json", "shapes"});
   set_conv_policy(ConvPolicy::kAuto);
 }
 

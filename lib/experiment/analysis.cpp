@@ -6,9 +6,11 @@
 
 #include "data/random.h"
 #include "models/registry.h"
+#include "ops/winograd.h"
 #include "probes/gradients.h"
 #include "probes/over_seeds.h"
 #include "train/checkpoint.h"
+#include "train/kernels.h"
 #include "train/metrics.h"
 
 namespace fs = std::filesystem;
@@ -104,6 +106,50 @@ void check_model_meta(const nlohmann::json& meta, const RunConfig& run, const Mo
   }
 }
 
+namespace {
+
+/// Puts back the convolution plan that was in force when it was made.
+class RestoreConvPlan {
+ public:
+  RestoreConvPlan() : plan_(conv_plan()) {}
+  ~RestoreConvPlan() { set_conv_plan(plan_); }
+  RestoreConvPlan(const RestoreConvPlan&) = delete;
+  RestoreConvPlan& operator=(const RestoreConvPlan&) = delete;
+
+ private:
+  ConvPlan plan_;
+};
+
+/// Sets the convolution kernels `subject` is probed with, and says which (the result's "kernels"). A trained run
+/// is probed with the kernels it trained with, as its kernels.json records them, so that its probes compute its
+/// convolutions as its training did; a run begun before plans were kept, with F(2x2, 3x3) everywhere, as it ran
+/// then (the policy's default for a shape no plan names). A fixed RESLAB_CONV wins over the run's record, and a
+/// fresh net takes the policy's kernels.
+nlohmann::json use_subject_kernels(const ProbeSubject& subject) {
+  const std::string file = subject.run_dir + "/kernels.json";
+  nlohmann::json said = {{"policy", convolution_policy()}};
+  if (subject.source != "trained" || conv_policy() != ConvPolicy::kAuto) {
+    set_conv_plan({});  // not a plan a run left in force in this process
+    said["source"] = "policy";
+  } else if (!fs::exists(file)) {
+    set_conv_plan({});
+    said["source"] = "earlier";  // no plan recorded: the F(2x2, 3x3) everywhere such a run computed with
+  } else {
+    KernelPlan recorded;
+    try {
+      recorded = plan_from_json(read_json_file(file), file);
+    } catch (const std::exception& e) {
+      throw ConfigError(e.what());
+    }
+    set_conv_plan(recorded.plan());
+    said["source"] = "run";
+    said["shapes"] = to_json(recorded)["shapes"];
+  }
+  return said;
+}
+
+}  // namespace
+
 nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subject, const ProbeSettings& settings,
                              DataCache& data) {
   check_probe_name(probe);
@@ -142,7 +188,10 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
     calibrate_batchnorm(*net, train_loader, settings.calibration_batches);
   }
 
+  const RestoreConvPlan restore_plan;
+  const nlohmann::json kernels = use_subject_kernels(subject);
   nlohmann::json result = probe_info(probe).run(*net, ProbeInputs{train_loader, test_loader}, settings);
+  result["kernels"] = kernels;
   if (!subject.run_dir.empty() && probe_runs_during_training(probe)) {
     result["during_training"] = training_records(subject.run_dir, probe);
   }
