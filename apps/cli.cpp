@@ -201,6 +201,10 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
       cmd->add_flag("--sgd-loop", "Update with LibTorch's per-parameter SGD loop, not reslab's foreach step");
   cmd->add_flag("--conv-bound", opts->conv_bound,
                 "Also time the model's convolutions alone, forward and backward at its shapes: the step's bound");
+  cmd->add_option("--in-step", opts->in_step,
+                  "Also time each convolution shape's candidate kernels inside the model's own step, this many "
+                  "rounds, beside what the per-shape timings choose (CPU, one process)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000}));
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");

@@ -213,6 +213,22 @@ check "bench ceiling" 0 '"best_macs_per_s"' -- "$reslab" bench --ceiling --batch
 check "bench ceiling winograd" 0 '"kernel": "winograd2x2-avx2"' -- "$reslab" bench --ceiling --batch 4 \
   --iterations 1 --warmup 0 --json
 check "bench ceiling picks" 0 '"fastest_above"' -- "$reslab" bench --ceiling --batch 4 --iterations 1 --warmup 0 --json
+"$reslab" bench --model resnet8 --batch 8 --iterations 1 --warmup 0 --in-step 2 --json >"$work/in_step.json" 2>&1
+check "bench in step" 0 "ok" -- /usr/bin/python3 -c "
+import json
+r = json.load(open('$work/in_step.json'))
+assert [s['shape'] for s in r['in_step']] == ['16-16-28x28', '32-32-14x14', '64-64-7x7'], r
+for s in r['in_step']:
+    assert s['per_shape'] == r['kernels']['shapes'][s['shape']]['kernel'], s
+    if not s['step_seconds']:  # no Winograd kernel on this CPU: direct alone, nothing timed
+        assert s['in_step'] == 'direct', s
+        continue
+    assert s['in_step'] in s['step_seconds'] and 'direct' in s['step_seconds'], s
+    assert s['step_seconds'][s['in_step']] == min(s['step_seconds'].values()), s
+print('ok')"
+check "bench in step printed" 0 "16-16-28x28 +per shape: [a-z0-9-]+ +in the step: " -- "$reslab" bench --model resnet8 \
+  --batch 8 --iterations 1 --warmup 0 --in-step 1
+check "bench in step range" nonzero "--in-step: Value -1 not in range" -- "$reslab" bench --model resnet8 --in-step -1
 check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \
   --data "$work/folder" --crop 16 --batch 4 --iterations 2 --warmup 0 --json

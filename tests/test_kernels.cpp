@@ -1,6 +1,8 @@
 // The kernel plan: candidates by policy, measurement and the per-machine cache (and a cache that is not one),
 // the record a run keeps and reads back to resume, and the shapes a model asks for.
+#include <algorithm>
 #include <fstream>
+#include <limits>
 
 #include "models/registry.h"
 #include "test_util.h"
@@ -49,6 +51,55 @@ TEST_F(KernelsTest, CandidatesFollowThePolicyAndTheCpu) {
     for (const auto& k : plan_candidates(ConvPolicy::kAuto, s)) EXPECT_NE(k.isa, ConvIsa::kAvx512);
     set_conv_isa(std::nullopt);
   }
+}
+
+TEST_F(KernelsTest, InStepTimingTimesEveryCandidateAndLeavesTheModelAsItWas) {
+  const auto net = build_model("resnet8", ModelSpec{{1, 28, 28}, 10, Shortcut::A});
+  to_channels_last(*net);
+  const auto x = torch::randn({8, 1, 28, 28}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto y = torch::randint(0, 10, {8}, torch::kInt64);
+  KernelPlan start;
+  start.batch = 8;
+  for (const auto& shape : winograd_shapes(*net)) start.shapes.push_back({shape, {}, {}, false});
+  ASSERT_EQ(start.shapes.size(), 3u);
+  std::vector<torch::Tensor> params, buffers;
+  for (const auto& p : net->parameters()) params.push_back(p.clone());
+  for (const auto& b : net->buffers()) buffers.push_back(b.clone());
+  net->eval();
+  const ConvPlan sentinel = {{ConvShape{16, 16, 28, 28}, {ConvAlgorithm::kWinograd4x4, ConvIsa::kAvx2}}};
+  set_conv_plan(sentinel);
+  const auto chosen = time_kernels_in_step(*net, start, x, y, 3);
+  ASSERT_EQ(chosen.size(), start.shapes.size());
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    EXPECT_EQ(chosen[i].shape, start.shapes[i].shape);
+    const auto candidates = plan_candidates(ConvPolicy::kAuto, chosen[i].shape);
+    if (candidates.size() < 2) {
+      EXPECT_TRUE(chosen[i].seconds.empty());  // nothing to choose between on this CPU
+      EXPECT_EQ(chosen[i].kernel, ConvKernel{});
+      continue;
+    }
+    ASSERT_EQ(chosen[i].seconds.size(), candidates.size());
+    double fastest = std::numeric_limits<double>::infinity();
+    for (size_t c = 0; c < candidates.size(); ++c) {
+      EXPECT_EQ(chosen[i].seconds[c].first, candidates[c]);
+      EXPECT_GT(chosen[i].seconds[c].second, 0.0);
+      fastest = std::min(fastest, chosen[i].seconds[c].second);
+    }
+    const auto it = std::find_if(chosen[i].seconds.begin(), chosen[i].seconds.end(),
+                                 [&](const auto& s) { return s.first == chosen[i].kernel; });
+    ASSERT_NE(it, chosen[i].seconds.end());
+    EXPECT_EQ(it->second, fastest);
+  }
+  // Weights, BatchNorm statistics, mode and the plan in force as they were; no gradient left behind.
+  const auto now_params = net->parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(torch::equal(now_params[i], params[i])) << i;
+    EXPECT_TRUE(!now_params[i].grad().defined() || now_params[i].grad().abs().sum().item<double>() == 0.0) << i;
+  }
+  const auto now_buffers = net->buffers();
+  for (size_t i = 0; i < buffers.size(); ++i) EXPECT_TRUE(torch::equal(now_buffers[i], buffers[i])) << i;
+  EXPECT_FALSE(net->is_training());
+  EXPECT_EQ(conv_plan(), sentinel);
 }
 
 TEST_F(KernelsTest, AutoMeasuresOnceAndThenReadsTheCache) {

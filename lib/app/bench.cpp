@@ -297,8 +297,9 @@ int run_bench(const BenchOptions& options) {
     auto& model = replica.model;
     // The kernels a run at this batch takes (train/kernels.h): under "auto", measured once per machine and cached.
     nlohmann::json kernels = nullptr;
+    KernelPlan plan;
     if (device.is_cpu()) {
-      const KernelPlan plan = plan_kernels(winograd_shapes(*model), local_batch, default_kernel_cache(), nullptr);
+      plan = plan_kernels(winograd_shapes(*model), local_batch, default_kernel_cache(), nullptr);
       set_conv_plan(plan.plan());
       kernels = to_json(plan);
     }
@@ -357,6 +358,20 @@ int run_bench(const BenchOptions& options) {
     if (options.conv_bound) {
       conv_rate = conv_bound_rate(*model, local_batch, memory, device, options.iterations, options.warmup);
     }
+    // Each shape's candidates timed in this step, beside what the per-shape timings chose (--in-step).
+    nlohmann::json in_step = nullptr;
+    if (options.in_step > 0 && device.is_cpu() && !dist) {
+      const auto chosen = time_kernels_in_step(*model, plan, inputs, targets, static_cast<int>(options.in_step));
+      in_step = nlohmann::json::array();
+      for (size_t i = 0; i < chosen.size(); ++i) {
+        nlohmann::json seconds = nlohmann::json::object();
+        for (const auto& [kernel, s] : chosen[i].seconds) seconds[to_string(kernel)] = s;
+        in_step.push_back({{"shape", chosen[i].shape.key()},
+                           {"per_shape", to_string(plan.shapes[i].kernel)},
+                           {"in_step", to_string(chosen[i].kernel)},
+                           {"step_seconds", seconds}});
+      }
+    }
     const double rss = peak_rss_mb();
     nlohmann::json row = {
         {"model", name},
@@ -381,6 +396,7 @@ int run_bench(const BenchOptions& options) {
       row["conv_bound_img_per_s"] = conv_rate;
       row["step_of_conv_bound"] = img_per_s / conv_rate.get<double>();
     }
+    if (!in_step.is_null()) row["in_step"] = in_step;
     if (dist) {
       row["ranks"] = dist->world_size();
       row["gradient_buckets"] = replica.grad_sync->buckets();
@@ -393,6 +409,16 @@ int run_bench(const BenchOptions& options) {
       std::printf("%-12s %6lld %8lld %12.1f %12s %12.1f %10.1f %10.0f %12s\n", name.c_str(),
                   static_cast<long long>(options.batch), static_cast<long long>(threads), img_per_s, epoch_text,
                   eval_rate, macs_per_s / 1e9, rss, conv_text);
+      for (const auto& shape : in_step.is_null() ? nlohmann::json::array() : in_step) {
+        std::printf("  %-14s per shape: %-18s in the step: %-18s (", shape["shape"].get<std::string>().c_str(),
+                    shape["per_shape"].get<std::string>().c_str(), shape["in_step"].get<std::string>().c_str());
+        const char* sep = "";
+        for (const auto& [kernel, seconds] : shape["step_seconds"].items()) {
+          std::printf("%s%s %.1f ms", sep, kernel.c_str(), seconds.get<double>() * 1e3);
+          sep = ", ";
+        }
+        std::printf("%s)\n", shape["step_seconds"].empty() ? "one candidate" : " a step");
+      }
     }
   }
   if (options.json && report) std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";

@@ -317,6 +317,70 @@ KernelPlan earlier_plan(const std::vector<ConvShape>& shapes, int64_t batch) {
   return plan;
 }
 
+std::vector<InStepChoice> time_kernels_in_step(NetworkBase& model, const KernelPlan& start, const torch::Tensor& inputs,
+                                               const torch::Tensor& targets, int rounds) {
+  // What the timing changes, put back however it ends: the plan in force, BN's running statistics, the mode.
+  const ConvPlan before = conv_plan();
+  std::vector<torch::Tensor> buffers;
+  for (const auto& b : model.buffers()) buffers.push_back(b.clone());
+  const bool was_training = model.is_training();
+  const auto restore = [&] {
+    set_conv_plan(before);
+    torch::NoGradGuard no_grad;
+    const auto now = model.buffers();
+    for (size_t i = 0; i < now.size(); ++i) now[i].copy_(buffers[i]);
+    model.zero_grad();
+    model.train(was_training);
+  };
+  const auto step = [&] {
+    model.zero_grad();
+    torch::nn::functional::cross_entropy(model.forward(inputs), targets).backward();
+  };
+  model.train();
+  ConvPlan plan = start.plan();
+  std::vector<InStepChoice> out;
+  try {
+    for (const auto& planned : start.shapes) {
+      InStepChoice choice{planned.shape, plan[planned.shape], {}};
+      const auto candidates = plan_candidates(ConvPolicy::kAuto, planned.shape);
+      if (candidates.size() > 1) {
+        std::vector<std::vector<double>> seconds(candidates.size());
+        for (const auto& kernel : candidates) {  // warm-up: oneDNN's primitives, the kernels' buffers
+          plan[planned.shape] = kernel;
+          set_conv_plan(plan);
+          step();
+        }
+        for (int r = 0; r < std::max(rounds, 1); ++r) {
+          for (size_t k = 0; k < candidates.size(); ++k) {
+            const size_t c = (k + static_cast<size_t>(r)) % candidates.size();
+            plan[planned.shape] = candidates[c];
+            set_conv_plan(plan);
+            const auto t0 = std::chrono::steady_clock::now();
+            step();
+            seconds[c].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          }
+        }
+        for (size_t c = 0; c < candidates.size(); ++c) {
+          std::sort(seconds[c].begin(), seconds[c].end());
+          choice.seconds.emplace_back(candidates[c], seconds[c][seconds[c].size() / 2]);
+        }
+        // The fastest; in a tie, the earlier candidate (direct first).
+        choice.kernel =
+            std::min_element(choice.seconds.begin(), choice.seconds.end(), [](const auto& a, const auto& b) {
+              return a.second < b.second;
+            })->first;
+      }
+      plan[planned.shape] = choice.kernel;
+      out.push_back(std::move(choice));
+    }
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
+  return out;
+}
+
 nlohmann::json to_json(const KernelPlan& plan) {
   nlohmann::json shapes = nlohmann::json::object();
   for (const auto& s : plan.shapes) {

@@ -9,6 +9,7 @@
 // instruction sets, LibTorch's version), the thread count, the batch and the shape, so that every run on one
 // machine takes the same kernels, and a second run measures nothing.
 
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include <optional>
@@ -73,6 +74,24 @@ KernelPlan plan_from_json(const nlohmann::json& recorded, const std::string& sou
 /// every shape a Winograd kernel takes, at the widest width; or, where RESLAB_CONV fixes an algorithm now (as it
 /// must have when the run began with it), that one.
 KernelPlan earlier_plan(const std::vector<ConvShape>& shapes, int64_t batch);
+
+/// One shape's candidates timed in a network's own training step.
+struct InStepChoice {
+  ConvShape shape;
+  ConvKernel kernel;  ///< the fastest in the step
+  /// The median seconds of the whole step (forward, backward) with this shape computed by each candidate.
+  std::vector<std::pair<ConvKernel, double>> seconds;
+};
+
+/// Each shape's candidates (plan_candidates) timed in place, in `model`'s own training step: a forward pass and
+/// the backward pass of the cross-entropy of `inputs` against `targets`, with every other shape computed as
+/// `start` says, while the shape's candidates take turns, `rounds` rounds, the order turned each round (so that
+/// neither drift nor order favours one); the median decides. Shapes are taken in `start`'s order, and each
+/// keeps its fastest before the next is timed. What a per-shape timing cannot see shows here: the caches a
+/// kernel leaves for its neighbours, the layouts between them. `model`'s weights, BatchNorm statistics and the
+/// plan in force are as they were afterwards; its gradients are zero.
+std::vector<InStepChoice> time_kernels_in_step(NetworkBase& model, const KernelPlan& start, const torch::Tensor& inputs,
+                                               const torch::Tensor& targets, int rounds);
 
 nlohmann::json to_json(const KernelPlan& plan);
 
