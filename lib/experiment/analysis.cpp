@@ -173,6 +173,9 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
                       ") is larger than the training set (" + std::to_string(train_loader.size()) + ")");
   }
 
+  // The kernels the subject is probed with, BN's calibration at initialisation included.
+  const RestoreConvPlan restore_plan;
+  const nlohmann::json kernels = use_subject_kernels(subject);
   if (subject.source == "trained") {
     const std::string path = subject.run_dir + "/model.pt";
     nlohmann::json meta;
@@ -188,8 +191,6 @@ nlohmann::json probe_subject(const std::string& probe, const ProbeSubject& subje
     calibrate_batchnorm(*net, train_loader, settings.calibration_batches);
   }
 
-  const RestoreConvPlan restore_plan;
-  const nlohmann::json kernels = use_subject_kernels(subject);
   nlohmann::json result = probe_info(probe).run(*net, ProbeInputs{train_loader, test_loader}, settings);
   result["kernels"] = kernels;
   if (!subject.run_dir.empty() && probe_runs_during_training(probe)) {
