@@ -228,6 +228,8 @@ for s in r['in_step']:
 print('ok')"
 check "bench in step printed" 0 "16-16-28x28 +per shape: [a-z0-9-]+ +in the step: " -- "$reslab" bench --model resnet8 \
   --batch 8 --iterations 1 --warmup 0 --in-step 1
+check "bench in step ceiling" 2 "--in-step times the CPU's convolution kernels .*--ceiling" -- "$reslab" bench \
+  --ceiling --in-step 2
 check "bench in step range" nonzero "--in-step: Value -1 not in range" -- "$reslab" bench --model resnet8 --in-step -1
 check "bench loader" 0 "loader_train_img_per_s" -- "$reslab" bench --loader --batch 64 --iterations 3 --json
 check "bench loader folder" 0 "loader_eval_img_per_s" -- "$reslab" bench --loader --dataset image-folder \

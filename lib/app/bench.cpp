@@ -259,6 +259,12 @@ int run_bench(const BenchOptions& options) {
   }
   // One GPU per rank, as in training.
   const torch::Device device = parse_rank_device(options.device, dist ? env.local_rank : -1, "bench --device");
+  if (options.in_step > 0 &&
+      (!device.is_cpu() || dist || options.loader || options.ceiling || !options.export_check.empty())) {
+    throw std::invalid_argument(
+        "bench --in-step times the CPU's convolution kernels inside a model's step in one process: not with "
+        "--device cuda, across ranks, or with --loader, --ceiling or --export-check");
+  }
   if (options.loader) return bench_loader(options, threads);
   if (options.ceiling) return bench_ceiling(options, threads, device);
   // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.
@@ -360,7 +366,7 @@ int run_bench(const BenchOptions& options) {
     }
     // Each shape's candidates timed in this step, beside what the per-shape timings chose (--in-step).
     nlohmann::json in_step = nullptr;
-    if (options.in_step > 0 && device.is_cpu() && !dist) {
+    if (options.in_step > 0) {
       const auto chosen = time_kernels_in_step(*model, plan, inputs, targets, static_cast<int>(options.in_step));
       in_step = nlohmann::json::array();
       for (size_t i = 0; i < chosen.size(); ++i) {
