@@ -55,6 +55,13 @@ ConvKernel widest_kernel(ConvAlgorithm algorithm, const ConvShape& shape) {
   return {ConvAlgorithm::kDirect, ConvIsa::kAvx2};
 }
 
+/// The kernel with the fewest seconds; in a tie, the earlier candidate (direct first). `seconds` is not empty.
+ConvKernel fastest(const std::vector<std::pair<ConvKernel, double>>& seconds) {
+  return std::min_element(seconds.begin(), seconds.end(),
+                          [](const auto& a, const auto& b) { return a.second < b.second; })
+      ->first;
+}
+
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -226,10 +233,7 @@ KernelPlan plan_kernels(const std::vector<ConvShape>& shapes, int64_t batch, con
       choice.seconds.emplace_back(kernel, timings[name].get<double>());
     }
     memo[shape.key()] = timings;
-    // The fastest; in a tie, the earlier candidate (direct first).
-    const auto best = std::min_element(choice.seconds.begin(), choice.seconds.end(),
-                                       [](const auto& a, const auto& b) { return a.second < b.second; });
-    choice.kernel = best->first;
+    choice.kernel = fastest(choice.seconds);
     if (log != nullptr) {
       *log << "convolutions " << shape.key() << " at batch " << batch << ": " << to_string(choice.kernel) << " (";
       for (size_t i = 0; i < choice.seconds.size(); ++i) {
@@ -364,11 +368,7 @@ std::vector<InStepChoice> time_kernels_in_step(NetworkBase& model, const KernelP
           std::sort(seconds[c].begin(), seconds[c].end());
           choice.seconds.emplace_back(candidates[c], seconds[c][seconds[c].size() / 2]);
         }
-        // The fastest; in a tie, the earlier candidate (direct first).
-        choice.kernel =
-            std::min_element(choice.seconds.begin(), choice.seconds.end(), [](const auto& a, const auto& b) {
-              return a.second < b.second;
-            })->first;
+        choice.kernel = fastest(choice.seconds);
       }
       plan[planned.shape] = choice.kernel;
       out.push_back(std::move(choice));
