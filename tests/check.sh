@@ -1,14 +1,19 @@
 # The shell tests' assertion and shared fixtures, sourced by test_cli.sh, test_dist.sh and test_slurm.sh.
 # check NAME EXPECTED_RC PATTERN -- command...: runs the command; it passes when the exit code is EXPECTED_RC
-# ("nonzero": any but 0) and its output (stdout and stderr) matches the extended regex PATTERN.
+# ("nonzero": any but 0) and its output (stdout and stderr) matches the extended regex PATTERN. Where
+# RESLAB_CHECK_TIMES names a file, each check appends "SECONDS NAME" to it (to find where a script's time goes).
 failures=0
 passes=0
 
 check() {
   local name=$1 want_rc=$2 pattern=$3 out rc ok_rc
   shift 4
+  local start=$EPOCHREALTIME
   out=$("$@" 2>&1)
   rc=$?
+  [[ -z ${RESLAB_CHECK_TIMES:-} ]] ||
+    awk -v end="$EPOCHREALTIME" -v start="$start" -v name="$name" 'BEGIN { printf "%.2f %s\n", end - start, name }' \
+      >>"$RESLAB_CHECK_TIMES"
   if [[ $want_rc == nonzero ]]; then
     [[ $rc -ne 0 ]] && ok_rc=1 || ok_rc=0
   else

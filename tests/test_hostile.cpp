@@ -27,7 +27,7 @@ std::string deep(size_t levels, const std::string& inner = "1") {
   return std::string(levels, '[') + inner + std::string(levels, ']');
 }
 
-nlohmann::json minimal() {
+nlohmann::json minimal_experiment() {
   return parse_json(R"({"name": "t", "grid": {"depth": [8]}, "optim": {"epochs": 1}})", "t.json");
 }
 
@@ -94,7 +94,7 @@ TEST(StrictJson, AMetricsLineThatIsNotJsonIsNamedUnlessItIsTheTornLastOne) {
 
 TEST(Ranges, EveryNumberIsCheckedBeforeWorkStarts) {
   auto with = [](const std::string& section, const std::string& key, const nlohmann::json& value) {
-    auto doc = minimal();
+    auto doc = minimal_experiment();
     if (section.empty()) {
       doc[key] = value;
     } else if (section == "schedule") {
@@ -124,15 +124,15 @@ TEST(Ranges, EveryNumberIsCheckedBeforeWorkStarts) {
   }
   // The same ranges hold for the command line: --epochs inf used to "complete" after one iteration.
   for (double epochs : {std::numeric_limits<double>::infinity(), 1e300, std::nan("")}) {
-    auto ex = parse_experiment(minimal(), "r.json");
+    auto ex = parse_experiment(minimal_experiment(), "r.json");
     Overrides o;
     o.epochs = epochs;
     expect_error<ConfigError>([&] { apply_overrides(ex, o); }, {"optim.epochs"});
   }
-  auto doc = minimal();
+  auto doc = minimal_experiment();
   doc["optim"]["schedule"]["warmup"] = {{"lr", 0.01}, {"until_error", 150}};
   expect_error<ConfigError>([&] { parse_experiment(doc, "w.json"); }, {"warmup.until_error", "0 to 100"});
-  doc = minimal();
+  doc = minimal_experiment();
   doc["probes"] = {{"after_training", {"lesions"}}, {"settings", {{"samples", int64_t{1} << 40}}}};
   expect_error<ConfigError>([&] { parse_experiment(doc, "p.json"); }, {"p.json", "probes.settings.samples"});
 }
@@ -152,7 +152,7 @@ TEST(Ranges, ModelsAreBuiltOnlyForSaneClassesAndInputs) {
 }
 
 TEST(Grid, APointCountThatWouldOverflowIsRefusedByTheCap) {
-  auto doc = minimal();
+  auto doc = minimal_experiment();
   doc["grid"].erase("depth");
   nlohmann::json models = nlohmann::json::array(), lrs = nlohmann::json::array(), batches = nlohmann::json::array(),
                  seeds = nlohmann::json::array(), shortcuts = nlohmann::json::array();
@@ -167,7 +167,7 @@ TEST(Grid, APointCountThatWouldOverflowIsRefusedByTheCap) {
   // 9000^5 = 5.9e19 points overflows 64 bits: the cap used to be bypassed, and the error was about something else.
   expect_error<ConfigError>([&] { parse_experiment(doc, "g.json"); },
                             {"g.json", "more than 10000 points", "9000 models", "at most 10000"});
-  doc = minimal();
+  doc = minimal_experiment();
   doc["grid"]["depth"] = nlohmann::json::array();
   for (int i = 0; i < 20000; ++i) doc["grid"]["depth"].push_back(8);
   expect_error<ConfigError>([&] { parse_experiment(doc, "d.json"); }, {"d.json", "more than 10000 points"});
@@ -177,7 +177,7 @@ TEST(Names, NamesThatWouldLeaveTheFolderOrBreakAScriptAreErrors) {
   for (const std::string& bad : std::vector<std::string>{"../../escaped", "a/b", "a\nb", ".hidden", "-rf", "", "a b",
                                                          "x;rm", "$(id)", std::string(200, 'a'), "caf\xc3\xa9"}) {
     SCOPED_TRACE(bad);
-    auto doc = minimal();
+    auto doc = minimal_experiment();
     doc["name"] = bad;
     expect_error<ConfigError>([&] { parse_experiment(doc, "n.json"); }, {"n.json", "key 'name'"});
     EXPECT_FALSE(name_problem(bad).empty());
@@ -188,7 +188,7 @@ TEST(Names, NamesThatWouldLeaveTheFolderOrBreakAScriptAreErrors) {
   }
   // A run's config.json whose name would put its folder elsewhere.
   TempDir dir;
-  auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
+  auto run = expand_grid(parse_experiment(minimal_experiment(), "t.json"))[0];
   auto config = to_json(run);
   config["name"] = "../../outside";
   write_json_file(dir.file("config.json"), config);
