@@ -6,6 +6,7 @@
 #include "event_reader.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "optim/sgd.h"
 #include "test_callbacks.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
@@ -92,6 +93,39 @@ TEST(ModelFile, RoundTripsAndRejectsDamage) {
   testing::write_bytes(dir.file("cut.pt"), std::vector<uint8_t>(bytes.begin(), bytes.begin() + 100));
   testing::expect_error<CheckpointError>([&] { load_model_file(dir.file("cut.pt"), *other); }, {"cut.pt", "truncated"});
   testing::expect_error<CheckpointError>([&] { load_model_file(dir.file("none.pt"), *other); }, {"none.pt"});
+}
+
+TEST(CheckpointFile, AMomentumBufferOfAnotherShapeIsAnErrorNamingTheFile) {
+  // A file whose optimizer state sits on the wrong parameters (what LibTorch 2.x made of 1.x's keys) stops the
+  // load with the file and both shapes, not the next step with a bare tensor-size error.
+  torch::manual_seed(0);
+  TempDir dir;
+  const ModelSpec spec{{1, 28, 28}, 10, Shortcut::A};
+  auto net = build_model("resnet8", spec);
+  auto optimizer = make_sgd(*net, SgdConfig{});
+  auto x = torch::randn({4, 1, 28, 28});
+  net->forward(x).sum().backward();
+  optimizer->step();
+  const auto params = net->parameters();
+  ASSERT_NE(params[0].sizes(), params[1].sizes());
+  // The state's own tensors take each other's shape and values (set_), whatever this LibTorch keys them by.
+  torch::NoGradGuard no_grad;
+  auto b0 = momentum_buffer(*optimizer, params[0]), b1 = momentum_buffer(*optimizer, params[1]);
+  ASSERT_TRUE(b0.defined() && b1.defined());
+  const auto c0 = b0.clone(), c1 = b1.clone();
+  b0.set_(c1.clone());
+  b1.set_(c0.clone());
+  save_checkpoint(dir.file("swapped.pt"), *net, *optimizer, {{"iter", 1}});
+  auto fresh = build_model("resnet8", spec);
+  auto fresh_optimizer = make_sgd(*fresh, SgdConfig{});
+  testing::expect_error<CheckpointError>(
+      [&] { load_checkpoint(dir.file("swapped.pt"), *fresh, *fresh_optimizer); },
+      {"swapped.pt", "momentum buffer of shape " + c10::str(params[1].sizes()), c10::str(params[0].sizes())});
+  // Unswapped, the same file loads.
+  b0.set_(c0.clone());
+  b1.set_(c1.clone());
+  save_checkpoint(dir.file("good.pt"), *net, *optimizer, {{"iter", 1}});
+  EXPECT_EQ(load_checkpoint(dir.file("good.pt"), *fresh, *fresh_optimizer)["iter"], 1);
 }
 
 /// A run's TensorBoard events without their wall times (img_per_s aside): (step, tag, value) in file order.

@@ -84,6 +84,36 @@ class GroupedSGD : public torch::optim::SGD {
     return loss;
   }
 
+#if TORCH_VERSION_MAJOR >= 2
+  /// LibTorch 1.x filed each parameter's state under its address printed in hex ("0x5581..."); 2.x reads the keys
+  /// of a file as decimal numbers, so every 1.x key became 0 and one momentum buffer landed on every parameter.
+  /// A 1.x file's state is read here by its own keys, so a run begun by Debian's LibTorch 1.13 resumes in a build
+  /// against PyPI's 2.x (scripts/build-cuda). 2.x's own files (decimal keys) need nothing more than its loader.
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::optim::SGD::load(archive);  // the options, and the state of a 2.x file
+    torch::serialize::InputArchive groups_archive, state_archive;
+    archive.read("param_groups", groups_archive);
+    archive.read("state", state_archive);
+    const auto saved = state_archive.keys();
+    if (std::none_of(saved.begin(), saved.end(), [](const std::string& k) { return k.rfind("0x", 0) == 0; })) return;
+    state_.clear();
+    for (size_t i = 0; i < param_groups_.size(); ++i) {
+      torch::serialize::InputArchive group_archive;
+      groups_archive.read("param_groups/" + std::to_string(i), group_archive);
+      const auto& params = param_groups_[i].params();
+      for (size_t j = 0; j < params.size(); ++j) {
+        c10::IValue old_key;
+        group_archive.read("params/" + std::to_string(j), old_key);
+        torch::serialize::InputArchive param_archive;
+        if (!state_archive.try_read(old_key.toStringRef(), param_archive)) continue;  // no step taken yet
+        auto state = std::make_unique<torch::optim::SGDParamState>();
+        state->serialize(param_archive);
+        state_[key(params[j])] = std::move(state);
+      }
+    }
+  }
+#endif
+
  private:
   std::vector<double> lr_mult_;
   bool foreach_;
@@ -134,6 +164,13 @@ std::unique_ptr<torch::optim::SGD> make_sgd(const torch::nn::Module& module, con
   }
   return std::make_unique<GroupedSGD>(std::move(groups), group_options(config, 1.0, true), std::move(lr_mult),
                                       config.foreach);
+}
+
+torch::Tensor momentum_buffer(const torch::optim::Optimizer& optimizer, const torch::Tensor& param) {
+  const auto it = optimizer.state().find(key(param));
+  if (it == optimizer.state().end() || it->second == nullptr) return {};
+  const auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(it->second.get());
+  return sgd == nullptr ? torch::Tensor() : sgd->momentum_buffer();
 }
 
 std::vector<double> learning_rate_multipliers(const torch::optim::SGD& optimizer) {

@@ -37,4 +37,8 @@ void set_learning_rate(torch::optim::SGD& optimizer, double lr);
 /// The learning-rate multiplier of each parameter group, in order.
 std::vector<double> learning_rate_multipliers(const torch::optim::SGD& optimizer);
 
+/// `param`'s momentum buffer in `optimizer` (LibTorch's SGD state, keyed as this LibTorch version keys it), or an
+/// undefined tensor where it has none (before the first step, or another optimizer).
+torch::Tensor momentum_buffer(const torch::optim::Optimizer& optimizer, const torch::Tensor& param);
+
 }  // namespace reslab

@@ -13,6 +13,9 @@
 #include <iterator>
 #include <sstream>
 
+#include <torch/version.h>
+
+#include "optim/sgd.h"
 #include "train/device.h"
 #include "train/metrics.h"
 
@@ -210,6 +213,18 @@ nlohmann::json load_checkpoint(const std::string& path, torch::nn::Module& model
     optimizer.load(optimizer_archive);
   } catch (const std::exception& e) {
     throw CheckpointError(path + ": does not fit this model or optimizer: " + describe(e));
+  }
+  // Each momentum buffer must have its parameter's shape: a file whose state the loader paired with the wrong
+  // parameters (LibTorch 2.x read 1.x's keys so, before optim/sgd.cpp read them itself) stops here, not at the
+  // next step with a tensor-size error that names nothing.
+  for (const auto& group : optimizer.param_groups()) {
+    for (const auto& p : group.params()) {
+      const torch::Tensor buffer = momentum_buffer(optimizer, p);
+      if (!buffer.defined() || buffer.sizes() == p.sizes()) continue;
+      throw CheckpointError(path + ": does not fit this model or optimizer: a momentum buffer of shape " +
+                            c10::str(buffer.sizes()) + " for a parameter of shape " + c10::str(p.sizes()) +
+                            " (written by another LibTorch version? this is " + TORCH_VERSION + ")");
+    }
   }
   return meta;
 }
