@@ -95,7 +95,9 @@ void setup_train(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--milestones", opts->run.optim.schedule.milestones, "Epochs at which the lr drops by 10x")
       ->delimiter(',');
   cmd->add_option("--eval-at", opts->run.train.eval_at, "Extra iterations at which to evaluate")->delimiter(',');
-  auto* no_augment = cmd->add_flag("--no-augment", "Train without padding, cropping and flipping");
+  // Flags without a variable take their description apart: add_flag(name, description) is ambiguous in Debian's
+  // CLI11 2.1 under C++20, which the LibTorch 2.x build (scripts/build-cuda) compiles with.
+  auto* no_augment = cmd->add_flag("--no-augment")->description("Train without padding, cropping and flipping");
   auto* overwrite = cmd->add_flag("--overwrite", opts->overwrite, "Replace results already in --out");
   cmd->add_flag("--resume", opts->resume, "Continue from the newest checkpoint in --out")->excludes(overwrite);
   bind_overrides(cmd, opts->overrides);
@@ -130,7 +132,7 @@ void setup_run(CLI::App& app, std::function<int()>& action) {
                   "runs from this machine only")
       ->delimiter(',')
       ->check(kNonEmpty);
-  auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
+  auto* no_plot = cmd->add_flag("--no-plot")->description("Skip curves.png");
   auto* list = cmd->add_flag("--list", opts->list, "Print the grid points, one per line with its index, and exit");
   optional_flag(cmd, "--index", opts->index,
                 "Run only grid point I (0-based, see --list; default $SLURM_ARRAY_TASK_ID when set)")
@@ -146,7 +148,7 @@ void setup_collect(CLI::App& app, std::function<int()>& action) {
   auto opts = std::make_shared<CollectOptions>();
   auto* cmd = app.add_subcommand("collect", "results.json and the plot from an experiment's finished runs");
   cmd->add_option("dir", opts->dir, "The experiment's output folder (reslab run --out)")->required()->check(kNonEmpty);
-  auto* no_plot = cmd->add_flag("--no-plot", "Skip curves.png");
+  auto* no_plot = cmd->add_flag("--no-plot")->description("Skip curves.png");
   cmd->callback([opts, no_plot, &action] {
     opts->plot = no_plot->count() == 0;
     action = [opts] { return run_collect(*opts); };
@@ -196,9 +198,9 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--export-check", opts->export_check,
                   "Write one model's weights, a batch and its losses before and after two SGD steps to this file "
                   "(torch.load reads it; scripts/bench_pytorch.py --check compares)");
-  auto* nchw = cmd->add_flag("--nchw", "Use the NCHW layout instead of channels-last");
-  auto* sgd_loop =
-      cmd->add_flag("--sgd-loop", "Update with LibTorch's per-parameter SGD loop, not reslab's foreach step");
+  auto* nchw = cmd->add_flag("--nchw")->description("Use the NCHW layout instead of channels-last");
+  auto* sgd_loop = cmd->add_flag("--sgd-loop")
+                       ->description("Update with LibTorch's per-parameter SGD loop, not reslab's foreach step");
   cmd->add_flag("--conv-bound", opts->conv_bound,
                 "Also time the model's convolutions alone, forward and backward at its shapes: the step's bound");
   cmd->add_option("--in-step", opts->in_step,
@@ -274,7 +276,7 @@ void setup_analyze(CLI::App& app, std::function<int()>& action) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-lag", s.max_lag, "Shattered: largest lag")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--probe-seed", s.seed, "Seed of the probes' random draws")->capture_default_str();
-  auto* no_plot = cmd->add_flag("--no-plot", "Skip the PNG plots");
+  auto* no_plot = cmd->add_flag("--no-plot")->description("Skip the PNG plots");
   cmd->callback([opts, no_plot, dataset, test_size, &action] {
     opts->plot = no_plot->count() == 0;
     opts->dataset_given = dataset->count() > 0;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/torch_compat.h"
 #include "ops/winograd.h"
 #include "train/device.h"
 #include "train/kernels.h"
@@ -155,8 +156,8 @@ double conv_bound_rate(const NetworkBase& model, int64_t batch, at::MemoryFormat
     const torch::Tensor input = random(o.in_channels(), c.in_h, c.in_w);
     work.push_back({input, c.conv->weight.detach().to(device).contiguous(memory),
                     random(o.out_channels(), c.out_h, c.out_w), vec(o.stride()),
-                    vec(c10::get<torch::ExpandingArray<2>>(o.padding())), vec(o.dilation()), o.groups(), !work.empty(),
-                    conv_kernel(*c.conv, input)});
+                    vec(compat::get<torch::ExpandingArray<2>>(o.padding())), vec(o.dilation()), o.groups(),
+                    !work.empty(), conv_kernel(*c.conv, input)});
   }
   const std::vector<int64_t> no_output_padding{0, 0};
   auto pass = [&] {

@@ -1,10 +1,10 @@
 #include "models/network.h"
 
-#include <torch/version.h>
-
 #include <algorithm>
 #include <cctype>
 #include <stdexcept>
+
+#include "ops/torch_compat.h"
 
 namespace reslab {
 
@@ -31,12 +31,7 @@ Shortcut parse_shortcut(const std::string& text) {
 
 std::pair<int64_t, int64_t> conv_output_hw(const torch::nn::Conv2dImpl& conv, int64_t in_h, int64_t in_w) {
   const auto& o = conv.options;
-  // LibTorch 2 made its variant std::variant; 1.13 has c10's own.
-#if TORCH_VERSION_MAJOR >= 2
-  const auto* padding = std::get_if<torch::ExpandingArray<2>>(&o.padding());
-#else
-  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
-#endif
+  const auto* padding = compat::get_if<torch::ExpandingArray<2>>(&o.padding());
   TORCH_CHECK(padding != nullptr, "conv_output_hw: only explicit padding is supported");
   return {conv_out_size(in_h, (*o.kernel_size())[0], (*o.stride())[0], (**padding)[0]),
           conv_out_size(in_w, (*o.kernel_size())[1], (*o.stride())[1], (**padding)[1])};

@@ -11,6 +11,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/torch_compat.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define RESLAB_WINOGRAD_X86 1
@@ -437,11 +439,11 @@ std::pair<torch::Tensor, torch::Tensor> winograd_conv3x3_backward(const torch::T
 
 bool winograd_candidate(const torch::nn::Conv2dImpl& conv) {
   const auto& o = conv.options;
-  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  const auto* padding = compat::get_if<torch::ExpandingArray<2>>(&o.padding());
   const auto all = [](const torch::ExpandingArray<2>& a, int64_t v) { return (*a)[0] == v && (*a)[1] == v; };
   return padding != nullptr && all(*padding, 1) && all(o.kernel_size(), 3) && all(o.stride(), 1) &&
          all(o.dilation(), 1) && o.groups() == 1 && !o.bias() &&
-         c10::get_if<torch::enumtype::kZeros>(&o.padding_mode()) != nullptr;
+         compat::get_if<torch::enumtype::kZeros>(&o.padding_mode()) != nullptr;
 }
 
 ConvKernel conv_kernel(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {

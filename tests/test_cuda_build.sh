@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# reslab built against the CUDA LibTorch inside PyPI's PyTorch 2.x (scripts/build-cuda), checked on the machine at
+# hand: it runs on the CPU and computes what that PyTorch computes, trains, resumes a run the Debian build began,
+# joins two ranks, and --device cuda either trains (a GPU is there) or stops with the error that says none is.
+# Usage: test_cuda_build.sh path/to/cuda/reslab path/to/torch2/python [path/to/debian/reslab]
+set -uo pipefail
+reslab=$1
+python=$2
+debian=${3:-}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export RESLAB_CACHE_DIR="$work/kernel-cache"
+source "$(dirname "$0")/check.sh"
+
+small=(--model resnet8 --train-size 256 --test-size 64 --batch 32)
+
+check "linked against a CUDA LibTorch" 0 "libtorch_cuda" -- bash -c "ldd '$reslab' | grep libtorch_cuda"
+check "info counts resnet56" 0 '"params": 853018' -- "$reslab" info resnet56 --json
+check "train on the CPU" 0 "resnet8: completed after 8 iterations" -- \
+  "$reslab" train "${small[@]}" --threads 2 --iterations 8 --log-every 4 --out "$work/cpu"
+check "summary" 0 '"status": "completed"' -- cat "$work/cpu/summary.json"
+
+# The same weights, batch and two SGD steps as the Python PyTorch this LibTorch came with: the same losses.
+check "export check" 0 "resnet8: [0-9]+ parameters" -- "$reslab" bench --model resnet8 --batch 8 --nchw \
+  --export-check "$work/check.pt"
+check "PyTorch 2.x same computation" 0 "same computation" -- "$python" "$root/scripts/bench_pytorch.py" \
+  --check "$work/check.pt"
+
+# Two ranks on this machine (c10d Gloo of this LibTorch).
+check "two ranks" 0 "\[rank 0\] resnet8: completed after 4 iterations" -- \
+  "$root/scripts/launch-local" 2 "$reslab" train "${small[@]}" --threads 1 --iterations 4 --out "$work/two"
+
+if "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  check "train on the GPU" 0 "resnet8: completed after 8 iterations" -- \
+    "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/gpu"
+else
+  check "no GPU: the error says so" nonzero "'cuda' asked for, but this LibTorch build or machine has no CUDA device" \
+    -- "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/gpu"
+  check "no GPU: nothing written" nonzero "^$" -- test -e "$work/gpu/metrics.jsonl"
+fi
+
+# A run begun by Debian's LibTorch 1.13 build, interrupted (Ctrl-C), goes on in this one: its checkpoint crosses
+# LibTorch versions.
+if [[ -n $debian ]]; then
+  moved=("${small[@]}" --threads 2 --epochs 20 --log-every 1 --out "$work/moved")
+  "$debian" train "${moved[@]}" >"$work/debian.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 300); do
+    [[ -s "$work/moved/metrics.jsonl" ]] && break
+    sleep 0.1
+  done
+  kill -INT "$pid"
+  wait "$pid"
+  check "Debian build's run interrupted" 0 '"status": "interrupted"' -- cat "$work/moved/summary.json"
+  check "resumed here" 0 "resuming resnet8 at iteration [1-9]" -- "$reslab" train "${moved[@]}" --resume
+  check "and completed here" 0 '"status": "completed"' -- cat "$work/moved/summary.json"
+fi
+
+echo "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]
