@@ -1,4 +1,5 @@
-# The shell tests' assertion and shared fixtures, sourced by test_cli.sh, test_dist.sh and test_slurm.sh.
+# The shell tests' assertion and shared fixtures, sourced by test_cli.sh, test_dist.sh, test_slurm.sh and
+# test_cuda_build.sh.
 # check NAME EXPECTED_RC PATTERN -- command...: runs the command; it passes when the exit code is EXPECTED_RC
 # ("nonzero": any but 0) and its output (stdout and stderr) matches the extended regex PATTERN. Where
 # RESLAB_CHECK_TIMES names a file, each check appends "SECONDS NAME" to it (to find where a script's time goes).
@@ -26,6 +27,21 @@ check() {
     echo "FAIL: $name (rc=$rc, wanted $want_rc, pattern '$pattern')"
     echo "$out" | tail -20
   fi
+}
+
+# interrupt_after_first_record DIR command...: starts the command (a training run writing into DIR), presses
+# Ctrl-C (SIGINT) once DIR/metrics.jsonl holds a record or 30 s have passed, and returns the command's exit code.
+interrupt_after_first_record() {
+  local dir=$1 pid
+  shift
+  "$@" &
+  pid=$!
+  for _ in $(seq 1 300); do
+    [[ -s "$dir/metrics.jsonl" ]] && break
+    sleep 0.1
+  done
+  kill -INT "$pid"
+  wait "$pid"
 }
 
 # A 24x20 PPM image of random pixels at PATH.

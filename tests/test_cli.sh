@@ -262,15 +262,8 @@ check "bench unknown device" nonzero "unknown device 'gpu' \(expected cpu, cuda 
 check "train unknown device" nonzero "device.*'tpu'" -- "$reslab" train --model resnet8 --out "$work/dev" --device tpu
 
 # Ctrl-C during training: the step finishes, the summary says "interrupted", the exit code is 130.
-"$reslab" train --model resnet8 --out "$work/int" --train-size 512 --test-size 128 --batch 16 --epochs 50 \
-  --log-every 1 >"$work/int.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 300); do
-  [[ -s "$work/int/metrics.jsonl" ]] && break
-  sleep 0.1
-done
-kill -INT "$pid"
-wait "$pid"
+interrupt_after_first_record "$work/int" "$reslab" train --model resnet8 --out "$work/int" --train-size 512 \
+  --test-size 128 --batch 16 --epochs 50 --log-every 1 >"$work/int.log" 2>&1
 rc=$?
 if [[ $rc -eq 130 ]] && grep -q '"status": "interrupted"' "$work/int/summary.json" 2>/dev/null; then
   passes=$((passes + 1))

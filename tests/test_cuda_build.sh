@@ -44,14 +44,7 @@ fi
 # LibTorch versions.
 if [[ -n $debian ]]; then
   moved=("${small[@]}" --threads 2 --epochs 20 --log-every 1 --out "$work/moved")
-  "$debian" train "${moved[@]}" >"$work/debian.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 300); do
-    [[ -s "$work/moved/metrics.jsonl" ]] && break
-    sleep 0.1
-  done
-  kill -INT "$pid"
-  wait "$pid"
+  interrupt_after_first_record "$work/moved" "$debian" train "${moved[@]}" >"$work/debian.log" 2>&1
   check "Debian build's run interrupted" 0 '"status": "interrupted"' -- cat "$work/moved/summary.json"
   check "resumed here" 0 "resuming resnet8 at iteration [1-9]" -- "$reslab" train "${moved[@]}" --resume
   check "and completed here" 0 '"status": "completed"' -- cat "$work/moved/summary.json"
