@@ -205,6 +205,8 @@ check "bad RESLAB_MALLOC" 2 "RESLAB_MALLOC: unknown value 'fast' \(expected keep
   "$reslab" bench --model resnet8 --iterations 1 --warmup 0
 check "bench direct convolutions" 0 '"conv": "direct"' -- env RESLAB_CONV=direct "$reslab" bench --model resnet8 \
   --iterations 1 --warmup 0 --json
+check "bench mixed Winograd" 0 '"kernel": "winograd-mixed-avx2"' -- env RESLAB_CONV=winograd-mixed \
+  RESLAB_CONV_ISA=avx2 "$reslab" bench --model resnet8 --iterations 1 --warmup 0 --json
 check "bad RESLAB_CONV" 2 "RESLAB_CONV: unknown value 'fast' \(expected auto" -- env RESLAB_CONV=fast \
   "$reslab" bench --model resnet8 --iterations 1 --warmup 0
 check "bad RESLAB_CONV_ISA" 2 "RESLAB_CONV_ISA: 'neon' is not an instruction set .*avx2 or avx512" -- \

@@ -38,15 +38,20 @@ TEST_F(KernelsTest, CandidatesFollowThePolicyAndTheCpu) {
   const auto autos = plan_candidates(ConvPolicy::kAuto, s);
   ASSERT_FALSE(autos.empty());
   EXPECT_EQ(autos[0].algorithm, ConvAlgorithm::kDirect);
-  EXPECT_EQ(autos.size(), 1 + static_cast<size_t>(isa_available(ConvIsa::kAvx2)) +
-                              static_cast<size_t>(isa_available(ConvIsa::kAvx512)));
-  for (size_t i = 1; i < autos.size(); ++i) EXPECT_EQ(autos[i].algorithm, ConvAlgorithm::kWinograd2x2);
+  // F(2x2) and the mixed scheme at each width; never F(4x4) throughout.
+  EXPECT_EQ(autos.size(), 1 + 2 * static_cast<size_t>(isa_available(ConvIsa::kAvx2)) +
+                              2 * static_cast<size_t>(isa_available(ConvIsa::kAvx512)));
+  for (size_t i = 1; i < autos.size(); ++i) {
+    EXPECT_EQ(autos[i].algorithm, i % 2 == 1 ? ConvAlgorithm::kWinograd2x2 : ConvAlgorithm::kWinogradMixed);
+    EXPECT_EQ(autos[i].isa, i <= 2 ? ConvIsa::kAvx2 : ConvIsa::kAvx512);
+  }
   // 24 channels are not a multiple of AVX-512's 16 floats: AVX2 alone.
   for (const auto& k : plan_candidates(ConvPolicy::kAuto, ConvShape{24, 24, 8, 8})) EXPECT_NE(k.isa, ConvIsa::kAvx512);
   EXPECT_EQ(plan_candidates(ConvPolicy::kDirect, s).size(), 1u);
   EXPECT_EQ(plan_candidates(ConvPolicy::kDirect, s)[0].algorithm, ConvAlgorithm::kDirect);
   if (isa_available(ConvIsa::kAvx2)) {
     EXPECT_EQ(plan_candidates(ConvPolicy::kWinograd4x4, s)[0].algorithm, ConvAlgorithm::kWinograd4x4);
+    EXPECT_EQ(plan_candidates(ConvPolicy::kWinogradMixed, s)[0].algorithm, ConvAlgorithm::kWinogradMixed);
     set_conv_isa(ConvIsa::kAvx2);
     for (const auto& k : plan_candidates(ConvPolicy::kAuto, s)) EXPECT_NE(k.isa, ConvIsa::kAvx512);
     set_conv_isa(std::nullopt);
@@ -211,6 +216,14 @@ TEST_F(KernelsTest, ARecordedPlanIsReadStrictly) {
     bad = good;
     bad["shapes"] = {{"24-24-8x8", {{"kernel", "winograd2x2-avx512"}}}};
     EXPECT_EQ(plan_from_json(bad, "k.json").plan().at(ConvShape{24, 24, 8, 8}).isa, ConvIsa::kAvx2);
+    // The mixed scheme, as a run under auto or RESLAB_CONV=winograd-mixed records it.
+    auto mixed = good;
+    mixed["policy"] = "winograd-mixed";
+    mixed["shapes"] = {{"16-16-8x8", {{"kernel", "winograd-mixed-avx2"}}}};
+    const KernelPlan resumed = plan_from_json(mixed, "k.json");
+    EXPECT_EQ(resumed.policy, ConvPolicy::kWinogradMixed);
+    EXPECT_EQ(resumed.plan().at(ConvShape{16, 16, 8, 8}), (ConvKernel{ConvAlgorithm::kWinogradMixed, ConvIsa::kAvx2}));
+    EXPECT_EQ(to_json(resumed)["shapes"]["16-16-8x8"]["kernel"], "winograd-mixed-avx2");
     bad["shapes"] = {{"12-12-8x8", {{"kernel", "winograd2x2-avx2"}}}};
     testing::expect_error<std::runtime_error>([&] { plan_from_json(bad, "k.json"); },
                                               {"k.json", "12-12-8x8", "a shape the Winograd kernels take"});

@@ -37,7 +37,7 @@ int bench_ceiling(const BenchOptions& options, int64_t threads, torch::Device de
   };
   std::vector<Kind> kinds = {{"direct-channels-last", true, std::nullopt}, {"direct-NCHW", false, std::nullopt}};
   if (device.is_cpu()) {
-    for (ConvAlgorithm a : {ConvAlgorithm::kWinograd2x2, ConvAlgorithm::kWinograd4x4}) {
+    for (ConvAlgorithm a : {ConvAlgorithm::kWinograd2x2, ConvAlgorithm::kWinograd4x4, ConvAlgorithm::kWinogradMixed}) {
       for (ConvIsa isa : {ConvIsa::kAvx2, ConvIsa::kAvx512}) {
         if (isa_available(isa)) kinds.push_back({to_string(ConvKernel{a, isa}), true, ConvKernel{a, isa}});
       }

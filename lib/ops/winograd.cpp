@@ -220,11 +220,17 @@ void untransform_weight_gradient(const float* du, int64_t k_count, int64_t c_cou
   }
 }
 
-// Calls f with std::integral_constant<int, 2> or <int, 4>: the output tile's side of a Winograd algorithm.
+// Which pass of a convolution a Winograd kernel computes: the mixed algorithm's tile depends on it.
+enum class Pass { kForward, kGradient };
+
+// Calls f with std::integral_constant<int, 2> or <int, 4>: the output tile's side of a Winograd algorithm in
+// `pass` (the mixed one: 2 forward, 4 for the gradients).
 template <typename F>
-void with_tile(ConvAlgorithm algorithm, F&& f) {
+void with_tile(ConvAlgorithm algorithm, Pass pass, F&& f) {
   TORCH_CHECK(algorithm != ConvAlgorithm::kDirect, "winograd: the direct convolution is not a Winograd kernel");
-  algorithm == ConvAlgorithm::kWinograd2x2 ? f(std::integral_constant<int, 2>()) : f(std::integral_constant<int, 4>());
+  const bool four = algorithm == ConvAlgorithm::kWinograd4x4 ||
+                    (algorithm == ConvAlgorithm::kWinogradMixed && pass == Pass::kGradient);
+  four ? f(std::integral_constant<int, 4>()) : f(std::integral_constant<int, 2>());
 }
 
 // The convolution of x (N, C, H, W; channels-last) with `weight` (K, C, 3, 3), or, for the input gradient, of
@@ -237,7 +243,7 @@ torch::Tensor convolve_tensor(const torch::Tensor& x, const torch::Tensor& weigh
   torch::Tensor out = torch::empty({in.size(0), k_count, in.size(2), in.size(3)},
                                    in.options().memory_format(torch::MemoryFormat::ChannelsLast));
 #if RESLAB_WINOGRAD_X86
-  with_tile(kernel.algorithm, [&](auto tile) {
+  with_tile(kernel.algorithm, for_input_gradient ? Pass::kGradient : Pass::kForward, [&](auto tile) {
     constexpr int kM = decltype(tile)::value;
     torch::Tensor u = torch::empty({kPositions<kM> * w.size(0) * w.size(1)}, w.options());
     transform_weight<kM>(w.data_ptr<float>(), w.size(0), w.size(1), for_input_gradient, u.data_ptr<float>());
@@ -259,7 +265,7 @@ torch::Tensor weight_gradient(const torch::Tensor& grad, const torch::Tensor& in
   const int64_t k_count = weight.size(0), c_count = weight.size(1);
   torch::Tensor grad_weight = torch::empty({k_count, c_count, 3, 3}, weight.options());
 #if RESLAB_WINOGRAD_X86
-  with_tile(kernel.algorithm, [&](auto tile) {
+  with_tile(kernel.algorithm, Pass::kGradient, [&](auto tile) {
     constexpr int kM = decltype(tile)::value;
     torch::Tensor du = torch::empty({kPositions<kM> * c_count * k_count}, weight.options());
     accumulate_weight_gradient<kM>(kernel.isa, in.data_ptr<float>(), dy.data_ptr<float>(),
@@ -317,6 +323,8 @@ ConvAlgorithm policy_algorithm(ConvPolicy policy) {
       return ConvAlgorithm::kDirect;
     case ConvPolicy::kWinograd4x4:
       return ConvAlgorithm::kWinograd4x4;
+    case ConvPolicy::kWinogradMixed:
+      return ConvAlgorithm::kWinogradMixed;
     default:
       return ConvAlgorithm::kWinograd2x2;  // auto, for a shape no plan names: what reslab ran before plans
   }
@@ -332,6 +340,8 @@ std::string to_string(ConvAlgorithm algorithm) {
       return "winograd2x2";
     case ConvAlgorithm::kWinograd4x4:
       return "winograd4x4";
+    case ConvAlgorithm::kWinogradMixed:
+      return "winograd-mixed";
   }
   return "?";
 }
@@ -348,11 +358,13 @@ std::string to_string(ConvPolicy policy) {
 }
 
 ConvAlgorithm parse_conv_algorithm(const std::string& name) {
-  for (ConvAlgorithm a : {ConvAlgorithm::kDirect, ConvAlgorithm::kWinograd2x2, ConvAlgorithm::kWinograd4x4}) {
+  for (ConvAlgorithm a : {ConvAlgorithm::kDirect, ConvAlgorithm::kWinograd2x2, ConvAlgorithm::kWinograd4x4,
+                          ConvAlgorithm::kWinogradMixed}) {
     if (name == to_string(a)) return a;
   }
   throw std::invalid_argument("'" + name +
-                              "' is not a convolution algorithm (expected direct, winograd2x2 or winograd4x4)");
+                              "' is not a convolution algorithm (expected direct, winograd2x2, winograd4x4 or "
+                              "winograd-mixed)");
 }
 
 ConvIsa parse_conv_isa(const std::string& name) {
@@ -366,8 +378,8 @@ ConvKernel parse_conv_kernel(const std::string& name) {
   const auto dash = name.rfind('-');
   if (dash == std::string::npos) {
     throw std::invalid_argument("'" + name +
-                                "' is not a convolution kernel (expected direct, or winograd2x2 or winograd4x4 "
-                                "with -avx2 or -avx512)");
+                                "' is not a convolution kernel (expected direct, or winograd2x2, winograd4x4 or "
+                                "winograd-mixed with -avx2 or -avx512)");
   }
   const ConvAlgorithm algorithm = parse_conv_algorithm(name.substr(0, dash));
   if (algorithm == ConvAlgorithm::kDirect) throw std::invalid_argument("'" + name + "': direct takes no ISA");
@@ -486,13 +498,16 @@ std::string choose_convolutions() {
     policy = ConvPolicy::kWinograd2x2;
   } else if (asked == "winograd4x4") {
     policy = ConvPolicy::kWinograd4x4;
+  } else if (asked == "winograd-mixed") {
+    policy = ConvPolicy::kWinogradMixed;
   } else if (asked == "direct") {
     policy = ConvPolicy::kDirect;
   } else {
     throw std::invalid_argument("RESLAB_CONV: unknown value '" + asked +
                                 "' (expected auto, the default: each shape's kernel measured on this machine; "
-                                "winograd2x2 or winograd4x4 to fix the Winograd tile everywhere; or direct: "
-                                "LibTorch's own convolutions)");
+                                "winograd2x2, winograd4x4 or winograd-mixed (2x2 tiles forward, 4x4 for the "
+                                "gradients) to fix the Winograd algorithm everywhere; or direct: LibTorch's own "
+                                "convolutions)");
   }
   const char* isa = std::getenv("RESLAB_CONV_ISA");
   std::optional<ConvIsa> width;

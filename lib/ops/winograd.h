@@ -4,8 +4,10 @@
 //
 // F(2x2, 3x3) computes each 2x2 output tile with 16 multiply-adds per input and output channel instead of 36, at
 // the price of transforms (additions only) of the input, the weights and the output. F(4x4, 3x3) needs 36 instead
-// of 144 per 4x4 tile, but rounds about twenty times more, enough to flip the odd ReLU and move a resnet20's
-// gradient by up to 0.25% (docs/performance.md); it runs only where asked (RESLAB_CONV=winograd4x4).
+// of 144 per 4x4 tile, but rounds about ten times more, enough to flip the odd ReLU and move a resnet20's gradient
+// by up to 0.7% (docs/performance.md); it runs throughout only where asked (RESLAB_CONV=winograd4x4). The mixed
+// scheme computes the forward pass by F(2x2) and both gradients by F(4x4): the same ReLUs as F(2x2), two thirds of
+// F(4x4)'s saving.
 //
 // The forward pass, the input's gradient (the same kernel on the flipped, transposed weights) and the weights'
 // gradient (an accumulation in the transformed domain) are hand-written vector loops, a block of tiles at a time so
@@ -18,10 +20,11 @@
 // everything else goes through torch::conv2d (oneDNN). They agree with torch::conv2d in double precision to a
 // relative 1e-5 (F(2x2)) or 1e-4 (F(4x4)) of the output's largest value (tested).
 //
-// Which kernel runs: RESLAB_CONV=auto (the default) times, on the machine at hand, oneDNN's direct convolution
-// and F(2x2) at each width for every shape a model uses (conv_plan.h) and runs the fastest; a run records its
-// plan and keeps it across resume. RESLAB_CONV=direct, winograd2x2 or winograd4x4 fixes the algorithm everywhere
-// (at the widest width the CPU has; RESLAB_CONV_ISA=avx2 or avx512 fixes the width too).
+// Which kernel runs: RESLAB_CONV=auto (the default) times, on the machine at hand, oneDNN's direct convolution,
+// F(2x2) and the mixed scheme at each width for every shape a model uses (train/kernels.h) and runs the fastest;
+// a run records its plan and keeps it across resume. RESLAB_CONV=direct, winograd2x2, winograd4x4 or
+// winograd-mixed fixes the algorithm everywhere (at the widest width the CPU has; RESLAB_CONV_ISA=avx2 or avx512
+// fixes the width too).
 
 #include <torch/torch.h>
 
@@ -34,8 +37,11 @@
 namespace reslab {
 
 /// How a stride-1 3x3 convolution is computed: LibTorch's own (oneDNN's direct convolution) or reslab's Winograd
-/// with 2x2 or 4x4 output tiles.
-enum class ConvAlgorithm { kDirect, kWinograd2x2, kWinograd4x4 };
+/// with 2x2 or 4x4 output tiles, or mixed: the forward pass with 2x2 tiles, both gradients with 4x4. The forward
+/// pass decides the ReLUs (which inputs pass, in both directions), so the mixed scheme keeps F(2x2)'s rounding
+/// where a rounding error can flip one, and takes F(4x4)'s fewer multiplications in the two gradients, two thirds
+/// of the work, where its larger rounding stays a small continuous error (docs/performance.md).
+enum class ConvAlgorithm { kDirect, kWinograd2x2, kWinograd4x4, kWinogradMixed };
 /// The vector width a Winograd kernel runs at.
 enum class ConvIsa { kAvx2, kAvx512 };
 
@@ -47,7 +53,7 @@ struct ConvKernel {
   }
 };
 
-std::string to_string(ConvAlgorithm algorithm);   ///< "direct", "winograd2x2", "winograd4x4"
+std::string to_string(ConvAlgorithm algorithm);   ///< "direct", "winograd2x2", "winograd4x4", "winograd-mixed"
 std::string to_string(ConvIsa isa);               ///< "avx2", "avx512"
 std::string to_string(const ConvKernel& kernel);  ///< "direct", "winograd2x2-avx512", ...
 /// The algorithm, ISA or kernel named as to_string writes it; throws std::invalid_argument naming the value.
@@ -78,8 +84,8 @@ using ConvPlan = std::map<ConvShape, ConvKernel>;
 
 /// What RESLAB_CONV asks for: kAuto (the default) runs each shape as the plan says (measured: conv_plan.h); the
 /// others run one algorithm everywhere.
-enum class ConvPolicy { kAuto, kDirect, kWinograd2x2, kWinograd4x4 };
-std::string to_string(ConvPolicy policy);  ///< "auto", "direct", "winograd2x2", "winograd4x4"
+enum class ConvPolicy { kAuto, kDirect, kWinograd2x2, kWinograd4x4, kWinogradMixed };
+std::string to_string(ConvPolicy policy);  ///< "auto", "direct", "winograd2x2", "winograd4x4", "winograd-mixed"
 
 /// Whether a Winograd kernel at `isa` takes this input and weight (and options stride 1, padding 1, dilation 1,
 /// groups 1, which the caller checks): a CPU with that ISA, float32, a 4-D channels-last input whose channels and
@@ -117,7 +123,8 @@ torch::Tensor conv_forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
 /// Whether conv_forward takes a Winograd path for this module on input x.
 bool winograd_takes(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
 
-/// Reads RESLAB_CONV (auto, the default; direct; winograd2x2, or winograd, its older name; winograd4x4) and
+/// Reads RESLAB_CONV (auto, the default; direct; winograd2x2, or winograd, its older name; winograd4x4;
+/// winograd-mixed) and
 /// RESLAB_CONV_ISA (avx2, avx512, or unset: the widest this CPU has, or as the plan measured) and sets the
 /// convolutions up; the plan is cleared. Returns convolution_policy(). Throws std::invalid_argument naming the
 /// variable for another value, or an ISA this CPU lacks.

@@ -29,18 +29,26 @@ nlohmann::json process_memo = nlohmann::json::object();  ///< machine -> batch -
 std::string batch_key(int64_t batch) { return "b" + std::to_string(batch); }
 
 ConvPolicy parse_policy(const std::string& name) {
-  for (ConvPolicy p : {ConvPolicy::kAuto, ConvPolicy::kDirect, ConvPolicy::kWinograd2x2, ConvPolicy::kWinograd4x4}) {
+  for (ConvPolicy p : {ConvPolicy::kAuto, ConvPolicy::kDirect, ConvPolicy::kWinograd2x2, ConvPolicy::kWinograd4x4,
+                       ConvPolicy::kWinogradMixed}) {
     if (to_string(p) == name) return p;
   }
   throw std::invalid_argument("'" + name +
-                              "' is not a convolution policy (expected auto, direct, winograd2x2 or "
-                              "winograd4x4)");
+                              "' is not a convolution policy (expected auto, direct, winograd2x2, winograd4x4 or "
+                              "winograd-mixed)");
 }
 
 ConvAlgorithm fixed_algorithm(ConvPolicy policy) {
-  return policy == ConvPolicy::kDirect        ? ConvAlgorithm::kDirect
-         : policy == ConvPolicy::kWinograd4x4 ? ConvAlgorithm::kWinograd4x4
-                                              : ConvAlgorithm::kWinograd2x2;
+  switch (policy) {
+    case ConvPolicy::kDirect:
+      return ConvAlgorithm::kDirect;
+    case ConvPolicy::kWinograd4x4:
+      return ConvAlgorithm::kWinograd4x4;
+    case ConvPolicy::kWinogradMixed:
+      return ConvAlgorithm::kWinogradMixed;
+    default:
+      return ConvAlgorithm::kWinograd2x2;
+  }
 }
 
 /// Whether a Winograd kernel at `isa` runs `shape` on this CPU.
@@ -146,7 +154,9 @@ std::vector<ConvKernel> plan_candidates(ConvPolicy policy, const ConvShape& shap
   std::vector<ConvKernel> out = {{ConvAlgorithm::kDirect, ConvIsa::kAvx2}};
   for (ConvIsa isa : {ConvIsa::kAvx2, ConvIsa::kAvx512}) {
     if (conv_isa() && *conv_isa() != isa) continue;
-    if (isa_takes(isa, shape)) out.push_back({ConvAlgorithm::kWinograd2x2, isa});
+    if (!isa_takes(isa, shape)) continue;
+    out.push_back({ConvAlgorithm::kWinograd2x2, isa});
+    out.push_back({ConvAlgorithm::kWinogradMixed, isa});
   }
   return out;
 }

@@ -3,9 +3,9 @@
 // "auto", RESLAB_CONV's default), cached per machine, and recorded by a run so that its resumed parts compute as
 // its first part did (ops/winograd.h holds the kernels and the plan in force).
 //
-// Under "auto" each candidate kernel (oneDNN's direct convolution, and Winograd F(2x2, 3x3) at every vector width
-// this CPU has) runs a forward pass and both gradients of the shape at the run's batch, a few times after a
-// warm-up; the median decides. The timings are kept in a cache file keyed by this machine (its CPU, the
+// Under "auto" each candidate kernel (oneDNN's direct convolution, and Winograd F(2x2, 3x3) and the mixed scheme at
+// every vector width this CPU has) runs a forward pass and both gradients of the shape at the run's batch, a few times
+// after a warm-up; the median decides. The timings are kept in a cache file keyed by this machine (its CPU, the
 // instruction sets, LibTorch's version), the thread count, the batch and the shape, so that every run on one
 // machine takes the same kernels, and a second run measures nothing.
 
@@ -26,8 +26,10 @@ namespace reslab {
 /// winograd_shape at AVX2, channels and map as the model's forward pass sees them), each once, in order.
 std::vector<ConvShape> winograd_shapes(const NetworkBase& model);
 
-/// The kernels `policy` chooses among: under kAuto oneDNN's direct convolution and F(2x2, 3x3) at each width this
-/// CPU has (or the one RESLAB_CONV_ISA fixes) that takes `shape`; under a fixed policy, its one algorithm.
+/// The kernels `policy` chooses among: under kAuto oneDNN's direct convolution, then F(2x2, 3x3) and the mixed
+/// scheme (F(2x2) forward, F(4x4) gradients) at each width this CPU has (or the one RESLAB_CONV_ISA fixes) that
+/// takes `shape`; under a fixed policy, its one algorithm. F(4x4) throughout is never a candidate: its forward
+/// pass flips ReLUs (ops/winograd.h).
 std::vector<ConvKernel> plan_candidates(ConvPolicy policy, const ConvShape& shape);
 
 /// The median seconds of a forward pass, the input's gradient and the weights' gradient of `kernel` on random
