@@ -170,6 +170,9 @@ void setup_slurm(CLI::App& app, std::function<int()>& action) {
       ->capture_default_str();
   cmd->add_option("--tasks-per-node", opts->tasks_per_node, "Data-parallel ranks per machine")->capture_default_str();
   cmd->add_option("--concurrency", opts->concurrency, "Array tasks running at once (%K; default no limit)");
+  cmd->add_option("--gpus-per-task", opts->gpus_per_task,
+                  "GPUs per rank (#SBATCH --gpus-per-task); the runs train with --device cuda unless -- gives a "
+                  "device (default 0: the CPU)");
   cmd->add_flag("--submit", opts->submit, "Run submit.sh after writing the scripts");
   cmd->callback([opts, &action] { action = [opts] { return run_slurm(*opts); }; });
 }

@@ -78,7 +78,19 @@ check "slurm quoted path" 0 "Slurm scripts for 2 grid points" -- "$reslab" slurm
   --out "$work/s6" --partition debug --time 00:10:00 -- --lr '0.05' --log-every 1
 check "slurm lines unchanged" 0 "^$baseline$" -- lines "$work/s6"
 check "slurm arguments quoted" 0 "--resume --lr 0.05 --log-every 1$" -- cat "$work/s6/slurm/array.sbatch"
-for s in s1 s2 s3 s4 s5; do
+# GPUs: each rank asks for its own and trains on it; a CPU device beside them, or a count out of range, is refused.
+check "slurm gpus" 0 "2 grid points \(2 ranks each, 1 GPU per rank\)" -- "$reslab" slurm good.json --out "$work/g0" \
+  --gpus-per-task 1 --tasks-per-node 2
+check "slurm gpus sbatch" 0 "^#SBATCH --gpus-per-task=1$" -- cat "$work/g0/slurm/array.sbatch"
+check "slurm gpus device" 0 "--resume --device cuda$" -- cat "$work/g0/slurm/array.sbatch"
+check "slurm gpus own device" 0 "--resume --device cuda:0$" -- bash -c "'$reslab' slurm good.json --out '$work/g1' \
+  --gpus-per-task 2 -- --device cuda:0 >/dev/null && cat '$work/g1/slurm/array.sbatch'"
+check "slurm gpus cpu" nonzero "--gpus-per-task 1 with '--device cpu' after --: .*GPUs idle" -- "$reslab" slurm \
+  good.json --out "$work/s7" --gpus-per-task 1 -- --device cpu
+check "slurm gpus range" nonzero "--gpus-per-task 65: expected 0 .* to 64" -- "$reslab" slurm good.json \
+  --out "$work/s8" --gpus-per-task 65
+check "slurm no gpus" 1 "^0$" -- grep -c gpus "$work/s0/slurm/array.sbatch"
+for s in s1 s2 s3 s4 s5 s7 s8; do
   check "slurm $s wrote nothing" 0 "^$" -- test ! -e "$work/$s/slurm"
 done
 

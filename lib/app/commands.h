@@ -66,6 +66,7 @@ struct SlurmOptions {
   int64_t nodes_per_run = 1;          ///< machines per grid point
   int64_t tasks_per_node = 1;         ///< data-parallel ranks per machine (nodes x tasks ranks per run)
   int64_t concurrency = 0;            ///< array tasks at once (%K; 0: no limit)
+  int64_t gpus_per_task = 0;          ///< GPUs per rank (#SBATCH --gpus-per-task; 0: none, train on the CPU)
   bool submit = false;                ///< run submit.sh (sbatch) after writing the scripts
   std::vector<std::string> run_args;  ///< passed to every `reslab run` (after --)
 };

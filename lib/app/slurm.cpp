@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "app/commands.h"
@@ -96,6 +97,10 @@ int run_slurm(const SlurmOptions& o) {
     throw std::invalid_argument("--cpus " + std::to_string(o.cpus) + ": expected 0 (the cluster's default) or more");
   if (o.concurrency < 0)
     throw std::invalid_argument("--concurrency " + std::to_string(o.concurrency) + ": expected 0 (no limit) or more");
+  if (o.gpus_per_task < 0 || o.gpus_per_task > 64) {
+    throw std::invalid_argument("--gpus-per-task " + std::to_string(o.gpus_per_task) +
+                                ": expected 0 (train on the CPU) to 64 GPUs per rank");
+  }
   for (const auto& a : o.run_args) {
     for (const char* own : {"--out", "--index", "--list", "--overwrite", "--resume"}) {
       if (a == own || a.rfind(std::string(own) + "=", 0) == 0) {
@@ -123,8 +128,28 @@ int run_slurm(const SlurmOptions& o) {
                                   "(and a working folder) without them");
     }
   }
+  std::vector<std::string> run_args = o.run_args;
+  if (o.gpus_per_task > 0) {
+    // GPUs asked for: the runs train on them. A device after -- is kept unless it is the CPU, which would leave
+    // them idle; without one, each rank takes its GPU (--device cuda: Slurm binds each task to its own GPUs, and
+    // reslab picks cuda:LOCAL_RANK among several visible).
+    std::optional<std::string> device;
+    for (size_t i = 0; i < run_args.size(); ++i) {
+      if (run_args[i] == "--device" && i + 1 < run_args.size()) device = run_args[i + 1];
+      if (run_args[i].rfind("--device=", 0) == 0) device = run_args[i].substr(9);
+    }
+    if (device && (*device == "cpu" || device->rfind("cpu:", 0) == 0)) {
+      throw std::invalid_argument("--gpus-per-task " + std::to_string(o.gpus_per_task) + " with '--device " + *device +
+                                  "' after --: the runs would train on the CPU and leave the GPUs idle (drop "
+                                  "--device, or give cuda)");
+    }
+    if (!device) {
+      run_args.push_back("--device");
+      run_args.push_back("cuda");
+    }
+  }
   std::string args;
-  for (const auto& a : o.run_args) args += " " + quote(a);
+  for (const auto& a : run_args) args += " " + quote(a);
 
   // The grid as `reslab run --list` sees it with these arguments (overrides such as --depths change it).
   const std::string listing = output_of(quote(reslab) + " run " + quote(exp_path) + " --list" + args);
@@ -156,6 +181,7 @@ int run_slurm(const SlurmOptions& o) {
         << "#SBATCH --nodes=" << o.nodes_per_run << "\n"
         << "#SBATCH --ntasks-per-node=" << o.tasks_per_node << "\n";
   if (o.cpus > 0) array << "#SBATCH --cpus-per-task=" << o.cpus << "\n";
+  if (o.gpus_per_task > 0) array << "#SBATCH --gpus-per-task=" << o.gpus_per_task << "\n";
   array << common.str() << "set -euo pipefail\n"
         << "cd " << quote(fs::current_path().string()) << "\n";
   if (ranks > 1) {
@@ -195,7 +221,11 @@ int run_slurm(const SlurmOptions& o) {
   write_script(dir + "/collect.sbatch", collect.str());
   write_script(dir + "/submit.sh", submit.str());
   std::cout << "Slurm scripts for " << points << " grid points (" << ranks << " rank" << (ranks > 1 ? "s" : "")
-            << " each) in " << dir << "/:\n"
+            << " each"
+            << (o.gpus_per_task > 0
+                    ? ", " + std::to_string(o.gpus_per_task) + " GPU" + (o.gpus_per_task > 1 ? "s" : "") + " per rank"
+                    : "")
+            << ") in " << dir << "/:\n"
             << "  array.sbatch    one array task per point, logs in " << dir << "/logs/\n"
             << "  collect.sbatch  reslab collect " << out << "\n"
             << "  submit.sh       sbatch both, the collect job after the array\n";
