@@ -50,6 +50,8 @@ void bind_overrides(CLI::App* cmd, Overrides& o) {
       "Data-parallel: BatchNorm statistics over the whole global batch, not each rank's part");
   optional_flag(cmd, "--dist-timeout", o.dist_timeout_s,
                 "Data-parallel: seconds to wait for the other ranks before stopping with an error (default 300)");
+  optional_flag(cmd, "--dist-backend", o.dist_backend,
+                "Data-parallel: auto (NCCL for ranks on GPUs where this build has it, else Gloo), gloo or nccl");
 }
 
 void setup_info(CLI::App& app, std::function<int()>& action) {

@@ -100,6 +100,16 @@ TEST(Config, SetsApplyToTheDocumentBeforeItIsRead) {
       expand_grid(load_experiment(dir.file("e.json"), {"optim.lr=0.2", "optim.lr=0.3", "dist.sync_bn=true"}));
   EXPECT_DOUBLE_EQ(later[0].optim.sgd.lr, 0.3);
   EXPECT_TRUE(later[0].dist.sync_bn);
+  // The data-parallel backend: written only when not "auto" (files from before it read as they did), not part of
+  // a checkpoint's identity (NCCL and Gloo add the same gradients), and checked by name.
+  EXPECT_FALSE(to_json(later[0]).at("dist").contains("backend"));
+  const auto nccl = expand_grid(load_experiment(dir.file("e.json"), {"dist.sync_bn=true", "dist.backend=nccl"}));
+  EXPECT_EQ(nccl[0].dist.backend, "nccl");
+  EXPECT_EQ(to_json(nccl[0]).at("dist").at("backend"), "nccl");
+  const auto sync = expand_grid(load_experiment(dir.file("e.json"), {"dist.sync_bn=true"}));
+  EXPECT_EQ(checkpoint_identity(nccl[0]), checkpoint_identity(sync[0]));
+  testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"dist.backend=mpi"}); },
+                                     {"--set dist.backend=mpi", "dist.backend = \"mpi\"; expected auto, gloo or nccl"});
   // Checked by the file's own rules, with the assignments named.
   testing::expect_error<ConfigError>([&] { load_experiment(dir.file("e.json"), {"optim.lrr=0.05"}); },
                                      {"e.json --set optim.lrr=0.05: key 'optim.lrr' is not a known key", "lr"});

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # reslab built against the CUDA LibTorch inside PyPI's PyTorch 2.x (scripts/build-cuda), checked on the machine at
 # hand: it runs on the CPU and computes what that PyTorch computes, trains, resumes a run the Debian build began,
-# joins two ranks, and --device cuda either trains (a GPU is there) or stops with the error that says none is.
+# joins two ranks (Gloo on the CPU; NCCL built in, over two GPUs where there are two), and --device cuda either
+# trains (a GPU is there) or stops with the error that says none is.
 # Usage: test_cuda_build.sh path/to/cuda/reslab path/to/torch2/python [path/to/debian/reslab]
 set -uo pipefail
 reslab=$1
@@ -30,10 +31,20 @@ check "PyTorch 2.x same computation" 0 "same computation" -- "$python" "$root/sc
 # Two ranks on this machine (c10d Gloo of this LibTorch).
 check "two ranks" 0 "\[rank 0\] resnet8: completed after 4 iterations" -- \
   "$root/scripts/launch-local" 2 "$reslab" train "${small[@]}" --threads 1 --iterations 4 --out "$work/two"
+# NCCL is built in (ranks on GPUs reduce over ProcessGroupNCCL); ranks on the CPU cannot use it, and say why.
+check "ProcessGroupNCCL linked" 0 "ProcessGroupNCCL::ProcessGroupNCCL" -- bash -c "nm -DC '$reslab' | grep ProcessGroupNCCL"
+check "NCCL needs GPUs" nonzero "backend 'nccl' reduces tensors on GPUs, but the ranks train on 'cpu'" -- \
+  "$root/scripts/launch-local" 2 "$reslab" train "${small[@]}" --threads 1 --iterations 4 --dist-backend nccl \
+  --out "$work/nccl_cpu"
 
 if "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   check "train on the GPU" 0 "resnet8: completed after 8 iterations" -- \
     "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/gpu"
+  # Two ranks over NCCL need two GPUs (NCCL refuses two ranks on one).
+  if "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.device_count() >= 2 else 1)" 2>/dev/null; then
+    check "two ranks over NCCL" 0 "\[rank 0\] data-parallel: 2 ranks .*, NCCL" -- "$root/scripts/launch-local" 2 \
+      "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/nccl"
+  fi
 else
   check "no GPU: the error says so" nonzero "'cuda' asked for, but this LibTorch build or machine has no CUDA device" \
     -- "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/gpu"

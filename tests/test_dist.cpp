@@ -11,6 +11,7 @@
 
 #include "dist_setup.h"
 #include "distributed/env.h"
+#include "distributed/process_group.h"
 #include "distributed/sharded_source.h"
 #include "models/batch_norm.h"
 #include "test_util.h"
@@ -115,6 +116,24 @@ TEST(DistEnvTest, FirstSlurmHost) {
   expect_error<DistError>([] { first_slurm_host("node[07-09"); }, {"SLURM_JOB_NODELIST is 'node[07-09'"});
   expect_error<DistError>([] { first_slurm_host("[1-2]"); }, {"SLURM_JOB_NODELIST"});
   expect_error<DistError>([] { first_slurm_host(""); }, {"SLURM_JOB_NODELIST"});
+}
+
+TEST(DistBackendTest, AutoPicksNcclForGpusWhereBuiltAndAnImpossibleChoiceIsNamed) {
+  EXPECT_EQ(parse_dist_backend("gloo"), DistBackend::kGloo);
+  EXPECT_EQ(to_string(DistBackend::kNccl), "nccl");
+  expect_error<std::invalid_argument>([] { parse_dist_backend("mpi"); }, {"'mpi'", "auto, gloo or nccl"});
+  EXPECT_EQ(resolve_backend(DistBackend::kAuto, torch::kCPU, "run"), DistBackend::kGloo);
+  EXPECT_EQ(resolve_backend(DistBackend::kGloo, torch::Device("cuda:1"), "run"), DistBackend::kGloo);
+  EXPECT_EQ(resolve_backend(DistBackend::kAuto, torch::Device("cuda:0"), "run"),
+            nccl_available() ? DistBackend::kNccl : DistBackend::kGloo);
+  expect_error<std::invalid_argument>([] { resolve_backend(DistBackend::kNccl, torch::kCPU, "run 'x'"); },
+                                      {"run 'x'", "'nccl'", "'cpu'", "--device cuda"});
+  if (nccl_available()) {
+    EXPECT_EQ(resolve_backend(DistBackend::kNccl, torch::Device("cuda:0"), "run"), DistBackend::kNccl);
+  } else {
+    expect_error<std::invalid_argument>([] { resolve_backend(DistBackend::kNccl, torch::Device("cuda:0"), "run"); },
+                                        {"'nccl'", "without NCCL", "gloo"});
+  }
 }
 
 TEST(ShardedSourceTest, RanksSplitEachGlobalBatchExactly) {

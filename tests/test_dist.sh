@@ -71,6 +71,13 @@ check "uneven batch" nonzero "optim.batch 64 does not split evenly across 3 rank
 check "nobody joins" nonzero "rank 0 of 2: the rendezvous at 127.0.0.1:[0-9]+ failed within 3 s" -- \
   env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((20000 + RANDOM % 12000)) \
   "$reslab" train "${small[@]}" --iterations 1 --dist-timeout 3 --out "$work/e3"
+check "gloo named" 0 "\[rank 0\] data-parallel: 2 ranks .*, Gloo$" -- \
+  "$launch" 2 "$reslab" train "${small[@]}" --iterations 1 --dist-backend gloo --out "$work/gloo"
+check "nccl on the CPU" nonzero "run 'resnet8': dist.backend: backend 'nccl' reduces tensors on GPUs, but the ranks \
+train on 'cpu'" -- "$launch" 2 "$reslab" train "${small[@]}" --iterations 1 --dist-backend nccl --out "$work/e4"
+check "nccl wrote nothing" 0 "" -- test ! -e "$work/e4/metrics.jsonl"
+check "bad backend" nonzero "dist.backend = \"mpi\"; expected auto, gloo or nccl" -- \
+  "$launch" 2 "$reslab" train "${small[@]}" --iterations 1 --dist-backend mpi --out "$work/e5"
 check "results kept" nonzero "already holds results" -- \
   "$launch" 2 "$reslab" train "${small[@]}" --iterations 1 --out "$work/two"
 

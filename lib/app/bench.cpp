@@ -182,18 +182,23 @@ int bench_export_check(const BenchOptions& options, const ModelSpec& spec, torch
 int bench_allreduce(const BenchOptions& options, Distributed& dist) {
   nlohmann::json rows = nlohmann::json::array();
   const int64_t n = dist.world_size();
+  const torch::Device device = parse_rank_device(options.device, dist.env().local_rank, "bench --device");
   if (dist.is_root() && !options.json) {
-    std::printf("%d ranks (Gloo, %s:%lld)\n%10s %12s %14s %14s\n", static_cast<int>(n), dist.env().master_addr.c_str(),
-                static_cast<long long>(dist.env().master_port), "MiB", "ms", "algbw GB/s", "busbw GB/s");
+    std::printf("%d ranks (%s, %s:%lld)\n%10s %12s %14s %14s\n", static_cast<int>(n), dist.backend_name().c_str(),
+                dist.env().master_addr.c_str(), static_cast<long long>(dist.env().master_port), "MiB", "ms",
+                "algbw GB/s", "busbw GB/s");
   }
   for (double mb : options.allreduce_mb) {
     const auto count = std::max<int64_t>(1, std::llround(mb * 1024.0 * 1024.0 / 4.0));
-    auto t = torch::ones({count});
+    // On the rank's device, as training's gradient buckets are (a GPU's under NCCL).
+    auto t = torch::ones({count}, torch::TensorOptions().device(device));
     std::vector<double> times;
     for (int64_t i = 0; i < options.warmup + options.iterations; ++i) {
       dist.barrier("the all-reduce bench");
+      synchronize(device);
       const auto start = std::chrono::steady_clock::now();
       dist.all_reduce_sum(t, "the all-reduce bench");
+      synchronize(device);
       if (i >= options.warmup) times.push_back(seconds_since(start));
     }
     std::sort(times.begin(), times.end());
@@ -214,7 +219,7 @@ int bench_allreduce(const BenchOptions& options, Distributed& dist) {
   }
   if (dist.is_root() && options.json) {
     std::cout << nlohmann::json{{"ranks", n},
-                                {"backend", "gloo"},
+                                {"backend", dist.backend_name() == "NCCL" ? "nccl" : "gloo"},
                                 {"master_addr", dist.env().master_addr},
                                 {"allreduce", rows}}
                      .dump(2)
@@ -227,7 +232,11 @@ int run_bench(const BenchOptions& options) {
   // Launched as several ranks: the data-parallel step (each rank a share of the batch) or the all-reduce alone.
   const DistEnv env = read_dist_env();
   std::shared_ptr<Distributed> dist;
-  if (env.distributed()) dist = Distributed::connect(env, std::chrono::seconds(300));
+  if (env.distributed()) {
+    // One GPU per rank, as in training; its device decides the process group (NCCL on GPUs where built with it).
+    const torch::Device device = parse_rank_device(options.device, env.local_rank, "bench --device");
+    dist = Distributed::connect(env, std::chrono::seconds(300), DistBackend::kAuto, device);
+  }
   // Every number in range before anything runs (a wild --batch or --allreduce-mb was an allocator failure).
   if (options.batch <= 0 || options.batch > kMaxBatch || options.iterations <= 0 || options.iterations > 10000000 ||
       options.warmup < 0 || options.warmup > 10000000) {

@@ -434,6 +434,7 @@ void read_dist(JsonSection d, DistConfig& dist) {
   if (auto v = d.boolean("sync_bn")) dist.sync_bn = *v;
   if (auto v = d.number("bucket_mb")) dist.bucket_mb = *v;
   if (auto v = d.number("timeout_s")) dist.timeout_s = *v;
+  if (auto v = d.string("backend")) dist.backend = *v;
   d.finish();
 }
 
@@ -444,12 +445,17 @@ void check_dist(const DistConfig& dist, const RunCheck& check) {
   if (!(dist.timeout_s >= 1 && dist.timeout_s <= 86400)) {
     check.bad("dist.timeout_s", std::to_string(dist.timeout_s), "seconds, 1 to 86400");
   }
+  if (dist.backend != "auto" && dist.backend != "gloo" && dist.backend != "nccl") {
+    check.bad("dist.backend", shown_json(dist.backend, 40), "auto, gloo or nccl");
+  }
 }
 
 }  // namespace
 
 nlohmann::json to_json(const DistConfig& dist) {
-  return {{"sync_bn", dist.sync_bn}, {"bucket_mb", dist.bucket_mb}, {"timeout_s", dist.timeout_s}};
+  nlohmann::json out = {{"sync_bn", dist.sync_bn}, {"bucket_mb", dist.bucket_mb}, {"timeout_s", dist.timeout_s}};
+  if (dist.backend != DistConfig().backend) out["backend"] = dist.backend;  // files from before it read as they did
+  return out;
 }
 
 // ---- probes ----
@@ -754,6 +760,7 @@ void apply_overrides(RunConfig& run, const Overrides& o) {
   if (o.retry_diverged) run.train.retry_diverged = *o.retry_diverged;
   if (o.sync_bn) run.dist.sync_bn = *o.sync_bn;
   if (o.dist_timeout_s) run.dist.timeout_s = *o.dist_timeout_s;
+  if (o.dist_backend) run.dist.backend = *o.dist_backend;
 }
 
 void apply_overrides(ExperimentConfig& ex, const Overrides& o) {
@@ -913,7 +920,8 @@ nlohmann::json to_json(const RunConfig& r) {
   if (r.device != "cpu") out["device"] = r.device;
   // Data-parallel settings, written only when not the defaults (as "device").
   const DistConfig defaults;
-  if (r.dist.sync_bn || r.dist.bucket_mb != defaults.bucket_mb || r.dist.timeout_s != defaults.timeout_s) {
+  if (r.dist.sync_bn || r.dist.bucket_mb != defaults.bucket_mb || r.dist.timeout_s != defaults.timeout_s ||
+      r.dist.backend != defaults.backend) {
     out["dist"] = to_json(r.dist);
   }
   return out;
@@ -931,6 +939,7 @@ nlohmann::json checkpoint_identity(const RunConfig& run) {
     // How the gradients travel does not change what a checkpoint holds; synchronised BN does.
     identity["dist"].erase("bucket_mb");
     identity["dist"].erase("timeout_s");
+    identity["dist"].erase("backend");  // NCCL or Gloo: the same sums, like threads, in another order
   }
   return identity;
 }

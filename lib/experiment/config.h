@@ -79,6 +79,9 @@ struct DistConfig {
   double bucket_mb = 1.0;
   /// Seconds a rank waits at the rendezvous or in a collective before it stops with an error.
   double timeout_s = 300.0;
+  /// The c10d process group: "auto" (NCCL for ranks on CUDA devices where this build has it, else Gloo), "gloo"
+  /// or "nccl" (distributed/process_group.h).
+  std::string backend = "auto";
 };
 
 /// Probes that write "probe" records during training ("grad_norms", "grad_snr"), on the steps that follow
@@ -171,6 +174,7 @@ struct Overrides {
   std::optional<std::string> device;
   std::optional<bool> sync_bn;
   std::optional<double> dist_timeout_s;
+  std::optional<std::string> dist_backend;
 };
 void apply_overrides(ExperimentConfig& experiment, const Overrides& overrides);
 /// The same for a single run (train subcommand).

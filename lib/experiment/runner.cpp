@@ -76,10 +76,19 @@ std::shared_ptr<Distributed> join_job(const RunConfig& run, std::ostream* log) {
   const DistEnv env = read_dist_env();
   if (!env.distributed()) return nullptr;
   const auto timeout = std::chrono::milliseconds(std::llround(run.dist.timeout_s * 1000.0));
-  auto dist = Distributed::connect(env, timeout);
+  // The device this rank trains on decides the process group (auto: NCCL on GPUs where this build has it).
+  const std::string what = "run '" + run.name + "'";
+  const torch::Device device = parse_rank_device(run.device, env.local_rank, what);
+  DistBackend backend;
+  try {
+    backend = resolve_backend(parse_dist_backend(run.dist.backend), device, what + ": dist.backend");
+  } catch (const std::invalid_argument& e) {
+    throw DistError(e.what());
+  }
+  auto dist = Distributed::connect(env, timeout, backend, device);
   if (log != nullptr && dist->is_root()) {
     *log << "data-parallel: " << env.world_size << " ranks (" << env.source << " variables), rendezvous at "
-         << env.master_addr << ":" << env.master_port << ", Gloo\n";
+         << env.master_addr << ":" << env.master_port << ", " << dist->backend_name() << "\n";
   }
   return dist;
 }
