@@ -317,6 +317,8 @@ std::shared_ptr<const ConvPlan> current_plan() {
   return plan_in_force;
 }
 
+}  // namespace
+
 ConvAlgorithm policy_algorithm(ConvPolicy policy) {
   switch (policy) {
     case ConvPolicy::kDirect:
@@ -329,8 +331,6 @@ ConvAlgorithm policy_algorithm(ConvPolicy policy) {
       return ConvAlgorithm::kWinograd2x2;  // auto, for a shape no plan names: what reslab ran before plans
   }
 }
-
-}  // namespace
 
 std::string to_string(ConvAlgorithm algorithm) {
   switch (algorithm) {

@@ -86,6 +86,9 @@ using ConvPlan = std::map<ConvShape, ConvKernel>;
 /// others run one algorithm everywhere.
 enum class ConvPolicy { kAuto, kDirect, kWinograd2x2, kWinograd4x4, kWinogradMixed };
 std::string to_string(ConvPolicy policy);  ///< "auto", "direct", "winograd2x2", "winograd4x4", "winograd-mixed"
+/// The algorithm `policy` runs everywhere; for kAuto, what runs for a shape no plan names: F(2x2, 3x3), what reslab
+/// ran before plans.
+ConvAlgorithm policy_algorithm(ConvPolicy policy);
 
 /// Whether a Winograd kernel at `isa` takes this input and weight (and options stride 1, padding 1, dilation 1,
 /// groups 1, which the caller checks): a CPU with that ISA, float32, a 4-D channels-last input whose channels and

@@ -38,19 +38,6 @@ ConvPolicy parse_policy(const std::string& name) {
                               "winograd-mixed)");
 }
 
-ConvAlgorithm fixed_algorithm(ConvPolicy policy) {
-  switch (policy) {
-    case ConvPolicy::kDirect:
-      return ConvAlgorithm::kDirect;
-    case ConvPolicy::kWinograd4x4:
-      return ConvAlgorithm::kWinograd4x4;
-    case ConvPolicy::kWinogradMixed:
-      return ConvAlgorithm::kWinogradMixed;
-    default:
-      return ConvAlgorithm::kWinograd2x2;
-  }
-}
-
 /// Whether a Winograd kernel at `isa` runs `shape` on this CPU.
 bool isa_takes(ConvIsa isa, const ConvShape& shape) { return isa_available(isa) && winograd_shape(shape, isa); }
 
@@ -150,7 +137,7 @@ std::vector<ConvShape> winograd_shapes(const NetworkBase& model) {
 }
 
 std::vector<ConvKernel> plan_candidates(ConvPolicy policy, const ConvShape& shape) {
-  if (policy != ConvPolicy::kAuto) return {widest_kernel(fixed_algorithm(policy), shape)};
+  if (policy != ConvPolicy::kAuto) return {widest_kernel(policy_algorithm(policy), shape)};
   std::vector<ConvKernel> out = {{ConvAlgorithm::kDirect, ConvIsa::kAvx2}};
   for (ConvIsa isa : {ConvIsa::kAvx2, ConvIsa::kAvx512}) {
     if (conv_isa() && *conv_isa() != isa) continue;
@@ -206,7 +193,7 @@ KernelPlan plan_kernels(const std::vector<ConvShape>& shapes, int64_t batch, con
   if (plan.policy != ConvPolicy::kAuto || !widest_isa()) {
     // One algorithm everywhere; "auto" on a CPU without the kernels has only the direct convolution.
     const ConvAlgorithm algorithm =
-        plan.policy == ConvPolicy::kAuto ? ConvAlgorithm::kDirect : fixed_algorithm(plan.policy);
+        plan.policy == ConvPolicy::kAuto ? ConvAlgorithm::kDirect : policy_algorithm(plan.policy);
     plan.source = "fixed";
     for (const auto& shape : shapes) plan.shapes.push_back({shape, widest_kernel(algorithm, shape), {}, false});
     return plan;
@@ -326,7 +313,7 @@ KernelPlan earlier_plan(const std::vector<ConvShape>& shapes, int64_t batch) {
   plan.batch = batch;
   plan.threads = at::get_num_threads();
   plan.source = "earlier";
-  const ConvAlgorithm algorithm = fixed_algorithm(plan.policy);
+  const ConvAlgorithm algorithm = policy_algorithm(plan.policy);
   for (const auto& shape : shapes) plan.shapes.push_back({shape, widest_kernel(algorithm, shape), {}, false});
   return plan;
 }
