@@ -196,6 +196,25 @@ TEST(Results, DeeperRowsArePairedBySeedWithTheShallowestOfTheirConfiguration) {
   EXPECT_NE(out.str().find("56 - 20 layers: plain +34.00 [-16.82, 84.82], residual -0.50 [-6.85, 5.85]"),
             std::string::npos)
       << out.str();
+  // The whole ordering over three depths or more, one least-squares slope per seed: plain 20, 44, 56 gives
+  // 560 / 672 and 684 / 672 points per layer (8.33 and 10.18 per 10 layers); residual has two depths, the -k1
+  // family one: no trend for them.
+  ASSERT_EQ(results["depth_trend"].size(), 1u) << results["depth_trend"];
+  const auto& trend = results["depth_trend"][0];
+  EXPECT_EQ(trend["depths"], nlohmann::json({20, 44, 56}));
+  EXPECT_FALSE(trend.contains("residual"));
+  EXPECT_FALSE(trend.contains("variant"));
+  const auto& slope = trend["plain"]["train_error"];
+  expect_number(slope["mean"], 10.0 * (560.0 + 684.0) / 2 / 672);
+  expect_number(slope["sd"], 10.0 * (684.0 - 560.0) / 672 / std::sqrt(2.0));
+  EXPECT_EQ(slope["n"], 2);
+  EXPECT_EQ(slope["seeds"], nlohmann::json({1, 2}));
+  EXPECT_TRUE(trend["plain"]["test_error"]["mean"].is_number());
+  EXPECT_NE(out.str().find("plain +9.26 [-2.47, 20.98] (2) over depths 20,44,56"), std::string::npos) << out.str();
+  // A seed missing at one depth is left out of the fit rather than tilting it.
+  runs.push_back(seeded(summary(44, false, 45, 0), 3));
+  runs.push_back(seeded(summary(56, false, 55, 0), 3));
+  EXPECT_EQ(make_results("exp", "", runs)["depth_trend"][0]["plain"]["train_error"]["n"], 2);
 }
 
 TEST(Results, AMissingSeedPairsOnlyTheSeedsBothSidesHave) {

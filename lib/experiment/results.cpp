@@ -160,6 +160,40 @@ nlohmann::json paired_errors(const std::vector<Entry>& a, const std::vector<Entr
   return {{"train_error", paired(a, b, &Entry::train)}, {"test_error", paired(a, b, &Entry::test)}};
 }
 
+/// The least-squares slope of `field` against depth, per seed, in points per 10 layers, over the seeds that have a
+/// number at every depth of `by_depth` (a seed's first run at each); with the slopes' mean, sd and t interval
+/// (paired_difference's form), the depths and the seeds. One number for Figure 6's ordering: positive when the
+/// deeper nets of the family err more. Null below three depths.
+nlohmann::json depth_slope(const std::map<int64_t, const std::vector<Entry>*>& by_depth, nlohmann::json Entry::*field) {
+  if (by_depth.size() < 3) return nullptr;
+  std::map<uint64_t, std::map<int64_t, double>> values;  // seed -> depth -> value
+  for (const auto& [depth, entries] : by_depth) {
+    for (const auto& e : *entries) {
+      if (e.seed && (e.*field).is_number()) values[*e.seed].emplace(depth, (e.*field).get<double>());
+    }
+  }
+  std::vector<double> slopes;
+  nlohmann::json seeds = nlohmann::json::array();
+  for (const auto& [seed, at] : values) {
+    if (at.size() != by_depth.size()) continue;  // a seed missing at some depth would tilt the fit
+    double mean_depth = 0, mean_value = 0;
+    for (const auto& [depth, value] : at) mean_depth += static_cast<double>(depth), mean_value += value;
+    mean_depth /= static_cast<double>(at.size());
+    mean_value /= static_cast<double>(at.size());
+    double sxy = 0, sxx = 0;
+    for (const auto& [depth, value] : at) {
+      const double dx = static_cast<double>(depth) - mean_depth;
+      sxy += dx * (value - mean_value);
+      sxx += dx * dx;
+    }
+    slopes.push_back(10.0 * sxy / sxx);
+    seeds.push_back(seed);
+  }
+  auto out = paired_difference(slopes);
+  out["seeds"] = seeds;
+  return out;
+}
+
 std::string format_value(const nlohmann::json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_number_float()) {
@@ -362,9 +396,36 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     }
     table.push_back(out);
   }
+  // The whole ordering of each family (a variant and configuration, the depth aside) over three depths or more.
+  std::map<std::string, std::map<bool, std::map<int64_t, const std::vector<Entry>*>>> families;
+  for (const auto& [place, key] : order) {
+    for (const auto& [residual, entries] : rows.at(key).sides) {
+      families[depthless(key)][residual][rows.at(key).depth] = &entries;
+    }
+  }
+  nlohmann::json trends = nlohmann::json::array();
+  for (const auto& [family, sides] : families) {
+    nlohmann::json trend = nlohmann::json::object();
+    std::set<int64_t> depths;
+    for (const auto& [residual, by_depth] : sides) {
+      const auto train = depth_slope(by_depth, &Entry::train);
+      if (train.is_null()) continue;
+      nlohmann::json side = {{"train_error", train}, {"test_error", depth_slope(by_depth, &Entry::test)}};
+      nlohmann::json side_depths = nlohmann::json::array();
+      for (const auto& [depth, _] : by_depth) side_depths.push_back(depth), depths.insert(depth);
+      side["depths"] = side_depths;
+      trend[residual ? "residual" : "plain"] = side;
+    }
+    if (trend.empty()) continue;
+    const std::string& label = labels.at(shallowest.at(family));
+    if (!label.empty()) trend["variant"] = label;
+    trend["depths"] = depths;
+    trends.push_back(trend);
+  }
   nlohmann::json results = {
       {"experiment", experiment}, {"description", description}, {"versions", version_info()}, {"runs", summaries}};
   if (!table.empty()) results["degradation"] = table;
+  if (!trends.empty()) results["depth_trend"] = trends;
   return results;
 }
 
@@ -458,6 +519,28 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
       out << "Deeper - shallowest net, training error, paired by seed [95% CI]:\n";
       header = true;
     }
+    out << line.str() << "\n";
+  }
+  // The whole ordering: each family's least-squares slope over its depths, per seed.
+  if (!results.contains("depth_trend")) return;
+  out << "Trend with depth, training error: least-squares slope per seed, points per 10 layers [95% CI] (seeds):\n";
+  for (const auto& trend : results["depth_trend"]) {
+    std::ostringstream line;
+    line << " ";
+    bool any = false;
+    for (const char* side : {"plain", "residual"}) {
+      if (!trend.contains(side)) continue;
+      const auto& t = trend[side];
+      const auto text = format_difference(t["train_error"]);
+      if (text.empty()) continue;
+      std::string depths;
+      for (const auto& d : t["depths"]) depths += (depths.empty() ? "" : ",") + std::to_string(d.get<int64_t>());
+      line << (any ? ", " : " ") << side << " " << text << " (" << t["train_error"]["n"].get<int64_t>()
+           << ") over depths " << depths;
+      any = true;
+    }
+    if (!any) continue;
+    if (trend.contains("variant")) line << "   " << trend["variant"].get<std::string>();
     out << line.str() << "\n";
   }
 }
