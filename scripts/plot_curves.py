@@ -6,6 +6,8 @@ Usage: plot_curves.py RESULTS_DIR [OUTPUT.png]
 Reads RESULTS_DIR/results.json and each run's RESULTS_DIR/<run>/metrics.jsonl and config.json. Plain nets are
 drawn on the left, residual nets on the right, one colour per depth: training error thin and dashed, test error
 bold. Runs of one configuration at several seeds are drawn as their mean, with a band from the min to the max.
+Where results.json has a depth_trend (a family at three depths or more), OUTPUT-depth.png draws final error
+against depth, seed by seed, with each side's slope.
 """
 import json
 import os
@@ -164,7 +166,66 @@ def main(argv):
     tmp = output + ".tmp.png"
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     os.replace(tmp, output)
+    plt.close(fig)
+    if results.get("depth_trend"):
+        root, ext = os.path.splitext(output)
+        plot_depth(results, root + "-depth" + (ext or ".png"))
     return 0
+
+
+def plot_depth(results, output):
+    """Figure 6's ordering as one figure: final error against depth for every family with three depths or more
+    (results.json's depth_trend), each seed a dot, the mean a line with a bar of one sd, and each side's slope per
+    10 layers with its 95% interval in the legend. Training error on the left, test error on the right."""
+    def fmt(d):
+        if not isinstance(d, dict) or d.get("mean") is None:
+            return "no complete seed"
+        ci = d.get("ci95")
+        interval = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci and None not in ci else ""
+        return f"{d['mean']:+.2f}{interval}/10 layers (n={d.get('n')})"
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    k = 0
+    for trend in results["depth_trend"]:
+        variant = trend.get("variant", "")
+        rows = [r for r in results.get("degradation", []) if r.get("variant", "") == variant]
+        for side in ("plain", "residual"):
+            if side not in trend:
+                continue
+            colour = palette[k % len(palette)]
+            k += 1
+            name = ("ResNet" if side == "residual" else "plain") + variant
+            for ax, key in zip(axes, ("train_error", "test_error")):
+                depths, means, sds = [], [], []
+                for row in sorted(rows, key=lambda r: r["depth"]):
+                    if side not in row or row["depth"] not in trend[side]["depths"]:
+                        continue
+                    values = [e[key] for e in row[side].get("per_seed", []) if isinstance(e.get(key), (int, float))]
+                    if not values:
+                        continue
+                    ax.scatter([row["depth"]] * len(values), values, s=12, color=colour, alpha=0.5, linewidths=0)
+                    depths.append(row["depth"])
+                    means.append(row[side].get(key))
+                    sds.append(row[side].get(key + "_sd") or 0.0)
+                if depths:
+                    ax.errorbar(depths, means, yerr=sds, color=colour, marker="o", markersize=4, linewidth=2,
+                                capsize=3, label=f"{name}: {fmt(trend[side].get(key))}")
+    shown = sorted({d for trend in results["depth_trend"] for d in trend.get("depths", [])})
+    for ax, title in zip(axes, ("final training error", "test error")):
+        ax.set_xticks(shown)
+        ax.set_title(title)
+        ax.set_xlabel("layers")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    axes[0].set_ylabel("error (%)")
+    fig.suptitle(f"{results.get('experiment', '')}: error against depth; dots: seeds, bars: mean ± sd; "
+                 "legend: least-squares slope per seed, mean [95% CI]", fontsize=10)
+    fig.tight_layout()
+    tmp = output + ".tmp.png"
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, output)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

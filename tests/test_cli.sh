@@ -87,6 +87,19 @@ check "seed and seeds" nonzero "either --seed or --seeds" -- "$reslab" run "$wor
   --list
 check "seeds negative" nonzero "--seeds: -1; expected non-negative" -- "$reslab" run "$work/small.json" --seeds 1,-1 \
   --list
+# Three depths or more: the trend of error with depth (a slope per seed), printed, in results.json, and drawn.
+cat >"$work/depths.json" <<'JSON'
+{"name": "depths", "grid": {"depth": [8, 14, 20], "residual": [true]},
+ "data": {"train_size": 256, "test_size": 128}, "optim": {"batch": 64, "iterations": 4}, "train": {"log_every": 2}}
+JSON
+check "depth trend printed" 0 "^  residual [-+][0-9.]+ \[-?[0-9.]+, -?[0-9.]+\] \(2\) over depths 8,14,20$" -- \
+  "$reslab" run "$work/depths.json" --out "$work/depths" --seeds 1,2 --threads 2
+check "depth trend in results" 0 "^\[8, 14, 20\] 2$" -- /usr/bin/python3 -c "
+import json
+t, = json.load(open('$work/depths/results.json'))['depth_trend']
+print(t['depths'], t['residual']['train_error']['n'])"
+check "depth plot" 0 "PNG" -- head -c 4 "$work/depths/curves-depth.png"
+check "no depth plot for one depth" nonzero "" -- test -e "$work/seeds/curves-depth.png"
 # The same experiment one grid point at a time (as a Slurm array runs it), then collect: the same results.
 check "run list" 0 "^0 plain8 plain8 fashion-mnist\|1 resnet8 resnet8 fashion-mnist\|$" -- \
   bash -c "'$reslab' run '$work/small.json' --list | tr '\t\n' ' |'"
