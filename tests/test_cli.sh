@@ -128,6 +128,19 @@ print('same' if table('$work/small/results.json') == table('$work/array/results.
 check "collect nothing" nonzero "none of the experiment's 2 runs" -- bash -c "mkdir -p '$work/empty' && \
   cp '$work/array/config.json' '$work/empty/' && '$reslab' collect '$work/empty'"
 check "collect not an experiment" nonzero "nowhere/config.json" -- "$reslab" collect "$work/nowhere"
+
+# Every committed evidence folder: collect on a copy of its runs rebuilds its results.json, every number the
+# same (the README and docs/why-residual.md quote these files); only the collecting binary's versions may differ.
+for evidence in "$root"/docs/evidence/*/; do
+  name=$(basename "$evidence")
+  [[ -f $evidence/results.json ]] || continue
+  rm -rf "$work/evidence-$name" && cp -r "$evidence" "$work/evidence-$name" && rm "$work/evidence-$name/results.json"
+  check "evidence $name: collect" 0 "Results: .*results.json" -- "$reslab" collect "$work/evidence-$name" --no-plot
+  check "evidence $name: same results.json" 0 "^same$" -- /usr/bin/python3 -c "
+import json
+load = lambda p: {k: v for k, v in json.load(open(p)).items() if k != 'versions'}
+print('same' if load('$evidence/results.json') == load('$work/evidence-$name/results.json') else 'different')"
+done
 check "train one" 0 "completed after 4 iterations" -- \
   "$reslab" train --model plain8 --out "$work/one" --train-size 256 --test-size 128 --batch 64 --epochs 1
 # Probes on the runs just trained, and on fresh nets; their JSON, plots, and errors that name what is wrong.

@@ -146,6 +146,19 @@ TEST_F(ExperimentTest, WritesEveryFileOfTheDesign) {
   EXPECT_TRUE(s["final"]["val_error"].is_number());
   EXPECT_TRUE(s["final"]["test_error"].is_number());
   EXPECT_TRUE(s["versions"].contains("reslab"));
+  // Where it ran: this machine, as /proc/cpuinfo and the kernels' checks see it.
+  EXPECT_EQ(s["machine"], machine_info());
+  EXPECT_TRUE(s["machine"]["cpu"].is_string());
+  EXPECT_GE(s["machine"]["logical_cpus"].get<int64_t>(), 1);
+  EXPECT_EQ(s["machine"]["isa"], isa_available(ConvIsa::kAvx2)
+                                     ? (isa_available(ConvIsa::kAvx512) ? "avx2+avx512" : "avx2")
+                                 : isa_available(ConvIsa::kAvx512) ? "avx512"
+                                                                   : "none");
+  // results.json groups the runs by where they ran: both ran here, with the same device and threads.
+  ASSERT_EQ(results["ran_on"].size(), 1u);
+  EXPECT_EQ(results["ran_on"][0]["machine"], machine_info());
+  EXPECT_EQ(results["ran_on"][0]["device"], "cpu");
+  EXPECT_EQ(results["ran_on"][0]["runs"], nlohmann::json({"plain8", "resnet8"}));
 
   // The schedule dropped the lr tenfold after epoch 1, and records carry the lr in force.
   bool saw_base = false, saw_drop = false;

@@ -250,6 +250,9 @@ TEST(Summaries, AFileOfTheWrongShapeIsNamedWithItsKey) {
                                {"iterations", 4},
                                {"final", {{"train_error", 10.0}, {"test_error", nullptr}}}};
   EXPECT_NO_THROW(check_summary(good, "s.json"));
+  auto with_machine = good;
+  with_machine["machine"] = {{"cpu", "AMD EPYC"}, {"isa", "avx2"}, {"logical_cpus", 2}, {"gpus", 0}};
+  EXPECT_NO_THROW(check_summary(with_machine, "s.json"));
   const std::vector<std::pair<nlohmann::json, std::string>> bad = {
       {nlohmann::json::array(), "expected a JSON object"},
       {{{"status", "completed"}}, "key 'run'"},
@@ -258,6 +261,24 @@ TEST(Summaries, AFileOfTheWrongShapeIsNamedWithItsKey) {
        "key 'iterations'"},
       {{{"run", "r"}, {"status", "completed"}, {"iterations", 1}, {"final", {{"train_error", "low"}}}},
        "final.train_error"},
+      {{{"run", "r"},
+        {"status", "completed"},
+        {"iterations", 1},
+        {"final", nlohmann::json::object()},
+        {"machine", "a laptop"}},
+       "key 'machine' has value \"a laptop\""},
+      {{{"run", "r"},
+        {"status", "completed"},
+        {"iterations", 1},
+        {"final", nlohmann::json::object()},
+        {"machine", {{"cpu", "x"}, {"isa", "avx2"}, {"logical_cpus", -2}, {"gpus", 0}}}},
+       "\"logical_cpus\" and \"gpus\" counts"},
+      {{{"run", "r"},
+        {"status", "completed"},
+        {"iterations", 1},
+        {"final", nlohmann::json::object()},
+        {"machine", {{"cpu", "x"}, {"isa", "avx2"}, {"logical_cpus", 2}}}},
+       "key 'machine'"},
   };
   for (const auto& [summary, expected] : bad) {
     SCOPED_TRACE(summary.dump());

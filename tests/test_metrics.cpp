@@ -1,5 +1,6 @@
 // Result files: JSON lines, atomic JSON files, the results table.
 #include <map>
+#include <tuple>
 
 #include "experiment/config.h"
 #include "experiment/results.h"
@@ -124,6 +125,37 @@ TEST(Results, DegradationTableByDepthAveragesRepeats) {
   EXPECT_NE(out.str().find("     56 |          20.00 (1)          22.00 (1) |    7.00 ± 1.41 (2)    9.50 ± 0.71 (2) |"),
             std::string::npos)
       << out.str();
+}
+
+TEST(Results, RanOnGroupsRunsByMachineDeviceAndThreads) {
+  const nlohmann::json here = {{"cpu", "AMD EPYC"}, {"isa", "avx2"}, {"logical_cpus", 2}, {"gpus", 0}};
+  const nlohmann::json there = {{"cpu", "Intel Xeon"}, {"isa", "avx2+avx512"}, {"logical_cpus", 2}, {"gpus", 0}};
+  std::vector<nlohmann::json> summaries;
+  for (const auto& [run, machine, threads] : std::vector<std::tuple<std::string, nlohmann::json, int>>{
+           {"a", there, 2}, {"b", here, 2}, {"c", there, 2}, {"d", here, 1}, {"e", nullptr, 2}}) {
+    auto s = summary(20, false, 10, 12);
+    s["run"] = run;
+    s["device"] = "cpu";
+    s["threads"] = threads;
+    s["world_size"] = 1;
+    if (!machine.is_null()) s["machine"] = machine;
+    summaries.push_back(s);
+  }
+  const auto results = make_results("exp", "", unseeded(summaries));
+  const auto& groups = results["ran_on"];
+  ASSERT_EQ(groups.size(), 4u) << groups.dump();
+  EXPECT_EQ(groups[0]["machine"], there);
+  EXPECT_EQ(groups[0]["runs"], nlohmann::json({"a", "c"}));
+  EXPECT_EQ(groups[1]["runs"], nlohmann::json({"b"}));
+  EXPECT_EQ(groups[2]["runs"], nlohmann::json({"d"}));  // the same machine at another thread count
+  EXPECT_EQ(groups[2]["threads"], 1);
+  EXPECT_TRUE(groups[3]["machine"].is_null());  // a summary from before reslab recorded it
+  std::ostringstream out;
+  print_ran_on(results, out);
+  EXPECT_NE(out.str().find("  2 runs: Intel Xeon (avx2+avx512, 2 logical CPUs), device cpu, 2 threads\n"),
+            std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("  1 run:  machine not recorded"), std::string::npos) << out.str();
 }
 
 TEST(Results, SeedsGiveMeansSdsAndPairedIntervals) {

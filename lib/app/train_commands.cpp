@@ -177,6 +177,7 @@ int run_experiment_command(const RunExperimentOptions& options) {
   for (const auto& s : results["runs"]) print_final(s);
   std::cout << "\n";
   print_degradation_table(results, std::cout);
+  print_ran_on(results, std::cout);
   std::cout << "\nResults: " << out << "/results.json (runs in " << out << "/<run>/)\n";
   if (interrupt_requested()) {
     std::cout << "Interrupted: the runs above are summarised as they stood. Continue with the same command and "
@@ -226,6 +227,7 @@ int run_collect(const CollectOptions& options) {
   for (const auto& r : finished) print_final(r.summary);
   std::cout << "\n";
   print_degradation_table(results, std::cout);
+  print_ran_on(results, std::cout);
   std::cout << "\nResults: " << options.dir << "/results.json (" << finished.size() << " of " << config["runs"].size()
             << " runs)\n";
   if (!missing.empty()) {

@@ -2,6 +2,7 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "experiment/config.h"
 #include "experiment/stats.h"
 #include "train/allocator.h"
+#include "train/kernels.h"
 
 #ifndef RESLAB_VERSION
 #define RESLAB_VERSION "unknown"
@@ -57,6 +59,7 @@ nlohmann::json make_summary(const RunOutcome& o) {
       {"malloc", allocator_policy()},
       {"conv", o.conv},
       {"device", run.device},
+      {"machine", machine_info()},
       {"retries", o.retries},
       {"versions", version_info()}};
   if (!o.kernels.is_null()) summary["kernels"] = o.kernels;
@@ -304,6 +307,40 @@ void check_summary(const nlohmann::json& summary, const std::string& path) {
   if (summary.contains("seed") && !summary.at("seed").is_number_integer()) bad("seed", "an integer");
   if (summary.contains("depth") && !summary.at("depth").is_number_integer()) bad("depth", "an integer");
   if (summary.contains("residual") && !summary.at("residual").is_boolean()) bad("residual", "true or false");
+  if (summary.contains("machine")) {
+    const auto& m = summary.at("machine");
+    const auto count = [&](const char* key) {
+      return m.contains(key) && m.at(key).is_number_integer() && m.at(key).get<int64_t>() >= 0;
+    };
+    if (!m.is_object() || !m.value("cpu", nlohmann::json()).is_string() ||
+        !m.value("isa", nlohmann::json()).is_string() || !count("logical_cpus") || !count("gpus")) {
+      bad("machine", "an object with \"cpu\" and \"isa\" strings and \"logical_cpus\" and \"gpus\" counts");
+    }
+  }
+}
+
+/// Where the runs ran, grouped: one entry per device, machine (summary.json's "machine"; null where a run from
+/// before reslab recorded it), thread count and world size, with its runs' names in the order given.
+nlohmann::json ran_on(const nlohmann::json& summaries) {
+  nlohmann::json groups = nlohmann::json::array();
+  for (const auto& s : summaries) {
+    if (!s.is_object()) continue;
+    nlohmann::json where = {{"device", s.value("device", nlohmann::json())},
+                            {"machine", s.value("machine", nlohmann::json())},
+                            {"threads", s.value("threads", nlohmann::json())},
+                            {"world_size", s.value("world_size", nlohmann::json())}};
+    auto group = std::find_if(groups.begin(), groups.end(), [&](const nlohmann::json& g) {
+      return g["device"] == where["device"] && g["machine"] == where["machine"] && g["threads"] == where["threads"] &&
+             g["world_size"] == where["world_size"];
+    });
+    if (group == groups.end()) {
+      where["runs"] = nlohmann::json::array();
+      groups.push_back(where);
+      group = groups.end() - 1;
+    }
+    (*group)["runs"].push_back(s.value("run", nlohmann::json()));
+  }
+  return groups;
 }
 
 nlohmann::json make_results(const std::string& experiment, const std::string& description,
@@ -422,11 +459,40 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     trend["depths"] = depths;
     trends.push_back(trend);
   }
-  nlohmann::json results = {
-      {"experiment", experiment}, {"description", description}, {"versions", version_info()}, {"runs", summaries}};
+  nlohmann::json results = {{"experiment", experiment},
+                            {"description", description},
+                            {"versions", version_info()},
+                            {"ran_on", ran_on(summaries)},
+                            {"runs", summaries}};
   if (!table.empty()) results["degradation"] = table;
   if (!trends.empty()) results["depth_trend"] = trends;
   return results;
+}
+
+void print_ran_on(const nlohmann::json& results, std::ostream& out) {
+  const auto& groups = results.value("ran_on", nlohmann::json());
+  if (!groups.is_array() || groups.empty()) return;
+  out << "Ran on:\n";
+  for (const auto& g : groups) {
+    const auto text = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+    std::ostringstream line;
+    line << "  " << g["runs"].size() << (g["runs"].size() == 1 ? " run:  " : " runs: ");
+    const auto& m = g["machine"];
+    if (m.is_object()) {
+      line << text(m.value("cpu", nlohmann::json("unknown CPU"))) << " (" << text(m.value("isa", nlohmann::json("?")))
+           << ", " << text(m.value("logical_cpus", nlohmann::json("?"))) << " logical CPUs";
+      const auto& gpus = m.value("gpus", nlohmann::json());
+      if (gpus.is_number_integer() && gpus.get<int64_t>() > 0) line << ", " << gpus.get<int64_t>() << " GPUs";
+      line << ")";
+    } else {
+      line << "machine not recorded (a summary from before reslab recorded it)";
+    }
+    line << ", device " << text(g["device"]) << ", " << text(g["threads"]) << " threads";
+    if (g["world_size"].is_number_integer() && g["world_size"].get<int64_t>() > 1) {
+      line << ", " << g["world_size"].get<int64_t>() << " ranks";
+    }
+    out << line.str() << "\n";
+  }
 }
 
 std::string format_mean_sd(const nlohmann::json& mean, const nlohmann::json& sd, int64_t n) {

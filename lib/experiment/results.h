@@ -62,13 +62,17 @@ struct RunResult {
 /// grouped by their resolved configuration minus the seed (and the plain/residual family of the model), so each row
 /// holds the repeats of one configuration over seeds: per side the mean, sd and per-seed final errors; per row the
 /// paired difference residual - plain over the seeds both sides have; per row of a tagged model (-k1, -noaffine, ...)
-/// the paired difference against the untagged model of the same depth and configuration (`vs_baseline`).
+/// the paired difference against the untagged model of the same depth and configuration (`vs_baseline`); and
+/// where the runs ran (`ran_on`: groups by device, machine, threads and world size, each naming its runs).
 nlohmann::json make_results(const std::string& experiment, const std::string& description,
                             const std::vector<RunResult>& runs);
 
 /// Prints the degradation table of `results` (or nothing when it has none): mean +- sd (n) per side, the paired
 /// residual - plain training-error difference with its interval, and a variant's difference from its baseline.
 void print_degradation_table(const nlohmann::json& results, std::ostream& out);
+
+/// Prints results' "ran_on": each group of runs with its CPU, vector widths, logical CPUs, device and threads.
+void print_ran_on(const nlohmann::json& results, std::ostream& out);
 
 /// "23.33 ± 0.52 (3)"; one value: "23.33 (1)"; none: "-".
 std::string format_mean_sd(const nlohmann::json& mean, const nlohmann::json& sd, int64_t n);

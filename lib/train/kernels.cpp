@@ -11,6 +11,9 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <thread>
+
+#include <sched.h>
 
 #include "train/metrics.h"
 
@@ -71,6 +74,15 @@ std::string cpu_model_name() {
     }
   }
   return "unknown CPU";
+}
+
+/// The vector widths the kernels can use here, joined by '+' ("avx2+avx512"); "" where none.
+std::string isa_names() {
+  std::string isas;
+  for (ConvIsa isa : {ConvIsa::kAvx2, ConvIsa::kAvx512}) {
+    if (isa_available(isa)) isas += (isas.empty() ? "" : "+") + to_string(isa);
+  }
+  return isas;
 }
 
 /// The cache's document: `path`'s, checked, or an empty one where the file does not exist.
@@ -409,12 +421,22 @@ std::string default_kernel_cache() {
 }
 
 std::string machine_signature(int64_t threads) {
-  std::string isas;
-  for (ConvIsa isa : {ConvIsa::kAvx2, ConvIsa::kAvx512}) {
-    if (isa_available(isa)) isas += (isas.empty() ? "" : "+") + to_string(isa);
-  }
+  const std::string isas = isa_names();
   return cpu_model_name() + " | " + (isas.empty() ? "no-simd" : isas) + " | libtorch " + TORCH_VERSION + " | " +
          std::to_string(threads) + " threads";
+}
+
+nlohmann::json machine_info() {
+  const std::string isas = isa_names();
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  const int64_t cpus = sched_getaffinity(0, sizeof allowed, &allowed) == 0
+                           ? CPU_COUNT(&allowed)
+                           : static_cast<int64_t>(std::thread::hardware_concurrency());
+  return {{"cpu", cpu_model_name()},
+          {"isa", isas.empty() ? "none" : isas},
+          {"logical_cpus", cpus},
+          {"gpus", static_cast<int64_t>(torch::cuda::device_count())}};
 }
 
 }  // namespace reslab

@@ -105,4 +105,9 @@ std::string default_kernel_cache();
 /// LibTorch's version; with the thread count.
 std::string machine_signature(int64_t threads);
 
+/// Where a run ran, for its summary: the CPU's model name (/proc/cpuinfo, "unknown CPU" where it names none), the
+/// vector widths reslab's kernels can use there ("avx2+avx512", "avx2" or "none"), the logical CPUs this process
+/// may use, and the visible GPUs (0 in a CPU-only build).
+nlohmann::json machine_info();
+
 }  // namespace reslab
