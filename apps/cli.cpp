@@ -212,6 +212,10 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
                   "Also time each convolution shape's candidate kernels inside the model's own step, this many "
                   "rounds, beside what the per-shape timings choose (CPU, one process)")
       ->check(CLI::Range(int64_t{0}, int64_t{1000}));
+  cmd->add_option("--precision", opts->precision,
+                  "float32, or bf16: the forward passes under autocast (a GPU's; the CPU's is slow without AVX-512 "
+                  "BF16 or AMX)")
+      ->capture_default_str();
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");

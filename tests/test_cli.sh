@@ -35,6 +35,23 @@ check "train with set" 0 "resnet8: completed after 3 iterations" -- "$reslab" tr
   --threads 2 --set optim.iterations=3 --set data.train_size=256 --set data.test_size=100 --set optim.lr=0.05 \
   --set train.eval_batch=50
 check "set in config.json" 0 '"lr": 0.05' -- cat "$work/t4/config.json"
+# bf16 autocast: the same run in bfloat16's arithmetic, recorded as such; close to the float32 run, not it.
+check "train bf16" 0 "resnet8: completed after 3 iterations" -- "$reslab" train --model resnet8 --out "$work/t4b" \
+  --threads 2 --set optim.iterations=3 --set data.train_size=256 --set data.test_size=100 --set optim.lr=0.05 \
+  --set train.eval_batch=50 --set train.precision=bf16
+check "bf16 in config.json" 0 '"precision": "bf16"' -- cat "$work/t4b/config.json"
+check "bf16 convolutions in summary" 0 '"conv": "direct \(bf16 autocast\)"' -- cat "$work/t4b/summary.json"
+check "bf16 kernels.json" 0 '"source": "autocast"' -- cat "$work/t4b/kernels.json"
+check "bf16 close to float32, not equal" 0 "^close$" -- /usr/bin/python3 -c "
+import json
+loss = lambda p: [json.loads(l)['loss'] for l in open(p) if json.loads(l)['kind'] == 'train']
+a, b = loss('$work/t4/metrics.jsonl'), loss('$work/t4b/metrics.jsonl')
+print('close' if len(a) == len(b) > 0 and a != b and all(abs(x - y) < 0.05 * x for x, y in zip(a, b)) else (a, b))"
+check "bench bf16" 0 '"precision": "bf16"' -- "$reslab" bench --model resnet8 --batch 16 --iterations 1 --warmup 0 \
+  --precision bf16 --json
+check "bench bad precision" nonzero "precision 'half': expected float32 or bf16" -- "$reslab" bench --precision half
+check "bench bf16 not with ceiling" nonzero "not with --in-step, --loader, --ceiling" -- "$reslab" bench --ceiling \
+  --precision bf16
 check "set eval_batch" 0 '"eval_batch": 50' -- cat "$work/t4/config.json"
 echo '{"name": "broken", ' >"$work/broken.json"
 check "broken json" nonzero "broken.json: not valid JSON" -- "$reslab" run "$work/broken.json"

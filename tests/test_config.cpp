@@ -353,6 +353,25 @@ TEST(Config, TensorBoardIsOnByDefaultAndWrittenOnlyWhenOff) {
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'train.tensorboard'"});
 }
 
+TEST(Config, PrecisionIsFloat32ByDefaultAndBf16IsPartOfWhatACheckpointBelongsTo) {
+  auto doc = minimal();
+  const auto float32 = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_EQ(float32.train.precision, "float32");
+  EXPECT_FALSE(to_json(float32)["train"].contains("precision"));  // config.json reads as before the key existed
+  doc["train"]["precision"] = "bf16";
+  const auto bf16 = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_EQ(bf16.train.precision, "bf16");
+  EXPECT_EQ(to_json(bf16)["train"]["precision"], "bf16");
+  // Other arithmetic, other weights: a float32 run does not resume from a bf16 run's checkpoint, nor reuse it.
+  EXPECT_NE(checkpoint_identity(bf16), checkpoint_identity(float32));
+  EXPECT_NE(training_identity(bf16), training_identity(float32));
+  doc["train"]["precision"] = "fp16";
+  testing::expect_error<ConfigError>([&] { expand_grid(parse_experiment(doc, "exp.json")); },
+                                     {"exp.json", "train.precision = 'fp16'; expected float32 or bf16"});
+  doc["train"]["precision"] = 16;
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'train.precision'"});
+}
+
 TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
   auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
   auto j = to_json(run);

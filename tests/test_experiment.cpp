@@ -349,17 +349,29 @@ TEST_F(ExperimentTest, ReuseTakesACompletedRunOfTheSameTrainingConfigurationAndN
   EXPECT_EQ(find_reusable_run(run, {first.path()}, 1, "cpu", nullptr), "");
   EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cuda:0", nullptr), "");
   EXPECT_EQ(find_reusable_run(run, {second.path()}, 2, "cpu", nullptr), "");
-  // Nor a run that retried after diverging, nor one whose convolutions or versions were not this build's.
+  // Nor a run that retried after diverging, nor one whose convolutions or versions were not this build's, nor
+  // one another CPU kind computed.
   const auto summary = read_json_file(source + "/summary.json");
+  auto elsewhere = summary["machine"];
+  elsewhere["cpu"] = "Another CPU";
+  auto narrower = summary["machine"];
+  narrower["isa"] = summary["machine"]["isa"] == "none" ? "avx2" : "none";
   for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
            {"retries", nlohmann::json::array({{{"diverged_at", 5}, {"lr_scale", 0.1}}})},
            {"conv", summary["conv"] == "direct" ? "winograd" : "direct"},
-           {"versions", {{"reslab", "0.0.0"}, {"libtorch", "1.0.0"}}}}) {
+           {"versions", {{"reslab", "0.0.0"}, {"libtorch", "1.0.0"}}},
+           {"machine", elsewhere},
+           {"machine", narrower}}) {
     auto changed = summary;
     changed[key] = value;
     write_json_file(source + "/summary.json", changed);
     EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cpu", nullptr), "") << key;
   }
+  // A summary from before reslab recorded the machine: the machine is the user's to match, as it was then.
+  auto unrecorded = summary;
+  unrecorded.erase("machine");
+  write_json_file(source + "/summary.json", unrecorded);
+  EXPECT_EQ(find_reusable_run(run, {first.path()}, 2, "cpu", nullptr), source);
   write_json_file(source + "/summary.json", summary);
   std::filesystem::create_directories(first.file("broken"));
   testing::write_bytes(first.file("broken/config.json"), {'{', '"'});

@@ -2,11 +2,14 @@
 #include "data/datasets.h"
 #include "experiment/runner.h"
 #include "models/registry.h"
+#include "ops/torch_compat.h"
+#include "optim/sgd.h"
 #include "test_callbacks.h"
 #include "test_util.h"
 #include "train/callbacks.h"
 #include "train/device.h"
 #include "train/interrupt.h"
+#include "train/precision.h"
 
 namespace reslab {
 namespace {
@@ -123,6 +126,51 @@ TEST_F(TrainerTest, ClippingBoundsTheGradientOfEachStep) {
   EXPECT_GT(free, 0.01);
   EXPECT_LE(clipped, 0.1 * 1e-3 * (1 + 1e-4));
   EXPECT_GT(clipped, 0.1 * 1e-3 * 0.99);  // the clipped gradient has exactly the clip norm
+}
+
+TEST_F(TrainerTest, Bf16AutocastComputesTheForwardPassInBfloat16AndKeepsFloat32Weights) {
+  torch::manual_seed(0);
+  auto model = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+  to_channels_last(*model);
+  const auto x = torch::randn({16, 1, 8, 8}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto y = torch::randint(0, 10, {16}, torch::kInt64);
+  {
+    const AutocastScope scope(Precision::kBf16, torch::kCPU);
+    EXPECT_TRUE(compat::autocast_enabled(at::kCPU));
+    EXPECT_EQ(compat::autocast_dtype(at::kCPU), at::kBFloat16);
+    EXPECT_EQ(model->forward(x).scalar_type(), at::kBFloat16);
+    {
+      const AutocastScope off(Precision::kFloat32, torch::kCPU);  // float32 leaves autocast as it is
+      EXPECT_TRUE(compat::autocast_enabled(at::kCPU));
+    }
+  }
+  EXPECT_FALSE(compat::autocast_enabled(at::kCPU));  // as it was before the scope
+  EXPECT_EQ(model->forward(x).scalar_type(), at::kFloat);
+  // A step: the loss is float32, the weights and their gradients stay float32, and the step is close to the
+  // float32 step (bfloat16 keeps 8 bits of mantissa) without being it.
+  auto step = [&](Precision precision) {
+    torch::manual_seed(0);
+    auto net = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+    to_channels_last(*net);
+    auto optimizer = make_sgd(net->parameters(), SgdConfig{});
+    const auto out = train_step(*net, *optimizer, x, y, nullptr, {}, 0.0, precision);
+    EXPECT_EQ(out.loss.scalar_type(), at::kFloat);
+    for (const auto& p : net->parameters()) {
+      EXPECT_EQ(p.scalar_type(), at::kFloat);
+      EXPECT_EQ(p.grad().scalar_type(), at::kFloat);
+    }
+    return std::make_pair(out.loss.item<double>(), torch::cat({net->parameters()[0].detach().flatten()}));
+  };
+  const auto [loss32, weights32] = step(Precision::kFloat32);
+  const auto [loss16, weights16] = step(Precision::kBf16);
+  EXPECT_FALSE(compat::autocast_enabled(at::kCPU));
+  EXPECT_NE(loss16, loss32);
+  EXPECT_NEAR(loss16, loss32, 0.05 * loss32);
+  EXPECT_FALSE(torch::equal(weights16, weights32));
+  EXPECT_LT((weights16 - weights32).abs().max().item<double>(), 1e-2);
+  testing::expect_error<std::invalid_argument>([] { parse_precision("half"); },
+                                               {"precision 'half'", "float32 or bf16"});
+  EXPECT_EQ(parse_precision(to_string(Precision::kBf16)), Precision::kBf16);
 }
 
 TEST_F(TrainerTest, InterruptFinishesTheStepAndSummarisesTheRun) {

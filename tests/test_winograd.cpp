@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "models/resnet.h"
+#include "ops/torch_compat.h"
 #include "ops/winograd.h"
 #include "test_util.h"
 
@@ -158,6 +159,12 @@ TEST_F(WinogradTest, TakesOnlyWhatItComputes) {
   EXPECT_EQ(parse_conv_kernel("winograd-mixed-avx512"), (ConvKernel{ConvAlgorithm::kWinogradMixed, ConvIsa::kAvx512}));
   EXPECT_EQ(to_string(ConvKernel{ConvAlgorithm::kWinogradMixed, ConvIsa::kAvx2}), "winograd-mixed-avx2");
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 16, 3).padding(1).bias(false));
+  EXPECT_TRUE(winograd_takes(*conv, x));
+  // Under CPU autocast the convolution is LibTorch's, in bfloat16: the Winograd kernels compute float32 only.
+  compat::set_autocast_enabled(at::kCPU, true);
+  const bool under_autocast = winograd_takes(*conv, x);
+  compat::set_autocast_enabled(at::kCPU, false);
+  EXPECT_FALSE(under_autocast);
   EXPECT_TRUE(winograd_takes(*conv, x));
   set_conv_policy(ConvPolicy::kDirect);
   EXPECT_FALSE(winograd_takes(*conv, x));

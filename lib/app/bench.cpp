@@ -22,6 +22,7 @@
 #include "train/allocator.h"
 #include "train/device.h"
 #include "train/kernels.h"
+#include "train/precision.h"
 #include "train/replica.h"
 
 namespace reslab {
@@ -274,6 +275,13 @@ int run_bench(const BenchOptions& options) {
         "bench --in-step times the CPU's convolution kernels inside a model's step in one process: not with "
         "--device cuda, across ranks, or with --loader, --ceiling or --export-check");
   }
+  const Precision precision = parse_precision(options.precision);  // names the value when it is not one
+  if (precision != Precision::kFloat32 &&
+      (options.in_step > 0 || options.loader || options.ceiling || !options.export_check.empty())) {
+    throw std::invalid_argument("bench --precision " + options.precision +
+                                " times the model's step and evaluation: not with --in-step, --loader, --ceiling or "
+                                "--export-check");
+  }
   if (options.loader) return bench_loader(options, threads);
   if (options.ceiling) return bench_ceiling(options, threads, device);
   // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.
@@ -313,7 +321,11 @@ int run_bench(const BenchOptions& options) {
     // The kernels a run at this batch takes (train/kernels.h): under "auto", measured once per machine and cached.
     nlohmann::json kernels = nullptr;
     KernelPlan plan;
-    if (device.is_cpu()) {
+    if (device.is_cpu() && precision != Precision::kFloat32) {
+      plan = direct_plan(winograd_shapes(*model), local_batch, "autocast");  // as a run under autocast records it
+      set_conv_plan(plan.plan());
+      kernels = to_json(plan);
+    } else if (device.is_cpu()) {
       plan = plan_kernels(winograd_shapes(*model), local_batch, default_kernel_cache(), nullptr);
       set_conv_plan(plan.plan());
       kernels = to_json(plan);
@@ -324,7 +336,7 @@ int run_bench(const BenchOptions& options) {
     auto targets = torch::randint(0, spec.classes, {local_batch}, torch::kInt64).to(device);
     model->train();
     auto step = [&](const torch::Tensor& x, const torch::Tensor& y) {
-      train_step(*model, *replica.optimizer, x, y, replica.grad_sync.get());
+      train_step(*model, *replica.optimizer, x, y, replica.grad_sync.get(), {}, 0.0, precision);
     };
     for (int64_t i = 0; i < options.warmup; ++i) step(inputs, targets);
     synchronize(device);
@@ -356,6 +368,7 @@ int run_bench(const BenchOptions& options) {
     double eval_rate = 0.0;
     {
       torch::InferenceMode inference;
+      const AutocastScope autocast(precision, device);  // no step in between: its cast weights stay valid
       for (int64_t i = 0; i < options.warmup; ++i) (void)model->forward(inputs);
       synchronize(device);
       start = std::chrono::steady_clock::now();
@@ -397,7 +410,9 @@ int run_bench(const BenchOptions& options) {
         {"channels_last", options.channels_last},
         {"sgd", options.sgd_foreach ? "foreach" : "loop"},
         {"malloc", allocator_policy()},
-        {"conv", convolution_policy(device)},
+        {"conv", device.is_cpu() && precision != Precision::kFloat32 ? "direct (" + options.precision + " autocast)"
+                                                                     : convolution_policy(device)},
+        {"precision", options.precision},
         {"kernels", kernels},
         {"train_img_per_s", img_per_s},
         {"epoch_img_per_s", epoch_rate},

@@ -111,6 +111,8 @@ struct BenchOptions {
   /// Also time each convolution shape's candidate kernels inside the model's own step, this many rounds (0: not),
   /// beside what the per-shape timings of RESLAB_CONV=auto chose (train/kernels.h, time_kernels_in_step).
   int64_t in_step = 0;
+  /// The forward passes' arithmetic, as a run's train.precision: "float32" or "bf16" (autocast).
+  std::string precision = "float32";
 };
 /// `reslab bench`: per model, training images per second of the full step on synthetic data of the dataset's
 /// shape, of a whole epoch on the dataset (with `epoch`), of evaluation, the multiply-add rate and the peak

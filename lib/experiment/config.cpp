@@ -383,6 +383,7 @@ void read_loop(JsonSection t, LoopConfig& loop) {
   if (auto v = t.integer("retry_diverged")) loop.retry_diverged = *v;
   if (auto v = t.number("retry_lr_scale")) loop.retry_lr_scale = *v;
   if (auto v = t.boolean("tensorboard")) loop.tensorboard = *v;
+  if (auto v = t.string("precision")) loop.precision = *v;
   t.finish();
 }
 
@@ -408,6 +409,9 @@ void check_loop(const LoopConfig& loop, const RunCheck& check) {
   if (!(loop.retry_lr_scale > 0 && loop.retry_lr_scale < 1)) {
     check.bad("train.retry_lr_scale", std::to_string(loop.retry_lr_scale), "a factor between 0 and 1 (exclusive)");
   }
+  if (loop.precision != "float32" && loop.precision != "bf16") {
+    check.bad("train.precision", "'" + loop.precision + "'", "float32 or bf16");
+  }
 }
 
 }  // namespace
@@ -419,6 +423,7 @@ nlohmann::json to_json(const LoopConfig& loop) {
                         {"eval_batch", loop.eval_batch},
                         {"channels_last", loop.channels_last}};
   if (!loop.tensorboard) out["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
+  if (loop.precision != "float32") out["precision"] = loop.precision;  // likewise: float32 runs' identity stays
   if (loop.retry_diverged > 0) {
     out["retry_diverged"] = loop.retry_diverged;
     out["retry_lr_scale"] = loop.retry_lr_scale;

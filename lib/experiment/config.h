@@ -69,6 +69,8 @@ struct LoopConfig {
   double retry_lr_scale = 0.1;
   /// TensorBoard event file in the run's folder (events.out.tfevents.reslab), from the metrics.jsonl records.
   bool tensorboard = true;
+  /// The arithmetic of the forward passes: "float32", or "bf16" (autocast; train/precision.h).
+  std::string precision = "float32";
 };
 
 /// Data-parallel training (launched as several processes; see docs/scale.md).

@@ -22,6 +22,7 @@
 #include "train/device.h"
 #include "train/kernels.h"
 #include "train/metrics.h"
+#include "train/precision.h"
 #include "train/replica.h"
 #include "train/tensorboard.h"
 
@@ -197,10 +198,24 @@ void check_reuse_folders(const std::vector<std::string>& from) {
   }
 }
 
+namespace {
+
+/// What computes the run's convolutions, as its summary's "conv" records it: the policy in force on the CPU
+/// (convolution_policy), "direct" elsewhere, and on the CPU under autocast LibTorch's, in bfloat16.
+std::string run_convolutions(const RunConfig& run, const torch::Device& device) {
+  if (device.is_cpu() && parse_precision(run.train.precision) != Precision::kFloat32) {
+    return "direct (" + run.train.precision + " autocast)";
+  }
+  return convolution_policy(device);
+}
+
+}  // namespace
+
 std::string find_reusable_run(const RunConfig& run, const std::vector<std::string>& from, int64_t threads,
                               const std::string& device, std::ostream* log) {
   const nlohmann::json wanted = training_identity(run);
-  const std::string conv = convolution_policy(torch::Device(device));
+  const std::string conv = run_convolutions(run, torch::Device(device));
+  const nlohmann::json here = machine_info();
   const nlohmann::json versions = version_info();
   check_reuse_folders(from);
   for (const auto& dir : from) {
@@ -226,6 +241,8 @@ std::string find_reusable_run(const RunConfig& run, const std::vector<std::strin
         if (summary["status"] != "completed" || summary.value("threads", nlohmann::json()) != threads ||
             summary.value("device", nlohmann::json()) != device || summary.value("world_size", 1) != 1 ||
             summary.value("conv", nlohmann::json()) != conv ||
+            (summary.contains("machine") &&
+             (summary["machine"]["cpu"] != here["cpu"] || summary["machine"]["isa"] != here["isa"])) ||
             summary.value("versions", nlohmann::json()) != versions || !retries.is_array() || !retries.empty() ||
             summary.contains("reused_from") || !fs::exists(folder / "metrics.jsonl")) {
           continue;
@@ -481,6 +498,12 @@ void RunSession::plan_convolutions() {
   if (!device_.is_cpu()) return;  // LibTorch's convolutions, as convolution_policy(device) says
   const std::string file = run_dir_ + "/kernels.json";
   const std::vector<ConvShape> shapes = winograd_shapes(*replica_.model);
+  if (parse_precision(run_.train.precision) != Precision::kFloat32) {
+    // Under autocast every convolution is LibTorch's (conv_kernel), on every rank: recorded as such, nothing timed.
+    kernels_ = direct_plan(shapes, local_batch_, "autocast");
+    if (root_) write_json_file(file, to_json(kernels_));
+    return;
+  }
   if (root_) {
     if (!resume_from_.empty()) {
       kernels_ = fs::exists(file) ? plan_from_json(read_json_file(file), file) : earlier_plan(shapes, local_batch_);
@@ -517,6 +540,7 @@ void RunSession::assemble_trainer() {
   ctx_->dist = dist_;
   ctx_->grad_sync = replica_.grad_sync.get();
   ctx_->clip_grad_norm = run_.optim.clip_grad_norm;
+  ctx_->precision = parse_precision(run_.train.precision);
   trainer_ = std::make_unique<Trainer>(*ctx_, total_, run_.train.log_every);
   Trainer& trainer = *trainer_;
   schedule_cb_ = std::make_shared<ScheduleCallback>(make_schedule(schedule_, run_.optim.sgd.lr, per_epoch_, total_));
@@ -612,7 +636,7 @@ nlohmann::json RunSession::finish() {
   outcome.eval_seconds = eval_->seconds();
   outcome.world_size = dist_ != nullptr ? dist_->world_size() : 1;
   outcome.threads = threads_;
-  outcome.conv = convolution_policy(device_);
+  outcome.conv = run_convolutions(run_, device_);
   if (device_.is_cpu()) outcome.kernels = to_json(kernels_);
   outcome.retries = retries_;
   nlohmann::json summary = make_summary(outcome);

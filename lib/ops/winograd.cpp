@@ -460,6 +460,8 @@ bool winograd_candidate(const torch::nn::Conv2dImpl& conv) {
 
 ConvKernel conv_kernel(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
   const ConvKernel direct{ConvAlgorithm::kDirect, ConvIsa::kAvx2};
+  // Under autocast LibTorch's convolution computes in the lower precision; the Winograd kernels are float32 only.
+  if (compat::autocast_enabled(at::kCPU)) return direct;
   if (!winograd_candidate(conv) || x.dim() != 4 || !winograd_applies(x, conv.weight, ConvIsa::kAvx2)) return direct;
   const ConvShape shape{x.size(1), conv.weight.size(0), x.size(2), x.size(3)};
   const auto plan = current_plan();

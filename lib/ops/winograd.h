@@ -119,7 +119,8 @@ std::pair<torch::Tensor, torch::Tensor> winograd_conv3x3_backward(const torch::T
 bool winograd_candidate(const torch::nn::Conv2dImpl& conv);
 
 /// The kernel conv_forward runs for `conv` on input x: the plan's for its shape, else the policy's algorithm at
-/// the widest ISA that takes it (RESLAB_CONV_ISA's if set), or direct where no Winograd kernel takes it.
+/// the widest ISA that takes it (RESLAB_CONV_ISA's if set), or direct where no Winograd kernel takes it or CPU
+/// autocast is on (bf16: LibTorch's convolution computes in bfloat16; the Winograd kernels in float32 only).
 ConvKernel conv_kernel(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
 /// conv(x) by conv_kernel(conv, x).
 torch::Tensor conv_forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x);

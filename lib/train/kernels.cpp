@@ -318,6 +318,16 @@ KernelPlan plan_from_json(const nlohmann::json& recorded, const std::string& sou
   return plan;
 }
 
+KernelPlan direct_plan(const std::vector<ConvShape>& shapes, int64_t batch, const std::string& source) {
+  KernelPlan plan;
+  plan.policy = ConvPolicy::kDirect;
+  plan.batch = batch;
+  plan.threads = at::get_num_threads();
+  plan.source = source;
+  for (const auto& shape : shapes) plan.shapes.push_back({shape, {ConvAlgorithm::kDirect, ConvIsa::kAvx2}, {}, false});
+  return plan;
+}
+
 KernelPlan earlier_plan(const std::vector<ConvShape>& shapes, int64_t batch) {
   KernelPlan plan;
   // The default then was F(2x2, 3x3) everywhere; a run begun with RESLAB_CONV set is resumed with it set again.

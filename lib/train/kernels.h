@@ -52,7 +52,7 @@ struct KernelPlan {
   /// "measured" (timed here, now), "cache" (every shape's timing read from `cache_file`), "none" (the model has
   /// no shape a Winograd kernel takes), "fixed" (the policy's
   /// one algorithm), "resumed" (the run's own kernels.json) or "earlier" (a run begun before plans were kept:
-  /// the F(2x2, 3x3) everywhere that reslab ran then).
+  /// the F(2x2, 3x3) everywhere that reslab ran then), "autocast" (LibTorch's convolutions in the lower precision).
   std::string source;
   std::string cache_file;
   std::vector<ShapeChoice> shapes;
@@ -76,6 +76,10 @@ KernelPlan plan_from_json(const nlohmann::json& recorded, const std::string& sou
 /// every shape a Winograd kernel takes, at the widest width; or, where RESLAB_CONV fixes an algorithm now (as it
 /// must have when the run began with it), that one.
 KernelPlan earlier_plan(const std::vector<ConvShape>& shapes, int64_t batch);
+
+/// LibTorch's direct convolution for every shape, nothing timed, with `source` as its provenance (a run under
+/// autocast: "autocast").
+KernelPlan direct_plan(const std::vector<ConvShape>& shapes, int64_t batch, const std::string& source);
 
 /// One shape's candidates timed in a network's own training step.
 struct InStepChoice {

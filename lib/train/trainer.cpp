@@ -30,11 +30,14 @@ const char* to_string(RunStatus status) {
 
 StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
                       const torch::Tensor& targets, GradientSync* grad_sync,
-                      const std::function<void()>& after_backward, double clip_grad_norm) {
+                      const std::function<void()>& after_backward, double clip_grad_norm, Precision precision) {
   optimizer.zero_grad();
   StepOutput out;
-  out.logits = model.forward(inputs);
-  out.loss = torch::nn::functional::cross_entropy(out.logits, targets);
+  {
+    const AutocastScope autocast(precision, inputs.device());  // one forward pass: no cast weight outlives a step
+    out.logits = model.forward(inputs);
+  }
+  out.loss = torch::nn::functional::cross_entropy(out.logits.to(torch::kFloat), targets);
   if (grad_sync != nullptr) grad_sync->begin_backward();
   out.loss.backward();
   if (grad_sync != nullptr) grad_sync->finish_backward();  // every rank's mean gradient
@@ -99,7 +102,7 @@ void Trainer::run() {
           for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
           hook_seconds += seconds_since(start);
         },
-        ctx_.clip_grad_norm);
+        ctx_.clip_grad_norm, ctx_.precision);
 
     window_losses_.push_back(out.loss.detach());
     window_wrong_.push_back(out.logits.detach().argmax(1).ne(batch.targets).sum());
@@ -253,7 +256,7 @@ void Trainer::load_state(const nlohmann::json& state) {
   if (s.lr > 0) set_learning_rate(ctx_.optimizer, s.lr);
 }
 
-EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist) {
+EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist, Precision precision) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -271,7 +274,12 @@ EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* 
   }
   for (int64_t b = first; b < loader.batches_per_epoch(); b += step) {
     Batch batch = to_device(loader.batch(b), device);
-    auto logits = model.forward(batch.inputs);
+    torch::Tensor logits;
+    {
+      const AutocastScope autocast(precision, device);
+      logits = model.forward(batch.inputs);
+    }
+    logits = logits.to(torch::kFloat);
     if (batch.crops > 1) {
       // Multi-crop evaluation: the prediction is the softmax averaged over an example's views.
       const int64_t n = batch.targets.size(0);

@@ -13,6 +13,7 @@
 #include "models/network.h"
 #include "optim/sgd.h"
 #include "train/metrics.h"
+#include "train/precision.h"
 
 namespace reslab {
 
@@ -68,6 +69,8 @@ struct TrainContext {
   GradientSync* grad_sync = nullptr;
   /// Clip the whole gradient to this L2 norm before each step (after the hooks have seen it); 0: no clipping.
   double clip_grad_norm = 0.0;
+  /// The arithmetic of every forward pass, in training and in evaluation (train/precision.h).
+  Precision precision = Precision::kFloat32;
 };
 
 /// Hooks around the loop; every method does nothing by default. Per-step hooks must stay cheap.
@@ -126,22 +129,26 @@ class Trainer {
 /// One training step, the same for the trainer and `reslab bench`: gradients zeroed, forward, cross-entropy,
 /// backward (through `grad_sync`'s all-reduce in a data-parallel job, null otherwise), `after_backward` (the
 /// trainer's hooks; may be empty), the gradient clipped to `clip_grad_norm` when above 0 (on every rank alike: it
-/// is the all-reduced gradient), the optimiser's step. Returns the logits and the loss, left on the device.
+/// is the all-reduced gradient), the optimiser's step. The forward pass runs at `precision` (bf16: under autocast;
+/// the loss is computed in float32 from the logits either way, and the backward pass outside autocast). Returns
+/// the logits and the loss, left on the device.
 struct StepOutput {
   torch::Tensor logits, loss;
 };
 StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
                       const torch::Tensor& targets, GradientSync* grad_sync = nullptr,
-                      const std::function<void()>& after_backward = {}, double clip_grad_norm = 0.0);
+                      const std::function<void()>& after_backward = {}, double clip_grad_norm = 0.0,
+                      Precision precision = Precision::kFloat32);
 
 /// Loss and error (percent) of `model` over every batch of `loader`, in eval mode without gradients. With
 /// `dist`, every rank evaluates rank 0's weights and running statistics on its share of the batches and every
-/// rank returns the totals.
+/// rank returns the totals. The forward passes run at `precision`, the loss in float32.
 struct EvalResult {
   double loss = 0.0;
   double error = 0.0;
   int64_t examples = 0;
 };
-EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist = nullptr);
+EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist = nullptr,
+                    Precision precision = Precision::kFloat32);
 
 }  // namespace reslab
