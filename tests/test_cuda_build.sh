@@ -21,6 +21,10 @@ check "info counts resnet56" 0 '"params": 853018' -- "$reslab" info resnet56 --j
 check "train on the CPU" 0 "resnet8: completed after 8 iterations" -- \
   "$reslab" train "${small[@]}" --threads 2 --iterations 8 --log-every 4 --out "$work/cpu"
 check "summary" 0 '"status": "completed"' -- cat "$work/cpu/summary.json"
+# bf16 autocast through LibTorch 2.x's autocast API (one switch per device type since 2.4), on the CPU here.
+check "train bf16 on the CPU" 0 "resnet8: completed after 4 iterations" -- \
+  "$reslab" train "${small[@]}" --threads 2 --iterations 4 --set train.precision=bf16 --out "$work/bf16"
+check "bf16 recorded" 0 '"conv": "direct \(bf16 autocast\)"' -- cat "$work/bf16/summary.json"
 
 # The same weights, batch and two SGD steps as the Python PyTorch this LibTorch came with: the same losses.
 check "export check" 0 "resnet8: [0-9]+ parameters" -- "$reslab" bench --model resnet8 --batch 8 --nchw \
@@ -40,6 +44,8 @@ check "NCCL needs GPUs" nonzero "backend 'nccl' reduces tensors on GPUs, but the
 if "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   check "train on the GPU" 0 "resnet8: completed after 8 iterations" -- \
     "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/gpu"
+  check "train bf16 on the GPU" 0 "resnet8: completed after 8 iterations" -- \
+    "$reslab" train "${small[@]}" --iterations 8 --device cuda --set train.precision=bf16 --out "$work/gpu-bf16"
   # Two ranks over NCCL need two GPUs (NCCL refuses two ranks on one).
   if "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.device_count() >= 2 else 1)" 2>/dev/null; then
     check "two ranks over NCCL" 0 "\[rank 0\] data-parallel: 2 ranks .*, NCCL" -- "$root/scripts/launch-local" 2 \
