@@ -168,6 +168,12 @@ TEST_F(TrainerTest, Bf16AutocastComputesTheForwardPassInBfloat16AndKeepsFloat32W
   EXPECT_NEAR(loss16, loss32, 0.05 * loss32);
   EXPECT_FALSE(torch::equal(weights16, weights32));
   EXPECT_LT((weights16 - weights32).abs().max().item<double>(), 1e-2);
+  // A float64 net (the data-parallel tests' reference) keeps its loss in float64: only reduced precision is widened.
+  torch::manual_seed(0);
+  auto wide = build_model("resnet8", ModelSpec{{1, 8, 8}, 10, Shortcut::A});
+  wide->to(torch::kFloat64);
+  auto wide_sgd = make_sgd(wide->parameters(), SgdConfig{});
+  EXPECT_EQ(train_step(*wide, *wide_sgd, x.to(torch::kFloat64), y).loss.scalar_type(), at::kDouble);
   testing::expect_error<std::invalid_argument>([] { parse_precision("half"); },
                                                {"precision 'half'", "float32 or bf16"});
   EXPECT_EQ(parse_precision(to_string(Precision::kBf16)), Precision::kBf16);

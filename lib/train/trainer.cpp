@@ -12,6 +12,12 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+/// Logits in bfloat16 or half (an autocast forward pass) as float32, for the loss; float32 and float64 as they are.
+torch::Tensor at_least_float(const torch::Tensor& logits) {
+  const auto type = logits.scalar_type();
+  return type == torch::kBFloat16 || type == torch::kHalf ? logits.to(torch::kFloat) : logits;
+}
 }  // namespace
 
 const char* to_string(RunStatus status) {
@@ -37,7 +43,7 @@ StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const to
     const AutocastScope autocast(precision, inputs.device());  // one forward pass: no cast weight outlives a step
     out.logits = model.forward(inputs);
   }
-  out.loss = torch::nn::functional::cross_entropy(out.logits.to(torch::kFloat), targets);
+  out.loss = torch::nn::functional::cross_entropy(at_least_float(out.logits), targets);
   if (grad_sync != nullptr) grad_sync->begin_backward();
   out.loss.backward();
   if (grad_sync != nullptr) grad_sync->finish_backward();  // every rank's mean gradient
@@ -279,7 +285,7 @@ EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* 
       const AutocastScope autocast(precision, device);
       logits = model.forward(batch.inputs);
     }
-    logits = logits.to(torch::kFloat);
+    logits = at_least_float(logits);
     if (batch.crops > 1) {
       // Multi-crop evaluation: the prediction is the softmax averaged over an example's views.
       const int64_t n = batch.targets.size(0);

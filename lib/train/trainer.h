@@ -130,7 +130,7 @@ class Trainer {
 /// backward (through `grad_sync`'s all-reduce in a data-parallel job, null otherwise), `after_backward` (the
 /// trainer's hooks; may be empty), the gradient clipped to `clip_grad_norm` when above 0 (on every rank alike: it
 /// is the all-reduced gradient), the optimiser's step. The forward pass runs at `precision` (bf16: under autocast;
-/// the loss is computed in float32 from the logits either way, and the backward pass outside autocast). Returns
+/// the loss is computed from the logits in float32 at least, and the backward pass outside autocast). Returns
 /// the logits and the loss, left on the device.
 struct StepOutput {
   torch::Tensor logits, loss;
@@ -142,7 +142,7 @@ StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const to
 
 /// Loss and error (percent) of `model` over every batch of `loader`, in eval mode without gradients. With
 /// `dist`, every rank evaluates rank 0's weights and running statistics on its share of the batches and every
-/// rank returns the totals. The forward passes run at `precision`, the loss in float32.
+/// rank returns the totals. The forward passes run at `precision`, the loss in float32 at least.
 struct EvalResult {
   double loss = 0.0;
   double error = 0.0;
