@@ -321,12 +321,11 @@ int run_bench(const BenchOptions& options) {
     // The kernels a run at this batch takes (train/kernels.h): under "auto", measured once per machine and cached.
     nlohmann::json kernels = nullptr;
     KernelPlan plan;
-    if (device.is_cpu() && precision != Precision::kFloat32) {
-      plan = direct_plan(winograd_shapes(*model), local_batch, "autocast");  // as a run under autocast records it
-      set_conv_plan(plan.plan());
-      kernels = to_json(plan);
-    } else if (device.is_cpu()) {
-      plan = plan_kernels(winograd_shapes(*model), local_batch, default_kernel_cache(), nullptr);
+    if (device.is_cpu()) {
+      // Under autocast, LibTorch's convolutions, recorded as a run under autocast records them.
+      plan = precision != Precision::kFloat32
+                 ? direct_plan(winograd_shapes(*model), local_batch, "autocast")
+                 : plan_kernels(winograd_shapes(*model), local_batch, default_kernel_cache(), nullptr);
       set_conv_plan(plan.plan());
       kernels = to_json(plan);
     }
@@ -410,8 +409,7 @@ int run_bench(const BenchOptions& options) {
         {"channels_last", options.channels_last},
         {"sgd", options.sgd_foreach ? "foreach" : "loop"},
         {"malloc", allocator_policy()},
-        {"conv", device.is_cpu() && precision != Precision::kFloat32 ? "direct (" + options.precision + " autocast)"
-                                                                     : convolution_policy(device)},
+        {"conv", convolutions_at(precision, device)},
         {"precision", options.precision},
         {"kernels", kernels},
         {"train_img_per_s", img_per_s},

@@ -198,23 +198,10 @@ void check_reuse_folders(const std::vector<std::string>& from) {
   }
 }
 
-namespace {
-
-/// What computes the run's convolutions, as its summary's "conv" records it: the policy in force on the CPU
-/// (convolution_policy), "direct" elsewhere, and on the CPU under autocast LibTorch's, in bfloat16.
-std::string run_convolutions(const RunConfig& run, const torch::Device& device) {
-  if (device.is_cpu() && parse_precision(run.train.precision) != Precision::kFloat32) {
-    return "direct (" + run.train.precision + " autocast)";
-  }
-  return convolution_policy(device);
-}
-
-}  // namespace
-
 std::string find_reusable_run(const RunConfig& run, const std::vector<std::string>& from, int64_t threads,
                               const std::string& device, std::ostream* log) {
   const nlohmann::json wanted = training_identity(run);
-  const std::string conv = run_convolutions(run, torch::Device(device));
+  const std::string conv = convolutions_at(parse_precision(run.train.precision), torch::Device(device));
   const nlohmann::json here = machine_info();
   const nlohmann::json versions = version_info();
   check_reuse_folders(from);
@@ -636,7 +623,7 @@ nlohmann::json RunSession::finish() {
   outcome.eval_seconds = eval_->seconds();
   outcome.world_size = dist_ != nullptr ? dist_->world_size() : 1;
   outcome.threads = threads_;
-  outcome.conv = run_convolutions(run_, device_);
+  outcome.conv = convolutions_at(ctx_->precision, device_);
   if (device_.is_cpu()) outcome.kernels = to_json(kernels_);
   outcome.retries = retries_;
   nlohmann::json summary = make_summary(outcome);

@@ -54,14 +54,18 @@ void check_training_memory(const NetworkBase& model, const std::string& model_na
       "estimate is wrong");
 }
 
-int64_t resolve_threads(int64_t requested, int64_t local_ranks) {
-  if (requested > 0) return requested;
-  // The cores this process may use (a Slurm task's, a taskset's), else every core of the machine.
+int64_t usable_cores() {
   int64_t cores = 0;
   cpu_set_t set;
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
   if (cores <= 0) cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+  return std::max<int64_t>(cores, 1);
+}
+
+int64_t resolve_threads(int64_t requested, int64_t local_ranks) {
+  if (requested > 0) return requested;
+  int64_t cores = usable_cores();
   // Ranks bound to their own cores (Slurm) see only those; ranks that share the machine's cores split them.
   const auto machine = static_cast<int64_t>(std::thread::hardware_concurrency());
   if (local_ranks > 1 && cores >= machine) cores /= local_ranks;

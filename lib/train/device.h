@@ -33,6 +33,10 @@ Batch to_device(Batch batch, torch::Device device);
 /// this machine.
 int64_t resolve_threads(int64_t requested, int64_t local_ranks = 1);
 
+/// The cores this process may run on: its CPU affinity (a Slurm task's, a taskset's), else every core of the
+/// machine; at least 1.
+int64_t usable_cores();
+
 /// Stops a CPU run that cannot fit before it starts, rather than hours later or through the kernel's OOM
 /// killer: throws std::runtime_error naming `what` (the run), `model_name` and the sizes when training `model`
 /// at `batch` on each of `ranks_here` processes needs more than MemAvailable. The data and the model are

@@ -11,10 +11,8 @@
 #include <fstream>
 #include <mutex>
 #include <set>
-#include <thread>
 
-#include <sched.h>
-
+#include "train/device.h"
 #include "train/metrics.h"
 
 namespace reslab {
@@ -438,14 +436,9 @@ std::string machine_signature(int64_t threads) {
 
 nlohmann::json machine_info() {
   const std::string isas = isa_names();
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  const int64_t cpus = sched_getaffinity(0, sizeof allowed, &allowed) == 0
-                           ? CPU_COUNT(&allowed)
-                           : static_cast<int64_t>(std::thread::hardware_concurrency());
   return {{"cpu", cpu_model_name()},
           {"isa", isas.empty() ? "none" : isas},
-          {"logical_cpus", cpus},
+          {"logical_cpus", usable_cores()},
           {"gpus", static_cast<int64_t>(torch::cuda::device_count())}};
 }
 

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "ops/torch_compat.h"
+#include "ops/winograd.h"
 
 namespace reslab {
 
@@ -12,6 +13,11 @@ Precision parse_precision(const std::string& name) {
   if (name == "float32") return Precision::kFloat32;
   if (name == "bf16") return Precision::kBf16;
   throw std::invalid_argument("precision '" + name + "': expected float32 or bf16");
+}
+
+std::string convolutions_at(Precision precision, const torch::Device& device) {
+  if (device.is_cpu() && precision != Precision::kFloat32) return "direct (" + to_string(precision) + " autocast)";
+  return convolution_policy(device);
 }
 
 AutocastScope::AutocastScope(Precision precision, const torch::Device& device) {

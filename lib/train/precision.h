@@ -17,6 +17,10 @@ std::string to_string(Precision precision);
 /// Throws std::invalid_argument naming the value and what is expected when `name` is neither.
 Precision parse_precision(const std::string& name);
 
+/// What computes the convolutions at `precision` on `device`, as summary.json's and bench's "conv" record it:
+/// convolution_policy(device) (ops/winograd.h), and on the CPU under autocast LibTorch's ("direct (bf16 autocast)").
+std::string convolutions_at(Precision precision, const torch::Device& device);
+
 /// Autocast on `device`'s type for this thread while it lives, at `precision` (nothing for kFloat32); the state
 /// before it (on or off, and its dtype) comes back when it ends, and autocast's cache of cast weights is cleared
 /// as the outermost scope ends. On the CPU reslab's Winograd convolutions compute float32 only, so every
