@@ -216,6 +216,8 @@ void setup_bench(CLI::App& app, std::function<int()>& action) {
                   "float32, or bf16: the forward passes under autocast (a GPU's; the CPU's is slow without AVX-512 "
                   "BF16 or AMX)")
       ->capture_default_str();
+  cmd->add_flag("--cuda-graphs", opts->cuda_graphs,
+                "Replay the step and the evaluation batches as CUDA graphs, as train.cuda_graphs does (--device cuda)");
   cmd->add_flag("--json", opts->json, "Print JSON");
   cmd->add_flag("--loader", opts->loader, "Time the data pipeline alone (reads the dataset: --data)");
   cmd->add_flag("--epoch", opts->epoch, "Also time a whole epoch on the dataset, data pipeline included");

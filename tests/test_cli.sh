@@ -52,6 +52,12 @@ check "bench bf16" 0 '"precision": "bf16"' -- "$reslab" bench --model resnet8 --
 check "bench bad precision" nonzero "precision 'half': expected float32 or bf16" -- "$reslab" bench --precision half
 check "bench bf16 not with ceiling" nonzero "not with --in-step, --loader, --ceiling" -- "$reslab" bench --ceiling \
   --precision bf16
+# CUDA graphs: a GPU's, refused on the CPU with nothing written.
+check "cuda graphs on the CPU" nonzero "train.cuda_graphs = true; expected false on the CPU" -- "$reslab" train \
+  --model resnet8 --out "$work/t4g" --set optim.iterations=3 --set data.train_size=256 --set train.cuda_graphs=true
+check "cuda graphs: nothing written" nonzero "^$" -- test -e "$work/t4g"
+check "bench cuda graphs on the CPU" nonzero "bench --cuda-graphs replays a model's step and evaluation on a CUDA" \
+  -- "$reslab" bench --model resnet8 --cuda-graphs --iterations 1
 check "set eval_batch" 0 '"eval_batch": 50' -- cat "$work/t4/config.json"
 echo '{"name": "broken", ' >"$work/broken.json"
 check "broken json" nonzero "broken.json: not valid JSON" -- "$reslab" run "$work/broken.json"

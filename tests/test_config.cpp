@@ -372,6 +372,34 @@ TEST(Config, PrecisionIsFloat32ByDefaultAndBf16IsPartOfWhatACheckpointBelongsTo)
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'train.precision'"});
 }
 
+TEST(Config, CudaGraphsAreOffByDefaultNeedACudaDeviceAndAStepScheduleAndAreNotPartOfTheIdentity) {
+  auto doc = minimal();
+  const auto eager = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_FALSE(eager.train.cuda_graphs);
+  EXPECT_FALSE(to_json(eager)["train"].contains("cuda_graphs"));  // config.json reads as before the key existed
+  doc["device"] = "cuda";
+  doc["train"]["cuda_graphs"] = true;
+  const auto graphed = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_TRUE(graphed.train.cuda_graphs);
+  EXPECT_EQ(to_json(graphed)["train"]["cuda_graphs"], true);
+  // The same kernels launched another way: a run resumes or is reused across it, and collect groups the two.
+  doc.erase("train");
+  const auto cuda_eager = expand_grid(parse_experiment(doc, "exp.json"))[0];
+  EXPECT_EQ(checkpoint_identity(graphed), checkpoint_identity(cuda_eager));
+  EXPECT_EQ(training_identity(graphed), training_identity(cuda_eager));
+  doc["train"]["cuda_graphs"] = true;
+  doc["device"] = "cpu";
+  testing::expect_error<ConfigError>([&] { expand_grid(parse_experiment(doc, "exp.json")); },
+                                     {"exp.json", "train.cuda_graphs = true; expected false on the CPU"});
+  doc["device"] = "cuda:0";
+  doc["optim"]["schedule"] = {{"cosine", true}};
+  testing::expect_error<ConfigError>([&] { expand_grid(parse_experiment(doc, "exp.json")); },
+                                     {"exp.json", "train.cuda_graphs = true", "optim.schedule.cosine"});
+  doc["optim"].erase("schedule");
+  doc["train"]["cuda_graphs"] = "on";
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'train.cuda_graphs'"});
+}
+
 TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
   auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
   auto j = to_json(run);

@@ -32,6 +32,11 @@ check "export check" 0 "resnet8: [0-9]+ parameters" -- "$reslab" bench --model r
 check "PyTorch 2.x same computation" 0 "same computation" -- "$python" "$root/scripts/bench_pytorch.py" \
   --check "$work/check.pt"
 
+# CUDA graphs are compiled in (train.cuda_graphs; lib/train/graphs.cpp), and refused on the CPU.
+check "CUDA graphs linked" 0 "at::cuda::CUDAGraph::capture_begin" -- bash -c "nm -C '$reslab' | grep CUDAGraph::capture_begin"
+check "graphs need a CUDA device" nonzero "train.cuda_graphs = true; expected false on the CPU" -- \
+  "$reslab" train "${small[@]}" --iterations 4 --set train.cuda_graphs=true --out "$work/graphs_cpu"
+
 # Two ranks on this machine (c10d Gloo of this LibTorch).
 check "two ranks" 0 "\[rank 0\] resnet8: completed after 4 iterations" -- \
   "$root/scripts/launch-local" 2 "$reslab" train "${small[@]}" --threads 1 --iterations 4 --out "$work/two"
@@ -46,6 +51,24 @@ if "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else
     "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/gpu"
   check "train bf16 on the GPU" 0 "resnet8: completed after 8 iterations" -- \
     "$reslab" train "${small[@]}" --iterations 8 --device cuda --set train.precision=bf16 --out "$work/gpu-bf16"
+  # CUDA graphs: the same run replayed from captured steps (3 eager warm-up steps, then one capture per learning
+  # rate), against the eager run of the same seed: the same losses up to cuDNN's own nondeterminism.
+  graphed=("${small[@]}" --iterations 12 --log-every 4 --device cuda)
+  check "train eager on the GPU" 0 "resnet8: completed after 12 iterations" -- \
+    "$reslab" train "${graphed[@]}" --out "$work/gpu-eager"
+  check "train with CUDA graphs" 0 "resnet8: completed after 12 iterations" -- \
+    "$reslab" train "${graphed[@]}" --set train.cuda_graphs=true --out "$work/gpu-graphs"
+  check "graphs replayed" 0 '"replays": 9' -- cat "$work/gpu-graphs/summary.json"
+  check "graphs: the eager run's losses" 0 "same losses" -- "$python" -c '
+import json, sys
+def losses(d):
+    return [r["loss"] for r in map(json.loads, open(d + "/metrics.jsonl")) if r.get("kind") == "train"]
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert len(a) == len(b) == 3, (a, b)
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print("same losses" if worst < 1e-4 else "losses differ by %.2e" % worst, a, b)' "$work/gpu-eager" "$work/gpu-graphs"
+  check "bench --cuda-graphs" 0 '"replays"' -- "$reslab" bench --model resnet8 --device cuda --cuda-graphs \
+    --iterations 5 --json
   # Two ranks over NCCL need two GPUs (NCCL refuses two ranks on one).
   if "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.device_count() >= 2 else 1)" 2>/dev/null; then
     check "two ranks over NCCL" 0 "\[rank 0\] data-parallel: 2 ranks .*, NCCL" -- "$root/scripts/launch-local" 2 \
@@ -55,6 +78,8 @@ else
   check "no GPU: the error says so" nonzero "'cuda' asked for, but this LibTorch build or machine has no CUDA device" \
     -- "$reslab" train "${small[@]}" --iterations 8 --device cuda --out "$work/gpu"
   check "no GPU: nothing written" nonzero "^$" -- test -e "$work/gpu/metrics.jsonl"
+  check "no GPU: no graphs to bench" nonzero "bench --cuda-graphs replays a model's step and evaluation on a CUDA" \
+    -- "$reslab" bench --model resnet8 --cuda-graphs --iterations 1
 fi
 
 # A run begun by Debian's LibTorch 1.13 build, interrupted (Ctrl-C), goes on in this one: its checkpoint crosses

@@ -21,6 +21,7 @@
 #include "optim/sgd.h"
 #include "train/allocator.h"
 #include "train/device.h"
+#include "train/graphs.h"
 #include "train/kernels.h"
 #include "train/precision.h"
 #include "train/replica.h"
@@ -282,6 +283,12 @@ int run_bench(const BenchOptions& options) {
                                 " times the model's step and evaluation: not with --in-step, --loader, --ceiling or "
                                 "--export-check");
   }
+  if (options.cuda_graphs && (!device.is_cuda() || dist || options.in_step > 0 || options.loader || options.ceiling ||
+                              !options.export_check.empty())) {
+    throw std::invalid_argument(
+        "bench --cuda-graphs replays a model's step and evaluation on a CUDA device in one process: not on " +
+        device.str() + ", across ranks, or with --in-step, --loader, --ceiling or --export-check");
+  }
   if (options.loader) return bench_loader(options, threads);
   if (options.ceiling) return bench_ceiling(options, threads, device);
   // A whole epoch reads the dataset itself: its loader, augmentation and batches, as a run has them.
@@ -334,10 +341,22 @@ int run_bench(const BenchOptions& options) {
     auto inputs = torch::randn({local_batch, in.channels, in.height, in.width}).to(device).contiguous(memory);
     auto targets = torch::randint(0, spec.classes, {local_batch}, torch::kInt64).to(device);
     model->train();
+    // Under --cuda-graphs the step is a CapturedStep: its own eager warm-up, then a capture, inside the warm-up.
+    std::unique_ptr<CapturedStep> captured;
+    std::unique_ptr<CapturedEval> captured_eval;
+    if (options.cuda_graphs) {
+      captured = std::make_unique<CapturedStep>(*model, *replica.optimizer, precision, 0.0, kGraphWarmup);
+      captured_eval = std::make_unique<CapturedEval>(*model, precision);
+    }
     auto step = [&](const torch::Tensor& x, const torch::Tensor& y) {
-      train_step(*model, *replica.optimizer, x, y, replica.grad_sync.get(), {}, 0.0, precision);
+      if (captured) {
+        captured->step(x, y);
+      } else {
+        train_step(*model, *replica.optimizer, x, y, replica.grad_sync.get(), {}, 0.0, precision);
+      }
     };
-    for (int64_t i = 0; i < options.warmup; ++i) step(inputs, targets);
+    const int64_t warmup = captured ? std::max<int64_t>(options.warmup, kGraphWarmup + 1) : options.warmup;
+    for (int64_t i = 0; i < warmup; ++i) step(inputs, targets);
     synchronize(device);
     if (dist) dist->barrier("the bench's start");
     auto start = std::chrono::steady_clock::now();
@@ -365,7 +384,15 @@ int run_bench(const BenchOptions& options) {
     // Evaluation: eval-mode BN, no autograd, the same synthetic batches.
     model->eval();
     double eval_rate = 0.0;
-    {
+    if (captured_eval) {
+      // A run's evaluation batch: the forward pass, the summed loss and the count of errors, replayed.
+      for (int64_t i = 0; i < warmup; ++i) (void)captured_eval->batch(inputs, targets);
+      synchronize(device);
+      start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < options.iterations; ++i) (void)captured_eval->batch(inputs, targets);
+      synchronize(device);
+      eval_rate = static_cast<double>(local_batch * options.iterations) / seconds_since(start);
+    } else {
       torch::InferenceMode inference;
       const AutocastScope autocast(precision, device);  // no step in between: its cast weights stay valid
       for (int64_t i = 0; i < options.warmup; ++i) (void)model->forward(inputs);
@@ -411,6 +438,9 @@ int run_bench(const BenchOptions& options) {
         {"malloc", allocator_policy()},
         {"conv", convolutions_at(precision, device)},
         {"precision", options.precision},
+        {"cuda_graphs",
+         captured ? nlohmann::json{{"train", to_json(captured->counts())}, {"eval", to_json(captured_eval->counts())}}
+                  : nlohmann::json(false)},
         {"kernels", kernels},
         {"train_img_per_s", img_per_s},
         {"epoch_img_per_s", epoch_rate},

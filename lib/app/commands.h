@@ -113,6 +113,8 @@ struct BenchOptions {
   int64_t in_step = 0;
   /// The forward passes' arithmetic, as a run's train.precision: "float32" or "bf16" (autocast).
   std::string precision = "float32";
+  /// The step and the evaluation batches replayed as CUDA graphs, as a run's train.cuda_graphs (train/graphs.h).
+  bool cuda_graphs = false;
 };
 /// `reslab bench`: per model, training images per second of the full step on synthetic data of the dataset's
 /// shape, of a whole epoch on the dataset (with `epoch`), of evaluation, the multiply-add rate and the peak

@@ -384,6 +384,7 @@ void read_loop(JsonSection t, LoopConfig& loop) {
   if (auto v = t.number("retry_lr_scale")) loop.retry_lr_scale = *v;
   if (auto v = t.boolean("tensorboard")) loop.tensorboard = *v;
   if (auto v = t.string("precision")) loop.precision = *v;
+  if (auto v = t.boolean("cuda_graphs")) loop.cuda_graphs = *v;
   t.finish();
 }
 
@@ -424,6 +425,7 @@ nlohmann::json to_json(const LoopConfig& loop) {
                         {"channels_last", loop.channels_last}};
   if (!loop.tensorboard) out["tensorboard"] = false;  // on, the default, is not written: configs stay as they were
   if (loop.precision != "float32") out["precision"] = loop.precision;  // likewise: float32 runs' identity stays
+  if (loop.cuda_graphs) out["cuda_graphs"] = true;
   if (loop.retry_diverged > 0) {
     out["retry_diverged"] = loop.retry_diverged;
     out["retry_lr_scale"] = loop.retry_lr_scale;
@@ -837,6 +839,14 @@ void validate_run(const RunConfig& run, const std::string& source) {
   if (run.threads < 0 || run.threads > 4096)
     check.bad("threads", std::to_string(run.threads), "0 (every core) to 4096");
   if (!valid_device_name(run.device)) check.bad("device", "'" + run.device + "'", "cpu, cuda or cuda:N");
+  if (run.train.cuda_graphs && run.device == "cpu") {
+    check.bad("train.cuda_graphs", "true", "false on the CPU (CUDA graphs need device cuda or cuda:N)");
+  }
+  if (run.train.cuda_graphs && run.optim.schedule.cosine) {
+    check.bad("train.cuda_graphs", "true",
+              "false with optim.schedule.cosine (a captured step holds its learning rate, and cosine changes it every "
+              "iteration: capturing each step again is slower than no graphs)");
+  }
   check_dist(run.dist, check);
 }
 
@@ -940,6 +950,7 @@ nlohmann::json checkpoint_identity(const RunConfig& run) {
   identity["train"].erase("retry_diverged");  // retrying or not does not change what a checkpoint holds
   identity["train"].erase("retry_lr_scale");
   identity["train"].erase("tensorboard");  // a copy of the metrics, not part of the run
+  identity["train"].erase("cuda_graphs");  // how the same kernels are launched
   if (identity.contains("dist")) {
     // How the gradients travel does not change what a checkpoint holds; synchronised BN does.
     identity["dist"].erase("bucket_mb");

@@ -71,6 +71,10 @@ struct LoopConfig {
   bool tensorboard = true;
   /// The arithmetic of the forward passes: "float32", or "bf16" (autocast; train/precision.h).
   std::string precision = "float32";
+  /// CUDA graphs for the training step and evaluation (train/graphs.h): a CUDA device, one process, a learning
+  /// rate that changes at a few iterations (not cosine). How the same kernels are launched: not part of a
+  /// checkpoint's identity.
+  bool cuda_graphs = false;
 };
 
 /// Data-parallel training (launched as several processes; see docs/scale.md).

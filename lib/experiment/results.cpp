@@ -63,6 +63,7 @@ nlohmann::json make_summary(const RunOutcome& o) {
       {"retries", o.retries},
       {"versions", version_info()}};
   if (!o.kernels.is_null()) summary["kernels"] = o.kernels;
+  if (!o.cuda_graphs.is_null()) summary["cuda_graphs"] = o.cuda_graphs;
   if (state.diverged_at) {
     summary["diverged_at"] = *state.diverged_at;
     summary["last_finite_loss"] = optional_json(state.last_finite_loss);
@@ -89,6 +90,7 @@ std::string tags_of(const std::string& model) {
 nlohmann::json row_config(const RunResult& run) {
   nlohmann::json c = run.config.is_object() ? run.config : nlohmann::json::object();
   for (const char* key : {"experiment", "name", "seed", "threads", "device"}) c.erase(key);
+  if (c.value("train", nlohmann::json()).is_object()) c["train"].erase("cuda_graphs");  // how, not what
   if (!c.value("model", nlohmann::json()).is_object()) c["model"] = nlohmann::json::object();
   const auto& named = c["model"].value("name", nlohmann::json());
   const auto& from_summary = run.summary.value("model", nlohmann::json());

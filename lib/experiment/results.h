@@ -31,8 +31,9 @@ struct RunOutcome {
   double eval_seconds = 0.0;
   int64_t world_size = 1;
   int64_t threads = 1;
-  std::string conv;        ///< the convolutions that ran (convolution_policy)
-  nlohmann::json kernels;  ///< each shape's kernel (to_json(KernelPlan)); null on a GPU
+  std::string conv;            ///< the convolutions that ran (convolution_policy)
+  nlohmann::json kernels;      ///< each shape's kernel (to_json(KernelPlan)); null on a GPU
+  nlohmann::json cuda_graphs;  ///< with train.cuda_graphs: how the steps and evaluation batches ran (GraphCounts)
   nlohmann::json retries = nlohmann::json::array();
 };
 

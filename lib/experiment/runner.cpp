@@ -20,6 +20,7 @@
 #include "train/callbacks.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
+#include "train/graphs.h"
 #include "train/kernels.h"
 #include "train/metrics.h"
 #include "train/precision.h"
@@ -347,6 +348,8 @@ class RunSession {
   std::unique_ptr<EventWriter> events_;  // before metrics_, whose mirror writes to it: destroyed after it
   std::unique_ptr<JsonlWriter> metrics_;
   std::unique_ptr<TrainContext> ctx_;
+  std::unique_ptr<CapturedStep> captured_step_;  // train.cuda_graphs
+  std::unique_ptr<CapturedEval> captured_eval_;
   std::unique_ptr<Trainer> trainer_;
   std::shared_ptr<ScheduleCallback> schedule_cb_;
   std::shared_ptr<EvalCallback> eval_;
@@ -528,6 +531,23 @@ void RunSession::assemble_trainer() {
   ctx_->grad_sync = replica_.grad_sync.get();
   ctx_->clip_grad_norm = run_.optim.clip_grad_norm;
   ctx_->precision = parse_precision(run_.train.precision);
+  if (run_.train.cuda_graphs) {
+    if (dist_ != nullptr) {
+      throw ConfigError("run '" + run_.name +
+                        "': train.cuda_graphs trains in one process; this is a data-parallel "
+                        "job of " +
+                        std::to_string(dist_->world_size()) +
+                        " ranks, whose gradient all-reduce a captured step cannot hold (set it to false)");
+    }
+    if (!device_.is_cuda()) {
+      throw ConfigError("run '" + run_.name + "': train.cuda_graphs needs a CUDA device, not " + device_.str());
+    }
+    captured_step_ = std::make_unique<CapturedStep>(*replica_.model, *replica_.optimizer, ctx_->precision,
+                                                    run_.optim.clip_grad_norm);
+    captured_eval_ = std::make_unique<CapturedEval>(*replica_.model, ctx_->precision);
+    ctx_->captured_step = captured_step_.get();
+    ctx_->captured_eval = captured_eval_.get();
+  }
   trainer_ = std::make_unique<Trainer>(*ctx_, total_, run_.train.log_every);
   Trainer& trainer = *trainer_;
   schedule_cb_ = std::make_shared<ScheduleCallback>(make_schedule(schedule_, run_.optim.sgd.lr, per_epoch_, total_));
@@ -624,6 +644,9 @@ nlohmann::json RunSession::finish() {
   outcome.world_size = dist_ != nullptr ? dist_->world_size() : 1;
   outcome.threads = threads_;
   outcome.conv = convolutions_at(ctx_->precision, device_);
+  if (captured_step_) {
+    outcome.cuda_graphs = {{"train", to_json(captured_step_->counts())}, {"eval", to_json(captured_eval_->counts())}};
+  }
   if (device_.is_cpu()) outcome.kernels = to_json(kernels_);
   outcome.retries = retries_;
   nlohmann::json summary = make_summary(outcome);

@@ -24,6 +24,8 @@ class GradientProbeCallback : public Callback {
   GradientProbeCallback& operator=(const GradientProbeCallback&) = delete;
   void on_batch_begin(TrainContext& ctx) override;
   void on_after_backward(TrainContext& ctx) override;
+  /// A step whose forward pass is tapped (grad_norms) runs eagerly under CUDA graphs.
+  bool watches_step() const override { return tap_ != nullptr; }
 
  private:
   void write(TrainContext& ctx, const std::string& name, nlohmann::json result);

@@ -68,7 +68,7 @@ void EvalCallback::run_eval(TrainContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
   auto one = [&](const BatchSource* loader, const char* split, std::optional<double>& error) {
     if (loader == nullptr) return;
-    const EvalResult r = evaluate(ctx.model, *loader, ctx.dist, ctx.precision);
+    const EvalResult r = evaluate(ctx.model, *loader, ctx.dist, ctx.precision, ctx.captured_eval);
     error = r.error;
     if (ctx.metrics != nullptr) {
       ctx.metrics->write({{"kind", "eval"},

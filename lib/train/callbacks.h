@@ -133,6 +133,7 @@ class RankLocalBatchNorm : public Callback {
   void on_after_backward(TrainContext& ctx) override {
     local([&] { inner_->on_after_backward(ctx); });
   }
+  bool watches_step() const override { return inner_->watches_step(); }
   void on_batch_end(TrainContext& ctx) override {
     local([&] { inner_->on_batch_end(ctx); });
   }

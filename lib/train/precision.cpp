@@ -15,6 +15,11 @@ Precision parse_precision(const std::string& name) {
   throw std::invalid_argument("precision '" + name + "': expected float32 or bf16");
 }
 
+torch::Tensor at_least_float(const torch::Tensor& logits) {
+  const auto type = logits.scalar_type();
+  return type == torch::kBFloat16 || type == torch::kHalf ? logits.to(torch::kFloat) : logits;
+}
+
 std::string convolutions_at(Precision precision, const torch::Device& device) {
   if (device.is_cpu() && precision != Precision::kFloat32) return "direct (" + to_string(precision) + " autocast)";
   return convolution_policy(device);

@@ -17,6 +17,9 @@ std::string to_string(Precision precision);
 /// Throws std::invalid_argument naming the value and what is expected when `name` is neither.
 Precision parse_precision(const std::string& name);
 
+/// Logits in bfloat16 or half (an autocast forward pass) as float32, for the loss; float32 and float64 as they are.
+torch::Tensor at_least_float(const torch::Tensor& logits);
+
 /// What computes the convolutions at `precision` on `device`, as summary.json's and bench's "conv" record it:
 /// convolution_policy(device) (ops/winograd.h), and on the CPU under autocast LibTorch's ("direct (bf16 autocast)").
 std::string convolutions_at(Precision precision, const torch::Device& device);

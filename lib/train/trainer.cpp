@@ -1,8 +1,10 @@
 #include "train/trainer.h"
 
 #include "train/device.h"
+#include "train/graphs.h"
 #include "train/interrupt.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -11,12 +13,6 @@ namespace reslab {
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-/// Logits in bfloat16 or half (an autocast forward pass) as float32, for the loss; float32 and float64 as they are.
-torch::Tensor at_least_float(const torch::Tensor& logits) {
-  const auto type = logits.scalar_type();
-  return type == torch::kBFloat16 || type == torch::kHalf ? logits.to(torch::kFloat) : logits;
 }
 }  // namespace
 
@@ -48,7 +44,7 @@ StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const to
   out.loss.backward();
   if (grad_sync != nullptr) grad_sync->finish_backward();  // every rank's mean gradient
   if (after_backward) after_backward();
-  if (clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), clip_grad_norm);
+  if (clip_grad_norm > 0) clip_gradients(model.parameters(), clip_grad_norm);
   optimizer.step();
   return out;
 }
@@ -101,14 +97,20 @@ void Trainer::run() {
     for (auto& cb : callbacks_) cb->on_batch_begin(ctx_);
     double hook_seconds = seconds_since(hook_start);
 
-    const auto out = train_step(
-        model, ctx_.optimizer, batch.inputs, batch.targets, ctx_.grad_sync,
-        [&] {
-          const auto start = std::chrono::steady_clock::now();
-          for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
-          hook_seconds += seconds_since(start);
-        },
-        ctx_.clip_grad_norm, ctx_.precision);
+    const auto after_backward = [&] {
+      const auto start = std::chrono::steady_clock::now();
+      for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
+      hook_seconds += seconds_since(start);
+    };
+    StepOutput out;
+    if (ctx_.captured_step != nullptr) {
+      const bool watched =
+          std::any_of(callbacks_.begin(), callbacks_.end(), [](const auto& cb) { return cb->watches_step(); });
+      out = ctx_.captured_step->step(batch.inputs, batch.targets, watched, after_backward);
+    } else {
+      out = train_step(model, ctx_.optimizer, batch.inputs, batch.targets, ctx_.grad_sync, after_backward,
+                       ctx_.clip_grad_norm, ctx_.precision);
+    }
 
     window_losses_.push_back(out.loss.detach());
     window_wrong_.push_back(out.logits.detach().argmax(1).ne(batch.targets).sum());
@@ -262,13 +264,16 @@ void Trainer::load_state(const nlohmann::json& state) {
   if (s.lr > 0) set_learning_rate(ctx_.optimizer, s.lr);
 }
 
-EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist, Precision precision) {
+EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist, Precision precision,
+                    CapturedEval* captured) {
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   const torch::Device device = device_of(model);
-  double loss_sum = 0.0;
-  int64_t wrong = 0, total = 0;
+  // Summed on the device (float64: the per-batch float sums added as the host would add them), read once at the end.
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+  auto wrong = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  int64_t total = 0;
   int64_t first = 0, step = 1;
   if (dist != nullptr) {
     // Per-rank BN statistics differ: every rank evaluates rank 0's, which are the ones its checkpoints hold.
@@ -280,40 +285,42 @@ EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* 
   }
   for (int64_t b = first; b < loader.batches_per_epoch(); b += step) {
     Batch batch = to_device(loader.batch(b), device);
-    torch::Tensor logits;
-    {
-      const AutocastScope autocast(precision, device);
-      logits = model.forward(batch.inputs);
-    }
-    logits = at_least_float(logits);
     if (batch.crops > 1) {
       // Multi-crop evaluation: the prediction is the softmax averaged over an example's views.
+      torch::Tensor logits;
+      {
+        const AutocastScope autocast(precision, device);
+        logits = model.forward(batch.inputs);
+      }
+      logits = at_least_float(logits);
       const int64_t n = batch.targets.size(0);
       auto log_p = torch::log_softmax(logits.view({n, batch.crops, -1}), 2);
       log_p = torch::logsumexp(log_p, 1) - std::log(static_cast<double>(batch.crops));
-      loss_sum += torch::nll_loss(log_p, batch.targets, {}, at::Reduction::Sum).item<double>();
-      wrong += log_p.argmax(1).ne(batch.targets).sum().item<int64_t>();
+      loss_sum += torch::nll_loss(log_p, batch.targets, {}, at::Reduction::Sum).to(torch::kFloat64);
+      wrong += log_p.argmax(1).ne(batch.targets).sum();
     } else {
-      loss_sum += torch::nn::functional::cross_entropy(
-                      logits, batch.targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                      .item<double>();
-      wrong += logits.argmax(1).ne(batch.targets).sum().item<int64_t>();
+      const auto [l, w] = captured != nullptr ? captured->batch(batch.inputs, batch.targets)
+                                              : eval_batch(model, batch.inputs, batch.targets, precision);
+      loss_sum += l.to(torch::kFloat64);
+      wrong += w;
     }
     total += batch.targets.size(0);
   }
+  double loss = loss_sum.item<double>();
+  auto wrong_count = wrong.item<int64_t>();
   if (dist != nullptr) {
-    auto sums = torch::tensor({loss_sum, static_cast<double>(wrong), static_cast<double>(total)}, torch::kFloat64);
+    auto sums = torch::tensor({loss, static_cast<double>(wrong_count), static_cast<double>(total)}, torch::kFloat64);
     dist->all_reduce_sum(sums, "the evaluation totals");
-    loss_sum = sums[0].item<double>();
-    wrong = std::llround(sums[1].item<double>());
+    loss = sums[0].item<double>();
+    wrong_count = std::llround(sums[1].item<double>());
     total = std::llround(sums[2].item<double>());
   }
   model.train(was_training);
   EvalResult result;
   result.examples = total;
   if (total > 0) {
-    result.loss = loss_sum / total;
-    result.error = 100.0 * static_cast<double>(wrong) / total;
+    result.loss = loss / total;
+    result.error = 100.0 * static_cast<double>(wrong_count) / total;
   }
   return result;
 }

@@ -17,6 +17,9 @@
 
 namespace reslab {
 
+class CapturedStep;
+class CapturedEval;
+
 /// Training statistics over a window of iterations (from the last log point to this one).
 struct WindowStats {
   int64_t iter_begin = 0, iter_end = 0;
@@ -71,6 +74,10 @@ struct TrainContext {
   double clip_grad_norm = 0.0;
   /// The arithmetic of every forward pass, in training and in evaluation (train/precision.h).
   Precision precision = Precision::kFloat32;
+  /// CUDA graphs (train/graphs.h; single process only): the step and the evaluation batches go through these
+  /// when set, replayed where they can be.
+  CapturedStep* captured_step = nullptr;
+  CapturedEval* captured_eval = nullptr;
 };
 
 /// Hooks around the loop; every method does nothing by default. Per-step hooks must stay cheap.
@@ -79,7 +86,12 @@ class Callback {
   virtual ~Callback() = default;
   virtual void on_train_begin(TrainContext& /*ctx*/) {}
   virtual void on_batch_begin(TrainContext& /*ctx*/) {}
+  /// After the backward pass, before the update. Under CUDA graphs only in a step that runs eagerly: one that a
+  /// callback's watches_step() asked for, or a warm-up step, or a batch of another size.
   virtual void on_after_backward(TrainContext& /*ctx*/) {}
+  /// Called after on_batch_begin: whether this step must run eagerly, because this callback reads it as it
+  /// happens (a tap on the forward pass, the gradients in on_after_backward). A replayed graph runs no host code.
+  virtual bool watches_step() const { return false; }
   virtual void on_batch_end(TrainContext& /*ctx*/) {}
   /// Every log_every iterations, at each epoch end and at the end, with the statistics since the last call.
   virtual void on_log(TrainContext& /*ctx*/, const WindowStats& /*window*/) {}
@@ -148,7 +160,8 @@ struct EvalResult {
   double error = 0.0;
   int64_t examples = 0;
 };
+/// With `captured`, batches of the full size replay a CUDA graph (train/graphs.h); the sums are the same.
 EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* dist = nullptr,
-                    Precision precision = Precision::kFloat32);
+                    Precision precision = Precision::kFloat32, CapturedEval* captured = nullptr);
 
 }  // namespace reslab

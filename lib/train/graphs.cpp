@@ -1,0 +1,317 @@
+#include "train/graphs.h"
+
+#include <algorithm>
+#include <optional>
+#include <stdexcept>
+
+#include "optim/sgd.h"
+#include "train/device.h"
+
+#ifdef RESLAB_CUDA_GRAPHS
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace reslab {
+
+bool cuda_graphs_built() {
+#ifdef RESLAB_CUDA_GRAPHS
+  return true;
+#else
+  return false;
+#endif
+}
+
+void clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  // torch::nn::utils::clip_grad_norm_'s L2 branch, step for step, less its final item().
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  if (grads.empty()) return;
+  std::vector<torch::Tensor> norms;
+  norms.reserve(grads.size());
+  for (const auto& g : grads) norms.push_back(g.data().norm(2.0));
+  const auto total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2.0);
+  const auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  for (auto& g : grads) g.data().mul_(coef);
+}
+
+nlohmann::json to_json(const GraphCounts& counts) {
+  return {{"eager", counts.eager}, {"captures", counts.captures}, {"replays", counts.replays}};
+}
+
+namespace {
+
+/// The CPU's stand-in for a graph: the recorded function, called again at each replay.
+class CallAgain : public Recording {
+ public:
+  void record(const std::function<void()>& body) override { body_ = body; }
+  void replay() override {
+    TORCH_CHECK(body_, "replay before record");
+    body_();
+  }
+  void reset() override { body_ = nullptr; }
+
+ private:
+  std::function<void()> body_;
+};
+
+#ifdef RESLAB_CUDA_GRAPHS
+class CudaGraph : public Recording {
+ public:
+  void record(const std::function<void()>& body) override {
+    graph_ = std::make_unique<at::cuda::CUDAGraph>();
+    graph_->capture_begin();
+    try {
+      body();
+    } catch (...) {
+      try {
+        graph_->capture_end();  // ends the stream's capture, so that the error below is the one reported
+      } catch (...) {
+      }
+      graph_.reset();
+      throw;
+    }
+    graph_->capture_end();
+  }
+  void replay() override {
+    TORCH_CHECK(graph_ != nullptr, "replay before record");
+    graph_->replay();
+  }
+  void reset() override { graph_.reset(); }
+
+ private:
+  std::unique_ptr<at::cuda::CUDAGraph> graph_;
+};
+#endif
+
+/// The weights' and buffers' storage, in the module's order.
+void add_storage(const torch::nn::Module& model, std::vector<const void*>& out) {
+  for (const auto& p : model.parameters()) out.push_back(p.data_ptr());
+  for (const auto& b : model.buffers()) out.push_back(b.defined() ? b.data_ptr() : nullptr);
+}
+
+}  // namespace
+
+std::unique_ptr<Recording> make_recording(const torch::Device& device) {
+  if (device.is_cpu()) return std::make_unique<CallAgain>();
+#ifdef RESLAB_CUDA_GRAPHS
+  if (device.is_cuda()) return std::make_unique<CudaGraph>();
+#endif
+  throw std::invalid_argument("CUDA graphs on " + device.str() + ": this reslab " +
+                              (cuda_graphs_built() ? "captures graphs on CUDA devices only"
+                                                   : "was built without CUDA (scripts/build-cuda builds one with it)"));
+}
+
+class SideStream {
+ public:
+  explicit SideStream(const torch::Device& device) {
+#ifdef RESLAB_CUDA_GRAPHS
+    if (device.is_cuda()) side_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+#else
+    (void)device;
+#endif
+  }
+
+  /// While it lives, work goes to the side stream, after the current stream's.
+  class Scope {
+   public:
+    explicit Scope(SideStream& s) {
+#ifdef RESLAB_CUDA_GRAPHS
+      if (!s.side_) return;
+      current_ = c10::cuda::getCurrentCUDAStream(s.side_->device_index());
+      at::cuda::CUDAEvent ready;
+      ready.record(*current_);
+      ready.block(*s.side_);
+      guard_.emplace(*s.side_);
+      side_ = s.side_;
+#else
+      (void)s;
+#endif
+    }
+    /// Back to the current stream, which waits for the side stream's work.
+    void end() {
+#ifdef RESLAB_CUDA_GRAPHS
+      if (!guard_) return;
+      guard_.reset();
+      at::cuda::CUDAEvent done;
+      done.record(*side_);
+      done.block(*current_);
+#endif
+    }
+    ~Scope() { end(); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+#ifdef RESLAB_CUDA_GRAPHS
+    std::optional<c10::cuda::CUDAStream> current_, side_;
+    std::optional<c10::cuda::CUDAStreamGuard> guard_;
+#endif
+  };
+
+ private:
+#ifdef RESLAB_CUDA_GRAPHS
+  std::optional<c10::cuda::CUDAStream> side_;
+#endif
+};
+
+// ---- the training step ----
+
+CapturedStep::CapturedStep(NetworkBase& model, torch::optim::SGD& optimizer, Precision precision, double clip_grad_norm,
+                           int64_t warmup, std::unique_ptr<Recording> recording)
+    : model_(model),
+      optimizer_(optimizer),
+      precision_(precision),
+      clip_(clip_grad_norm),
+      warmup_left_(std::max<int64_t>(warmup, 1)),  // the first capture needs the momentum buffers in place
+      recording_(recording ? std::move(recording) : make_recording(device_of(model))),
+      side_(std::make_unique<SideStream>(device_of(model))),
+      params_(model.parameters()) {}
+
+CapturedStep::~CapturedStep() = default;
+
+CapturedStep::Fingerprint CapturedStep::fingerprint() const {
+  Fingerprint f;
+  add_storage(model_, f.storage);
+  for (const auto& group : optimizer_.param_groups()) {
+    f.lr.push_back(static_cast<const torch::optim::SGDOptions&>(group.options()).lr());
+    for (const auto& p : group.params()) {
+      const auto buffer = momentum_buffer(optimizer_, p);
+      f.storage.push_back(buffer.defined() ? buffer.data_ptr() : nullptr);
+    }
+  }
+  return f;
+}
+
+void CapturedStep::body() {
+  // No gradient yet: the backward pass writes each one afresh (captured, it writes the same memory each replay).
+  for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+  torch::Tensor logits;
+  {
+    const AutocastScope autocast(precision_, inputs_.device());
+    logits = model_.forward(inputs_);
+  }
+  auto loss = torch::nn::functional::cross_entropy(at_least_float(logits), targets_);
+  loss.backward();
+  if (clip_ > 0) clip_gradients(params_, clip_);
+  optimizer_.step();
+  logits_ = logits.detach();
+  loss_ = loss.detach();
+}
+
+StepOutput CapturedStep::step(const torch::Tensor& inputs, const torch::Tensor& targets, bool eager,
+                              const std::function<void()>& after_backward) {
+  const bool full = shape_.empty() || (inputs.sizes().vec() == shape_ && targets.sizes().vec() == target_shape_);
+  SideStream::Scope on_side(*side_);
+  if (eager || !full || warmup_left_ > 0) {
+    if (!eager && full) {
+      shape_ = inputs.sizes().vec();
+      target_shape_ = targets.sizes().vec();
+      --warmup_left_;
+    }
+    ++counts_.eager;
+    return train_step(model_, optimizer_, inputs, targets, nullptr, after_backward, clip_, precision_);
+  }
+  const Fingerprint now = fingerprint();
+  if (!captured_ || !(now == captured_with_)) {
+    recording_->reset();
+    captured_ = false;
+    if (!inputs_.defined()) {
+      inputs_ = torch::empty_like(inputs);  // the same memory format
+      targets_ = torch::empty_like(targets);
+    }
+    inputs_.copy_(inputs);
+    targets_.copy_(targets);
+    recording_->record([this] { body(); });
+    captured_ = true;
+    captured_with_ = now;
+    ++counts_.captures;
+  } else {
+    inputs_.copy_(inputs);
+    targets_.copy_(targets);
+  }
+  recording_->replay();
+  ++counts_.replays;
+  on_side.end();
+  // The next replay overwrites logits_ and loss_: the caller keeps copies (made on the current stream).
+  return {logits_.clone(), loss_.clone()};
+}
+
+// ---- evaluation ----
+
+std::pair<torch::Tensor, torch::Tensor> eval_batch(NetworkBase& model, const torch::Tensor& inputs,
+                                                   const torch::Tensor& targets, Precision precision) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor logits;
+  {
+    const AutocastScope autocast(precision, inputs.device());
+    logits = model.forward(inputs);
+  }
+  logits = at_least_float(logits);
+  auto loss = torch::nn::functional::cross_entropy(
+      logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  return {loss, logits.argmax(1).ne(targets).sum()};
+}
+
+CapturedEval::CapturedEval(NetworkBase& model, Precision precision, std::unique_ptr<Recording> recording)
+    : model_(model),
+      precision_(precision),
+      recording_(recording ? std::move(recording) : make_recording(device_of(model))),
+      side_(std::make_unique<SideStream>(device_of(model))) {}
+
+CapturedEval::~CapturedEval() = default;
+
+std::vector<const void*> CapturedEval::fingerprint() const {
+  std::vector<const void*> f;
+  add_storage(model_, f);
+  return f;
+}
+
+void CapturedEval::body() {
+  auto [loss, wrong] = eval_batch(model_, inputs_, targets_, precision_);
+  loss_sum_ = loss;
+  wrong_ = wrong;
+}
+
+std::pair<torch::Tensor, torch::Tensor> CapturedEval::batch(const torch::Tensor& inputs, const torch::Tensor& targets) {
+  TORCH_CHECK(!model_.is_training(), "CapturedEval: the model must be in eval mode");
+  const bool full = shape_.empty() || inputs.sizes().vec() == shape_;
+  SideStream::Scope on_side(*side_);
+  if (!full || warmup_left_ > 0) {
+    if (full) {
+      shape_ = inputs.sizes().vec();
+      --warmup_left_;
+    }
+    ++counts_.eager;
+    return eval_batch(model_, inputs, targets, precision_);
+  }
+  const auto now = fingerprint();
+  if (!captured_ || now != captured_with_) {
+    recording_->reset();
+    captured_ = false;
+    if (!inputs_.defined()) {
+      inputs_ = torch::empty_like(inputs);
+      targets_ = torch::empty_like(targets);
+    }
+    inputs_.copy_(inputs);
+    targets_.copy_(targets);
+    recording_->record([this] { body(); });
+    captured_ = true;
+    captured_with_ = now;
+    ++counts_.captures;
+  } else {
+    inputs_.copy_(inputs);
+    targets_.copy_(targets);
+  }
+  recording_->replay();
+  ++counts_.replays;
+  on_side.end();
+  return {loss_sum_.clone(), wrong_.clone()};
+}
+
+}  // namespace reslab
