@@ -10,6 +10,8 @@
 #ifdef RESLAB_CUDA_GRAPHS
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -64,6 +66,11 @@ class CallAgain : public Recording {
 class CudaGraph : public Recording {
  public:
   void record(const std::function<void()>& body) override {
+    // No cached block is released while a capture runs: free the last graph's memory first (what Python's
+    // torch.cuda.graph does on entry), or a re-capture needs the old pool and the new one at once.
+    graph_.reset();
+    c10::cuda::device_synchronize();
+    c10::cuda::CUDACachingAllocator::emptyCache();
     graph_ = std::make_unique<at::cuda::CUDAGraph>();
     graph_->capture_begin();
     try {
@@ -179,13 +186,22 @@ CapturedStep::Fingerprint CapturedStep::fingerprint() const {
   Fingerprint f;
   add_storage(model_, f.storage);
   for (const auto& group : optimizer_.param_groups()) {
-    f.lr.push_back(static_cast<const torch::optim::SGDOptions&>(group.options()).lr());
+    const auto& options = static_cast<const torch::optim::SGDOptions&>(group.options());
+    f.lr.push_back(options.lr());
     for (const auto& p : group.params()) {
       const auto buffer = momentum_buffer(optimizer_, p);
       f.storage.push_back(buffer.defined() ? buffer.data_ptr() : nullptr);
+      if (!buffer.defined() && options.momentum() != 0) ++f.missing_state;
     }
   }
   return f;
+}
+
+void CapturedStep::drop_outputs() {
+  logits_ = torch::Tensor();
+  loss_ = torch::Tensor();
+  graph_grads_.clear();
+  for (auto& p : params_) p.mutable_grad() = torch::Tensor();
 }
 
 void CapturedStep::body() {
@@ -206,19 +222,35 @@ void CapturedStep::body() {
 
 StepOutput CapturedStep::step(const torch::Tensor& inputs, const torch::Tensor& targets, bool eager,
                               const std::function<void()>& after_backward) {
+  TORCH_CHECK(model_.is_training(), "CapturedStep: the model must be in train mode (a graph holds the mode)");
   const bool full = shape_.empty() || (inputs.sizes().vec() == shape_ && targets.sizes().vec() == target_shape_);
   SideStream::Scope on_side(*side_);
-  if (eager || !full || warmup_left_ > 0) {
-    if (!eager && full) {
+  const Fingerprint now = eager || !full || warmup_left_ > 0 ? Fingerprint{} : fingerprint();
+  // Optimiser state missing that an eager step would create (a checkpoint saved before the first step, loaded
+  // for a retry): one eager step first, so that the capture finds it in place.
+  if (eager || !full || warmup_left_ > 0 || now.missing_state > settled_missing_) {
+    if (!eager && full && warmup_left_ > 0) {
       shape_ = inputs.sizes().vec();
       target_shape_ = targets.sizes().vec();
       --warmup_left_;
     }
     ++counts_.eager;
-    return train_step(model_, optimizer_, inputs, targets, nullptr, after_backward, clip_, precision_);
+    auto out = train_step(model_, optimizer_, inputs, targets, nullptr, after_backward, clip_, precision_);
+    settled_missing_ = fingerprint().missing_state;  // parameters without a gradient never get state
+    if (!graph_grads_.empty()) {
+      // .grad of every parameter stays the tensor the graph writes, holding this step's gradient: a callback
+      // reading .grad after a later replay sees that replay's, not this step's.
+      for (size_t i = 0; i < params_.size(); ++i) {
+        auto& grad = params_[i].mutable_grad();
+        if (!graph_grads_[i].defined() || !grad.defined() || grad.is_same(graph_grads_[i])) continue;
+        graph_grads_[i].copy_(grad);
+        grad = graph_grads_[i];
+      }
+    }
+    return out;
   }
-  const Fingerprint now = fingerprint();
   if (!captured_ || !(now == captured_with_)) {
+    drop_outputs();  // the last graph's memory goes with it
     recording_->reset();
     captured_ = false;
     if (!inputs_.defined()) {
@@ -237,6 +269,9 @@ StepOutput CapturedStep::step(const torch::Tensor& inputs, const torch::Tensor& 
   }
   recording_->replay();
   ++counts_.replays;
+  if (graph_grads_.empty()) {
+    for (const auto& p : params_) graph_grads_.push_back(p.grad());
+  }
   on_side.end();
   // The next replay overwrites logits_ and loss_: the caller keeps copies (made on the current stream).
   return {logits_.clone(), loss_.clone()};
@@ -280,11 +315,12 @@ void CapturedEval::body() {
 
 std::pair<torch::Tensor, torch::Tensor> CapturedEval::batch(const torch::Tensor& inputs, const torch::Tensor& targets) {
   TORCH_CHECK(!model_.is_training(), "CapturedEval: the model must be in eval mode");
-  const bool full = shape_.empty() || inputs.sizes().vec() == shape_;
+  const bool full = shape_.empty() || (inputs.sizes().vec() == shape_ && targets.sizes().vec() == target_shape_);
   SideStream::Scope on_side(*side_);
   if (!full || warmup_left_ > 0) {
     if (full) {
       shape_ = inputs.sizes().vec();
+      target_shape_ = targets.sizes().vec();
       --warmup_left_;
     }
     ++counts_.eager;
@@ -292,6 +328,8 @@ std::pair<torch::Tensor, torch::Tensor> CapturedEval::batch(const torch::Tensor&
   }
   const auto now = fingerprint();
   if (!captured_ || now != captured_with_) {
+    loss_sum_ = torch::Tensor();  // the last graph's memory goes with it
+    wrong_ = torch::Tensor();
     recording_->reset();
     captured_ = false;
     if (!inputs_.defined()) {

@@ -72,10 +72,11 @@ class CapturedStep {
   CapturedStep(const CapturedStep&) = delete;
   CapturedStep& operator=(const CapturedStep&) = delete;
 
-  /// One step on (inputs, targets). Eager (train_step, with `after_backward`) when `eager` is set (a probe
-  /// watches it), while warming up, or when the batch's shape is not the first full step's; otherwise replayed,
-  /// captured first where nothing is captured or what the capture read has moved. `after_backward` runs only in
-  /// an eager step.
+  /// One step on (inputs, targets), in train mode. Eager (train_step, with `after_backward`) when `eager` is set
+  /// (a probe watches it), while warming up, when the batch's shape is not the first full step's, or when
+  /// optimiser state is missing that a step would create (a checkpoint from before the first step); otherwise
+  /// replayed, captured first where nothing is captured or what the capture read has moved. `after_backward` runs
+  /// only in an eager step. After every step each parameter's .grad holds that step's gradient.
   StepOutput step(const torch::Tensor& inputs, const torch::Tensor& targets, bool eager = false,
                   const std::function<void()>& after_backward = {});
   const GraphCounts& counts() const { return counts_; }
@@ -84,10 +85,13 @@ class CapturedStep {
   struct Fingerprint {
     std::vector<const void*> storage;  ///< weights, buffers and momentum buffers, in a fixed order
     std::vector<double> lr;            ///< per parameter group
+    int64_t missing_state = 0;         ///< parameters with momentum but no momentum buffer yet
     bool operator==(const Fingerprint& o) const { return storage == o.storage && lr == o.lr; }
   };
   Fingerprint fingerprint() const;
   void body();
+  /// Lets go of what the last capture allocated (its outputs and gradients), before the next capture.
+  void drop_outputs();
 
   NetworkBase& model_;
   torch::optim::SGD& optimizer_;
@@ -100,7 +104,9 @@ class CapturedStep {
   std::vector<int64_t> shape_, target_shape_;  ///< of the first full step: the captured size
   bool captured_ = false;
   Fingerprint captured_with_;
+  int64_t settled_missing_ = 0;  ///< missing_state after the latest eager step: what a step does not fill
   torch::Tensor inputs_, targets_, logits_, loss_;  // static: the graph reads and writes these
+  std::vector<torch::Tensor> graph_grads_;          ///< each parameter's gradient as the graph writes it
   GraphCounts counts_;
 };
 
@@ -127,7 +133,7 @@ class CapturedEval {
   int64_t warmup_left_ = 1;
   std::unique_ptr<Recording> recording_;
   std::unique_ptr<SideStream> side_;
-  std::vector<int64_t> shape_;
+  std::vector<int64_t> shape_, target_shape_;
   bool captured_ = false;
   std::vector<const void*> captured_with_;
   torch::Tensor inputs_, targets_, loss_sum_, wrong_;
