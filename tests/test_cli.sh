@@ -123,6 +123,20 @@ t, = json.load(open('$work/depths/results.json'))['depth_trend']
 print(t['depths'], t['residual']['train_error']['n'])"
 check "depth plot" 0 "PNG" -- head -c 4 "$work/depths/curves-depth.png"
 check "no depth plot for one depth" nonzero "" -- test -e "$work/seeds/curves-depth.png"
+# A precision axis: bf16 beside float32 at each seed, the bf16 row paired with the float32 row (vs_float32).
+cat >"$work/precision.json" <<'JSON'
+{"name": "precision", "grid": {"depth": [8], "residual": [true], "precision": ["float32", "bf16"]},
+ "data": {"train_size": 128, "test_size": 64}, "optim": {"batch": 32, "iterations": 3},
+ "train": {"log_every": 3, "eval_batch": 64}}
+JSON
+check "precision axis" 0 "-bf16 \(vs float32: residual [-+][0-9.]+ \[" -- \
+  "$reslab" run "$work/precision.json" --out "$work/precision" --seeds 1,2 --threads 2 --no-plot
+check "precision runs" 0 "^resnet8-bf16-s1 resnet8-bf16-s2 resnet8-float32-s1 resnet8-float32-s2 2$" -- \
+  /usr/bin/python3 -c "
+import json
+r = json.load(open('$work/precision/results.json'))
+bf16 = [row for row in r['degradation'] if row.get('variant') == '-bf16'][0]
+print(*sorted(s['run'] for s in r['runs']), bf16['vs_float32']['residual']['train_error']['n'])"
 # The same experiment one grid point at a time (as a Slurm array runs it), then collect: the same results.
 check "run list" 0 "^0 plain8 plain8 fashion-mnist\|1 resnet8 resnet8 fashion-mnist\|$" -- \
   bash -c "'$reslab' run '$work/small.json' --list | tr '\t\n' ' |'"

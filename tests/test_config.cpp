@@ -400,6 +400,29 @@ TEST(Config, CudaGraphsAreOffByDefaultNeedACudaDeviceAndAStepScheduleAndAreNotPa
   testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); }, {"exp.json", "'train.cuda_graphs'"});
 }
 
+TEST(Config, APrecisionAxisNamesItsRunsAndChecksItsValues) {
+  auto doc = minimal();
+  doc["grid"]["precision"] = {"float32", "bf16"};
+  doc["grid"]["seed"] = {1, 2};
+  const auto runs = expand_grid(parse_experiment(doc, "exp.json"));
+  ASSERT_EQ(runs.size(), 16u);  // 4 models x 2 precisions x 2 seeds
+  EXPECT_EQ(runs[0].name, "plain20-float32-s1");
+  EXPECT_EQ(runs[0].train.precision, "float32");
+  EXPECT_EQ(runs[2].name, "plain20-bf16-s1");
+  EXPECT_EQ(runs[2].train.precision, "bf16");
+  EXPECT_EQ(to_json(runs[2])["train"]["precision"], "bf16");
+  doc["grid"]["precision"] = {"bf16"};  // one value: no suffix, the precision set
+  const auto one = expand_grid(parse_experiment(doc, "exp.json"));
+  EXPECT_EQ(one[0].name, "plain20-s1");
+  EXPECT_EQ(one[0].train.precision, "bf16");
+  doc["grid"]["precision"] = {"float32", "fp8"};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
+                                     {"exp.json", "train.precision = 'fp8'; expected float32 or bf16"});
+  doc["grid"]["precision"] = {"float32", 16};
+  testing::expect_error<ConfigError>([&] { parse_experiment(doc, "exp.json"); },
+                                     {"exp.json", "'grid.precision'", "a list of strings"});
+}
+
 TEST(Config, ResolvedRunRoundTripsItsKeyValues) {
   auto run = expand_grid(parse_experiment(minimal(), "t.json"))[0];
   auto j = to_json(run);

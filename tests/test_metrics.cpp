@@ -312,6 +312,30 @@ TEST(Results, VariantsArePairedWithTheirBaselineAtEachSeed) {
   EXPECT_NE(out.str().find("-k1 (vs the resnet20 row: residual +5.50 [-0.85, 11.85]"), std::string::npos) << out.str();
 }
 
+TEST(Results, Bf16RowsArePairedWithFloat32AtEachSeedAndGraphsAreNoConfiguration) {
+  // resnet20 in bf16 against float32 at seeds 1 and 2: training error 21, 23 against 20, 21; differences 1 and 2.
+  const nlohmann::json bf16 = {{"train", {{"precision", "bf16"}}}};
+  const nlohmann::json graphs = {{"train", {{"cuda_graphs", true}}}};  // how, not what: the float32 row
+  const auto results =
+      make_results("exp", "",
+                   {seeded(summary(20, true, 20, 20), 1), seeded(summary(20, true, 21, 20), 2, graphs),
+                    seeded(summary(20, true, 21, 22), 1, bf16), seeded(summary(20, true, 23, 22), 2, bf16)});
+  const auto& rows = results["degradation"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["variant"], "-bf16");
+  EXPECT_EQ(rows[1]["variant"], "-float32");
+  EXPECT_EQ(rows[1]["residual"]["runs"], 2);
+  EXPECT_FALSE(rows[1].contains("vs_float32"));
+  const auto& vs = rows[0]["vs_float32"];
+  EXPECT_EQ(vs["precision"], "float32");
+  expect_number(vs["residual"]["train_error"]["mean"], 1.5);
+  expect_number(vs["residual"]["train_error"]["ci95"][0], 1.5 - 6.3531024);
+  expect_number(vs["residual"]["test_error"]["mean"], 2.0);
+  std::ostringstream out;
+  print_degradation_table(results, out);
+  EXPECT_NE(out.str().find("-bf16 (vs float32: residual +1.50 [-4.85, 7.85]"), std::string::npos) << out.str();
+}
+
 TEST(Results, AFixupNetsDefaultParameterGroupsLabelNothingButItsTag) {
   // Fixup's resolved config holds its parameter groups; the other nets' hold none. The tag says it all.
   const nlohmann::json groups = {

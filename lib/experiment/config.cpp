@@ -609,6 +609,7 @@ ExperimentConfig parse_experiment(const nlohmann::json& doc, const std::string& 
     }
     if (auto v = g->numbers("lr")) ex.lrs = *v;
     if (auto v = g->integers("batch")) ex.batches = *v;
+    if (auto v = g->strings("precision")) ex.precisions = *v;
     if (!ex.depths.empty() && g->has("model"))
       g->fail("model", "either 'model' or 'depth' (with 'residual'), not both");
     if (g->has("residual") && ex.depths.empty()) g->fail("residual", "'residual' only together with 'depth'");
@@ -868,11 +869,13 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
   const std::vector<uint64_t> seeds = ex.seeds.empty() ? std::vector<uint64_t>{ex.base.seed} : ex.seeds;
   const std::vector<double> lrs = ex.lrs.empty() ? std::vector<double>{ex.base.optim.sgd.lr} : ex.lrs;
   const std::vector<int64_t> batches = ex.batches.empty() ? std::vector<int64_t>{ex.base.optim.batch} : ex.batches;
+  const std::vector<std::string> precisions =
+      ex.precisions.empty() ? std::vector<std::string>{ex.base.train.precision} : ex.precisions;
 
-  // The product, stopped past the cap (five axes of 10,000 values each would overflow it).
+  // The product, stopped past the cap (six axes of 10,000 values each would overflow it).
   size_t points = 1;
   bool over = false;
-  for (size_t n : {models.size(), shortcuts.size(), lrs.size(), batches.size(), seeds.size()}) {
+  for (size_t n : {models.size(), shortcuts.size(), lrs.size(), batches.size(), precisions.size(), seeds.size()}) {
     if (n == 0) points = 0;
     if (points != 0 && n > kMaxGridPoints / points) over = true;
     if (!over) points *= n;
@@ -882,9 +885,9 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
                       (over ? "more than " + std::to_string(kMaxGridPoints) : std::to_string(points)) + " points (" +
                       std::to_string(models.size()) + " models x " + std::to_string(shortcuts.size()) +
                       " shortcuts x " + std::to_string(lrs.size()) + " learning rates x " +
-                      std::to_string(batches.size()) + " batch sizes x " + std::to_string(seeds.size()) +
-                      " seeds); at most " + std::to_string(kMaxGridPoints) +
-                      " are allowed in one experiment (split it into several)");
+                      std::to_string(batches.size()) + " batch sizes x " + std::to_string(precisions.size()) +
+                      " precisions x " + std::to_string(seeds.size()) + " seeds); at most " +
+                      std::to_string(kMaxGridPoints) + " are allowed in one experiment (split it into several)");
   }
   std::vector<RunConfig> runs;
   std::set<std::string> names;
@@ -892,27 +895,31 @@ std::vector<RunConfig> expand_grid(const ExperimentConfig& ex) {
     for (const auto& shortcut : shortcuts) {
       for (double lr : lrs) {
         for (int64_t batch : batches) {
-          for (uint64_t seed : seeds) {
-            RunConfig run = ex.base;
-            run.model.name = model;
-            run.model.shortcut = shortcut;
-            run.optim.sgd.lr = lr;
-            run.optim.batch = batch;
-            run.seed = seed;
-            std::ostringstream name;
-            name << model;
-            if (shortcuts.size() > 1) name << "-" << shortcut;
-            if (lrs.size() > 1) name << "-lr" << lr;
-            if (batches.size() > 1) name << "-b" << batch;
-            if (seeds.size() > 1) name << "-s" << seed;
-            run.name = name.str();
-            check_name(run.name, ex.source + ": run name");
-            validate_run(run, ex.source);
-            if (!names.insert(run.name).second) {
-              throw ConfigError(ex.source + ": the grid has run '" + run.name +
-                                "' twice (a value repeats in grid.depth, grid.model or another axis)");
+          for (const auto& precision : precisions) {
+            for (uint64_t seed : seeds) {
+              RunConfig run = ex.base;
+              run.model.name = model;
+              run.model.shortcut = shortcut;
+              run.optim.sgd.lr = lr;
+              run.optim.batch = batch;
+              run.train.precision = precision;
+              run.seed = seed;
+              std::ostringstream name;
+              name << model;
+              if (shortcuts.size() > 1) name << "-" << shortcut;
+              if (lrs.size() > 1) name << "-lr" << lr;
+              if (batches.size() > 1) name << "-b" << batch;
+              if (precisions.size() > 1) name << "-" << precision;
+              if (seeds.size() > 1) name << "-s" << seed;
+              run.name = name.str();
+              check_name(run.name, ex.source + ": run name");
+              validate_run(run, ex.source);
+              if (!names.insert(run.name).second) {
+                throw ConfigError(ex.source + ": the grid has run '" + run.name +
+                                  "' twice (a value repeats in grid.depth, grid.model or another axis)");
+              }
+              runs.push_back(run);
             }
-            runs.push_back(run);
           }
         }
       }

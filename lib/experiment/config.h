@@ -134,6 +134,7 @@ struct ExperimentConfig {
   std::vector<uint64_t> seeds;
   std::vector<double> lrs;
   std::vector<int64_t> batches;
+  std::vector<std::string> precisions;  ///< train.precision per point ("float32", "bf16"): collect pairs them
   AnalysisConfig analysis;
 };
 

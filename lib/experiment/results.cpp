@@ -86,11 +86,18 @@ std::string tags_of(const std::string& model) {
   return dash == std::string::npos ? "" : model.substr(dash);
 }
 
+/// `config` without train.KEY (and without "train" when nothing else is left in it).
+void erase_train_key(nlohmann::json& config, const char* key) {
+  if (!config.value("train", nlohmann::json()).is_object()) return;
+  config["train"].erase(key);
+  if (config["train"].empty()) config.erase("train");
+}
+
 /// The part of a run's configuration that makes it a row: everything but the seed, the names and where it ran.
 nlohmann::json row_config(const RunResult& run) {
   nlohmann::json c = run.config.is_object() ? run.config : nlohmann::json::object();
   for (const char* key : {"experiment", "name", "seed", "threads", "device"}) c.erase(key);
-  if (c.value("train", nlohmann::json()).is_object()) c["train"].erase("cuda_graphs");  // how, not what
+  erase_train_key(c, "cuda_graphs");  // how the kernels were launched, not what they computed
   if (!c.value("model", nlohmann::json()).is_object()) c["model"] = nlohmann::json::object();
   const auto& named = c["model"].value("name", nlohmann::json());
   const auto& from_summary = run.summary.value("model", nlohmann::json());
@@ -243,13 +250,16 @@ std::map<std::string, std::string> row_labels(const std::map<std::string, Row>& 
     if (seen.size() > 1) varying.push_back(path);
   }
   const std::map<std::string, std::string> axis_prefix = {
-      {"/model/shortcut", ""}, {"/optim/lr", "lr"}, {"/optim/batch", "b"}};
+      {"/model/shortcut", ""}, {"/optim/lr", "lr"}, {"/optim/batch", "b"}, {"/train/precision", ""}};
   std::map<std::string, std::string> labels;
   for (const auto& [key, row] : rows) {
     std::string label = tags_of(row.model);
     for (const auto& path : varying) {
       const auto& f = flat[key];
-      const std::string value = f.contains(path) ? format_value(f[path]) : "none";
+      // float32, the default precision, is not written: its rows read "-float32" beside "-bf16".
+      const std::string value = f.contains(path)             ? format_value(f[path])
+                                : path == "/train/precision" ? "float32"
+                                                             : "none";
       const auto axis = axis_prefix.find(path);
       label += "-" + (axis != axis_prefix.end() ? axis->second : path.substr(path.rfind('/') + 1) + "=") + value;
     }
@@ -406,14 +416,16 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
     if (!labels.at(key).empty()) out["variant"] = labels.at(key);
     for (const auto& [residual, entries] : row.sides) out[residual ? "residual" : "plain"] = side_json(entries);
     if (row.sides.size() == 2) out["paired"] = paired_errors(row.sides.at(true), row.sides.at(false));
-    if (const std::string& base = shallowest.at(depthless(key)); base != key && rows.at(base).depth < row.depth) {
-      nlohmann::json vs = {{"depth", rows.at(base).depth}};
+    // Each side against the same side of another row, paired by seed; `vs` names that row.
+    auto against = [&row = row](const Row& other, nlohmann::json vs) {
       for (const auto& [residual, entries] : row.sides) {
-        const auto other = rows.at(base).sides.find(residual);
-        if (other != rows.at(base).sides.end())
-          vs[residual ? "residual" : "plain"] = paired_errors(entries, other->second);
+        const auto same = other.sides.find(residual);
+        if (same != other.sides.end()) vs[residual ? "residual" : "plain"] = paired_errors(entries, same->second);
       }
-      out["vs_shallowest"] = vs;
+      return vs;
+    };
+    if (const std::string& base = shallowest.at(depthless(key)); base != key && rows.at(base).depth < row.depth) {
+      out["vs_shallowest"] = against(rows.at(base), {{"depth", rows.at(base).depth}});
     }
     const std::string tags = tags_of(row.model);
     if (!tags.empty()) {
@@ -422,16 +434,14 @@ nlohmann::json make_results(const std::string& experiment, const std::string& de
       drop_default_groups(baseline_config, row.model);  // the baseline's own defaults (none) in their place
       baseline_config["model"]["name"] = baseline;
       const auto found = rows.find(baseline_config.dump());
-      if (found != rows.end()) {
-        nlohmann::json vs = {{"model", baseline}};
-        for (const auto& [residual, entries] : row.sides) {
-          const auto other = found->second.sides.find(residual);
-          if (other != found->second.sides.end()) {
-            vs[residual ? "residual" : "plain"] = paired_errors(entries, other->second);
-          }
-        }
-        out["vs_baseline"] = vs;
-      }
+      if (found != rows.end()) out["vs_baseline"] = against(found->second, {{"model", baseline}});
+    }
+    // A row in another precision (bf16) against the same configuration in float32 (whose precision is not written).
+    if (row.config.value("train", nlohmann::json()).contains("precision")) {
+      auto float32 = row.config;
+      erase_train_key(float32, "precision");
+      const auto found = rows.find(float32.dump());
+      if (found != rows.end()) out["vs_float32"] = against(found->second, {{"precision", "float32"}});
     }
     table.push_back(out);
   }
@@ -551,16 +561,25 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
          << cell(row, "residual", "train_error") << " " << cell(row, "residual", "test_error") << " | "
          << pad(paired, 24);
     if (row.contains("variant")) line << "   " << row["variant"].get<std::string>();
-    if (row.contains("vs_baseline")) {
-      // Each side against the same side of the baseline's row (named by its residual net, as the table is).
-      const auto& vs = row["vs_baseline"];
+    // Each side against the same side of a baseline's row (named by its residual net, as the table is), and a
+    // precision's row against float32's.
+    auto sides_text = [](const nlohmann::json& vs) {
       std::string parts;
       for (const char* side : {"residual", "plain"}) {
         if (!vs.contains(side)) continue;
         const auto text = format_difference(vs[side]["train_error"]);
         if (!text.empty()) parts += (parts.empty() ? "" : ", ") + std::string(side) + " " + text;
       }
-      if (!parts.empty()) line << " (vs the " << vs["model"].get<std::string>() << " row: " << parts << ")";
+      return parts;
+    };
+    if (row.contains("vs_baseline")) {
+      const auto parts = sides_text(row["vs_baseline"]);
+      if (!parts.empty())
+        line << " (vs the " << row["vs_baseline"]["model"].get<std::string>() << " row: " << parts << ")";
+    }
+    if (row.contains("vs_float32")) {
+      const auto parts = sides_text(row["vs_float32"]);
+      if (!parts.empty()) line << " (vs float32: " << parts << ")";
     }
     std::string text = line.str();
     text.erase(text.find_last_not_of(' ') + 1);
