@@ -102,6 +102,26 @@ void add_storage(const torch::nn::Module& model, std::vector<const void*>& out) 
   for (const auto& b : model.buffers()) out.push_back(b.defined() ? b.data_ptr() : nullptr);
 }
 
+/// Copies a batch into the graph's static tensors (made on first use, in the batch's memory format); with
+/// `capture`, records `body` anew from them first. Then replays the recording.
+void stage_and_replay(Recording& recording, bool capture, torch::Tensor& static_inputs, torch::Tensor& static_targets,
+                      const torch::Tensor& inputs, const torch::Tensor& targets, const std::function<void()>& body,
+                      GraphCounts& counts) {
+  if (capture) recording.reset();
+  if (!static_inputs.defined()) {
+    static_inputs = torch::empty_like(inputs);
+    static_targets = torch::empty_like(targets);
+  }
+  static_inputs.copy_(inputs);
+  static_targets.copy_(targets);
+  if (capture) {
+    recording.record(body);
+    ++counts.captures;
+  }
+  recording.replay();
+  ++counts.replays;
+}
+
 }  // namespace
 
 std::unique_ptr<Recording> make_recording(const torch::Device& device) {
@@ -249,26 +269,17 @@ StepOutput CapturedStep::step(const torch::Tensor& inputs, const torch::Tensor& 
     }
     return out;
   }
-  if (!captured_ || !(now == captured_with_)) {
+  const bool capture = !captured_ || !(now == captured_with_);
+  if (capture) {
     drop_outputs();  // the last graph's memory goes with it
-    recording_->reset();
     captured_ = false;
-    if (!inputs_.defined()) {
-      inputs_ = torch::empty_like(inputs);  // the same memory format
-      targets_ = torch::empty_like(targets);
-    }
-    inputs_.copy_(inputs);
-    targets_.copy_(targets);
-    recording_->record([this] { body(); });
+  }
+  stage_and_replay(
+      *recording_, capture, inputs_, targets_, inputs, targets, [this] { body(); }, counts_);
+  if (capture) {
     captured_ = true;
     captured_with_ = now;
-    ++counts_.captures;
-  } else {
-    inputs_.copy_(inputs);
-    targets_.copy_(targets);
   }
-  recording_->replay();
-  ++counts_.replays;
   if (graph_grads_.empty()) {
     for (const auto& p : params_) graph_grads_.push_back(p.grad());
   }
@@ -327,27 +338,18 @@ std::pair<torch::Tensor, torch::Tensor> CapturedEval::batch(const torch::Tensor&
     return eval_batch(model_, inputs, targets, precision_);
   }
   const auto now = fingerprint();
-  if (!captured_ || now != captured_with_) {
+  const bool capture = !captured_ || now != captured_with_;
+  if (capture) {
     loss_sum_ = torch::Tensor();  // the last graph's memory goes with it
     wrong_ = torch::Tensor();
-    recording_->reset();
     captured_ = false;
-    if (!inputs_.defined()) {
-      inputs_ = torch::empty_like(inputs);
-      targets_ = torch::empty_like(targets);
-    }
-    inputs_.copy_(inputs);
-    targets_.copy_(targets);
-    recording_->record([this] { body(); });
+  }
+  stage_and_replay(
+      *recording_, capture, inputs_, targets_, inputs, targets, [this] { body(); }, counts_);
+  if (capture) {
     captured_ = true;
     captured_with_ = now;
-    ++counts_.captures;
-  } else {
-    inputs_.copy_(inputs);
-    targets_.copy_(targets);
   }
-  recording_->replay();
-  ++counts_.replays;
   on_side.end();
   return {loss_sum_.clone(), wrong_.clone()};
 }
