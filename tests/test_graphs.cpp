@@ -160,6 +160,26 @@ TEST(Graphs, CapturedEvaluationSumsWhatEvaluateSums) {
   EXPECT_NE(moved.loss, want.loss);
 }
 
+TEST(Graphs, AShortSplitEvaluatedFirstDoesNotFixTheCaptureSize) {
+  auto model = seeded_model();
+  model->eval();
+  CapturedEval captured(*model, Precision::kFloat32, make_recording(torch::kCPU));
+  // A validation split of 3 examples, then a test split in full batches of 8.
+  const std::vector<int64_t> sizes{3, 8, 8, 8, 8, 3};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto x = batch_of(sizes[i], static_cast<int64_t>(i));
+    const auto t = targets_of(sizes[i], static_cast<int64_t>(i));
+    const auto [loss, wrong] = captured.batch(x, t);
+    const auto [want_loss, want_wrong] = eval_batch(*model, x, t, Precision::kFloat32);
+    EXPECT_TRUE(torch::equal(loss, want_loss)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(wrong, want_wrong)) << "batch " << i;
+  }
+  // Eager: the short batch, one warm-up batch of 8 and the short batch again; the rest replayed from one capture.
+  EXPECT_EQ(captured.counts().eager, 3);
+  EXPECT_EQ(captured.counts().captures, 1);
+  EXPECT_EQ(captured.counts().replays, 3);
+}
+
 TEST(Graphs, TheTrainerWritesTheSameWindowsWithAndWithoutGraphs) {
   torch::manual_seed(5);
   ImageDataset data(torch::randint(0, 256, {64, 1, 8, 8}, torch::kInt64).to(torch::kUInt8),

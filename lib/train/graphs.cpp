@@ -326,6 +326,14 @@ void CapturedEval::body() {
 
 std::pair<torch::Tensor, torch::Tensor> CapturedEval::batch(const torch::Tensor& inputs, const torch::Tensor& targets) {
   TORCH_CHECK(!model_.is_training(), "CapturedEval: the model must be in eval mode");
+  // The full size is the largest batch seen: a split shorter than a batch evaluated first (a small validation set)
+  // must not fix the capture at its size, leaving every later full batch eager.
+  if (!shape_.empty() && inputs.dim() > 0 && inputs.size(0) > shape_[0]) {
+    shape_.clear();
+    target_shape_.clear();
+    warmup_left_ = 1;
+    captured_ = false;
+  }
   const bool full = shape_.empty() || (inputs.sizes().vec() == shape_ && targets.sizes().vec() == target_shape_);
   SideStream::Scope on_side(*side_);
   if (!full || warmup_left_ > 0) {

@@ -110,8 +110,9 @@ class CapturedStep {
   GraphCounts counts_;
 };
 
-/// Evaluation batches under CUDA graphs: one forward pass in eval mode without gradients, captured at the first
-/// full batch's size after one eager batch and replayed, captured again when a weight's or buffer's storage moved.
+/// Evaluation batches under CUDA graphs: one forward pass in eval mode without gradients, captured at the largest
+/// batch size seen after one eager batch of it and replayed, captured again when a weight's or buffer's storage
+/// moved or a larger batch arrived; smaller batches run eagerly.
 class CapturedEval {
  public:
   CapturedEval(NetworkBase& model, Precision precision, std::unique_ptr<Recording> recording = nullptr);
