@@ -438,9 +438,7 @@ int run_bench(const BenchOptions& options) {
         {"malloc", allocator_policy()},
         {"conv", convolutions_at(precision, device)},
         {"precision", options.precision},
-        {"cuda_graphs",
-         captured ? nlohmann::json{{"train", to_json(captured->counts())}, {"eval", to_json(captured_eval->counts())}}
-                  : nlohmann::json(false)},
+        {"cuda_graphs", captured ? to_json(*captured, *captured_eval) : nlohmann::json(false)},
         {"kernels", kernels},
         {"train_img_per_s", img_per_s},
         {"epoch_img_per_s", epoch_rate},

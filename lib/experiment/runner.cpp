@@ -645,7 +645,7 @@ nlohmann::json RunSession::finish() {
   outcome.threads = threads_;
   outcome.conv = convolutions_at(ctx_->precision, device_);
   if (captured_step_) {
-    outcome.cuda_graphs = {{"train", to_json(captured_step_->counts())}, {"eval", to_json(captured_eval_->counts())}};
+    outcome.cuda_graphs = to_json(*captured_step_, *captured_eval_);
   }
   if (device_.is_cpu()) outcome.kernels = to_json(kernels_);
   outcome.retries = retries_;

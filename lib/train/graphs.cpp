@@ -227,11 +227,7 @@ void CapturedStep::drop_outputs() {
 void CapturedStep::body() {
   // No gradient yet: the backward pass writes each one afresh (captured, it writes the same memory each replay).
   for (auto& p : params_) p.mutable_grad() = torch::Tensor();
-  torch::Tensor logits;
-  {
-    const AutocastScope autocast(precision_, inputs_.device());
-    logits = model_.forward(inputs_);
-  }
+  const auto logits = forward_at(model_, inputs_, precision_);
   auto loss = torch::nn::functional::cross_entropy(at_least_float(logits), targets_);
   loss.backward();
   if (clip_ > 0) clip_gradients(params_, clip_);
@@ -288,17 +284,16 @@ StepOutput CapturedStep::step(const torch::Tensor& inputs, const torch::Tensor& 
   return {logits_.clone(), loss_.clone()};
 }
 
+nlohmann::json to_json(const CapturedStep& step, const CapturedEval& eval) {
+  return {{"train", to_json(step.counts())}, {"eval", to_json(eval.counts())}};
+}
+
 // ---- evaluation ----
 
 std::pair<torch::Tensor, torch::Tensor> eval_batch(NetworkBase& model, const torch::Tensor& inputs,
                                                    const torch::Tensor& targets, Precision precision) {
   torch::NoGradGuard no_grad;
-  torch::Tensor logits;
-  {
-    const AutocastScope autocast(precision, inputs.device());
-    logits = model.forward(inputs);
-  }
-  logits = at_least_float(logits);
+  const auto logits = at_least_float(forward_at(model, inputs, precision));
   auto loss = torch::nn::functional::cross_entropy(
       logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   return {loss, logits.argmax(1).ne(targets).sum()};

@@ -141,6 +141,10 @@ class CapturedEval {
   GraphCounts counts_;
 };
 
+/// How a run's (or bench's) steps and evaluation batches ran, as summary.json and bench's JSON record it:
+/// {"train": counts, "eval": counts}.
+nlohmann::json to_json(const CapturedStep& step, const CapturedEval& eval);
+
 /// One evaluation batch computed eagerly: (summed cross-entropy, misclassified count), as CapturedEval::batch.
 std::pair<torch::Tensor, torch::Tensor> eval_batch(NetworkBase& model, const torch::Tensor& inputs,
                                                    const torch::Tensor& targets, Precision precision);

@@ -30,15 +30,17 @@ const char* to_string(RunStatus status) {
   return "unknown";
 }
 
+torch::Tensor forward_at(NetworkBase& model, const torch::Tensor& inputs, Precision precision) {
+  const AutocastScope autocast(precision, inputs.device());
+  return model.forward(inputs);
+}
+
 StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
                       const torch::Tensor& targets, GradientSync* grad_sync,
                       const std::function<void()>& after_backward, double clip_grad_norm, Precision precision) {
   optimizer.zero_grad();
   StepOutput out;
-  {
-    const AutocastScope autocast(precision, inputs.device());  // one forward pass: no cast weight outlives a step
-    out.logits = model.forward(inputs);
-  }
+  out.logits = forward_at(model, inputs, precision);
   out.loss = torch::nn::functional::cross_entropy(at_least_float(out.logits), targets);
   if (grad_sync != nullptr) grad_sync->begin_backward();
   out.loss.backward();
@@ -287,12 +289,7 @@ EvalResult evaluate(NetworkBase& model, const BatchSource& loader, Distributed* 
     Batch batch = to_device(loader.batch(b), device);
     if (batch.crops > 1) {
       // Multi-crop evaluation: the prediction is the softmax averaged over an example's views.
-      torch::Tensor logits;
-      {
-        const AutocastScope autocast(precision, device);
-        logits = model.forward(batch.inputs);
-      }
-      logits = at_least_float(logits);
+      const auto logits = at_least_float(forward_at(model, batch.inputs, precision));
       const int64_t n = batch.targets.size(0);
       auto log_p = torch::log_softmax(logits.view({n, batch.crops, -1}), 2);
       log_p = torch::logsumexp(log_p, 1) - std::log(static_cast<double>(batch.crops));

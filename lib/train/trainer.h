@@ -147,6 +147,9 @@ class Trainer {
 struct StepOutput {
   torch::Tensor logits, loss;
 };
+/// `model`'s forward pass at `precision` (bf16: under autocast, its logits in bf16; one pass, so no cast weight
+/// outlives it): the one forward pass of train_step, evaluation and the CUDA graphs' step.
+torch::Tensor forward_at(NetworkBase& model, const torch::Tensor& inputs, Precision precision);
 StepOutput train_step(NetworkBase& model, torch::optim::SGD& optimizer, const torch::Tensor& inputs,
                       const torch::Tensor& targets, GradientSync* grad_sync = nullptr,
                       const std::function<void()>& after_backward = {}, double clip_grad_norm = 0.0,
