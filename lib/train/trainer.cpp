@@ -97,18 +97,22 @@ void Trainer::run() {
     // Time spent in hooks (probes) is not training time: it is left out of img_per_s.
     auto hook_start = std::chrono::steady_clock::now();
     for (auto& cb : callbacks_) cb->on_batch_begin(ctx_);
+    // The callbacks that watch this step, and only they, see on_after_backward, with or without graphs: a hook
+    // that forgot watches_step() is never called, on the CPU as on a GPU, instead of only where graphs replay.
+    std::vector<Callback*> watching;
+    for (auto& cb : callbacks_) {
+      if (cb->watches_step()) watching.push_back(cb.get());
+    }
     double hook_seconds = seconds_since(hook_start);
 
     const auto after_backward = [&] {
       const auto start = std::chrono::steady_clock::now();
-      for (auto& cb : callbacks_) cb->on_after_backward(ctx_);
+      for (Callback* cb : watching) cb->on_after_backward(ctx_);
       hook_seconds += seconds_since(start);
     };
     StepOutput out;
     if (ctx_.captured_step != nullptr) {
-      const bool watched =
-          std::any_of(callbacks_.begin(), callbacks_.end(), [](const auto& cb) { return cb->watches_step(); });
-      out = ctx_.captured_step->step(batch.inputs, batch.targets, watched, after_backward);
+      out = ctx_.captured_step->step(batch.inputs, batch.targets, !watching.empty(), after_backward);
     } else {
       out = train_step(model, ctx_.optimizer, batch.inputs, batch.targets, ctx_.grad_sync, after_backward,
                        ctx_.clip_grad_norm, ctx_.precision);

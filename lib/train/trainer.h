@@ -86,11 +86,11 @@ class Callback {
   virtual ~Callback() = default;
   virtual void on_train_begin(TrainContext& /*ctx*/) {}
   virtual void on_batch_begin(TrainContext& /*ctx*/) {}
-  /// After the backward pass, before the update. Under CUDA graphs only in a step that runs eagerly: one that a
-  /// callback's watches_step() asked for, or a warm-up step, or a batch of another size.
+  /// After the backward pass, before the update, in the steps where this callback's watches_step() said true,
+  /// and only in those, with or without CUDA graphs (a replayed graph runs no host code).
   virtual void on_after_backward(TrainContext& /*ctx*/) {}
-  /// Called after on_batch_begin: whether this step must run eagerly, because this callback reads it as it
-  /// happens (a tap on the forward pass, the gradients in on_after_backward). A replayed graph runs no host code.
+  /// Called after on_batch_begin: whether this callback reads this step as it happens (a tap on the forward
+  /// pass, the gradients in on_after_backward). A watched step runs eagerly under CUDA graphs.
   virtual bool watches_step() const { return false; }
   virtual void on_batch_end(TrainContext& /*ctx*/) {}
   /// Every log_every iterations, at each epoch end and at the end, with the statistics since the last call.
