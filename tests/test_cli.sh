@@ -129,7 +129,7 @@ cat >"$work/precision.json" <<'JSON'
  "data": {"train_size": 128, "test_size": 64}, "optim": {"batch": 32, "iterations": 3},
  "train": {"log_every": 3, "eval_batch": 64}}
 JSON
-check "precision axis" 0 "-bf16 \(vs float32: residual [-+][0-9.]+ \[" -- \
+check "precision axis" 0 "-bf16 \(vs float32: residual train [-+][0-9.]+ \[.*\], test [-+][0-9.]+ \[" -- \
   "$reslab" run "$work/precision.json" --out "$work/precision" --seeds 1,2 --threads 2 --no-plot
 check "precision runs" 0 "^resnet8-bf16-s1 resnet8-bf16-s2 resnet8-float32-s1 resnet8-float32-s2 2$" -- \
   /usr/bin/python3 -c "

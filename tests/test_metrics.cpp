@@ -333,7 +333,10 @@ TEST(Results, Bf16RowsArePairedWithFloat32AtEachSeedAndGraphsAreNoConfiguration)
   expect_number(vs["residual"]["test_error"]["mean"], 2.0);
   std::ostringstream out;
   print_degradation_table(results, out);
-  EXPECT_NE(out.str().find("-bf16 (vs float32: residual +1.50 [-4.85, 7.85]"), std::string::npos) << out.str();
+  // Both errors: a precision may change generalisation as much as training.
+  EXPECT_NE(out.str().find("-bf16 (vs float32: residual train +1.50 [-4.85, 7.85], test +2.00 [2.00, 2.00])"),
+            std::string::npos)
+      << out.str();
 }
 
 TEST(Results, AFixupNetsDefaultParameterGroupsLabelNothingButItsTag) {

@@ -563,22 +563,26 @@ void print_degradation_table(const nlohmann::json& results, std::ostream& out) {
     if (row.contains("variant")) line << "   " << row["variant"].get<std::string>();
     // Each side against the same side of a baseline's row (named by its residual net, as the table is), and a
     // precision's row against float32's.
-    auto sides_text = [](const nlohmann::json& vs) {
+    // A precision changes what a net learns and how it generalises alike: both errors; a baseline the training
+    // error, as the paired column.
+    auto sides_text = [](const nlohmann::json& vs, bool with_test) {
       std::string parts;
       for (const char* side : {"residual", "plain"}) {
         if (!vs.contains(side)) continue;
-        const auto text = format_difference(vs[side]["train_error"]);
-        if (!text.empty()) parts += (parts.empty() ? "" : ", ") + std::string(side) + " " + text;
+        std::string text = format_difference(vs[side]["train_error"]);
+        const std::string test = with_test ? format_difference(vs[side]["test_error"]) : "";
+        if (!test.empty()) text = (text.empty() ? "" : "train " + text + ", ") + "test " + test;
+        if (!text.empty()) parts += (parts.empty() ? "" : with_test ? "; " : ", ") + std::string(side) + " " + text;
       }
       return parts;
     };
     if (row.contains("vs_baseline")) {
-      const auto parts = sides_text(row["vs_baseline"]);
+      const auto parts = sides_text(row["vs_baseline"], false);
       if (!parts.empty())
         line << " (vs the " << row["vs_baseline"]["model"].get<std::string>() << " row: " << parts << ")";
     }
     if (row.contains("vs_float32")) {
-      const auto parts = sides_text(row["vs_float32"]);
+      const auto parts = sides_text(row["vs_float32"], true);
       if (!parts.empty()) line << " (vs float32: " << parts << ")";
     }
     std::string text = line.str();
