@@ -120,7 +120,9 @@ TEST(Ranges, EveryNumberIsCheckedBeforeWorkStarts) {
   };
   for (const auto& [section, key, value, expected] : cases) {
     SCOPED_TRACE(section + "." + key);
-    expect_error<ConfigError>([&] { parse_experiment(with(section, key, value), "r.json"); }, {"r.json", expected});
+    // A lambda captures no structured binding before C++20 (clang refuses it): the document is made outside.
+    const auto doc = with(section, key, value);
+    expect_error<ConfigError>([&doc] { parse_experiment(doc, "r.json"); }, {"r.json", expected});
   }
   // The same ranges hold for the command line: --epochs inf used to "complete" after one iteration.
   for (double epochs : {std::numeric_limits<double>::infinity(), 1e300, std::nan("")}) {
@@ -282,7 +284,7 @@ TEST(Summaries, AFileOfTheWrongShapeIsNamedWithItsKey) {
   };
   for (const auto& [summary, expected] : bad) {
     SCOPED_TRACE(summary.dump());
-    expect_error<std::runtime_error>([&] { check_summary(summary, "RUN/summary.json"); },
+    expect_error<std::runtime_error>([&s = summary] { check_summary(s, "RUN/summary.json"); },
                                      {"RUN/summary.json", expected});
   }
 }
