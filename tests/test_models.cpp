@@ -1,4 +1,5 @@
 // Blocks and CIFAR-style networks: shapes, gradients, parameter counts (paper Table 6) and multiply-adds.
+#include <optional>
 #include <tuple>
 
 #include "models/resnet.h"
@@ -226,38 +227,44 @@ TEST_F(ModelsTest, ImageNetFamilyMatchesTable1AndTheReferenceCounts) {
   EXPECT_EQ(plain->depth(), 34);
 }
 
+// One network of each family and block option, on small inputs.
+std::vector<ResNetOptions> every_family() {
+  return {imagenet_options(18).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
+          imagenet_options(50).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::A}),
+          imagenet_options(50)
+              .blocks([](ResidualBlockOptions& b) { b.preact(true); })
+              .spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
+          ResNetOptions(11)
+              .blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+          ResNetOptions(11)
+              .blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck).preact(true); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+          ResNetOptions(14)
+              .blocks([](ResidualBlockOptions& b) { b.preact(true); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+          ResNetOptions(11)
+              .blocks([](ResidualBlockOptions& b) { b.branch_layers(1); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+          ResNetOptions(11)
+              .blocks([](ResidualBlockOptions& b) { b.branch_layers(3); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::C}),
+          ResNetOptions(8)
+              .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kBatchNormNoAffine); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+          ResNetOptions(8)
+              .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).fixup(true); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
+          ResNetOptions(8)
+              .blocks([](ResidualBlockOptions& b) { b.branch_scale(BranchScale::kZero); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+          ResNetOptions(8)
+              .blocks([](ResidualBlockOptions& b) { b.residual(false); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A})};
+}
+
 TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
-  const std::vector<ResNetOptions> variants = {
-      imagenet_options(18).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
-      imagenet_options(50).spec(ModelSpec{{3, 32, 32}, 5, Shortcut::A}),
-      imagenet_options(50)
-          .blocks([](ResidualBlockOptions& b) { b.preact(true); })
-          .spec(ModelSpec{{3, 32, 32}, 5, Shortcut::B}),
-      ResNetOptions(11)
-          .blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11)
-          .blocks([](ResidualBlockOptions& b) { b.kind(BlockKind::kBottleneck).preact(true); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(14)
-          .blocks([](ResidualBlockOptions& b) { b.preact(true); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11)
-          .blocks([](ResidualBlockOptions& b) { b.branch_layers(1); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
-      ResNetOptions(11)
-          .blocks([](ResidualBlockOptions& b) { b.branch_layers(3); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::C}),
-      ResNetOptions(8)
-          .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kBatchNormNoAffine); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(8)
-          .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).fixup(true); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
-      ResNetOptions(8)
-          .blocks([](ResidualBlockOptions& b) { b.branch_scale(BranchScale::kZero); })
-          .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A})};
-  for (const auto& o : variants) {
+  for (const auto& o : every_family()) {
     ResNet net(o);
     SCOPED_TRACE(c10::str(*net));
     const auto x = torch::randn({2, o.spec().input.channels, o.spec().input.height, o.spec().input.width});
@@ -274,6 +281,44 @@ TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
   testing::expect_error<std::invalid_argument>(
       [] { ResNet net(ResNetOptions(21).blocks([](ResidualBlockOptions& b) { b.branch_layers(1); })); },
       {"21", "3n+2"});
+}
+
+// Unwatched, the ReLUs and residual additions work in place; a tap that watches (here one that only looks) makes
+// the forward pass out of place. Both must give the same floats, forward and backward, in training and in
+// evaluation, and neither may write into the caller's input.
+TEST_F(ModelsTest, InPlaceActivationsGiveTheWatchedPassesFloats) {
+  ForwardTap looking;
+  for (const auto& o : every_family()) {
+    ResNet net(o);
+    SCOPED_TRACE(c10::str(*net));
+    const auto x = torch::randn({2, o.spec().input.channels, o.spec().input.height, o.spec().input.width});
+    const auto x_before = x.clone();
+    // Evaluation first: training passes move BN's running statistics.
+    std::vector<torch::Tensor> evaluated, logits, grads;
+    net->eval();
+    for (bool watched : {false, true}) {
+      std::optional<TapGuard> guard;
+      if (watched) guard.emplace(*net, looking);
+      torch::NoGradGuard no_grad;
+      evaluated.push_back(net->forward(x));
+    }
+    net->train();
+    for (bool watched : {false, true}) {
+      std::optional<TapGuard> guard;
+      if (watched) guard.emplace(*net, looking);
+      net->zero_grad();
+      logits.push_back(net->forward(x));
+      (logits.back() - 1).square().sum().backward();  // not zero where Fixup zeroes the classifier
+      std::vector<torch::Tensor> g;
+      for (const auto& p : net->parameters()) g.push_back(p.grad().flatten().clone());
+      grads.push_back(torch::cat(g));
+    }
+    EXPECT_TRUE(torch::equal(x, x_before));
+    EXPECT_TRUE(torch::equal(evaluated[0], evaluated[1]));
+    EXPECT_TRUE(torch::equal(logits[0], logits[1]));
+    EXPECT_TRUE(torch::equal(grads[0], grads[1]));
+    EXPECT_GT(grads[0].abs().sum().item<double>(), 0.0);
+  }
 }
 
 TEST_F(ModelsTest, AZeroBranchScaleMakesEveryBlockTheIdentityAtTheStart) {
