@@ -59,8 +59,7 @@ int main(int argc, char** argv) {
       const double in_place = watched_first ? b : a, out_of_place = watched_first ? a : b;
       ratios.push_back(out_of_place / in_place);
       std::printf("%s %s round %d: in place %.1f img/s, out of place %.1f img/s, ratio %.3f\n", name.c_str(),
-                  train ? "step" : "eval", r, steps * batch / in_place, steps * batch / out_of_place,
-                  ratios.back());
+                  train ? "step" : "eval", r, steps * batch / in_place, steps * batch / out_of_place, ratios.back());
     }
     std::sort(ratios.begin(), ratios.end());
     std::printf("%s %s: in place / out of place speed, median %.3f [%.3f, %.3f] over %d rounds\n", name.c_str(),
