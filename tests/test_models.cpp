@@ -4,6 +4,7 @@
 
 #include "models/resnet.h"
 #include "test_util.h"
+#include "train/precision.h"
 
 namespace reslab {
 namespace {
@@ -285,39 +286,48 @@ TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
 
 // Unwatched, the ReLUs and residual additions work in place; a tap that watches (here one that only looks) makes
 // the forward pass out of place. Both must give the same floats, forward and backward, in training and in
-// evaluation, and neither may write into the caller's input.
+// evaluation, in float32 and under bf16 autocast (where a block's terms may differ in type), and neither may
+// write into the caller's input.
 TEST_F(ModelsTest, InPlaceActivationsGiveTheWatchedPassesFloats) {
   ForwardTap looking;
-  for (const auto& o : every_family()) {
-    ResNet net(o);
-    SCOPED_TRACE(c10::str(*net));
-    const auto x = torch::randn({2, o.spec().input.channels, o.spec().input.height, o.spec().input.width});
-    const auto x_before = x.clone();
-    // Evaluation first: training passes move BN's running statistics.
-    std::vector<torch::Tensor> evaluated, logits, grads;
-    net->eval();
-    for (bool watched : {false, true}) {
-      std::optional<TapGuard> guard;
-      if (watched) guard.emplace(*net, looking);
-      torch::NoGradGuard no_grad;
-      evaluated.push_back(net->forward(x));
+  for (const Precision precision : {Precision::kFloat32, Precision::kBf16}) {
+    for (const auto& o : every_family()) {
+      ResNet net(o);
+      SCOPED_TRACE(to_string(precision) + " " + c10::str(*net));
+      const auto x = torch::randn({2, o.spec().input.channels, o.spec().input.height, o.spec().input.width});
+      const auto x_before = x.clone();
+      // Evaluation first: training passes move BN's running statistics. Each pass has an autocast scope of its own,
+      // as a run's have: autocast caches its casts of the weights until the outermost scope ends.
+      std::vector<torch::Tensor> evaluated, logits, grads;
+      net->eval();
+      for (bool watched : {false, true}) {
+        std::optional<TapGuard> guard;
+        if (watched) guard.emplace(*net, looking);
+        const AutocastScope autocast(precision, torch::kCPU);
+        torch::NoGradGuard no_grad;
+        evaluated.push_back(net->forward(x));
+      }
+      net->train();
+      for (bool watched : {false, true}) {
+        std::optional<TapGuard> guard;
+        if (watched) guard.emplace(*net, looking);
+        const AutocastScope autocast(precision, torch::kCPU);
+        net->zero_grad();
+        logits.push_back(net->forward(x));
+        (logits.back().to(torch::kFloat32) - 1)
+            .square()
+            .sum()
+            .backward();  // not zero where Fixup zeroes the classifier
+        std::vector<torch::Tensor> g;
+        for (const auto& p : net->parameters()) g.push_back(p.grad().flatten().clone());
+        grads.push_back(torch::cat(g));
+      }
+      EXPECT_TRUE(torch::equal(x, x_before));
+      EXPECT_TRUE(torch::equal(evaluated[0], evaluated[1]));
+      EXPECT_TRUE(torch::equal(logits[0], logits[1]));
+      EXPECT_TRUE(torch::equal(grads[0], grads[1]));
+      EXPECT_GT(grads[0].abs().sum().item<double>(), 0.0);
     }
-    net->train();
-    for (bool watched : {false, true}) {
-      std::optional<TapGuard> guard;
-      if (watched) guard.emplace(*net, looking);
-      net->zero_grad();
-      logits.push_back(net->forward(x));
-      (logits.back() - 1).square().sum().backward();  // not zero where Fixup zeroes the classifier
-      std::vector<torch::Tensor> g;
-      for (const auto& p : net->parameters()) g.push_back(p.grad().flatten().clone());
-      grads.push_back(torch::cat(g));
-    }
-    EXPECT_TRUE(torch::equal(x, x_before));
-    EXPECT_TRUE(torch::equal(evaluated[0], evaluated[1]));
-    EXPECT_TRUE(torch::equal(logits[0], logits[1]));
-    EXPECT_TRUE(torch::equal(grads[0], grads[1]));
-    EXPECT_GT(grads[0].abs().sum().item<double>(), 0.0);
   }
 }
 
