@@ -2,6 +2,7 @@
 #include <optional>
 #include <tuple>
 
+#include "models/batch_norm.h"
 #include "models/resnet.h"
 #include "test_util.h"
 #include "train/precision.h"
@@ -254,6 +255,12 @@ std::vector<ResNetOptions> every_family() {
               .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kBatchNormNoAffine); })
               .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
           ResNetOptions(8)
+              .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+          ResNetOptions(8)
+              .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).branch_scale(BranchScale::kOne); })
+              .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::A}),
+          ResNetOptions(8)
               .blocks([](ResidualBlockOptions& b) { b.norm(Norm::kNone).fixup(true); })
               .spec(ModelSpec{{1, 16, 16}, 5, Shortcut::B}),
           ResNetOptions(8)
@@ -286,15 +293,27 @@ TEST_F(ModelsTest, EveryFamilyRunsForwardAndBackward) {
 
 // Unwatched, the ReLUs and residual additions work in place; a tap that watches (here one that only looks) makes
 // the forward pass out of place. Both must give the same floats, forward and backward, in training and in
-// evaluation, in float32 and under bf16 autocast (where a block's terms may differ in type), and neither may
-// write into the caller's input.
+// evaluation, and neither may write into the caller's input: in float32, in channels-last (reslab's Winograd
+// convolutions), with synchronised BN's own forward (an identity reducer), and under bf16 autocast (where a
+// block's terms may differ in type).
 TEST_F(ModelsTest, InPlaceActivationsGiveTheWatchedPassesFloats) {
+  struct Case {
+    Precision precision;
+    bool channels_last, sync_bn;
+  };
   ForwardTap looking;
-  for (const Precision precision : {Precision::kFloat32, Precision::kBf16}) {
+  for (const Case c : {Case{Precision::kFloat32, false, false}, Case{Precision::kFloat32, true, false},
+                       Case{Precision::kFloat32, false, true}, Case{Precision::kBf16, false, false}}) {
     for (const auto& o : every_family()) {
       ResNet net(o);
-      SCOPED_TRACE(to_string(precision) + " " + c10::str(*net));
-      const auto x = torch::randn({2, o.spec().input.channels, o.spec().input.height, o.spec().input.width});
+      SCOPED_TRACE(to_string(c.precision) + (c.channels_last ? " channels-last" : "") +
+                   (c.sync_bn ? " sync-bn " : " ") + c10::str(*net));
+      if (c.sync_bn && set_batch_norm_sync(*net, [](const torch::Tensor& t) { return t; }) == 0) continue;
+      auto x = torch::randn({2, o.spec().input.channels, o.spec().input.height, o.spec().input.width});
+      if (c.channels_last) {
+        to_channels_last(*net);
+        x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      }
       const auto x_before = x.clone();
       // Evaluation first: training passes move BN's running statistics. Each pass has an autocast scope of its own,
       // as a run's have: autocast caches its casts of the weights until the outermost scope ends.
@@ -303,7 +322,7 @@ TEST_F(ModelsTest, InPlaceActivationsGiveTheWatchedPassesFloats) {
       for (bool watched : {false, true}) {
         std::optional<TapGuard> guard;
         if (watched) guard.emplace(*net, looking);
-        const AutocastScope autocast(precision, torch::kCPU);
+        const AutocastScope autocast(c.precision, torch::kCPU);
         torch::NoGradGuard no_grad;
         evaluated.push_back(net->forward(x));
       }
@@ -311,7 +330,7 @@ TEST_F(ModelsTest, InPlaceActivationsGiveTheWatchedPassesFloats) {
       for (bool watched : {false, true}) {
         std::optional<TapGuard> guard;
         if (watched) guard.emplace(*net, looking);
-        const AutocastScope autocast(precision, torch::kCPU);
+        const AutocastScope autocast(c.precision, torch::kCPU);
         net->zero_grad();
         logits.push_back(net->forward(x));
         (logits.back().to(torch::kFloat32) - 1)
