@@ -333,10 +333,8 @@ TEST_F(ModelsTest, InPlaceActivationsGiveTheWatchedPassesFloats) {
         const AutocastScope autocast(c.precision, torch::kCPU);
         net->zero_grad();
         logits.push_back(net->forward(x));
-        (logits.back().to(torch::kFloat32) - 1)
-            .square()
-            .sum()
-            .backward();  // not zero where Fixup zeroes the classifier
+        // Minus 1: a loss whose gradient is not zero where Fixup zeroes the classifier.
+        (logits.back().to(torch::kFloat32) - 1).square().sum().backward();
         std::vector<torch::Tensor> g;
         for (const auto& p : net->parameters()) g.push_back(p.grad().flatten().clone());
         grads.push_back(torch::cat(g));

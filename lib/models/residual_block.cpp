@@ -136,8 +136,9 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& given) {
   const bool preact = options.preact();
   // Where nothing watches, the ReLUs after BN and the residual addition work in place: each writes over this
   // block's own fresh output (BatchNorm's, the scale's, the bias's or the convolution's), none of which autograd
-  // keeps. The same floats, one or two activations less to allocate and write (a tap sees every value it saw).
-  const bool in_place = !preact && tap_ == nullptr && route == BranchRoute::kNormal;
+  // keeps. The same floats, one or two activations less to allocate and write (a tap sees every value it saw;
+  // without one the route is the normal one).
+  const bool in_place = !preact && tap_ == nullptr;
   torch::Tensor x = input, h = input, pre;
   for (size_t i = 0; i < convs_.size(); ++i) {
     const auto layer = first_layer_ + static_cast<int64_t>(i);
